@@ -1,0 +1,5 @@
+import sys
+
+from mitogan.cli import main
+
+sys.exit(main())

@@ -1,0 +1,23 @@
+"""Exceptions whose message is meant for a person: one line naming the file/field and what to do.
+
+The CLI prints ``mitogan: error: <message>`` for these and exits with status 2, never a traceback.
+"""
+
+__all__ = ["MitoganError", "InputError", "ConfigError"]
+
+
+class MitoganError(Exception):
+    """Base class: the message alone tells the user what went wrong and what to do."""
+
+
+class InputError(MitoganError):
+    """A data file or folder cannot be used (empty, corrupt, wrong shape or dtype, no frames)."""
+
+    def __init__(self, path, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+class ConfigError(MitoganError):
+    """A configuration key is unknown or a value is out of range; the message names the dotted key."""

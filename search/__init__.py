@@ -1,0 +1,1 @@
+"""The Ray Tune + Optuna + W&B layer of MitoGAN. It imports ``mitogan``; ``mitogan`` never imports it."""
