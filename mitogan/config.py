@@ -414,6 +414,8 @@ class AugmentConfig(Section):
     p: float = _f(1.0, "probability of augmenting each image", lo=0.0, hi=1.0)
     adaptive: bool = _f(False, "adapt p to keep the discriminator's real-sign accuracy near `target`")
     target: float = _f(0.6, "adaptive target for E[sign(D(real))]", lo=0.0, hi=1.0)
+    ada_kimg: float = _f(20.0, "adaptive speed: thousands of images for p to move by 1", lo=0.01, hi=10000.0)
+    ada_interval: int = _f(4, "discriminator steps between adaptive p updates", lo=1, hi=1000)
 
 
 @dataclass
@@ -431,6 +433,15 @@ class TrainConfig(Section):
     device: str = _f("auto", "auto (CUDA if present), cpu or cuda", choices=("auto", "cpu", "cuda"))
     amp: bool = _f(True, "mixed precision on CUDA (ignored on CPU)")
     threads: Optional[int] = _f(None, "torch CPU threads (None: torch default)", lo=1, hi=256)
+    n_samples: int = _f(64, "fixed-latent EMA samples for grids and the diversity figure", lo=2, hi=1024)
+    eval_samples: int = _f(512, "EMA samples handed to the evaluator at eval steps", lo=2, hi=100000)
+    explode_limit: float = _f(1e3, "signal_critic_explode when |critic estimate| exceeds this", lo=0.0)
+    drift_window: int = _f(10, "reports in the window of the critic-drift slope", lo=3, hi=10000)
+    drift_limit: float = _f(50.0, "signal_critic_drift when the critic estimate's robust change over the "
+                            "window exceeds this", lo=0.0)
+    grad_limit: float = _f(1e4, "signal_grad_blowup when a gradient norm exceeds this", lo=0.0)
+    collapse_floor: float = _f(0.1, "signal_collapse when diversity (relative to real) drops below this",
+                               lo=0.0, hi=10.0)
 
 
 @dataclass

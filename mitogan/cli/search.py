@@ -1,0 +1,59 @@
+"""``mitogan search``: a Ray Tune + Optuna search over preprocessing × architecture × loss × init.
+
+Ray lives in the ``search`` package; it is imported only when this command runs, so the core stays
+free of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub) -> None:
+    p = sub.add_parser("search", help="run a hyperparameter search on a local Ray or a cluster",
+                       description=__doc__.splitlines()[0],
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", nargs="+", default=[], metavar="PATH",
+                   help="files/folders of frames (TIFF, OME-TIFF, GIF, AVI/MP4, PNG/JPEG); default: the built-in simulator")
+    p.add_argument("--space", default="smoke", help="a shipped space (smoke, default) or a YAML space file")
+    p.add_argument("--trials", type=int, default=8, help="number of trials")
+    p.add_argument("--max-concurrent", type=int, default=None, help="trials at once (default: as resources allow)")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs reserved per trial")
+    p.add_argument("--gpus-per-trial", type=float, default=0.0,
+                   help="GPUs per trial; fractional values share a GPU, e.g. 0.25 = four trials per GPU")
+    p.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or a local Ray)")
+    p.add_argument("--storage", default="runs", help="where searches are stored (directory, NFS, s3://, gs://)")
+    p.add_argument("--name", default=None, help="search name (default: <space>-<date>-<time>)")
+    p.add_argument("--seed", type=int, default=0, help="seed of Optuna's TPE sampler")
+    p.add_argument("--no-asha", dest="asha", action="store_false", help="turn ASHA early stopping off")
+    p.add_argument("--no-wandb", dest="wandb", action="store_false", help="no W&B runs")
+    p.add_argument("--channel", type=int, default=None, help="channel to read from multi-channel files")
+    p.add_argument("--z", default="max", help="z reduction for z-stacks: max, mean or an index")
+    p.add_argument("--sim-videos", type=int, default=None, help="videos in the built-in dataset (smaller = faster)")
+    p.add_argument("--sim-frames", type=int, default=None, help="frames per simulated video")
+    p.add_argument("--report", metavar="SEARCH_DIR", default=None,
+                   help="only (re)write the HTML report of an existing search and exit")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    if args.report:
+        from search.report import write_report
+
+        print(write_report(args.report))
+        return 0
+    from search.run import SearchOptions, run_search
+
+    opts = SearchOptions(space=args.space, data=args.data, trials=args.trials, max_concurrent=args.max_concurrent,
+                         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+                         address=args.address, storage=args.storage, name=args.name, seed=args.seed,
+                         asha=args.asha, wandb=args.wandb, channel=args.channel, z=_z(args.z),
+                         sim_videos=args.sim_videos, sim_frames=args.sim_frames)
+    search_dir = run_search(opts)
+    print(f"search finished: {search_dir}")
+    print(f"report: {search_dir / 'report' / 'index.html'}")
+    return 0
+
+
+def _z(value: str):
+    return int(value) if value.lstrip("-").isdigit() else value

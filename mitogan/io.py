@@ -1,0 +1,573 @@
+"""Readers: turn the files a lab has into :class:`mitogan.frames.Video` objects.
+
+Every reader returns frames ``(T, H, W)`` of dtype uint8, uint16 or float32 plus provenance
+(``source``, ``frame_index``, ``meta``). Anything unusable raises :class:`~mitogan.errors.InputError`
+with one line naming the file and the problem, never a bare library traceback.
+
+Formats (by suffix, see ``SUPPORTED_SUFFIXES``):
+
+* TIFF / OME-TIFF (``.tif``, ``.tiff``) through tifffile. Axes come from OME or ImageJ metadata, or
+  from tifffile's own labels (``series[0].axes``); where the file does not label them (tifffile says
+  ``Q``), they are inferred from the shape:
+
+  - ``(H, W)`` is one frame; ``(T, H, W)`` a stack;
+  - a last axis of 2-4 that is at most 1/8 of H and W is channels-last: ``(H, W, C)``, ``(T, H, W, C)``;
+  - ``(T, C, H, W)`` when the second of four axes is 2-4;
+  - a leading axis of 2-4 in ``(N, H, W)`` is ambiguous (two colours, or a short time-lapse). It is
+    read as channels only when the planes look like different stains: weakly correlated (Pearson
+    r < 0.5 between neighbours) *and* with different intensity distributions (mean or standard
+    deviation differing by more than 20 %). Frames of one time-lapse are correlated, or (pure
+    noise) share one distribution, so they stay frames. ``meta["axes_note"]`` records the decision;
+    save ImageJ/OME axes to make it explicit.
+
+  An ImageJ *plain* stack (``slices=N`` with no ``hyperstack`` flag) is read as a time series: ImageJ
+  calls every unlabelled stack "slices", and most of them are time-lapses.
+* GIF through imageio (pillow): palette GIFs decode as RGB.
+* Video (``.avi``, ``.mp4``, ``.mov``, ``.mkv``) through OpenCV, converted to grey.
+* Still images (``.png``, ``.jpg``, ``.jpeg``, ``.bmp``) through imageio. Inside a folder, consecutive
+  (name-sorted) still images of one shape and dtype are grouped into one Video per folder — labs export
+  time-lapses as ``frame_0001.png ...`` — with ``meta["files"]`` listing the file of each frame. TIFFs are
+  never grouped: a TIFF carries its own stack.
+
+Extra axes: ``channel`` picks a channel (default 0 when there are several; ``meta["channel_note"]``
+says so); ``z`` reduces a z axis (``"max"``, ``"mean"`` or a plane index). Any other axes (time,
+positions, tiles, ...) are flattened into frames.
+
+Colour: RGB content whose channels agree (mean channel spread at most 15 % of the mean brightness —
+tolerates small coloured overlays such as a play icon) becomes one channel (per-pixel median of R, G, B,
+exact for equal channels); genuinely coloured RGB becomes luminance (ITU-R 601 weights),
+``meta["colour"]`` says which. Alpha is dropped. With ``channel`` given, that RGB component is taken.
+
+Dtypes: uint8, uint16 and float32 are kept; float16 and float64 become float32; signed or wide integers
+become uint16 when all values fit in [0, 65535] (uint8 for non-negative int8), else float32.
+Boolean (mask) and complex images are rejected, as are float images with NaN/inf. A ``z="mean"``
+projection gives float32.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+
+from mitogan.errors import ConfigError, InputError
+from mitogan.frames import Video
+
+__all__ = ["SUPPORTED_SUFFIXES", "read_file", "read_inputs"]
+
+log = logging.getLogger(__name__)
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+GIF_SUFFIXES = (".gif",)
+VIDEO_SUFFIXES = (".avi", ".mp4", ".mov", ".mkv")
+STILL_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+SUPPORTED_SUFFIXES: tuple[str, ...] = TIFF_SUFFIXES + GIF_SUFFIXES + VIDEO_SUFFIXES + STILL_SUFFIXES
+
+MIN_SIZE = 2  # smallest H and W a frame may have
+_GREY_SPREAD = 0.15  # max mean(channel spread) / mean(brightness) for RGB to count as grey
+_CHANNEL_R = 0.5  # planes correlated at least this much are frames, not channels
+_CHANNEL_STAT_DIFF = 0.2  # relative mean/std difference that marks planes as different stains
+_SPATIAL = set("YX")
+_CHANNEL_AXES = "CS"
+_LUMA = np.array([0.299, 0.587, 0.114])
+
+
+# ----------------------------------------------------------------------------------------------- API
+
+
+def read_file(path, *, channel: int | None = None, z: str | int = "max") -> list[Video]:
+    """Read one image/video file into Videos (one per file; a list so formats may split later).
+
+    Parameters:
+        path: a file with a suffix in ``SUPPORTED_SUFFIXES``.
+        channel: channel index to keep; None keeps channel 0 of multi-channel data (noted in meta)
+            and converts RGB to grey/luminance.
+        z: ``"max"`` or ``"mean"`` projection of a z axis, or the index of one z plane.
+
+    Returns:
+        ``[Video]`` with frames ``(T, H, W)`` uint8/uint16/float32, T >= 1, H, W >= 2.
+
+    Raises:
+        InputError: nonexistent, empty, undecodable or unusable file (one line naming the problem).
+        ConfigError: ``channel`` or ``z`` is not a valid option.
+    """
+    channel, z = _check_options(channel, z)
+    path = Path(path)
+    kind = _check_file(path)
+    reader = {"tiff": _read_tiff, "gif": _read_gif, "video": _read_video, "still": _read_still}[kind]
+    return [reader(path, channel, z)]
+
+
+def read_inputs(
+    paths,
+    *,
+    channel: int | None = None,
+    z: str | int = "max",
+    strict: bool = False,
+    on_skip: Callable[[str, str], None] | None = None,
+) -> list[Video]:
+    """Read files and folders (recursively, name-sorted) into a list of Videos.
+
+    Files inside folders with an unsupported suffix (LICENSE, *.yaml, README.md) and hidden files are
+    ignored silently. A supported file inside a folder that cannot be read is reported through
+    ``on_skip(path, problem)`` and a logged warning, then skipped — unless ``strict``, where its
+    InputError is raised. A file named explicitly in ``paths`` that cannot be read always raises.
+    Files given twice (or also found through a folder) are read once.
+
+    Raises:
+        InputError: a named path does not exist or cannot be read, a folder file is bad with
+            ``strict=True``, or nothing readable was found in the inputs.
+    """
+    channel, z = _check_options(channel, z)
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise InputError("<inputs>", "no input files or folders given")
+    videos: list[Video] = []
+    seen: set[Path] = set()
+    n_skipped = 0
+    for path in paths:
+        if path.is_dir():
+            found, skipped = _read_folder(path, channel, z, strict, on_skip, seen)
+            videos += found
+            n_skipped += skipped
+        elif _mark_seen(path, seen):
+            videos += read_file(path, channel=channel, z=z)
+    if not videos:
+        names = ", ".join(str(p) for p in paths)
+        why = f"{n_skipped} unreadable file(s) skipped" if n_skipped else "no supported files"
+        raise InputError(names, f"no readable images found ({why}; supported: {' '.join(SUPPORTED_SUFFIXES)})")
+    return videos
+
+
+# ------------------------------------------------------------------------------------------ checks
+
+
+def _check_options(channel, z) -> tuple[int | None, str | int]:
+    """Validate ``channel``/``z``; CLI strings like ``"2"`` become ints."""
+    if channel is not None:
+        try:
+            channel = int(channel)
+        except (TypeError, ValueError):
+            raise ConfigError(f"channel: must be a channel index (0, 1, ...), got {channel!r}") from None
+        if channel < 0:
+            raise ConfigError(f"channel: must be >= 0, got {channel}")
+    if isinstance(z, str) and z.strip().lstrip("-").isdigit():
+        z = int(z)
+    if isinstance(z, (int, np.integer)) and not isinstance(z, bool):
+        if z < 0:
+            raise ConfigError(f"z: a plane index must be >= 0, got {z}")
+        return channel, int(z)
+    if z not in ("max", "mean"):
+        raise ConfigError(f"z: must be 'max', 'mean' or a z-plane index, got {z!r}")
+    return channel, z
+
+
+def _check_file(path: Path) -> str:
+    """Return the reader kind for ``path`` or raise InputError (missing, folder, empty, unknown suffix)."""
+    if not path.exists():
+        raise InputError(path, "no such file or folder")
+    if path.is_dir():
+        raise InputError(path, "is a folder; pass it to read_inputs to read the files inside")
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise InputError(path, f"unsupported file type '{suffix or path.name}'; supported: {' '.join(SUPPORTED_SUFFIXES)}")
+    if path.stat().st_size == 0:
+        raise InputError(path, "file is empty (0 bytes)")
+    for kind, suffixes in (("tiff", TIFF_SUFFIXES), ("gif", GIF_SUFFIXES), ("video", VIDEO_SUFFIXES)):
+        if suffix in suffixes:
+            return kind
+    return "still"
+
+
+def _decode_error(path: Path, what: str, err: Exception) -> InputError:
+    """A one-line InputError for a library failure while decoding ``path``."""
+    first = (str(err).strip().splitlines() or [""])[0][:160]
+    if "backend" in first or "can not handle" in first:
+        first = f"its content is not {what} data"  # imageio's wording names plugins, not the problem
+    return InputError(path, f"not a readable {what} ({type(err).__name__}: {first})")
+
+
+def _mark_seen(path: Path, seen: set[Path]) -> bool:
+    """True the first time ``path`` (resolved) is met."""
+    key = path.resolve() if path.exists() else path
+    if key in seen:
+        return False
+    seen.add(key)
+    return True
+
+
+# ------------------------------------------------------------------------------------------ folders
+
+
+def _natural_key(path: Path):
+    """Sort key where frame2 < frame10."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", str(path))]
+
+
+def _folder_files(folder: Path) -> list[Path]:
+    """Supported, non-hidden files under ``folder``, recursively, in natural name order."""
+    files = []
+    for path in folder.rglob("*"):
+        rel = path.relative_to(folder)
+        if any(part.startswith(".") for part in rel.parts):
+            continue  # hidden files, macOS ._* resource forks, .git
+        if path.is_file() and path.suffix.lower() in SUPPORTED_SUFFIXES:
+            files.append(path)
+    return sorted(files, key=lambda p: _natural_key(p.relative_to(folder)))
+
+
+def _read_folder(folder, channel, z, strict, on_skip, seen) -> tuple[list[Video], int]:
+    """Read every supported file under ``folder``; returns (videos, number of files skipped)."""
+    from tqdm.auto import tqdm
+
+    files = [f for f in _folder_files(folder) if _mark_seen(f, seen)]
+    videos: list[Video] = []
+    skipped = 0
+    for path in tqdm(files, desc=f"reading {folder.name}", unit="file", leave=False, disable=len(files) < 50):
+        try:
+            videos += read_file(path, channel=channel, z=z)
+        except InputError as err:
+            if strict:
+                raise
+            skipped += 1
+            log.warning("skipped %s", err)
+            if on_skip is not None:
+                on_skip(str(path), err.problem)
+    return _group_stills(videos), skipped
+
+
+def _group_stills(videos: list[Video]) -> list[Video]:
+    """Merge runs of single-frame still images from one folder with one shape/dtype into one Video."""
+    out: list[Video] = []
+    run: list[Video] = []
+
+    def flush():
+        if len(run) == 1:
+            out.append(run[0])
+        elif run:
+            frames = np.concatenate([v.frames for v in run])  # (T, H, W)
+            meta = dict(run[0].meta, files=[v.source for v in run], grouped="still images of one folder")
+            out.append(Video(frames, str(Path(run[0].source).parent), np.arange(len(run)), meta))
+        run.clear()
+
+    for video in videos:
+        groupable = video.meta.get("format") == "still" and video.n_frames == 1
+        if run and not (
+            groupable
+            and Path(video.source).parent == Path(run[0].source).parent
+            and video.frames.shape[1:] == run[0].frames.shape[1:]
+            and video.frames.dtype == run[0].frames.dtype
+        ):
+            flush()
+        (run if groupable else out).append(video)
+    flush()
+    return out
+
+
+# --------------------------------------------------------------------------------------------- TIFF
+
+
+def _read_tiff(path: Path, channel, z) -> Video:
+    """Multi-page TIFF / OME-TIFF / ImageJ hyperstack → Video (axes from metadata or inferred)."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if not tif.series or not tif.pages:
+                raise InputError(path, "TIFF contains zero frames")
+            series = tif.series[0]
+            arr = series.asarray()
+            axes, source = _tiff_axes(tif, series.axes)
+    except InputError:
+        raise
+    except Exception as err:
+        raise _tiff_error(path, err) from None
+    meta = {"format": "tiff", "original_shape": tuple(arr.shape), "original_dtype": str(arr.dtype),
+            "axes_source": source}
+    if axes is None:
+        axes = _infer_axes(path, arr, meta)
+    rgb = "S" in axes and arr.shape[axes.index("S")] in (3, 4) and "C" not in axes
+    return _to_video(path, arr, axes, channel, z, meta, rgb=rgb)
+
+
+def _tiff_error(path: Path, err: Exception) -> InputError:
+    """Name the failure: not a TIFF at all, or a TIFF whose pages/data run past the end of the file."""
+    msg = str(err)
+    if "not a TIFF" in msg or "not a valid TIFF" in msg:
+        return _decode_error(path, "TIFF image", err)
+    if isinstance(err, EOFError) or any(k in msg for k in ("failed to read", "offset", "EOF", "truncat", "corrupt")):
+        first = (msg.strip().splitlines() or [""])[0][:120]
+        return InputError(path, f"TIFF is truncated or corrupt ({first}); re-export or re-copy the file")
+    return _decode_error(path, "TIFF image", err)
+
+
+def _tiff_axes(tif, axes: str) -> tuple[str | None, str]:
+    """Axes labels to trust for ``series[0]``, or None when they must be inferred from the shape."""
+    if tif.is_ome:
+        return axes, "ome"
+    if tif.is_imagej:
+        ij = tif.imagej_metadata or {}
+        if axes == "ZYX" and not ij.get("hyperstack"):
+            return "TYX", "imagej (plain stack read as time)"
+        return axes.replace("I", "T"), "imagej"
+    if "Q" in axes:
+        return None, "inferred"  # shaped file without axes: tifffile's Y/X are guesses too
+    shaped_axes = any("axes" in m for m in (tif.shaped_metadata or ()))
+    if tif.is_shaped and not shaped_axes and axes.startswith("S"):
+        # tifffile stores any (3|4, H, W) uint8 stack as planar RGB unless told otherwise: not evidence
+        return None, "inferred"
+    return axes.replace("I", "T"), "tiff"
+
+
+def _infer_axes(path: Path, arr: np.ndarray, meta: dict) -> str:
+    """Guess axes letters for an unlabelled array (rules in the module docstring)."""
+    shape = arr.shape
+    small = lambda n: 2 <= n <= 4  # noqa: E731
+    if arr.ndim >= 3 and small(shape[-1]) and shape[-1] * 8 <= min(shape[-3], shape[-2]) and arr.ndim <= 4:
+        return "YXC" if arr.ndim == 3 else "TYXC"
+    if arr.ndim == 2:
+        return "YX"
+    if arr.ndim == 3:
+        if small(shape[0]) and _planes_look_like_channels(arr, meta):
+            return "CYX"
+        return "TYX"
+    if arr.ndim == 4 and small(shape[1]):
+        return "TCYX"
+    raise InputError(path, f"cannot tell which axes of shape {shape} are time, z and channel; "
+                           "save it with ImageJ or OME axes metadata")
+
+
+def _planes_look_like_channels(arr: np.ndarray, meta: dict) -> bool:
+    """Decide whether the 2-4 leading planes of ``arr`` (N, H, W) are stains rather than frames."""
+    step = max(1, max(arr.shape[1:]) // 256)  # subsample big planes; the statistics barely change
+    planes = arr[:, ::step, ::step].reshape(arr.shape[0], -1).astype(np.float64)  # (N, P)
+    means, stds = planes.mean(1), planes.std(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = [np.corrcoef(planes[i], planes[i + 1])[0, 1] for i in range(len(planes) - 1)]
+        r_min = float(np.nanmin(r)) if not np.all(np.isnan(r)) else float("nan")
+    scale = lambda v: (v.max() - v.min()) / max(abs(v).max(), 1e-12)  # noqa: E731
+    differ = max(scale(means), scale(stds)) > _CHANNEL_STAT_DIFF
+    is_channels = bool(not (r_min >= _CHANNEL_R) and differ)
+    what = "channels" if is_channels else "frames"
+    meta["axes_note"] = (f"leading axis of size {arr.shape[0]} read as {what} (neighbour correlation r={r_min:.2f}, "
+                         f"intensity distributions {'differ' if differ else 'match'}); "
+                         "save ImageJ/OME axes to make this explicit")
+    return is_channels
+
+
+# -------------------------------------------------------------------------------- GIF, video, still
+
+
+def _read_gif(path: Path, channel, z) -> Video:
+    """GIF → Video; palette frames decode as RGB (T, H, W, 3) and are turned grey."""
+    import imageio.v3 as iio
+
+    try:
+        arr = np.asarray(iio.imread(path, index=None, plugin="pillow"))
+    except Exception as err:
+        raise _decode_error(path, "GIF image", err) from None
+    meta = {"format": "gif", "original_shape": tuple(arr.shape), "original_dtype": str(arr.dtype)}
+    if arr.ndim == 3:
+        return _to_video(path, arr, "TYX", channel, z, meta)
+    if arr.ndim != 4:
+        raise InputError(path, f"unexpected GIF array shape {arr.shape}")
+    return _to_video(path, arr, "TYXS", channel, z, meta, rgb=True)
+
+
+def _read_still(path: Path, channel, z) -> Video:
+    """PNG/JPEG/BMP → one-frame Video (16-bit PNG stays uint16; RGB turned grey; alpha dropped)."""
+    import imageio.v3 as iio
+
+    try:
+        arr = np.asarray(iio.imread(path))
+    except Exception as err:
+        raise _decode_error(path, f"{path.suffix.lower().lstrip('.').upper()} image", err) from None
+    meta = {"format": "still", "original_shape": tuple(arr.shape), "original_dtype": str(arr.dtype)}
+    if arr.ndim == 2:
+        return _to_video(path, arr, "YX", channel, z, meta)
+    if arr.ndim == 3 and arr.shape[-1] == 2:
+        return _to_video(path, arr[..., 0], "YX", channel, z, meta)  # grey + alpha
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
+        return _to_video(path, arr, "YXS", channel, z, meta, rgb=True)
+    raise InputError(path, f"unexpected image array shape {arr.shape}")
+
+
+def _read_video(path: Path, channel, z) -> Video:
+    """AVI/MP4/... through OpenCV → grey Video (BGR frames reordered to RGB, then turned grey)."""
+    import cv2
+    from tqdm.auto import tqdm
+
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            raise InputError(path, "not a readable video (OpenCV could not open it)")
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        expected = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        frames = []
+        with tqdm(total=expected or None, desc=f"reading {path.name}", unit="frame", leave=False,
+                  disable=expected < 500) as bar:
+            while True:
+                ok, frame = cap.read()
+                if not ok:
+                    break
+                frames.append(frame[..., ::-1] if frame.ndim == 3 else frame)  # BGR → RGB
+                bar.update()
+    finally:
+        cap.release()
+    if not frames:
+        raise InputError(path, "video contains zero frames")
+    arr = np.stack(frames)  # (T, H, W, 3) or (T, H, W)
+    meta = {"format": "video", "original_shape": tuple(arr.shape), "original_dtype": str(arr.dtype), "fps": fps}
+    if arr.ndim == 3:
+        return _to_video(path, arr, "TYX", channel, z, meta)
+    return _to_video(path, arr, "TYXS", channel, z, meta, rgb=True)
+
+
+# ------------------------------------------------------------------------------ axes → (T, H, W)
+
+
+def _to_video(path: Path, arr: np.ndarray, axes: str, channel, z, meta: dict, *, rgb: bool = False) -> Video:
+    """Select channel, reduce z, flatten the rest into frames and check the result.
+
+    ``arr`` has one axis per letter of ``axes`` (must include Y and X); ``rgb`` marks an S axis that
+    holds an RGB(A) rendering rather than independent stains.
+    """
+    if arr.ndim != len(axes) or not _SPATIAL <= set(axes):
+        raise InputError(path, f"cannot map axes '{axes}' onto shape {arr.shape}")
+    meta["axes"] = axes
+    _check_dtype_kind(path, arr.dtype)
+    if any(arr.shape[i] == 0 for i, a in enumerate(axes) if a not in _SPATIAL):
+        raise InputError(path, f"contains zero frames (shape {arr.shape})")
+    h, w = arr.shape[axes.index("Y")], arr.shape[axes.index("X")]
+    if h < MIN_SIZE or w < MIN_SIZE:
+        raise InputError(path, f"frames are {h}x{w} pixels; need at least {MIN_SIZE}x{MIN_SIZE}")
+    arr, axes = _merge_channel_axes(arr, axes)
+    if "C" in axes:
+        arr, axes = _select_channel(path, arr, axes, channel, meta, rgb=rgb)
+    elif channel not in (None, 0):
+        raise InputError(path, f"channel {channel} requested but the file has 1 channel")
+    if "Z" in axes:
+        arr, axes = _reduce_z(path, arr, axes, z, meta)
+    rest = [i for i, a in enumerate(axes) if a not in _SPATIAL]
+    order = rest + [axes.index("Y"), axes.index("X")]
+    frames = np.transpose(arr, order)
+    frames = frames.reshape((-1,) + frames.shape[-2:])  # (T, H, W): time, positions, ... flattened
+    return _finish(path, frames, meta)
+
+
+def _merge_channel_axes(arr: np.ndarray, axes: str) -> tuple[np.ndarray, str]:
+    """Rename S to C; if both C and S exist, fold them into one C axis."""
+    if "S" not in axes:
+        return arr, axes
+    if "C" not in axes:
+        return arr, axes.replace("S", "C")
+    c, s = axes.index("C"), axes.index("S")
+    arr = np.moveaxis(arr, [c, s], [-2, -1])
+    rest = "".join(a for a in axes if a not in "CS")
+    arr = arr.reshape(arr.shape[:-2] + (-1,))
+    return arr, rest + "C"
+
+
+def _select_channel(path, arr, axes, channel, meta, *, rgb):
+    """Keep one channel (or turn RGB grey); returns the array without its C axis."""
+    c = axes.index("C")
+    n = arr.shape[c]
+    meta["n_channels"] = n
+    rest = axes.replace("C", "")
+    if rgb and n in (3, 4) and channel is None:
+        frames_last = np.moveaxis(arr, c, -1)[..., :3]  # (..., 3): alpha dropped
+        return _rgb_to_grey(frames_last, meta), rest
+    if channel is None:
+        channel = 0
+        meta["channel_note"] = f"channel 0 of {n} kept by default (choose with channel=/--channel)"
+    if channel >= n:
+        raise InputError(path, f"channel {channel} requested but the file has {n} channels (0-{n - 1})")
+    meta["channel"] = channel
+    return np.take(arr, channel, axis=c), rest
+
+
+def _rgb_to_grey(rgb: np.ndarray, meta: dict) -> np.ndarray:
+    """(..., 3) RGB → (...) grey: median of channels when they agree, else ITU-R 601 luminance."""
+    step = max(1, rgb.size // (3 * 2_000_000))  # measure colourfulness on a subsample of big stacks
+    sample = rgb.reshape(-1, 3)[::step].astype(np.float32)
+    spread = float((sample.max(1) - sample.min(1)).mean())
+    brightness = float(sample.max(1).mean())
+    ratio = spread / brightness if brightness > 0 else 0.0
+    meta["colour_spread"] = round(ratio, 4)
+    if ratio <= _GREY_SPREAD:
+        meta["colour"] = "grey (RGB with equal channels, collapsed to one)"
+        return np.median(rgb, axis=-1).astype(rgb.dtype)  # exact for equal channels
+    meta["colour"] = "luminance (coloured RGB converted with ITU-R 601 weights)"
+    grey = rgb.astype(np.float32) @ _LUMA.astype(np.float32)
+    if np.issubdtype(rgb.dtype, np.integer):
+        return np.clip(np.rint(grey), 0, np.iinfo(rgb.dtype).max).astype(rgb.dtype)
+    return grey
+
+
+def _reduce_z(path, arr, axes, z, meta):
+    """Max/mean projection over Z, or one Z plane; returns the array without its Z axis."""
+    k = axes.index("Z")
+    n = arr.shape[k]
+    meta["n_z"] = n
+    meta["z"] = z
+    rest = axes.replace("Z", "")
+    if z == "max":
+        return arr.max(axis=k), rest
+    if z == "mean":
+        return arr.mean(axis=k, dtype=np.float64).astype(np.float32), rest
+    if z >= n:
+        raise InputError(path, f"z plane {z} requested but the file has {n} z planes (0-{n - 1})")
+    return np.take(arr, z, axis=k), rest
+
+
+# ------------------------------------------------------------------------------------------ dtypes
+
+
+def _check_dtype_kind(path: Path, dt: np.dtype) -> None:
+    """Reject dtypes that are not intensities (bool masks, complex, non-numeric) before any maths."""
+    if dt == np.bool_:
+        raise InputError(path, "unsupported dtype bool (a 1-bit mask, not fluorescence intensities)")
+    if np.issubdtype(dt, np.complexfloating):
+        raise InputError(path, f"unsupported dtype {dt} (complex values are not intensities)")
+    if not (np.issubdtype(dt, np.integer) or np.issubdtype(dt, np.floating)):
+        raise InputError(path, f"unsupported dtype {dt}; need integer or float intensities")
+
+
+def _normalise_dtype(path: Path, frames: np.ndarray, meta: dict) -> np.ndarray:
+    """Map an integer/float dtype onto uint8/uint16/float32 (rules in the module docstring)."""
+    dt = frames.dtype
+    _check_dtype_kind(path, dt)
+    if dt in (np.uint8, np.uint16, np.float32):
+        out = frames
+    elif np.issubdtype(dt, np.floating):
+        out = frames.astype(np.float32)
+    elif np.issubdtype(dt, np.integer):
+        lo, hi = int(frames.min()), int(frames.max())
+        if lo >= 0 and hi <= 255 and dt.itemsize == 1:
+            out = frames.astype(np.uint8)
+        elif lo >= 0 and hi <= 65535:
+            out = frames.astype(np.uint16)
+        else:
+            out = frames.astype(np.float32)
+    if out.dtype == np.float32 and not np.isfinite(out).all():
+        raise InputError(path, "contains NaN or infinite values (or floats beyond float32 range)")
+    if out.dtype != dt:
+        meta["converted_from"] = str(dt)
+    return out
+
+
+def _finish(path: Path, frames: np.ndarray, meta: dict) -> Video:
+    """Check frames (T, H, W) and wrap them in a Video."""
+    t, h, w = frames.shape
+    if t == 0:
+        raise InputError(path, "contains zero frames")
+    if h < MIN_SIZE or w < MIN_SIZE:
+        raise InputError(path, f"frames are {h}x{w} pixels; need at least {MIN_SIZE}x{MIN_SIZE}")
+    frames = np.ascontiguousarray(_normalise_dtype(path, frames, meta))
+    return Video(frames=frames, source=str(path), frame_index=np.arange(t), meta=meta)

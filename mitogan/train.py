@@ -1,0 +1,562 @@
+"""One GAN training run as a library function with hooks: ``train(cfg, tiles, ...) -> TrainResult``.
+
+The loop counts *generator* steps; each one is preceded by ``cfg.loss.n_critic`` discriminator steps.
+Real and fake images both pass through the same differentiable augmentation (``mitogan.augment``).
+An EMA copy of the generator is kept for sampling, evaluation and export.
+
+Hooks (all optional):
+    on_report(report)   called every ``train.report_every`` steps and whenever a sample grid, checkpoint
+                        or evaluation happens, and once at the end (so several cadences merge into one
+                        report per step).
+    should_stop()       polled after every step; True ends the run cleanly (checkpoint, final report,
+                        ``result.stopped``).
+    evaluate(fakes)     at ``train.eval_every`` steps and at the end, with (N, 1, S, S) float32 EMA samples
+                        in [-1, 1]; the returned dict is merged into that step's report.
+
+Report keys (scalars; averages over the steps since the previous report unless noted):
+    step                generator steps done
+    loss_d, loss_g      discriminator / generator loss (penalties included in loss_d)
+    penalty             gradient penalty / R1 term added to loss_d (0 when off)
+    d_real, d_fake      mean D output on augmented real / fake images (logits or critic values)
+    wasserstein         critic estimate E[D(real)] - E[D(fake)], reported for every loss
+    grad_norm_d/_g      global L2 gradient norm (mean), grad_norm_d_max/_g_max (max) over the window
+    diversity           mean pairwise L2 distance between EMA samples of the fixed latent batch, divided by
+                        that of a fixed batch of real tiles (≈1 healthy, → 0 collapse); at this step
+    aug_p               augmentation probability now (moves when augment.adaptive)
+    nonfinite           1 if any loss, output or gradient in the window was NaN/Inf, else 0
+    critic_drift        robust (Theil–Sen) slope of ``wasserstein`` over the last ``train.drift_window``
+                        reports, times the window's span in steps: how far the estimate moved
+    steps_per_s         throughput since the previous report (wall clock; not reproducible)
+Convergence signals, 0/1 each (measurements, not a stopping policy — that belongs to the search layer):
+    signal_nonfinite       nonfinite == 1
+    signal_critic_explode  |wasserstein| > train.explode_limit (or not finite)
+    signal_critic_drift    |critic_drift| > train.drift_limit
+    signal_grad_blowup     a gradient norm in the window > train.grad_limit (or not finite)
+    signal_collapse        diversity < train.collapse_floor
+    signal_any             max of the above
+Only at some steps:
+    samples     (n_samples, 1, S, S) float32 in [-1, 1] from the fixed latent batch (every train.sample_every)
+    checkpoint  str path of the checkpoint written at this step (every train.checkpoint_every, at the end)
+    ... plus whatever ``evaluate`` returned.
+
+Checkpoints are one file, ``out_dir/checkpoint.pt``, written atomically (temporary file, fsync,
+``os.replace``) and loadable with ``torch.load(weights_only=True)``. They hold G, D, EMA, optimisers,
+AMP scalers, the RNG states of python/numpy/torch/CUDA and the data sampler, the step, the adaptive
+augmentation state and the report history, so ``resume=`` continues the very same run.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from mitogan import losses
+from mitogan.augment import AdaptiveP, diff_augment
+from mitogan.config import Config, save_config, to_dict, to_flat
+from mitogan.errors import ConfigError, InputError
+from mitogan.models import build_discriminator, build_generator, init_weights
+
+__all__ = ["train", "TrainResult", "load_checkpoint", "save_checkpoint", "CHECKPOINT_NAME", "SIGNALS"]
+
+CHECKPOINT_NAME = "checkpoint.pt"
+CHECKPOINT_VERSION = 1
+SIGNALS = ("signal_nonfinite", "signal_critic_explode", "signal_critic_drift", "signal_grad_blowup",
+           "signal_collapse")
+_ACCUM = ("loss_d", "loss_g", "penalty", "d_real", "d_fake", "grad_norm_d", "grad_norm_g")
+
+
+@dataclass
+class TrainResult:
+    """What a run produced. ``generator`` is the EMA generator in eval mode (on the training device)."""
+
+    steps: int
+    stopped: bool
+    report: dict
+    history: list[dict]
+    generator: nn.Module
+    paths: dict[str, Path] = field(default_factory=dict)
+
+
+@dataclass
+class _State:
+    """Everything that changes during a run (and is checkpointed)."""
+
+    G: nn.Module
+    D: nn.Module
+    ema: nn.Module
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    scaler_g: torch.amp.GradScaler
+    scaler_d: torch.amp.GradScaler
+    ada: AdaptiveP
+    data_gen: torch.Generator
+    z_fixed: torch.Tensor
+    device: torch.device
+    amp: bool
+    step: int = 0
+    history: list = field(default_factory=list)
+    acc: dict = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------------
+# set-up
+
+
+def _device(train_cfg) -> torch.device:
+    if train_cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device: 'cuda' requested but no CUDA device is available (use auto or cpu)")
+    if train_cfg.device == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda")
+
+
+def _as_tiles(tiles, image_size: int) -> np.ndarray:
+    """(N, 1, S, S) float32 from a TileSet or array; the size must match the config."""
+    arr = np.asarray(getattr(tiles, "tiles", tiles), dtype=np.float32)
+    if arr.ndim == 3:
+        arr = arr[:, None]
+    if arr.ndim != 4 or arr.shape[1] != 1 or arr.shape[2] != arr.shape[3] or arr.shape[0] == 0:
+        raise InputError("tiles", f"expected a non-empty (N, 1, S, S) array, got shape {arr.shape}")
+    if arr.shape[-1] != image_size:
+        raise ConfigError(f"preprocess.tile.size: is {image_size} but the tiles are {arr.shape[-1]}x"
+                          f"{arr.shape[-1]} px (set preprocess.tile.size={arr.shape[-1]} or re-tile the data)")
+    return arr
+
+
+def _optimizer(params, optim_cfg, lr: float) -> torch.optim.Optimizer:
+    if optim_cfg.name == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=(optim_cfg.beta1, optim_cfg.beta2))
+    return torch.optim.RMSprop(params, lr=lr, alpha=optim_cfg.beta2)
+
+
+def _seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _build_state(cfg: Config, device: torch.device) -> _State:
+    """Fresh networks (initialised), optimisers and RNGs for ``cfg``; seeds the global RNGs."""
+    _seed(cfg.train.seed)
+    G = init_weights(build_generator(cfg.model, cfg.image_size), cfg.init.scheme, cfg.init.gain).to(device)
+    D = init_weights(build_discriminator(cfg.model, cfg.image_size), cfg.init.scheme, cfg.init.gain).to(device)
+    ema = copy.deepcopy(G).eval().requires_grad_(False)
+    amp = device.type == "cuda" and cfg.train.amp
+    z_gen = torch.Generator().manual_seed(cfg.train.seed + 1)
+    return _State(
+        G=G, D=D, ema=ema,
+        opt_g=_optimizer(G.parameters(), cfg.optim, cfg.optim.lr_g),
+        opt_d=_optimizer(D.parameters(), cfg.optim, cfg.optim.lr_d),
+        scaler_g=torch.amp.GradScaler("cuda", enabled=amp), scaler_d=torch.amp.GradScaler("cuda", enabled=amp),
+        ada=AdaptiveP(cfg.augment.p, cfg.augment.target, cfg.augment.ada_kimg, cfg.augment.ada_interval),
+        data_gen=torch.Generator().manual_seed(cfg.train.seed),
+        z_fixed=torch.randn(cfg.train.n_samples, cfg.model.latent_dim, generator=z_gen).to(device),
+        device=device, amp=amp, acc=_new_acc(device))
+
+
+def _new_acc(device) -> dict:
+    """Window accumulators as device tensors, so the hot loop never synchronises with the GPU."""
+    acc = {k: torch.zeros((), device=device) for k in _ACCUM}
+    acc.update(grad_norm_d_max=torch.zeros((), device=device), grad_norm_g_max=torch.zeros((), device=device),
+               nonfinite=torch.zeros((), device=device), n_d=0, n_g=0, t0=time.perf_counter())
+    return acc
+
+
+# ---------------------------------------------------------------------------------------------------
+# one step
+
+
+def _grad_norm(params) -> torch.Tensor:
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+
+
+def _autocast(st: _State):
+    return torch.autocast(device_type=st.device.type, dtype=torch.float16, enabled=st.amp)
+
+
+def _d_step(st: _State, cfg: Config, data: torch.Tensor) -> None:
+    """One discriminator update on a random real batch and a fresh fake batch."""
+    b, kind = cfg.train.batch_size, cfg.loss.kind
+    idx = torch.randint(data.shape[0], (b,), generator=st.data_gen).to(st.device)
+    z = torch.randn(b, cfg.model.latent_dim, device=st.device)
+    with _autocast(st):
+        with torch.no_grad():
+            fake = st.G(z)  # (B, 1, S, S)
+        real_a, fake_a = diff_augment(data[idx], cfg.augment, st.ada.p), diff_augment(fake, cfg.augment, st.ada.p)
+        out_r, out_f = st.D(real_a), st.D(fake_a)  # (B,), (B,)
+        loss = losses.d_loss(kind, out_r, out_f)
+    penalty = torch.zeros((), device=st.device)
+    with torch.autocast(device_type=st.device.type, enabled=False):  # penalties in fp32: double backprop
+        if kind == "wgan_gp" and cfg.loss.gp_lambda > 0:
+            penalty = penalty + cfg.loss.gp_lambda * losses.gradient_penalty(st.D, real_a.float(), fake_a.float())
+        if cfg.loss.r1_gamma > 0:
+            penalty = penalty + 0.5 * cfg.loss.r1_gamma * losses.r1_penalty(st.D, real_a.float())
+    total = loss + penalty
+    st.opt_d.zero_grad(set_to_none=True)
+    st.scaler_d.scale(total).backward()
+    st.scaler_d.unscale_(st.opt_d)
+    gn = _grad_norm(st.D.parameters())
+    st.scaler_d.step(st.opt_d)
+    st.scaler_d.update()
+    if kind == "wgan_clip":
+        losses.clip_weights(st.D, cfg.loss.clip)
+    if cfg.augment.adaptive:
+        st.ada.observe(out_r)
+    _accumulate(st.acc, "d", loss_d=total, penalty=penalty, d_real=out_r.float().mean(),
+                d_fake=out_f.float().mean(), grad_norm_d=gn)
+
+
+def _g_step(st: _State, cfg: Config) -> None:
+    """One generator update through the (frozen) discriminator, then the EMA update."""
+    b = cfg.train.batch_size
+    z = torch.randn(b, cfg.model.latent_dim, device=st.device)
+    st.D.requires_grad_(False)  # no D gradients needed: saves a third of the backward
+    with _autocast(st):
+        out = st.D(diff_augment(st.G(z), cfg.augment, st.ada.p))  # (B, 1, S, S) → (B,)
+        loss = losses.g_loss(cfg.loss.kind, out)
+    st.opt_g.zero_grad(set_to_none=True)
+    st.scaler_g.scale(loss).backward()
+    st.scaler_g.unscale_(st.opt_g)
+    gn = _grad_norm(st.G.parameters())
+    st.scaler_g.step(st.opt_g)
+    st.scaler_g.update()
+    st.D.requires_grad_(True)
+    _update_ema(st, cfg.train.ema_decay)
+    _accumulate(st.acc, "g", loss_g=loss, grad_norm_g=gn)
+
+
+@torch.no_grad()
+def _update_ema(st: _State, decay: float) -> None:
+    # warm-up: average over the steps so far while they are fewer than 1/(1-decay)
+    d = min(decay, (1.0 + st.step) / (10.0 + st.step))
+    torch._foreach_lerp_(list(st.ema.parameters()), list(st.G.parameters()), 1.0 - d)
+    for be, b in zip(st.ema.buffers(), st.G.buffers()):
+        be.copy_(b)
+
+
+def _accumulate(acc: dict, who: str, **values) -> None:
+    acc["n_" + who] += 1
+    for k, v in values.items():
+        v = v.detach().float()
+        acc[k] += v
+        acc["nonfinite"] = torch.maximum(acc["nonfinite"], (~torch.isfinite(v)).float())
+    key = "grad_norm_" + who
+    acc[key + "_max"] = torch.maximum(acc[key + "_max"], torch.nan_to_num(values[key].detach().float(), nan=math.inf))
+
+
+# ---------------------------------------------------------------------------------------------------
+# reports and signals
+
+
+def _mean_pairwise(x: torch.Tensor) -> float:
+    """Mean pairwise L2 distance between the rows of (B, ...) (float64 for stability)."""
+    return float(torch.pdist(x.flatten(1).double()).mean()) if x.shape[0] > 1 else 0.0
+
+
+def _theil_sen(xs: list[float], ys: list[float]) -> float:
+    """Median of pairwise slopes: a trend estimate that a few wild points cannot move."""
+    slopes = [(ys[j] - ys[i]) / (xs[j] - xs[i]) for i in range(len(xs)) for j in range(i + 1, len(xs))
+              if xs[j] != xs[i]]
+    return float(np.median(slopes)) if slopes else 0.0
+
+
+def _window_scalars(st: _State) -> dict:
+    """Averages of the window accumulators (one device sync), then reset them."""
+    acc = st.acc
+    keys = list(_ACCUM) + ["grad_norm_d_max", "grad_norm_g_max", "nonfinite"]
+    vals = torch.stack([acc[k].float().cpu() for k in keys]).tolist()
+    out = dict(zip(keys, vals))
+    for k in _ACCUM:
+        n = acc["n_g"] if k in ("loss_g", "grad_norm_g") else acc["n_d"]
+        out[k] = out[k] / n if n else float("nan")
+    dt = time.perf_counter() - acc["t0"]
+    out["steps_per_s"] = acc["n_g"] / dt if dt > 0 else float("nan")
+    st.acc = _new_acc(st.device)
+    return out
+
+
+def _signals(r: dict, history: list[dict], train_cfg) -> dict:
+    """The convergence measurements from this report's scalars and the report history."""
+    w = r["wasserstein"]
+    tail = [h for h in history if math.isfinite(h.get("wasserstein", math.nan))][-(train_cfg.drift_window - 1):]
+    xs = [h["step"] for h in tail] + [r["step"]]
+    ys = [h["wasserstein"] for h in tail] + [w]
+    drift = _theil_sen(xs, ys) * (xs[-1] - xs[0]) if len(xs) >= 3 and math.isfinite(w) else 0.0
+    gmax = max(r["grad_norm_d_max"], r["grad_norm_g_max"])
+    s = {"critic_drift": drift,
+         "signal_nonfinite": int(r["nonfinite"] > 0),
+         "signal_critic_explode": int(not math.isfinite(w) or abs(w) > train_cfg.explode_limit),
+         "signal_critic_drift": int(abs(drift) > train_cfg.drift_limit),
+         "signal_grad_blowup": int(not math.isfinite(gmax) or gmax > train_cfg.grad_limit),
+         "signal_collapse": int(not math.isfinite(r["diversity"]) or r["diversity"] < train_cfg.collapse_floor)}
+    s["signal_any"] = max(s[k] for k in SIGNALS)
+    return s
+
+
+@torch.no_grad()
+def _ema_samples(st: _State, z: torch.Tensor, batch: int = 256) -> np.ndarray:
+    """EMA generator images for latents z (N, Z) → (N, 1, S, S) float32 numpy."""
+    outs = [st.ema(z[i:i + batch].to(st.device)).float().cpu() for i in range(0, z.shape[0], batch)]
+    return torch.cat(outs).numpy()
+
+
+def _make_report(st: _State, cfg: Config, real_spread: float) -> tuple[dict, np.ndarray]:
+    """Scalars for the current step plus the fixed-latent EMA samples (N, 1, S, S)."""
+    r = {"step": st.step}
+    r.update(_window_scalars(st))
+    r["wasserstein"] = r["d_real"] - r["d_fake"]
+    samples = _ema_samples(st, st.z_fixed)
+    finite = bool(np.isfinite(samples).all())
+    r["diversity"] = _mean_pairwise(torch.from_numpy(samples)) / real_spread if finite else float("nan")
+    r["nonfinite"] = float(max(r["nonfinite"], 0.0 if finite else 1.0))
+    r["aug_p"] = float(st.ada.p)
+    r.update(_signals(r, st.history, cfg.train))
+    return r, samples
+
+
+def _scalars(report: dict) -> dict:
+    """The JSON-able scalar part of a report (arrays dropped, numpy scalars made plain)."""
+    out = {}
+    for k, v in report.items():
+        if isinstance(v, (np.generic, torch.Tensor)) and np.ndim(v) == 0:
+            v = v.item()
+        if isinstance(v, (bool, int, float, str)):
+            out[k] = v
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# checkpoints
+
+
+def _rng_state(st: _State) -> dict:
+    np_state = np.random.get_state()
+    return {"python": random.getstate(),
+            "numpy": (np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])),
+            "torch": torch.get_rng_state(), "data": st.data_gen.get_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def _set_rng_state(st: _State, rng: dict) -> None:
+    py = rng["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    name, keys, pos, has_gauss, cached = rng["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(rng["torch"])
+    st.data_gen.set_state(rng["data"])
+    if rng["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+def save_checkpoint(path, obj: dict) -> Path:
+    """Write ``obj`` with torch.save atomically: temporary file in the same folder, fsync, os.replace.
+
+    A crash at any point leaves either the previous checkpoint or the new one, never a torn file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path, map_location="cpu") -> dict:
+    """Read a checkpoint file (or ``<dir>/checkpoint.pt``) safely (``weights_only=True``)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT_NAME
+    if not path.is_file():
+        raise InputError(path, "no checkpoint here (nothing to resume; start without --resume)")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:
+        raise InputError(path, f"not a readable checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("version") != CHECKPOINT_VERSION:
+        raise InputError(path, "not a mitogan training checkpoint (or from an incompatible version)")
+    return ckpt
+
+
+def _checkpoint_dict(st: _State, cfg: Config) -> dict:
+    return {"version": CHECKPOINT_VERSION, "step": st.step, "config": to_flat(cfg),
+            "generator_config": dict(st.G.config), "discriminator_config": dict(st.D.config),
+            "G": st.G.state_dict(), "D": st.D.state_dict(), "EMA": st.ema.state_dict(),
+            "opt_g": st.opt_g.state_dict(), "opt_d": st.opt_d.state_dict(),
+            "scaler_g": st.scaler_g.state_dict(), "scaler_d": st.scaler_d.state_dict(),
+            "ada": st.ada.state_dict(), "rng": _rng_state(st), "z_fixed": st.z_fixed.cpu(),
+            "history": list(st.history)}
+
+
+def _restore(st: _State, ckpt: dict, cfg: Config, path) -> None:
+    """Load a checkpoint into a freshly built state; the architecture must match the config."""
+    old = {k: v for k, v in ckpt["config"].items() if k.startswith("model.") or k == "preprocess.tile.size"}
+    new = to_flat(cfg)
+    for key, value in old.items():
+        if new.get(key) != value:
+            raise ConfigError(f"{key}: the checkpoint {path} was trained with {value!r}, the config says "
+                              f"{new.get(key)!r} (resume needs the same architecture)")
+    st.G.load_state_dict(ckpt["G"])
+    st.D.load_state_dict(ckpt["D"])
+    st.ema.load_state_dict(ckpt["EMA"])
+    st.opt_g.load_state_dict(ckpt["opt_g"])
+    st.opt_d.load_state_dict(ckpt["opt_d"])
+    st.scaler_g.load_state_dict(ckpt["scaler_g"])
+    st.scaler_d.load_state_dict(ckpt["scaler_d"])
+    st.ada.load_state_dict(ckpt["ada"])
+    st.z_fixed = ckpt["z_fixed"].to(st.device)
+    st.step, st.history = int(ckpt["step"]), list(ckpt["history"])
+    _set_rng_state(st, ckpt["rng"])
+
+
+# ---------------------------------------------------------------------------------------------------
+# run folder
+
+
+def _json_line(report: dict) -> str:
+    # NaN/Inf are not JSON: write null so any JSON reader can load the file
+    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in report.items()}
+    return json.dumps(clean)
+
+
+def _start_files(out: Path, cfg: Config, history: list[dict]) -> dict[str, Path]:
+    """Write the resolved config and (re)write metrics.jsonl from the history (drops lines past a resume)."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"config": save_config(cfg, out / "config.yaml"), "metrics": out / "metrics.jsonl",
+             "checkpoint": out / CHECKPOINT_NAME, "samples": out / "samples"}
+    with open(paths["metrics"], "w") as f:
+        f.writelines(_json_line(h) + "\n" for h in history)
+    return paths
+
+
+def _write_plots(out: Path, history: list[dict]) -> dict[str, Path]:
+    """loss_curves.png (losses, critic estimate) and signals.png (diversity, gradient norms, signals)."""
+    from mitogan.viz import save_line_plot
+
+    def series(*keys):
+        return {k: ([h["step"] for h in history], [h.get(k, math.nan) for h in history]) for k in keys}
+
+    sig = series("diversity", "grad_norm_d", "grad_norm_g", *SIGNALS)
+    return {"loss_curves": save_line_plot(series("loss_d", "loss_g", "wasserstein"), out / "loss_curves.png",
+                                          title="losses and critic estimate", logy=True),
+            "signals": save_line_plot(sig, out / "signals.png", title="convergence signals", logy=True)}
+
+
+# ---------------------------------------------------------------------------------------------------
+# the loop
+
+
+def _events(step: int, final: bool, cfg: Config, has_out: bool, has_eval: bool) -> dict:
+    t = cfg.train
+    ev = {"report": step % t.report_every == 0 or final,
+          "sample": step % t.sample_every == 0 or final,
+          "checkpoint": has_out and (step % t.checkpoint_every == 0 or final),
+          "eval": has_eval and ((t.eval_every > 0 and step % t.eval_every == 0) or final)}
+    ev["any"] = any(ev.values())
+    return ev
+
+
+def _after_step(st: _State, cfg: Config, ev: dict, ctx: dict) -> Optional[dict]:
+    """Report / sample / evaluate / checkpoint at this step as ``ev`` says; returns the report."""
+    if not ev["any"]:
+        return None
+    report, samples = _make_report(st, cfg, ctx["real_spread"])
+    if ev["sample"]:
+        report["samples"] = samples
+        if ctx["out"] is not None:
+            from mitogan.viz import save_image_grid
+
+            save_image_grid(samples, ctx["out"] / "samples" / f"step_{st.step:06d}.png")
+    if ev["eval"]:
+        z = torch.randn(cfg.train.eval_samples, cfg.model.latent_dim,
+                        generator=torch.Generator().manual_seed(cfg.train.seed + 2))
+        report.update(ctx["evaluate"](_ema_samples(st, z)) or {})
+    if ev["checkpoint"]:
+        report["checkpoint"] = str(ctx["paths"]["checkpoint"])
+    st.history.append(_scalars(report))
+    if ev["checkpoint"]:
+        save_checkpoint(ctx["paths"]["checkpoint"], _checkpoint_dict(st, cfg))
+        ctx["paths"].update(_write_plots(ctx["out"], st.history))
+    if ctx["out"] is not None:
+        with open(ctx["paths"]["metrics"], "a") as f:
+            f.write(_json_line(st.history[-1]) + "\n")
+    if ctx["on_report"] is not None:
+        ctx["on_report"](report)
+    return report
+
+
+def train(cfg: Config, tiles, *, out_dir=None, on_report: Optional[Callable[[dict], None]] = None,
+          should_stop: Optional[Callable[[], bool]] = None, resume=None,
+          evaluate: Optional[Callable[[np.ndarray], dict]] = None, progress: bool = False) -> TrainResult:
+    """Train a GAN on ``tiles`` ((N, 1, S, S) float32 in [-1, 1], or a TileSet) for ``cfg.train.steps``.
+
+    ``out_dir`` (optional) receives config.yaml, metrics.jsonl, samples/step_XXXXXX.png, loss_curves.png,
+    signals.png and checkpoint.pt. ``resume`` is a checkpoint file or a folder holding checkpoint.pt; the
+    run continues from its step with the same RNG streams (same numbers on CPU as an uninterrupted run).
+    See the module docstring for the hooks and the report keys. ``progress`` shows a tqdm bar.
+    """
+    data_np = _as_tiles(tiles, cfg.image_size)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    device = _device(cfg.train)
+    st = _build_state(cfg, device)
+    if resume is not None:
+        _restore(st, load_checkpoint(resume, map_location=device), cfg, resume)
+    data = torch.from_numpy(data_np).to(device)
+    ref = np.random.default_rng(cfg.train.seed).choice(len(data_np), min(cfg.train.n_samples, len(data_np)),
+                                                       replace=False)
+    out = Path(out_dir) if out_dir is not None else None
+    ctx = {"out": out, "paths": _start_files(out, cfg, st.history) if out is not None else {},
+           "real_spread": max(_mean_pairwise(torch.from_numpy(data_np[np.sort(ref)])), 1e-12),
+           "evaluate": evaluate, "on_report": on_report}
+    stopped, report = _loop(st, cfg, data, ctx, should_stop, progress)
+    if report is None:  # nothing happened this call (stopped at once, or resumed a finished run)
+        report = _after_step(st, cfg, _events(st.step, True, cfg, out is not None, evaluate is not None), ctx)
+    return TrainResult(steps=st.step, stopped=stopped, report=report, history=list(st.history),
+                       generator=st.ema.eval(), paths=dict(ctx["paths"]))
+
+
+def _loop(st: _State, cfg: Config, data: torch.Tensor, ctx: dict, should_stop, progress: bool):
+    """Run steps until cfg.train.steps or should_stop(); returns (stopped, last report or None)."""
+    from tqdm.auto import tqdm
+
+    stopped = bool(should_stop and should_stop())
+    report = None
+    st.G.train(), st.D.train()
+    with tqdm(total=cfg.train.steps, initial=min(st.step, cfg.train.steps), disable=not progress,
+              desc="train", unit="step", dynamic_ncols=True) as bar:
+        while not stopped and st.step < cfg.train.steps:
+            for _ in range(cfg.loss.n_critic):
+                _d_step(st, cfg, data)
+            _g_step(st, cfg)
+            st.step += 1
+            bar.update(1)
+            stopped = bool(should_stop and should_stop())
+            final = stopped or st.step >= cfg.train.steps
+            ev = _events(st.step, final, cfg, ctx["out"] is not None, ctx["evaluate"] is not None)
+            r = _after_step(st, cfg, ev, ctx)
+            if r is not None:
+                report = r
+                bar.set_postfix(loss_d=f"{r['loss_d']:.3g}", loss_g=f"{r['loss_g']:.3g}",
+                                div=f"{r['diversity']:.2f}", refresh=False)
+    return stopped, report

@@ -1,0 +1,221 @@
+"""Results a person can read: a static HTML page (no server) for a finished or running search.
+
+``write_report(search_dir)`` reads the search's files only (Ray's per-trial ``params.json`` and
+``result.json``, the Optuna journal, the trainer's sample grids), so it works on a copy of the folder on a
+laptop with no Ray running. It writes ``report/index.html`` with: the top trials, stop reasons counted,
+Optuna's hyperparameter importances, and PNG plots (primary metric vs step per trial, importances, the best
+trial's samples). ``collect_trials`` and ``best_trial`` are also what the export step uses.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import shutil
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mitogan.errors import MitoganError
+
+__all__ = ["TrialRecord", "collect_trials", "best_trial", "write_report"]
+
+
+@dataclass
+class TrialRecord:
+    """One trial as read back from disk."""
+
+    trial_id: str
+    dir: Path
+    params: dict
+    results: list[dict] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def last(self) -> dict:
+        return self.results[-1] if self.results else {}
+
+    @property
+    def step(self) -> int:
+        return int(self.last.get("step", 0))
+
+    @property
+    def primary(self) -> float | None:
+        value = self.last.get("primary")
+        return None if value is None or not math.isfinite(value) else float(value)
+
+    @property
+    def status(self) -> str:
+        """finished | stopped | error | running."""
+        if self.error:
+            return "error"
+        if self.last.get("finished"):
+            return "finished"
+        return "stopped" if self.results else "running"
+
+    @property
+    def stop_reason(self) -> str:
+        """Why the trial ended early: a non-convergence reason, ``asha``, ``error``; "" when it finished."""
+        if self.error:
+            return "error"
+        if self.last.get("stop_reason"):
+            return self.last["stop_reason"]
+        return "" if self.last.get("finished") else "asha"
+
+    def samples(self) -> list[Path]:
+        return sorted(self.dir.glob("samples/*.png"))
+
+
+def collect_trials(search_dir) -> list[TrialRecord]:
+    """Every trial folder under ``search_dir`` (those with a ``params.json``), by trial id."""
+    search_dir = Path(search_dir)
+    if not search_dir.is_dir():
+        raise MitoganError(f"{search_dir}: no such search directory")
+    trials = []
+    for params_file in sorted(search_dir.glob("*/params.json")):
+        d = params_file.parent
+        results = [json.loads(line) for line in _lines(d / "result.json")]
+        results = [r for r in results if "step" in r]
+        error = (d / "error.txt").read_text()[-2000:] if (d / "error.txt").exists() else None
+        trial_id = results[-1].get("trial_id") if results else d.name
+        trials.append(TrialRecord(trial_id or d.name, d, json.loads(params_file.read_text()), results, error))
+    return trials
+
+
+def _lines(path: Path):
+    if not path.exists():
+        return []
+    return [line for line in path.read_text().splitlines() if line.strip()]
+
+
+def best_trial(trials: list[TrialRecord], mode: str) -> TrialRecord | None:
+    """The finished trial with the best final primary metric; ties broken by higher diversity."""
+    done = [t for t in trials if t.status == "finished" and t.primary is not None]
+    if not done:
+        return None
+    sign = 1.0 if mode == "min" else -1.0
+    return min(done, key=lambda t: (sign * t.primary, -float(t.last.get("diversity", 0.0))))
+
+
+def write_report(search_dir) -> Path:
+    """Write ``<search_dir>/report/index.html`` and its PNGs; returns the page's path."""
+    from mitogan.metrics import PRIMARY_MODE, PRIMARY_NAME
+
+    search_dir = Path(search_dir)
+    trials = collect_trials(search_dir)
+    if not trials:
+        raise MitoganError(f"{search_dir}: no trials found (is this a search directory from `mitogan search`?)")
+    out = search_dir / "report"
+    out.mkdir(exist_ok=True)
+    best = best_trial(trials, PRIMARY_MODE)
+    importances = _importances(search_dir)
+    figures = {"curves": _plot_curves(trials, out / "primary_vs_step.png", PRIMARY_NAME),
+               "importance": _plot_importances(importances, out / "importance.png")}
+    if best and best.samples():
+        figures["best"] = Path(shutil.copy2(best.samples()[-1], out / "best_samples.png"))
+    page = out / "index.html"
+    page.write_text(_html(search_dir.name, trials, best, importances, figures, PRIMARY_NAME, PRIMARY_MODE))
+    (out / "summary.json").write_text(json.dumps(_summary(trials, best, importances), indent=2))
+    return page
+
+
+def _summary(trials, best, importances) -> dict:
+    return {"trials": len(trials), "status": dict(Counter(t.status for t in trials)),
+            "stop_reasons": dict(Counter(t.stop_reason for t in trials if t.stop_reason)),
+            "best": None if best is None else {"trial_id": best.trial_id, "dir": str(best.dir),
+                                               "primary": best.primary, "params": best.params},
+            "importances": importances}
+
+
+def _importances(search_dir: Path) -> dict[str, float]:
+    """Optuna's parameter importances from the search's journal (empty if too few completed trials)."""
+    journal = search_dir / "optuna.log"
+    if not journal.exists():
+        return {}
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        storage = JournalStorage(JournalFileBackend(str(journal)))
+        names = [s.study_name for s in storage.get_all_studies()]
+        study = optuna.load_study(study_name=search_dir.name if search_dir.name in names else names[0],
+                                  storage=storage)
+        return {k: float(v) for k, v in optuna.importance.get_param_importances(study).items()}
+    except (RuntimeError, ValueError, KeyError, IndexError):  # fewer than two completed trials, no variation
+        return {}
+
+
+def _plot_curves(trials, path: Path, name: str) -> Path:
+    from mitogan.viz import save_line_plot
+
+    series = {t.trial_id: ([r["step"] for r in t.results], [r.get("primary", math.nan) for r in t.results])
+              for t in trials if t.results}
+    series = {k: (x, [v if v is not None and abs(v) < 1e8 else math.nan for v in y]) for k, (x, y) in series.items()}
+    return save_line_plot(series, path, title=f"{name} per trial (stopped trials end early)", ylabel=name)
+
+
+def _plot_importances(importances: dict, path: Path) -> Path | None:
+    if not importances:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    items = sorted(importances.items(), key=lambda kv: kv[1])[-15:]
+    fig, ax = plt.subplots(figsize=(6.4, 0.3 * len(items) + 1.0))
+    ax.barh([k for k, _ in items], [v for _, v in items], color="#4a7ab5")
+    ax.set_xlabel("importance (Optuna, fANOVA)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _html(name, trials, best, importances, figures, primary_name, mode) -> str:
+    sign = 1.0 if mode == "min" else -1.0
+    ranked = sorted(trials, key=lambda t: (t.status != "finished", sign * (t.primary if t.primary is not None else math.inf)))
+    rows = "".join(
+        f"<tr><td>{html.escape(t.trial_id)}</td><td>{t.status}</td><td>{html.escape(t.stop_reason)}</td>"
+        f"<td>{t.step}</td><td>{'' if t.primary is None else f'{t.primary:.4g}'}</td>"
+        f"<td><code>{html.escape(_short_params(t.params))}</code></td></tr>" for t in ranked[:20])
+    reasons = Counter(t.stop_reason or "finished" for t in trials)
+    reason_rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in reasons.most_common())
+    imp_rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.3f}</td></tr>"
+                       for k, v in sorted(importances.items(), key=lambda kv: -kv[1])) or \
+        "<tr><td colspan=2>not enough completed trials for importances</td></tr>"
+    imgs = "".join(f'<figure><img src="{p.name}" alt="{k}"><figcaption>{k}</figcaption></figure>'
+                   for k, p in figures.items() if p)
+    best_line = "no trial finished" if best is None else \
+        f"best trial <b>{html.escape(best.trial_id)}</b>: {primary_name} = {best.primary:.4g}"
+    return _PAGE.format(name=html.escape(name), best=best_line, rows=rows, reasons=reason_rows, imps=imp_rows,
+                        imgs=imgs, primary=html.escape(primary_name), mode=mode, n=len(trials))
+
+
+def _short_params(params: dict) -> str:
+    return ", ".join(f"{k.split('.', 1)[-1]}={v:.3g}" if isinstance(v, float) else f"{k.split('.', 1)[-1]}={v}"
+                     for k, v in params.items())
+
+
+_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>MitoGAN search {name}</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1200px}} table{{border-collapse:collapse;margin:1em 0}}
+td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:left}} code{{font-size:11px}}
+figure{{display:inline-block;margin:0.5em}} img{{max-width:560px;border:1px solid #ddd}}</style></head>
+<body><h1>MitoGAN search <code>{name}</code></h1>
+<p>{n} trials; objective <b>{primary}</b> ({mode}imise). {best}</p>
+<h2>Top trials</h2><table><tr><th>trial</th><th>status</th><th>stop reason</th><th>step</th><th>{primary}</th>
+<th>parameters</th></tr>{rows}</table>
+<h2>Stop reasons</h2><table><tr><th>reason</th><th>trials</th></tr>{reasons}</table>
+<h2>Hyperparameter importance</h2><table><tr><th>parameter</th><th>importance</th></tr>{imps}</table>
+<h2>Plots</h2>{imgs}
+<script>window.addEventListener("load", function () {{
+  var imgs = document.images, ok = 0;
+  for (var i = 0; i < imgs.length; i++) if (imgs[i].complete && imgs[i].naturalWidth > 0) ok++;
+  document.body.setAttribute("data-images-loaded", ok + "/" + imgs.length);
+}});</script>
+</body></html>
+"""

@@ -1,0 +1,175 @@
+"""Launch a search: Optuna (TPE, seeded) proposes, Ray Tune schedules, ASHA and the non-convergence
+policy stop bad trials early, W&B logs each trial, and a static report is written at the end.
+
+``run_search(SearchOptions(...))`` is what ``mitogan search`` calls. The search directory is
+``<storage>/<name>/``: Ray's trial folders (config, results, checkpoints, sample grids), ``optuna.log``
+(the Optuna study, a journal file), ``wandb/`` (offline runs), ``search.json`` (how it was launched)
+and ``report/`` (the HTML page).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import ray
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search import ConcurrencyLimiter
+from ray.tune.search.optuna import OptunaSearch
+
+from mitogan.errors import MitoganError
+from search.space import Space, load_space
+from search.trainable import make_trainable
+
+__all__ = ["SearchOptions", "run_search", "PruningOptunaSearch"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SearchOptions:
+    """Everything ``mitogan search`` takes."""
+
+    space: str = "smoke"  # a shipped space name or a YAML file
+    data: list[str] = field(default_factory=list)  # files/folders; empty = the built-in simulator
+    trials: int = 8
+    max_concurrent: int | None = None  # None: as many as the resources allow
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0  # fractional shares one GPU between trials, e.g. 0.25
+    address: str | None = None  # a Ray cluster ("ray://..." or "host:port"); None: a local Ray
+    storage: str = "runs"  # local directory (or s3://, gs://, NFS path shared by all nodes)
+    name: str | None = None  # default: <space>-<timestamp>
+    seed: int = 0
+    asha: bool = True  # ASHA early stopping on the primary metric
+    grace_steps: int | None = None  # ASHA grace period (default: a quarter of train.steps)
+    wandb: bool = True  # one W&B run per trial (offline unless WANDB_API_KEY / WANDB_MODE say otherwise)
+    channel: int | None = None  # reader options for --data
+    z: str = "max"
+    sim_videos: int | None = None  # size of the built-in dataset (None: the simulator's defaults)
+    sim_frames: int | None = None
+    report: bool = True  # write the HTML report at the end
+    progress: bool = True
+
+
+class PruningOptunaSearch(OptunaSearch):
+    """OptunaSearch that tells Optuna a trial was *pruned* when it did not run to the end.
+
+    Ray's OptunaSearch records any trial with a metric as COMPLETE, so a diverged WGAN stopped early
+    would count as a good result. Here a trial whose last result has a ``stop_reason`` (non-convergence)
+    or ``finished == 0`` (stopped by ASHA) is PRUNED, and Optuna's TPE learns to avoid its region.
+    """
+
+    def on_trial_complete(self, trial_id: str, result=None, error: bool = False):
+        if result and not error and (result.get("stop_reason") or not result.get("finished", 0)):
+            import optuna
+
+            if trial_id in self._completed_trials:
+                return
+            try:
+                self._ot_study.tell(self._ot_trials[trial_id], state=optuna.trial.TrialState.PRUNED)
+            except Exception as e:  # Optuna rejects a second tell, NaN, ...
+                log.warning("optuna: could not record pruned trial %s: %s", trial_id, e)
+            self._completed_trials.add(trial_id)
+            return
+        super().on_trial_complete(trial_id, result=result, error=error)
+
+
+def run_search(opts: SearchOptions):
+    """Run the whole search; returns the search directory (``<storage>/<name>``)."""
+    from mitogan.metrics import PRIMARY_MODE
+
+    space = load_space(opts.space)  # a malformed space fails here, before Ray starts
+    name = opts.name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    storage = _storage_path(opts.storage)
+    search_dir = Path(storage) / name
+    search_dir.mkdir(parents=True, exist_ok=True)
+    videos = _load_videos(opts)
+    _write_launch(search_dir, opts, space, name)
+    _init_ray(opts.address)
+    try:
+        tuner = _build_tuner(opts, space, name, storage, search_dir, videos, PRIMARY_MODE)
+        tuner.fit()
+    finally:
+        ray.shutdown()
+    if opts.report:
+        from search.report import write_report
+
+        write_report(search_dir)
+    return search_dir
+
+
+def _build_tuner(opts, space: Space, name, storage, search_dir: Path, videos, mode: str) -> tune.Tuner:
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    steps = space.base_config().train.steps
+    searcher = PruningOptunaSearch(
+        space.define, metric="primary", mode=mode, seed=opts.seed, study_name=name,
+        sampler=optuna.samplers.TPESampler(seed=opts.seed, n_startup_trials=min(5, opts.trials)),
+        storage=JournalStorage(JournalFileBackend(str(search_dir / "optuna.log"))))
+    limit = opts.max_concurrent or max(1, int(ray.cluster_resources().get("CPU", 1) // opts.cpus_per_trial))
+    scheduler = None
+    if opts.asha:
+        scheduler = ASHAScheduler(time_attr="step", max_t=steps, reduction_factor=3,
+                                  grace_period=opts.grace_steps or max(1, steps // 4))
+    trainable = make_trainable(videos=videos, fixed=space.fixed, search_name=name,
+                               wandb_dir=str(search_dir) if opts.wandb else None,
+                               cpus=opts.cpus_per_trial, gpus=opts.gpus_per_trial)
+    if not opts.wandb:
+        os.environ["WANDB_MODE"] = "disabled"
+    from search.progress import SearchProgress
+
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(metric="primary", mode=mode, num_samples=opts.trials,
+                                    search_alg=ConcurrencyLimiter(searcher, max_concurrent=limit),
+                                    scheduler=scheduler),
+        run_config=tune.RunConfig(
+            name=name, storage_path=storage, verbose=0,
+            callbacks=[SearchProgress(opts.trials, mode, enabled=opts.progress)],
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            failure_config=tune.FailureConfig(max_failures=2)),
+    )
+
+
+def _init_ray(address: str | None) -> None:
+    """Start a local Ray (``address="local"``: never attach to a stale cluster) or join ``address``."""
+    address = address or os.environ.get("RAY_ADDRESS") or "local"
+    kwargs = dict(address=address, include_dashboard=False, log_to_driver=False,
+                  logging_level=logging.WARNING, configure_logging=True)
+    try:
+        ray.init(**kwargs)
+    except ConnectionError as e:
+        raise MitoganError(f"--address {address}: cannot reach a Ray cluster there ({e}); start one with "
+                           "`ray start --head` or leave --address out for a local Ray") from None
+
+
+def _storage_path(storage: str) -> str:
+    if "://" in storage:
+        return storage
+    return str(Path(storage).expanduser().resolve())
+
+
+def _load_videos(opts: SearchOptions):
+    from mitogan.io import read_inputs
+
+    if opts.data:
+        return read_inputs(opts.data, channel=opts.channel, z=opts.z)
+    from mitogan.simulate import default_dataset
+
+    kwargs = {k: v for k, v in (("videos", opts.sim_videos), ("frames", opts.sim_frames)) if v}
+    return read_inputs([default_dataset(**kwargs)])
+
+
+def _write_launch(search_dir: Path, opts: SearchOptions, space: Space, name: str) -> None:
+    info = {"name": name, "options": asdict(opts), "space": {"name": space.name, "source": space.source,
+                                                           "fixed": space.fixed},
+            "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    (search_dir / "search.json").write_text(json.dumps(info, indent=2, default=str))

@@ -1,0 +1,183 @@
+"""Search spaces as data: a YAML file of parameters that Optuna samples define-by-run.
+
+A space file::
+
+    name: smoke
+    description: finishes in a few minutes on 2 CPU cores
+    fixed:                       # constants for every trial (flat dotted config keys)
+      train.steps: 300
+    params:                      # sampled in order; `when` makes a parameter conditional
+      - {name: loss.kind, type: categorical, choices: [bce, wgan_clip, wgan_gp, hinge]}
+      - {name: loss.clip, type: float, low: 0.005, high: 0.05, log: true, when: {loss.kind: wgan_clip}}
+
+``name`` is a flat dotted key of ``mitogan.config.Config``; ``type`` is ``categorical`` (``choices``),
+``int`` or ``float`` (``low``, ``high``, optional ``log``, optional ``step``); ``when`` maps earlier
+parameters (or fixed keys) to a value or a list of allowed values. ``load_space`` checks every entry
+before any trial starts — unknown keys, empty ranges, values the config would reject — and raises a
+``ConfigError`` naming the entry. No Ray here: the space only needs an Optuna trial-like object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mitogan.config import Config, from_flat, to_flat
+from mitogan.errors import ConfigError
+
+__all__ = ["Param", "Space", "load_space", "shipped_spaces", "SPACES_DIR"]
+
+SPACES_DIR = Path(__file__).parent / "spaces"
+_TYPES = ("categorical", "int", "float")
+
+
+@dataclass
+class Param:
+    """One sampled parameter."""
+
+    name: str
+    type: str
+    choices: list | None = None
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    when: dict[str, Any] = field(default_factory=dict)
+
+    def active(self, values: dict[str, Any]) -> bool:
+        """Whether the conditions in ``when`` hold for the values sampled (or fixed) so far."""
+        for key, want in self.when.items():
+            allowed = want if isinstance(want, list) else [want]
+            if key not in values or values[key] not in allowed:
+                return False
+        return True
+
+    def suggest(self, trial) -> Any:
+        """Ask an Optuna trial (or Ray's captor of one) for a value."""
+        if self.type == "categorical":
+            return trial.suggest_categorical(self.name, self.choices)
+        if self.type == "int":
+            return trial.suggest_int(self.name, int(self.low), int(self.high), log=self.log, step=int(self.step or 1))
+        return trial.suggest_float(self.name, self.low, self.high, log=self.log, step=self.step)
+
+
+@dataclass
+class Space:
+    """A named search space: fixed constants plus conditional sampled parameters."""
+
+    name: str
+    params: list[Param]
+    fixed: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    source: str = ""
+
+    def define(self, trial) -> dict[str, Any]:
+        """Optuna define-by-run function: samples the active parameters; returns the fixed constants."""
+        values = dict(self.fixed)
+        for p in self.params:
+            if p.active(values):
+                values[p.name] = p.suggest(trial)
+        return dict(self.fixed)
+
+    def base_config(self) -> Config:
+        """The config every trial starts from: defaults + ``fixed``."""
+        return from_flat(Config, self.fixed)
+
+    def config_for(self, sampled: dict[str, Any]) -> Config:
+        """The trial's whole config from its sampled (flat) values."""
+        return from_flat(Config, {**self.fixed, **sampled})
+
+
+def shipped_spaces() -> dict[str, Path]:
+    """Spaces that ship with MitoGAN, by name."""
+    return {p.stem: p for p in sorted(SPACES_DIR.glob("*.yaml"))}
+
+
+def load_space(name_or_path: str | Path) -> Space:
+    """Load and validate a shipped space by name (``smoke``, ``default``) or a YAML file path."""
+    import yaml
+
+    shipped = shipped_spaces()
+    path = shipped.get(str(name_or_path), Path(name_or_path))
+    if not path.is_file():
+        raise ConfigError(f"--space {name_or_path}: neither a shipped space ({', '.join(shipped)}) nor a file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+    if not isinstance(data, dict) or "params" not in data:
+        raise ConfigError(f"{path}: a space file needs a top-level mapping with a 'params' list")
+    try:
+        return _validate(data, path)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def _validate(data: dict, path: Path) -> Space:
+    unknown = set(data) - {"name", "description", "fixed", "params"}
+    if unknown:
+        raise ConfigError(f"unknown top-level key {sorted(unknown)[0]!r} (allowed: name, description, fixed, params)")
+    known = to_flat(Config())
+    fixed = dict(data.get("fixed") or {})
+    for key in fixed:
+        if key not in known:
+            raise ConfigError(f"fixed.{key}: unknown config key")
+    from_flat(Config, fixed)  # values out of range fail here, naming the key
+    params, seen = [], set(fixed)
+    for i, entry in enumerate(data["params"] or []):
+        where = f"params[{i}]" + (f" ({entry.get('name')})" if isinstance(entry, dict) else "")
+        try:
+            p = _param(entry, known, seen)
+            _check_values(p, fixed)
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {e}") from None
+        params.append(p)
+        seen.add(p.name)
+    if not params:
+        raise ConfigError("the space samples no parameters ('params' is empty)")
+    return Space(name=str(data.get("name") or path.stem), params=params, fixed=fixed,
+                 description=str(data.get("description") or ""), source=str(path))
+
+
+def _param(entry, known: dict, seen: set) -> Param:
+    if not isinstance(entry, dict):
+        raise ConfigError(f"expected a mapping, got {entry!r}")
+    allowed = {"name", "type", "choices", "low", "high", "log", "step", "when"}
+    if set(entry) - allowed:
+        raise ConfigError(f"unknown field {sorted(set(entry) - allowed)[0]!r} (allowed: {sorted(allowed)})")
+    name, kind = entry.get("name"), entry.get("type")
+    if name not in known:
+        raise ConfigError(f"unknown parameter {name!r}: not a config key (see `mitogan train --help-config`)")
+    if name in seen:
+        raise ConfigError(f"{name} is defined twice (or is also fixed)")
+    if kind not in _TYPES:
+        raise ConfigError(f"type {kind!r} is not a distribution (use one of {list(_TYPES)})")
+    for key in entry.get("when") or {}:
+        if key not in seen:
+            raise ConfigError(f"condition on {key!r}, which is not a parameter defined above nor fixed")
+    p = Param(name=name, type=kind, choices=entry.get("choices"), low=entry.get("low"), high=entry.get("high"),
+              log=bool(entry.get("log", False)), step=entry.get("step"), when=dict(entry.get("when") or {}))
+    if kind == "categorical":
+        if not isinstance(p.choices, list) or not p.choices:
+            raise ConfigError("categorical needs a non-empty 'choices' list")
+    else:
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (p.low, p.high)):
+            raise ConfigError(f"{kind} needs numeric 'low' and 'high'")
+        if not p.low < p.high:
+            raise ConfigError(f"empty range: low={p.low} must be below high={p.high}")
+        if p.log and p.low <= 0:
+            raise ConfigError(f"log scale needs low > 0, got {p.low}")
+    return p
+
+
+def _check_values(p: Param, fixed: dict) -> None:
+    """Every value the parameter can take must be one the config accepts."""
+    values = p.choices if p.type == "categorical" else [p.low, p.high]
+    if p.type == "int":
+        values = [int(v) for v in values]
+    for v in values:
+        try:
+            from_flat(Config, {**fixed, p.name: v})
+        except ConfigError as e:
+            raise ConfigError(f"value {v!r} is rejected by the config: {e}") from None

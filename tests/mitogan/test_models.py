@@ -1,0 +1,145 @@
+"""Architectures build at every size and option, map shapes as promised, round-trip through a state
+dict, and every init scheme leaves the weight statistics it promises."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from mitogan.config import ModelConfig
+from mitogan.models import (INIT_SCHEMES, build_discriminator, build_generator, discriminator_from_config,
+                            generator_from_config, init_weights)
+
+ARCHS = ("dcgan", "resnet")
+
+
+def _cfg(arch, **kw):
+    return ModelConfig(arch=arch, latent_dim=16, g_width=8, d_width=8, **kw)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("size", [32, 64, 128])
+def test_shapes_and_range(arch, size):
+    torch.manual_seed(0)
+    g, d = build_generator(_cfg(arch), size), build_discriminator(_cfg(arch), size)
+    x = g(torch.randn(3, 16))
+    assert x.shape == (3, 1, size, size)
+    assert x.abs().max() <= 1.0  # tanh output
+    assert d(x).shape == (3,)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("g_norm,d_norm", [("batch", "spectral"), ("instance", "instance"), ("layer", "layer"),
+                                           ("none", "none"), ("batch", "batch")])
+@pytest.mark.parametrize("act", ["relu", "leaky_relu", "elu", "silu"])
+def test_norm_and_activation_options(arch, g_norm, d_norm, act):
+    cfg = _cfg(arch, g_norm=g_norm, d_norm=d_norm, activation=act, depth=1)
+    g, d = build_generator(cfg, 32), build_discriminator(cfg, 32)
+    out = d(g(torch.randn(2, 16)))
+    assert out.shape == (2,) and torch.isfinite(out).all()
+    has_sn = any("parametrizations" in n for n, _ in d.named_parameters())
+    assert has_sn == (d_norm == "spectral")
+    want = {"batch": nn.BatchNorm2d, "instance": nn.InstanceNorm2d, "layer": nn.GroupNorm}.get(g_norm)
+    assert (want is not None) == any(isinstance(m, want) for m in g.modules()) if want else True
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_depth_adds_layers(arch):
+    shallow = sum(p.numel() for p in build_generator(_cfg(arch, depth=0), 32).parameters())
+    deep = sum(p.numel() for p in build_generator(_cfg(arch, depth=2), 32).parameters())
+    assert deep > shallow
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_width_scales_parameters(arch):
+    small = build_discriminator(_cfg(arch), 64)
+    big = build_discriminator(ModelConfig(arch=arch, d_width=16), 64)
+    ratio = sum(p.numel() for p in big.parameters()) / sum(p.numel() for p in small.parameters())
+    assert 3.0 < ratio < 4.5  # conv parameters grow with width squared
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("which", ["G", "D"])
+def test_save_load_identical_output(arch, which, tmp_path):
+    # rebuild from the stored constructor args + a weights-only state dict: the same function
+    torch.manual_seed(1)
+    cfg = _cfg(arch, depth=1)
+    net = build_generator(cfg, 32) if which == "G" else build_discriminator(cfg, 32)
+    init_weights(net, "xavier_normal", 1.0)
+    x = torch.randn(4, 16) if which == "G" else torch.rand(4, 1, 32, 32) * 2 - 1
+    net.train()
+    net(x)  # move BN running stats and spectral-norm vectors away from their defaults
+    net.eval()
+    torch.save({"config": net.config, "state": net.state_dict()}, tmp_path / "net.pt")
+    blob = torch.load(tmp_path / "net.pt", weights_only=True)
+    rebuilt = (generator_from_config if which == "G" else discriminator_from_config)(blob["config"])
+    rebuilt.load_state_dict(blob["state"])
+    rebuilt.eval()
+    with torch.no_grad():
+        assert torch.equal(net(x), rebuilt(x))
+
+
+def test_unknown_arch_in_config_dict():
+    with pytest.raises(ValueError, match="unknown generator arch"):
+        generator_from_config({"arch": "vit", "image_size": 32})
+
+
+def _conv_weights(net):
+    return [m.weight for m in net.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
+
+
+def _fans(w):
+    fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(w)
+    return fan_in, fan_out
+
+
+@pytest.mark.parametrize("scheme", INIT_SCHEMES)
+@pytest.mark.parametrize("gain", [1.0, 3.0])
+def test_init_scheme_statistics(scheme, gain):
+    torch.manual_seed(0)
+    net = build_discriminator(ModelConfig(d_width=32, d_norm="batch"), 64)
+    before = [w.detach().clone() for w in _conv_weights(net)]
+    init_weights(net, scheme, gain)
+    big = [(b, w) for b, w in zip(before, _conv_weights(net)) if w.numel() >= 4096]
+    assert big
+    for b, w in big:
+        fan_in, fan_out = _fans(w)
+        std = w.std().item()
+        expected = {"dcgan_normal": 0.02 * gain,
+                    "xavier_uniform": gain * math.sqrt(2.0 / (fan_in + fan_out)),
+                    "xavier_normal": gain * math.sqrt(2.0 / (fan_in + fan_out)),
+                    "kaiming_fan_in": gain * math.sqrt(2.0 / fan_in),
+                    "kaiming_fan_out": gain * math.sqrt(2.0 / fan_out),
+                    "orthogonal": gain / math.sqrt(max(w.shape[0], w[0].numel())),
+                    "default": gain * b.std().item()}[scheme]
+        assert std == pytest.approx(expected, rel=0.1), (scheme, w.shape)
+        assert abs(w.mean().item()) < 0.1 * std + 1e-6
+        if scheme != "default":
+            assert not torch.equal(w, b)  # really re-drawn
+    if scheme == "xavier_uniform":  # bounded support
+        w = big[0][1]
+        assert w.abs().max() <= gain * math.sqrt(6.0 / sum(_fans(w))) + 1e-6
+    if scheme == "orthogonal":  # rows (or columns) orthonormal up to gain
+        m = big[0][1].flatten(1)
+        gram = m @ m.T if m.shape[0] <= m.shape[1] else m.T @ m
+        assert torch.allclose(gram, gain ** 2 * torch.eye(gram.shape[0]), atol=1e-3 * gain ** 2)
+    for m in net.modules():  # norms: weight 1 (dcgan: ~N(1, 0.02)), bias 0
+        if isinstance(m, nn.BatchNorm2d):
+            assert m.bias.abs().max() == 0
+            tol = 0.2 * gain if scheme == "dcgan_normal" else 0.0
+            assert (m.weight - 1).abs().max() <= tol
+
+
+def test_init_reaches_spectral_norm_weights():
+    net = build_discriminator(ModelConfig(d_width=16, d_norm="spectral"), 32)
+    init_weights(net, "dcgan_normal", 2.0)
+    orig = [p for n, p in net.named_parameters() if n.endswith("original") and p.numel() > 1000]
+    assert orig and all(abs(p.std().item() - 0.04) < 0.005 for p in orig)
+
+
+def test_unknown_scheme():
+    with pytest.raises(ValueError, match="unknown init scheme"):
+        init_weights(nn.Linear(2, 2), "lecun")

@@ -1,0 +1,31 @@
+"""The core package stands alone: importing every mitogan module pulls in neither Ray, Optuna nor wandb."""
+
+import subprocess
+import sys
+
+
+def test_mitogan_imports_no_ray_optuna_or_wandb():
+    code = (
+        "import importlib, pkgutil, sys, mitogan\n"
+        "for m in pkgutil.walk_packages(mitogan.__path__, 'mitogan.'):\n"
+        "    if m.name != 'mitogan.__main__':\n"
+        "        importlib.import_module(m.name)\n"
+        "bad = sorted(k for k in sys.modules if k.split('.')[0] in ('ray', 'optuna', 'wandb'))\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"mitogan imported: {out.stdout.strip()}"
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    # a MitoganError surfaces as a single 'mitogan: error:' line with exit status 2, never a traceback
+    bad = tmp_path / "c.yaml"
+    bad.write_text("train:\n  stepz: 3\n")
+    from mitogan.cli import main
+    from mitogan.config import load_config
+    from mitogan.errors import ConfigError
+    try:
+        load_config(bad)
+    except ConfigError as e:
+        assert "train.stepz" in str(e)
+    assert main([]) == 2
