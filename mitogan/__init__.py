@@ -5,3 +5,10 @@ function that logs a local run (``search`` is the Ray layer on top of it).
 """
 
 __version__ = "0.1.0"
+
+
+def load_generator(bundle, device="cpu"):
+    """Load an exported generator bundle (verified) in eval mode: see ``mitogan.export.load_generator``."""
+    from mitogan.export import load_generator as _load
+
+    return _load(bundle, device=device)

@@ -219,3 +219,35 @@ figure{{display:inline-block;margin:0.5em}} img{{max-width:560px;border:1px soli
 }});</script>
 </body></html>
 """
+
+
+def export_search(search_dir, out=None, trial_id: str | None = None) -> Path:
+    """Export the best finished trial (or ``trial_id``) of a search as a generator bundle.
+
+    Default destination: ``<search_dir>/best`` (or ``<search_dir>/trial-<id>`` for ``trial_id``).
+    """
+    from mitogan.export import export_bundle
+    from mitogan.metrics import PRIMARY_MODE, PRIMARY_NAME
+
+    search_dir = Path(search_dir)
+    trials = collect_trials(search_dir)
+    if trial_id:
+        match = [t for t in trials if t.trial_id == trial_id or t.dir.name == trial_id]
+        if not match:
+            raise MitoganError(f"--trial {trial_id}: no such trial in {search_dir} "
+                               f"(trials: {', '.join(t.trial_id for t in trials)})")
+        chosen = match[0]
+    else:
+        chosen = best_trial(trials, PRIMARY_MODE)
+        if chosen is None:
+            raise MitoganError(f"{search_dir}: no trial finished, so there is no best generator; pick one "
+                               "with --trial ID (see the report) or run a longer search")
+    ckpt = chosen.dir / "checkpoint.pt"
+    if not ckpt.is_file():
+        raise MitoganError(f"{ckpt}: the trial left no checkpoint to export")
+    data = json.loads((chosen.dir / "data.json").read_text()) if (chosen.dir / "data.json").exists() else {}
+    metrics = {k: v for k, v in chosen.last.items() if isinstance(v, (int, float, str)) and k not in ("trial_id",)}
+    source = {"search": search_dir.name, "search_dir": str(search_dir), "trial_id": chosen.trial_id,
+              "primary_name": PRIMARY_NAME, "primary_mode": PRIMARY_MODE, "data": data.get("sources")}
+    dest = Path(out) if out else search_dir / ("best" if not trial_id else f"trial-{chosen.trial_id}")
+    return export_bundle(ckpt, dest, metrics=metrics, source=source, intensity=data.get("intensity"))

@@ -114,7 +114,7 @@ def test_channels_first_two_stains_are_read_as_channels(tmp_path):
     # Two uncorrelated stains with different intensity distributions (like mitosplit v2)
     stain_a = blobs(1, seed=1, hi=200)[0]
     stain_b = 40 + 0.2 * blobs(1, seed=7, hi=100)[0]
-    tifffile.imwrite(tmp_path / "cf.tif", np.stack([stain_a, stain_b]).astype(np.uint8))
+    tifffile.imwrite(tmp_path / "cf.tif", np.stack([stain_a, stain_b]).astype(np.uint8), photometric="minisblack")
     video = one(tmp_path / "cf.tif")
     assert video.frames.shape == (1, 24, 32)
     np.testing.assert_array_equal(video.frames[0], stain_a.astype(np.uint8))
@@ -124,7 +124,7 @@ def test_channels_first_two_stains_are_read_as_channels(tmp_path):
 
 def test_short_correlated_stack_stays_time(tmp_path):
     # 3 frames of one drifting scene: correlated, so frames (not channels)
-    tifffile.imwrite(tmp_path / "t.tif", blobs(3).astype(np.uint16))
+    tifffile.imwrite(tmp_path / "t.tif", blobs(3).astype(np.uint16), photometric="minisblack")
     video = one(tmp_path / "t.tif")
     assert video.frames.shape == (3, 24, 32)
     assert "read as frames" in video.meta["axes_note"]
@@ -141,8 +141,20 @@ def test_tifffile_planar_rgb_guess_is_not_trusted(tmp_path):
 def test_short_pure_noise_stack_stays_time(tmp_path):
     # Uncorrelated frames with one intensity distribution (a no-signal crop) are frames, not channels
     noise = RNG.poisson(80, size=(3, 32, 32)).astype(np.uint16)
-    tifffile.imwrite(tmp_path / "n.tif", noise)
+    tifffile.imwrite(tmp_path / "n.tif", noise, photometric="minisblack")
     assert one(tmp_path / "n.tif").frames.shape == (3, 32, 32)
+
+
+def test_unlabelled_four_axes(tmp_path):
+    # (T, C, H, W) with a small second axis is inferred; anything else 4-D without labels is refused
+    arr = np.zeros((3, 2, 24, 32), np.uint16)
+    arr[:, 1] = 9
+    tifffile.imwrite(tmp_path / "tc.tif", arr, photometric="minisblack")
+    video = one(tmp_path / "tc.tif", channel=1)
+    assert video.frames.shape == (3, 24, 32) and np.all(video.frames == 9) and video.meta["axes"] == "TCYX"
+    tifffile.imwrite(tmp_path / "q.tif", np.zeros((5, 6, 24, 32), np.uint16), photometric="minisblack")
+    with pytest.raises(InputError, match=r"cannot tell which axes of shape \(5, 6, 24, 32\).*ImageJ or OME"):
+        read_file(tmp_path / "q.tif")
 
 
 def test_imagej_hyperstack_channel_and_z(tmp_path):
@@ -370,8 +382,8 @@ def _folder(tmp_path):
     (root / "b" / "deeper").mkdir(parents=True)
     (root / ".hidden").mkdir()
     tifffile.imwrite(root / "a.tif", np.zeros((2, 8, 8), np.uint8))
-    tifffile.imwrite(root / "b" / "deeper" / "c.tif", np.zeros((3, 8, 8), np.uint16))
-    tifffile.imwrite(root / ".hidden" / "x.tif", np.zeros((3, 8, 8), np.uint16))
+    tifffile.imwrite(root / "b" / "deeper" / "c.tif", np.zeros((3, 8, 8), np.uint16), photometric="minisblack")
+    tifffile.imwrite(root / ".hidden" / "x.tif", np.zeros((3, 8, 8), np.uint16), photometric="minisblack")
     (root / "README.md").write_text("# notes")
     (root / "LICENSE").write_text("MIT")
     (root / "b" / "event_db.yaml").write_text("a: 1")

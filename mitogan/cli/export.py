@@ -1,0 +1,46 @@
+"""``mitogan export``: the best trial of a search (or any trial) as a generator bundle."""
+
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    p = sub.add_parser("export", help="export a search's best generator as a bundle",
+                       description="Write a generator bundle (weights, config, metrics, TorchScript, model card, "
+                                   "checksums) from a search's best trial, or from a training checkpoint.")
+    p.add_argument("source", help="a search directory (from `mitogan search`) or a checkpoint.pt / run directory "
+                                  "(from `mitogan train`)")
+    p.add_argument("--out", default=None, help="bundle directory (default: SEARCH_DIR/best)")
+    p.add_argument("--trial", default=None, help="export this trial id instead of the best one")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from mitogan.errors import MitoganError
+
+    src = Path(args.source)
+    ckpt = src if src.is_file() else src / "checkpoint.pt"
+    if ckpt.is_file() and not (src / "search.json").exists():
+        if not args.out:
+            raise MitoganError("--out is required when exporting a training run or checkpoint")
+        from mitogan.export import export_bundle
+
+        run_dir = ckpt.parent
+        metrics = _last_metrics(run_dir / "metrics.jsonl")
+        bundle = export_bundle(ckpt, args.out, metrics=metrics, source={"run_dir": str(run_dir)})
+    else:
+        from search.report import export_search
+
+        bundle = export_search(src, out=args.out, trial_id=args.trial)
+    print(f"bundle: {bundle}")
+    return 0
+
+
+def _last_metrics(path) -> dict:
+    import json
+
+    if not path.exists():
+        return {}
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    return {k: v for k, v in json.loads(lines[-1]).items() if isinstance(v, (int, float, str))} if lines else {}

@@ -1,0 +1,275 @@
+"""Batched generation to disk: the synthetic dataset, resumable, with a manifest.
+
+``synthesize(bundle, n, out_dir)`` generates batches on the GPU when present (else CPU) while a thread
+pool encodes and writes the previous batch (PNG, 16-bit TIFF, or one ``.npy`` array at the end). Image
+``i`` always comes from latent ``i`` of ``seed`` (``mitogan.export.sample_latents``), so a run is
+reproducible and an interrupted one resumes: each finished batch leaves ``parts/batch_XXXXXX.csv``
+(written after its images, atomically), and a restart skips those batches.
+
+The manifest ``manifest.csv`` has one row per kept image: file, seed, latent_index, contrast (p99 - p1
+of the image in [0, 1], a cheap quality score), nn_set (distance to the nearest earlier image of the set)
+and nn_train (distance to the nearest reference/training tile, when ``reference`` is given). Filters:
+``min_set_distance`` drops near-duplicates within the set, ``min_train_distance`` drops images too close to
+a training image (memorisation); the numbers dropped are reported in ``synth.json``. Distances are RMS
+differences of 16×16 downsampled images in [0, 1].
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mitogan.errors import MitoganError
+
+__all__ = ["SynthOptions", "synthesize", "FORMATS"]
+
+FORMATS = ("png", "tiff", "npy")
+_FIELDS = ["file", "seed", "latent_index", "contrast", "nn_set", "nn_train"]
+
+
+@dataclass
+class SynthOptions:
+    """How to generate."""
+
+    n: int = 1000  # images to keep
+    seed: int = 0
+    batch_size: int = 512
+    format: str = "png"  # png (8-bit), tiff (16-bit), npy (one float32 array in [-1, 1])
+    device: str = "auto"
+    min_set_distance: float = 0.0  # drop images closer than this to an earlier kept image (0: off)
+    min_train_distance: float = 0.0  # drop images closer than this to a reference tile (0: off)
+    max_batches: int | None = None  # stop after this many batches even if filters keep dropping
+
+
+def synthesize(bundle, out_dir, opts: SynthOptions, reference: np.ndarray | None = None, progress: bool = True) -> dict:
+    """Generate ``opts.n`` images from ``bundle`` into ``out_dir``; returns the summary (also synth.json)."""
+    from mitogan.export import load_generator
+
+    if opts.format not in FORMATS:
+        raise MitoganError(f"--format {opts.format!r}: use one of {list(FORMATS)}")
+    if opts.n < 1:
+        raise MitoganError(f"-n {opts.n}: ask for at least one image")
+    device = torch.device("cuda" if opts.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if opts.device == "auto" else opts.device))
+    gen = load_generator(bundle, device=device)
+    out = Path(out_dir)
+    (out / "parts").mkdir(parents=True, exist_ok=True)
+    _check_same_run(out, bundle, opts)
+    state = _resume(out, opts)
+    ref = None if reference is None else _features(torch.as_tensor(reference).float())
+    max_batches = opts.max_batches or 4 * (-(-opts.n // opts.batch_size)) + 4
+    bar = _bar(opts.n, state["kept"], progress)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        pending: deque = deque()
+        b = state["next_batch"]
+        while state["kept"] < opts.n and b < max_batches:
+            images, rows = _generate_batch(gen, device, opts, b, state, ref)
+            pending.append(pool.submit(_write_batch, out, b, images, rows, opts.format))
+            _drain(pending)
+            bar.update(len(rows))
+            b += 1
+        _drain(pending, wait_all=True)
+    bar.close()
+    return _finish(out, bundle, opts, state, b)
+
+
+def _generate_batch(gen, device, opts: SynthOptions, b: int, state: dict, ref):
+    """Generate batch ``b``, apply the filters, return kept images (B', S, S) in [-1, 1] and manifest rows."""
+    z = torch.cat([_latents(gen, opts.seed, b * opts.batch_size + i) for i in range(0, opts.batch_size, 64)])
+    z = z[: opts.batch_size].to(device)
+    with torch.inference_mode():
+        x = gen(z).float().cpu()[:, 0]  # (B, S, S)
+    feats = _features(x)
+    nn_set = _nearest(feats, state["bank"])
+    nn_train = _nearest(feats, ref) if ref is not None else torch.full((len(x),), float("nan"))
+    keep = []
+    for i in range(len(x)):
+        if state["kept"] + len(keep) >= opts.n:
+            break
+        d_set = min(float(nn_set[i]), _nearest(feats[i:i + 1], feats[keep]).item() if keep else float("inf"))
+        if opts.min_set_distance and d_set < opts.min_set_distance:
+            state["dropped_duplicate"] += 1
+            continue
+        if opts.min_train_distance and float(nn_train[i]) < opts.min_train_distance:
+            state["dropped_memorised"] += 1
+            continue
+        keep.append(i)
+        nn_set[i] = d_set
+    kept = x[keep].numpy()
+    if opts.min_set_distance:
+        state["bank"] = torch.cat([state["bank"], feats[keep]]) if state["bank"] is not None else feats[keep]
+    u = (kept + 1) / 2
+    contrast = np.percentile(u.reshape(len(u), -1), 99, axis=1) - np.percentile(u.reshape(len(u), -1), 1, axis=1) \
+        if len(u) else np.zeros(0)
+    rows = [{"file": _name(b * opts.batch_size + i, opts.format), "seed": opts.seed,
+             "latent_index": b * opts.batch_size + i, "contrast": round(float(c), 5),
+             "nn_set": _fmt(nn_set[i]), "nn_train": _fmt(nn_train[i])} for i, c in zip(keep, contrast)]
+    state["kept"] += len(rows)
+    return kept, rows
+
+
+def _latents(gen, seed: int, start: int) -> torch.Tensor:
+    from mitogan.export import sample_latents
+
+    return sample_latents(gen.config["latent_dim"], 64, seed=seed, offset=start)
+
+
+def _features(x: torch.Tensor) -> torch.Tensor:
+    """(N, S, S) or (N, 1, S, S) in [-1, 1] → (N, 256) images downsampled to 16×16, in [0, 1]."""
+    x = x.reshape(len(x), 1, x.shape[-2], x.shape[-1])
+    return torch.nn.functional.adaptive_avg_pool2d((x + 1) / 2, 16).flatten(1)
+
+
+def _nearest(a: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+    """RMS distance of each row of ``a`` to its nearest row of ``b`` (inf when b is empty)."""
+    if b is None or len(b) == 0:
+        return torch.full((len(a),), float("inf"))
+    return (torch.cdist(a, b).min(dim=1).values / a.shape[1] ** 0.5)
+
+
+def _fmt(v) -> str:
+    v = float(v)
+    return "" if not np.isfinite(v) else f"{v:.5f}"
+
+
+def _name(index: int, fmt: str) -> str:
+    return f"images/img_{index:08d}.{'tif' if fmt == 'tiff' else 'png' if fmt == 'png' else 'npy'}"
+
+
+def _write_batch(out: Path, b: int, images: np.ndarray, rows: list[dict], fmt: str) -> None:
+    """Write a batch's images (each atomically), then its manifest part: the part marks the batch done."""
+    (out / "images").mkdir(exist_ok=True)
+    if fmt == "npy":
+        _atomic(out / "parts" / f"batch_{b:06d}.npy", lambda f: np.save(f, images.astype(np.float32)))
+    else:
+        for img, row in zip(images, rows):
+            _write_image(out / row["file"], img, fmt)
+    _atomic(out / "parts" / f"batch_{b:06d}.csv", lambda f: _write_csv(f, rows))
+
+
+def _write_image(path: Path, img: np.ndarray, fmt: str) -> None:
+    u = np.clip((img + 1) / 2, 0, 1)
+    if fmt == "png":
+        from PIL import Image
+
+        _atomic(path, lambda f: Image.fromarray((u * 255 + 0.5).astype(np.uint8)).save(f, format="PNG", compress_level=1))
+    else:
+        import tifffile
+
+        _atomic(path, lambda f: tifffile.imwrite(f, (u * 65535 + 0.5).astype(np.uint16)))
+
+
+def _atomic(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        write(f)
+    os.replace(tmp, path)
+
+
+def _write_csv(f, rows: list[dict]) -> None:
+    import io
+
+    s = io.StringIO()
+    w = csv.DictWriter(s, fieldnames=_FIELDS)
+    w.writerows(rows)
+    f.write(s.getvalue().encode())
+
+
+def _drain(pending: deque, wait_all: bool = False, max_in_flight: int = 2) -> None:
+    """Collect finished writes in order, re-raising their errors; wait while more than ``max_in_flight``
+    batches are queued (bounds memory) or for all of them at the end."""
+    while pending and (wait_all or len(pending) > max_in_flight or pending[0].done()):
+        pending.popleft().result()
+
+
+def _check_same_run(out: Path, bundle, opts: SynthOptions) -> None:
+    """Refuse to resume into a folder made by a different bundle/seed/format/filters."""
+    info = out / "synth.json"
+    key = {"bundle": str(Path(bundle).resolve()), "seed": opts.seed, "batch_size": opts.batch_size,
+           "format": opts.format, "min_set_distance": opts.min_set_distance,
+           "min_train_distance": opts.min_train_distance}
+    stamp = out / ".synth-run.json"
+    if stamp.exists():
+        old = json.loads(stamp.read_text())
+        if old != key:
+            diff = sorted(k for k in key if old.get(k) != key[k])
+            raise MitoganError(f"{out}: holds a synth run with different {', '.join(diff)}; use another --out "
+                               "or delete the folder")
+    else:
+        stamp.write_text(json.dumps(key))
+    if info.exists():
+        info.unlink()  # rewritten at the end
+
+
+def _resume(out: Path, opts: SynthOptions) -> dict:
+    """Counters from the batches already done (their parts exist); rebuild the dedup bank from their images."""
+    state = {"kept": 0, "next_batch": 0, "dropped_duplicate": 0, "dropped_memorised": 0, "bank": None,
+             "resumed_batches": 0}
+    parts = sorted((out / "parts").glob("batch_*.csv"))
+    # batches are written in order by a pool, so only a contiguous prefix counts as done
+    done = 0
+    for p in parts:
+        if p.name != f"batch_{done:06d}.csv":
+            break
+        done += 1
+    for p in parts[done:]:
+        p.unlink()
+    for p in parts[:done]:
+        rows = list(csv.DictReader(p.open(), fieldnames=_FIELDS))
+        state["kept"] += len(rows)
+        if opts.min_set_distance and rows:
+            imgs = _read_images(out, rows, opts.format, p)
+            feats = _features(torch.as_tensor(imgs))
+            state["bank"] = feats if state["bank"] is None else torch.cat([state["bank"], feats])
+    state["next_batch"] = state["resumed_batches"] = done
+    return state
+
+
+def _read_images(out: Path, rows, fmt: str, part: Path) -> np.ndarray:
+    if fmt == "npy":
+        return np.load(part.with_suffix(".npy"))
+    from PIL import Image
+
+    import tifffile
+
+    arrs = []
+    for r in rows:
+        f = out / r["file"]
+        a = np.asarray(Image.open(f), np.float32) / 255 if fmt == "png" else tifffile.imread(f).astype(np.float32) / 65535
+        arrs.append(a * 2 - 1)
+    return np.stack(arrs)
+
+
+def _finish(out: Path, bundle, opts: SynthOptions, state: dict, batches: int) -> dict:
+    parts = sorted((out / "parts").glob("batch_*.csv"))
+    with open(out / "manifest.csv.tmp", "w", newline="") as f:
+        f.write(",".join(_FIELDS) + "\n")
+        for p in parts:
+            f.write(p.read_text())
+    os.replace(out / "manifest.csv.tmp", out / "manifest.csv")
+    if opts.format == "npy":
+        arrays = [np.load(p) for p in sorted((out / "parts").glob("batch_*.npy"))]
+        _atomic(out / "images.npy", lambda f: np.save(f, np.concatenate(arrays)[:, None]))
+    summary = {"bundle": str(bundle), "out": str(out), **{k: v for k, v in asdict(opts).items()},
+               "kept": state["kept"], "dropped_duplicate": state["dropped_duplicate"],
+               "dropped_memorised": state["dropped_memorised"], "batches": batches,
+               "resumed_batches": state["resumed_batches"]}
+    if state["kept"] < opts.n:
+        summary["warning"] = (f"only {state['kept']} of {opts.n} images passed the filters in {batches} batches; "
+                              "lower --min-set-distance/--min-novelty")
+    (out / "synth.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _bar(total: int, initial: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, unit="img", desc="synth", disable=not enabled, dynamic_ncols=True)

@@ -1,0 +1,78 @@
+"""Search spaces: shipped ones load; malformed ones are rejected naming the entry; conditionals hold."""
+
+import optuna
+import pytest
+
+from mitogan.config import Config
+from mitogan.errors import ConfigError
+from search.space import load_space, shipped_spaces
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@pytest.mark.parametrize("name", ["smoke", "default"])
+def test_shipped_spaces_load_and_every_sample_is_a_valid_config(name):
+    space = load_space(name)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    for _ in range(30):
+        trial = study.ask()
+        fixed = space.define(trial)
+        cfg = space.config_for({**fixed, **trial.params})
+        assert isinstance(cfg, Config)
+        study.tell(trial, 0.0)
+
+
+def test_conditional_parameters_appear_only_with_their_parent():
+    space = load_space("smoke")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    kinds = set()
+    for _ in range(60):
+        trial = study.ask()
+        space.define(trial)
+        p = trial.params
+        kinds.add(p["loss.kind"])
+        # clip only for WGAN-clip, lambda only for WGAN-GP, n_critic only for the WGAN family
+        assert ("loss.clip" in p) == (p["loss.kind"] == "wgan_clip")
+        assert ("loss.gp_lambda" in p) == (p["loss.kind"] == "wgan_gp")
+        assert ("loss.n_critic" in p) == (p["loss.kind"] in ("wgan_clip", "wgan_gp"))
+        assert ("preprocess.denoise.h" in p) == p["preprocess.denoise.enabled"]
+        study.tell(trial, 0.0)
+    assert kinds == {"bce", "hinge", "wgan_gp", "wgan_clip"}
+
+
+def test_user_copy_of_a_space_file_loads(tmp_path):
+    copy = tmp_path / "mine.yaml"
+    copy.write_text(shipped_spaces()["smoke"].read_text().replace("train.steps: 400", "train.steps: 50"))
+    space = load_space(copy)
+    assert space.base_config().train.steps == 50 and space.source == str(copy)
+
+
+BAD = {
+    "unknown parameter": ("- {name: model.widht, type: int, low: 8, high: 16}", r"params\[0\] \(model.widht\): unknown parameter"),
+    "empty range": ("- {name: optim.lr_g, type: float, low: 0.01, high: 0.001}", r"params\[0\] \(optim.lr_g\): empty range"),
+    "bad distribution": ("- {name: optim.lr_g, type: lognormal, low: 1, high: 2}", r"type 'lognormal' is not a distribution"),
+    "log of zero": ("- {name: optim.lr_g, type: float, low: 0.0, high: 0.1, log: true}", r"log scale needs low > 0"),
+    "empty choices": ("- {name: model.arch, type: categorical, choices: []}", r"non-empty 'choices'"),
+    "value the config rejects": ("- {name: model.arch, type: categorical, choices: [dcgan, vit]}", r"value 'vit' is rejected"),
+    "condition on nothing": ("- {name: loss.clip, type: float, low: 0.01, high: 0.1, when: {loss.kind: wgan_clip}}",
+                             r"condition on 'loss.kind', which is not a parameter defined above"),
+    "typo in a field": ("- {name: loss.clip, type: float, low: 0.01, hihg: 0.1}", r"unknown field 'hihg'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_malformed_space_is_rejected_naming_the_entry(tmp_path, case):
+    entry, message = BAD[case]
+    f = tmp_path / "bad.yaml"
+    f.write_text(f"name: bad\nparams:\n  {entry}\n")
+    with pytest.raises(ConfigError, match=message):
+        load_space(f)
+
+
+def test_fixed_keys_are_checked(tmp_path):
+    f = tmp_path / "bad.yaml"
+    f.write_text("fixed:\n  train.stepz: 3\nparams:\n  - {name: model.arch, type: categorical, choices: [dcgan]}\n")
+    with pytest.raises(ConfigError, match=r"fixed.train.stepz: unknown config key"):
+        load_space(f)
+    with pytest.raises(ConfigError, match="neither a shipped space"):
+        load_space(tmp_path / "missing.yaml")
