@@ -8,11 +8,14 @@ The model, per video
 * **Objects** are tubes along worm-like chains (WLC): a polyline sampled every 1 px of arc length whose
   heading takes Gaussian steps of variance ``2 ds / P`` (``P`` = persistence length), so the tangent
   correlation decays as ``<t(s).t(0)> = exp(-s / P)``. Each object has a base width (tube diameter, px),
-  a brightness and a length. With probability ``branch_prob`` an object is a network: 1..``max_branches``
-  side branches start from interior points of earlier branches (Y junctions, one *branch point* each).
+  a brightness and a length. With probability ``branch_prob``
+  an object is a network: 1..``max_branches`` side branches, each at least two tube widths long, start
+  from points of earlier branches at least two tube widths from their ends (Y junctions, one *branch
+  point* each).
 * **Beading** (pearling): with probability ``bead_prob`` an object carries periodic swellings: along each
-  branch, bead centres every ``period`` px (random phase); the local radius is
-  ``r(s) = r0 * (1 + amplitude * sum_j exp(-(s - s_j)^2 / (2 (0.18 period)^2)))``.
+  branch, bead centres every ``period`` px (random phase), each drawn as a sphere of radius
+  ``r0 * (1 + bead_amplitude)`` (r0 = tube radius) into which the tube fades, so a bead peaks at about
+  ``1 + bead_amplitude`` times the tube's brightness and is wider than the tube.
 * **Motion**: each object drifts (constant velocity), jitters (Brownian centre), rotates slowly and flexes
   (a smooth travelling-wave displacement field in object coordinates, zero at the object's birth, so
   topology and junctions are preserved). The whole field of view moves by a linear *stage drift*.
@@ -22,9 +25,9 @@ The model, per video
   branch: a new Y junction). Parents end and children start at the event frame, so every object has a
   fixed morphology over its life.
 * **Rendering**: a tube is a dense chain of uniform disks of the local radius (its line integral is the
-  projected thickness ``2 sqrt(r^2 - d^2)`` of a cylinder), splatted bilinearly at sub-pixel positions and
-  blurred by a Gaussian PSF (``psf_sigma``). Peak photons of a straight unbeaded tube before blur =
-  its brightness; beads (larger r) are brighter. Then background: a constant level tilted by a linear
+  projected thickness ``2 sqrt(r^2 - d^2)`` of a cylinder) plus one projected sphere per bead, splatted
+  bilinearly at sub-pixel positions and blurred by a Gaussian PSF (``psf_sigma``). Peak photons of a
+  straight unbeaded tube before blur = its brightness. Then background: a constant level tilted by a linear
   illumination gradient (fixed to the camera) plus smooth autofluorescence haze (moves with the stage,
   bleaches). Signal and haze bleach as ``exp(-bleach_rate * t)``. Camera: Poisson shot noise, times
   ``gain``, plus Gaussian read noise, a fixed per-column pattern and ``offset``; rounded to uint16.
@@ -44,7 +47,7 @@ top-left pixel; frames are 0-based. Keys:
   (inclusive), ``parents`` (ids, empty for initial objects), ``length_px`` (total skeleton length, all
   branches, at birth), ``width_px`` (base tube diameter, before beads and PSF), ``persistence_px``,
   ``brightness`` (photons), ``n_branches`` (polylines; 1 = unbranched), ``branch_points``
-  (``count`` and ``xy`` at the first frame), ``beads`` (``count``, ``period_px``, ``amplitude``,
+  (``count`` and ``xy`` at the first frame), ``beads`` (``count``, ``period_px``, ``amplitude``, ``radius_px``,
   ``positions`` as ``{branch, index, s_px}`` = arc length from the start of that branch, and ``xy`` at
   the first frame), ``skeleton_px`` (one ``[[x, y], ...]`` polyline per branch, at the first frame;
   a side branch starts at its branch point), and ``motion`` (reference skeleton in object coordinates,
@@ -95,19 +98,19 @@ class SimParams(Section):
 
     size: int = _f(256, "frame height and width (px)", lo=32, hi=4096)
     frames: int = _f(30, "frames per video", lo=1, hi=10000)
-    density: float = _f(2.0, "initial objects per 100x100 px of field of view", lo=0.0, hi=50.0)
-    length_mean: float = _f(55.0, "mean object skeleton length (px, all branches)", lo=4.0)
+    density: float = _f(3.0, "initial objects per 100x100 px of field of view", lo=0.0, hi=50.0)
+    length_mean: float = _f(65.0, "mean object skeleton length (px, all branches)", lo=4.0)
     length_sd: float = _f(30.0, "standard deviation of object length (px)", lo=0.0)
     min_length: float = _f(10.0, "shortest object or fission piece (px)", lo=3.0)
-    width_mean: float = _f(6.5, "mean tube diameter (px, before PSF)", lo=1.0, hi=40.0)
+    width_mean: float = _f(7.0, "mean tube diameter (px, before PSF)", lo=1.0, hi=40.0)
     width_sd: float = _f(1.2, "standard deviation of tube diameter (px)", lo=0.0)
-    persistence_mean: float = _f(40.0, "mean persistence length P (px): tangent correlation exp(-s/P)", lo=1.0)
-    persistence_sd: float = _f(15.0, "standard deviation of persistence length (px)", lo=0.0)
+    persistence_mean: float = _f(25.0, "mean persistence length P (px): tangent correlation exp(-s/P)", lo=1.0)
+    persistence_sd: float = _f(10.0, "standard deviation of persistence length (px)", lo=0.0)
     branch_prob: float = _f(0.3, "probability that an object is a branched network", lo=0.0, hi=1.0)
     max_branches: int = _f(3, "most side branches (branch points) of a new network", lo=1, hi=20)
-    bead_prob: float = _f(0.25, "probability that an object is beaded (pearling)", lo=0.0, hi=1.0)
-    bead_period: float = _f(12.0, "mean distance between bead centres (px)", lo=3.0)
-    bead_amplitude: float = _f(0.7, "bead radius swelling, relative to the tube radius", lo=0.0, hi=5.0)
+    bead_prob: float = _f(0.3, "probability that an object is beaded (pearling)", lo=0.0, hi=1.0)
+    bead_period: float = _f(14.0, "mean distance between bead centres (px)", lo=3.0)
+    bead_amplitude: float = _f(0.5, "bead sphere radius = tube radius x (1 + amplitude)", lo=0.0, hi=5.0)
     fission_rate: float = _f(0.008, "probability per unbranched object per frame of a fission", lo=0.0, hi=1.0)
     fusion_prob: float = _f(0.5, "probability of fusing when an end touches another object", lo=0.0, hi=1.0)
     fusion_distance: float = _f(3.0, "end-to-object distance that allows fusion (px)", lo=0.0)
@@ -116,7 +119,7 @@ class SimParams(Section):
     rotation: float = _f(0.003, "sd of each object's rotation speed (rad/frame)", lo=0.0)
     wiggle: float = _f(0.8, "amplitude of the flexing of each object (px per mode)", lo=0.0)
     wiggle_speed: float = _f(0.15, "sd of the phase speed of the flexing (rad/frame)", lo=0.0)
-    brightness: float = _f(300.0, "mean peak photons of an unbeaded tube before PSF blur", lo=0.0)
+    brightness: float = _f(250.0, "mean peak photons of an unbeaded tube before PSF blur", lo=0.0)
     brightness_sd: float = _f(0.3, "relative sd of object brightness (log-normal)", lo=0.0, hi=3.0)
     psf_sigma: float = _f(1.5, "Gaussian PSF sigma (px)", lo=0.3, hi=20.0)
     background: float = _f(25.0, "background photons per pixel", lo=0.0)
@@ -143,7 +146,7 @@ class _Obj:
 
     id: int
     branches: list  # of (N, 2) float arrays; branch b>0 starts at its branch point on attach[b]
-    radii: list  # of (N,) radius per point (px), beads included
+    tube: list  # of (N,) tube weight per point: 1, dipping towards 0 under each bead sphere
     attach: list  # None for branch 0, else (parent branch, point index)
     beads: list  # (branch, point index) of each bead centre
     r0: float
@@ -170,15 +173,18 @@ def _wlc(rng, length: float, persistence: float, start, heading: float) -> np.nd
     return np.vstack([np.asarray(start, float)[None], np.asarray(start, float) + np.cumsum(seg, axis=0)])
 
 
-def _bead_profile(n: int, r0: float, period: float, amplitude: float, rng) -> tuple[np.ndarray, list]:
-    """Radius per point of an (n,)-point branch with beads every ``period`` px; returns (radii, indices)."""
+def _bead_profile(n: int, bead_r: float, period: float, rng) -> tuple[np.ndarray, list]:
+    """Beads every ``period`` px along an (n,)-point branch: (tube weight (n,), bead point indices).
+
+    The tube fades out under each bead sphere (radius ``bead_r``) so the two do not add up twice.
+    """
     s = np.arange(n) * _DS
     centres = np.arange(rng.uniform(0.3, 0.9) * period, s[-1] - 0.3 * period, period)
     idx = sorted({int(round(c / _DS)) for c in centres})
     bump = np.zeros(n)
     for i in idx:
-        bump += np.exp(-0.5 * ((s - s[i]) / (0.18 * period)) ** 2)
-    return r0 * (1 + amplitude * bump), idx
+        bump = np.maximum(bump, np.exp(-0.5 * ((s - s[i]) / (0.5 * bead_r)) ** 2))
+    return 1 - bump, idx
 
 
 def _flex_modes(rng, p: SimParams) -> dict:
@@ -201,33 +207,35 @@ def _new_object(rng, p: SimParams, oid: int, center) -> _Obj:
     persistence = _lognormal(rng, p.persistence_mean, p.persistence_sd, 2.0)
     n_side = int(rng.integers(1, p.max_branches + 1)) if rng.random() < p.branch_prob else 0
     shares = rng.dirichlet(np.full(n_side + 1, 2.0)) if n_side else np.ones(1)
-    shares = np.maximum(shares * length, p.min_length / 2)
+    r0 = max(rng.normal(p.width_mean, p.width_sd), 1.0) / 2
+    # a side branch reaches at least two tube widths out, or it would be a bump rather than a Y junction
+    shares = np.maximum(shares * length, max(p.min_length, 4 * r0))
     branches = [_wlc(rng, shares[0], persistence, (0.0, 0.0), rng.uniform(0, 2 * np.pi))]
     attach = [None]
     for share in shares[1:]:
         pb = int(rng.integers(len(branches)))
         pts = branches[pb]
-        if len(pts) < 9:
+        m = max(3, int(np.ceil(4 * r0)))  # two tube widths from either end: a real Y junction, not a bend
+        if len(pts) < 2 * m + 2:
             continue
-        i = int(rng.integers(3, len(pts) - 3))  # interior point: a real Y junction, not an end
+        i = int(rng.integers(m, len(pts) - m))
         tangent = pts[i + 1] - pts[i - 1]
         heading = np.arctan2(tangent[1], tangent[0]) + rng.choice([-1, 1]) * rng.uniform(0.6, 1.7)
         branches.append(_wlc(rng, share, persistence, pts[i], heading))
         attach.append((pb, i))
     centroid = np.concatenate(branches).mean(axis=0)
     branches = [b - centroid for b in branches]
-    r0 = max(rng.normal(p.width_mean, p.width_sd), 1.0) / 2
     beaded = rng.random() < p.bead_prob and p.bead_amplitude > 0
     period = max(rng.normal(p.bead_period, 0.15 * p.bead_period), 3.0) if beaded else None
-    radii, beads = [], []
+    tube, beads = [], []
     for b, pts in enumerate(branches):
         if beaded and len(pts) * _DS > period:
-            r, idx = _bead_profile(len(pts), r0, period, p.bead_amplitude, rng)
+            r, idx = _bead_profile(len(pts), r0 * (1 + p.bead_amplitude), period, rng)
             beads += [(b, i) for i in idx if not (b > 0 and i == 0)]
         else:
-            r = np.full(len(pts), r0)
-        radii.append(r)
-    return _Obj(oid, branches, radii, attach, beads, r0, persistence,
+            r = np.ones(len(pts))
+        tube.append(r)
+    return _Obj(oid, branches, tube, attach, beads, r0, persistence,
                 _lognormal(rng, p.brightness, p.brightness_sd * p.brightness, 0.0), period, 0, [],
                 np.asarray(center, float), 0.0, rng.normal(0, p.speed, 2), float(rng.normal(0, p.rotation)),
                 _flex_modes(rng, p))
@@ -248,13 +256,13 @@ def _frame_points(obj: _Obj, t: int) -> list:
 
 
 # ---------------------------------------------------------------------------------- fission and fusion
-def _child(rng, p, parent_objs, oid, t, branches, radii, attach, beads, vel) -> _Obj:
+def _child(rng, p, parent_objs, oid, t, branches, tube, attach, beads, vel) -> _Obj:
     """A new object born at frame ``t`` from frame-coordinate ``branches`` (its reference pose)."""
     centroid = np.concatenate(branches).mean(axis=0)
     w = np.array([sum(len(b) for b in o.branches) for o in parent_objs], float)
     mean = lambda key: float(np.average([getattr(o, key) for o in parent_objs], weights=w))  # noqa: E731
     periods = [o.bead_period for o in parent_objs if o.bead_period]
-    return _Obj(oid, [b - centroid for b in branches], radii, attach, beads, mean("r0"), mean("persistence"),
+    return _Obj(oid, [b - centroid for b in branches], tube, attach, beads, mean("r0"), mean("persistence"),
                 mean("brightness"), float(np.mean(periods)) if periods and beads else None, t,
                 [o.id for o in parent_objs], centroid, 0.0, np.asarray(vel, float),
                 float(np.mean([o.omega for o in parent_objs])), _flex_modes(rng, p))
@@ -272,7 +280,7 @@ def _fission(rng, p, obj: _Obj, t: int, next_id: int, events: list) -> list:
     kids = []
     for j, (sl, sign) in enumerate([(slice(0, k - 1), -1), (slice(k + 2, n), 1)]):  # 2 px gap at the cut
         beads = [(0, i - sl.start) for b, i in obj.beads if sl.start <= i < sl.stop]
-        kids.append(_child(rng, p, [obj], next_id + j, t, [pts[sl]], [obj.radii[0][sl]], [None], beads,
+        kids.append(_child(rng, p, [obj], next_id + j, t, [pts[sl]], [obj.tube[0][sl]], [None], beads,
                            obj.vel + sign * 0.25 * tangent))
     events.append({"frame": t, "type": "fission", "mode": "split", "parents": [obj.id],
                    "children": [c.id for c in kids], "xy": pts[k].round(3).tolist()})
@@ -292,11 +300,11 @@ def _fuse(rng, p, a: _Obj, b: _Obj, pts: dict, t: int, next_id: int, events: lis
         i = int(np.argmin(d[j]))
         if d[j][i] > p.fusion_distance or rng.random() >= p.fusion_prob:
             continue
-        chain, r_a = (pa[::-1], a.radii[0][::-1]) if end == 0 else (pa, a.radii[0])
+        chain, r_a = (pa[::-1], a.tube[0][::-1]) if end == 0 else (pa, a.tube[0])
         beads_a = [len(pa) - 1 - k if end == 0 else k for _, k in a.beads]  # indices in ``chain``
         n_b = len(pb[j])
         if len(b.branches) == 1 and i in (0, n_b - 1):  # end-to-end: one longer chain
-            tail, r_t = (pb[0], b.radii[0]) if i == 0 else (pb[0][::-1], b.radii[0][::-1])
+            tail, r_t = (pb[0], b.tube[0]) if i == 0 else (pb[0][::-1], b.tube[0][::-1])
             beads = [(0, k) for k in beads_a] + [(0, len(chain) + (k if i == 0 else n_b - 1 - k))
                                                   for _, k in b.beads]
             kid = _child(rng, p, [a, b], next_id, t, [np.vstack([chain, tail])], [np.concatenate([r_a, r_t])],
@@ -304,14 +312,14 @@ def _fuse(rng, p, a: _Obj, b: _Obj, pts: dict, t: int, next_id: int, events: lis
             mode = "end-to-end"
         elif 2 <= i <= n_b - 3:  # tip-to-side: ``a`` becomes a new branch of ``b`` (a Y junction)
             new = np.vstack([pb[j][i], chain[::-1]])
-            r_new = np.concatenate([[b.radii[j][i]], r_a[::-1]])
+            r_new = np.concatenate([[b.tube[j][i]], r_a[::-1]])
             beads = list(b.beads) + [(len(pb), len(chain) - k) for k in beads_a]
-            kid = _child(rng, p, [b, a], next_id, t, pb + [new], b.radii + [r_new], b.attach + [(j, i)],
+            kid = _child(rng, p, [b, a], next_id, t, pb + [new], b.tube + [r_new], b.attach + [(j, i)],
                          beads, b.vel)
             mode = "tip-to-side"
         else:
             continue
-        events.append({"frame": t, "type": "fusion", "mode": mode, "parents": [a.id, b.id],
+        events.append({"frame": t, "type": "fusion", "mode": mode, "parents": kid.parents,
                        "children": [kid.id], "xy": pb[j][i].round(3).tolist()})
         return kid
     return None
@@ -354,52 +362,59 @@ def _events(rng, p: SimParams, alive: list, t: int, next_id: int, events: list) 
 
 # ----------------------------------------------------------------------------------------------- render
 @functools.lru_cache(maxsize=512)
-def _kernel(radius: float) -> np.ndarray:
-    """Uniform disk of ``radius`` (anti-aliased, 8x8 sub-samples): (K, K) float32, K = 2 ceil(r) + 3."""
+def _kernel(radius: float, sphere: bool) -> np.ndarray:
+    """Anti-aliased (8x8 sub-samples) disk of ``radius`` (value 1), or the projected thickness of a sphere
+    (``2 sqrt(r^2 - rho^2)``) when ``sphere``: (K, K) float32, K = 2 ceil(r) + 3."""
     half = int(np.ceil(radius)) + 1
     sub = (np.arange(8) + 0.5) / 8 - 0.5
     g = np.arange(-half, half + 1)
     yy = (g[:, None, None, None] + sub[None, None, :, None]) ** 2
     xx = (g[None, :, None, None] + sub[None, None, None, :]) ** 2
-    disk = ((yy + xx) <= radius ** 2).mean(axis=(2, 3)) if radius > 0 else np.zeros((g.size, g.size))
-    if radius <= 0:
-        disk[half, half] = 1.0
-    return disk.astype(np.float32)
+    rho2 = yy + xx  # (K, K, 8, 8)
+    inside = 2 * np.sqrt(np.maximum(radius ** 2 - rho2, 0)) if sphere else (rho2 <= radius ** 2)
+    kern = inside.mean(axis=(2, 3))
+    if kern.sum() == 0:
+        kern[half, half] = 1.0
+    return kern.astype(np.float32)
 
 
-def _samples(obj: _Obj, pts: list, weight: float) -> tuple:
-    """Disk centres every ``_RENDER_DS`` px along each branch: (xy (M, 2), radius (M,), weight (M,))."""
-    xy, rr = [], []
-    for q, r in zip(pts, obj.radii):
+def _samples(obj: _Obj, pts: list, weight: float, amplitude: float) -> tuple:
+    """What to draw for one object: (disks, spheres), each (xy (M, 2), radius (M,), weight (M,)).
+
+    Disks of radius r0 every ``_RENDER_DS`` px along each branch (a chain of uniform disks has the line
+    integral ``2 sqrt(r0^2 - d^2)`` of a cylinder), weighted by the tube weight; one sphere per bead.
+    Normalised so that a straight unbeaded tube peaks at ``weight`` before the PSF.
+    """
+    xy, tw = [], []
+    for q, tube in zip(pts, obj.tube):
         if len(q) < 2:
             continue
-        s = np.concatenate([[0], np.cumsum(np.hypot(*np.diff(q, axis=0).T))])
+        s = _arc(q)
         u = np.arange(0, s[-1] + 1e-9, _RENDER_DS)
         xy.append(np.stack([np.interp(u, s, q[:, 0]), np.interp(u, s, q[:, 1])], 1))
-        rr.append(np.interp(u, s, r))
-    if not xy:
-        return np.zeros((0, 2)), np.zeros(0), np.zeros(0)
-    r = np.concatenate(rr)
-    return np.concatenate(xy), r, np.full(r.size, weight * _RENDER_DS / (2 * obj.r0))
+        tw.append(np.interp(u, s, tube))
+    norm = weight / (2 * obj.r0)
+    tw = np.concatenate(tw) if tw else np.zeros(0)
+    disks = (np.concatenate(xy) if xy else np.zeros((0, 2)), np.full(tw.size, obj.r0), tw * norm * _RENDER_DS)
+    bxy = np.array([pts[b][i] for b, i in obj.beads]).reshape(-1, 2)
+    spheres = (bxy, np.full(len(bxy), obj.r0 * (1 + amplitude)), np.full(len(bxy), norm))
+    return disks, spheres
 
 
-def _render(xy: np.ndarray, r: np.ndarray, w: np.ndarray, size: int, sigma: float) -> np.ndarray:
-    """Sum of PSF-blurred disks: bilinear splats per radius bin, a disk convolution per bin, then the PSF.
-
-    xy (M, 2) disk centres (px), r (M,) radii, w (M,) weights -> (size, size) float32 photons.
-    """
-    pad = int(np.ceil((r.max() if r.size else 1) + 4 * sigma)) + 2
-    hc = size + 2 * pad
+def _splat(out: np.ndarray, pad: int, xy: np.ndarray, r: np.ndarray, w: np.ndarray, sphere: bool) -> None:
+    """Add disks/spheres into the padded canvas ``out`` (Hc, Hc): bilinear splats per radius bin (weights
+    interpolate linearly between the two nearest bins), one convolution per occupied bin."""
+    hc = out.shape[0]
     x, y = xy[:, 0] + pad, xy[:, 1] + pad
     keep = (x >= 0) & (y >= 0) & (x < hc - 1) & (y < hc - 1)
     x, y, r, w = x[keep], y[keep], r[keep], w[keep]
-    out = np.zeros((hc, hc), np.float32)
     if not x.size:
-        return out[pad:pad + size, pad:pad + size]
+        return
     x0, y0, rb = np.floor(x).astype(int), np.floor(y).astype(int), r / _RBIN
     b0 = np.floor(rb).astype(int)
     fx, fy, fb = x - x0, y - y0, rb - b0
-    b0 -= b0.min()
+    bmin = int(b0.min())
+    b0 -= bmin
     nb = int(b0.max()) + 2
     idx, wt = [], []
     for db, wb in ((0, 1 - fb), (1, fb)):
@@ -408,11 +423,21 @@ def _render(xy: np.ndarray, r: np.ndarray, w: np.ndarray, size: int, sigma: floa
                 idx.append((b0 + db) * hc * hc + (y0 + dy) * hc + x0 + dx)
                 wt.append(w * wb * wy * wx)
     dens = np.bincount(np.concatenate(idx), np.concatenate(wt), minlength=nb * hc * hc).reshape(nb, hc, hc)
-    rmin = np.floor(r.min() / _RBIN) * _RBIN
     for b in np.flatnonzero(dens.reshape(nb, -1).any(axis=1)):
-        k = _kernel(round(float(rmin + b * _RBIN), 4))
+        k = _kernel(round((bmin + int(b)) * _RBIN, 4), sphere)
         out += cv2.filter2D(dens[b].astype(np.float32), -1, k, borderType=cv2.BORDER_CONSTANT)
-    out = cv2.GaussianBlur(out, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT)  # the PSF, once for all bins
+
+
+def _render(parts: list, size: int, sigma: float) -> np.ndarray:
+    """Draw ``[(disks, spheres), ...]`` from :func:`_samples`, then blur by the PSF: (size, size) float32."""
+    rmax = max([float(a[1].max()) for part in parts for a in part if a[1].size] + [1.0])
+    pad = int(np.ceil(rmax + 4 * sigma)) + 2
+    out = np.zeros((size + 2 * pad,) * 2, np.float32)
+    for kind in (0, 1):
+        arrays = [part[kind] for part in parts if part[kind][1].size]
+        if arrays:
+            _splat(out, pad, *(np.concatenate([a[i] for a in arrays]) for i in range(3)), sphere=bool(kind))
+    out = cv2.GaussianBlur(out, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT)  # the PSF, once for all
     return out[pad:pad + size, pad:pad + size]
 
 
@@ -486,12 +511,11 @@ def simulate_video(params: SimParams | None = None, seed: int = 0) -> tuple[np.n
             alive, next_id = _events(rng, p, alive, t, next_id, events)
             everyone += [o for o in alive if o.id not in before]
         shift, bleach = drift * t, float(np.exp(-p.bleach_rate * t))
-        parts = [_samples(o, [q + shift for q in _frame_points(o, t)], o.brightness * bleach) for o in alive]
+        parts = [_samples(o, [q + shift for q in _frame_points(o, t)], o.brightness, p.bead_amplitude)
+                 for o in alive]
         for o in alive:
             o.track.append([t, *o.center.round(6).tolist(), round(o.angle, 8)])
-        xy, r, w = (np.concatenate([a[i] for a in parts]) if parts else np.zeros((0, 2) if i == 0 else 0)
-                    for i in range(3))
-        signal = _render(xy, r, w, p.size, p.psf_sigma)
+        signal = _render(parts, p.size, p.psf_sigma)
         photons = background + bleach * (signal + _haze_at(haze, p.size, shift))
         frames[t] = _camera(rng, photons, p, columns)
     for o in alive:
@@ -520,10 +544,10 @@ def _object_truth(o: _Obj, drift: np.ndarray) -> dict:
         "brightness": round(o.brightness, 3), "n_branches": len(o.branches),
         "branch_points": {"count": len(bp), "xy": _r(bp)},
         "beads": {"count": len(o.beads), "period_px": None if o.bead_period is None else round(o.bead_period, 3),
-                  "amplitude": None, "positions": beads, "xy": _r([pts[b][i] for b, i in o.beads])},
+                  "amplitude": None, "radius_px": None, "positions": beads, "xy": _r([pts[b][i] for b, i in o.beads])},
         "skeleton_px": [_r(q) for q in pts],
         "motion": {"reference": [_r(q, 6) for q in o.branches], "attach": [list(a) if a else None for a in o.attach],
-                   "radii": [_r(r) for r in o.radii], "track": o.track,
+                   "tube_weight": [_r(r) for r in o.tube], "track": o.track,
                    "flex": {k: (np.asarray(v).tolist() if k != "amp" else v) for k, v in o.modes.items()}},
     }
 
@@ -539,6 +563,7 @@ def _truth(p: SimParams, seed: int, objs: list, events: list, drift: np.ndarray)
     for ob in objects:
         if ob["beads"]["count"]:
             ob["beads"]["amplitude"] = p.bead_amplitude
+            ob["beads"]["radius_px"] = round(ob["width_px"] / 2 * (1 + p.bead_amplitude), 3)
     return {
         "format": TRUTH_FORMAT, "seed": int(seed), "shape": [p.frames, p.size, p.size], "dtype": "uint16",
         "params": to_dict(p),

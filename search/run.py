@@ -100,7 +100,19 @@ def run_search(opts: SearchOptions):
         from search.report import write_report
 
         write_report(search_dir)
+    _export_best(search_dir)
     return search_dir
+
+
+def _export_best(search_dir: Path) -> None:
+    """Export the best trial to ``<search_dir>/best``; a search where no trial finished just says so."""
+    from search.report import export_search
+
+    try:
+        bundle = export_search(search_dir)
+        log.warning("best generator exported to %s", bundle)
+    except MitoganError as e:
+        log.warning("no generator exported: %s", e)
 
 
 def _build_tuner(opts, space: Space, name, storage, search_dir: Path, videos, mode: str) -> tune.Tuner:

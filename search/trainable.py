@@ -53,6 +53,7 @@ def train_trial(config: dict, *, videos, fixed: dict, search_name: str, wandb_di
     trial_dir = Path(ctx.get_trial_dir())
     trial_dir.mkdir(parents=True, exist_ok=True)
     tiles = Pipeline(cfg.preprocess).run(videos, progress=False)  # content-hash cached across trials
+    _write_data_info(trial_dir / "data.json", tiles)
     evaluator = _safe_evaluator(InTrainingEvaluator(tiles.tiles, seed=cfg.train.seed), PRIMARY_MODE)
     stopper = NonConvergencePolicy(**policy)
     run = WandbRun(project=os.environ.get("WANDB_PROJECT", "mitogan"), name=ctx.get_trial_name(),
@@ -79,6 +80,15 @@ def train_trial(config: dict, *, videos, fixed: dict, search_name: str, wandb_di
         run.log_image("final_samples", png)
     run.finish()
     tune.report(final)
+
+
+def _write_data_info(path: Path, tiles) -> None:
+    """What the trial trained on (sources, intensity mapping, tile count): the export reads it."""
+    import json
+
+    info = {"n_tiles": len(tiles), "size": tiles.size, "sources": tiles.meta.get("sources"),
+            "intensity": tiles.meta.get("intensity"), "cache_key": tiles.meta.get("cache_key")}
+    path.write_text(json.dumps(info, indent=2, default=str))
 
 
 def _safe_evaluator(evaluator, mode: str):
