@@ -1,0 +1,144 @@
+"""``mitogan preprocess``: frames → training tiles, with a quality report and a before/after preview.
+
+Writes OUT/tiles.npz (read by training and metrics), OUT/config.yaml (the resolved preprocess config),
+OUT/quality.json (per-frame SNR and the frames flagged as having no signal) and a contact sheet: one row per
+step, one column per sample frame, plus a row of sample tiles.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["register", "run", "save_preview"]
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "preprocess", help="turn videos/stacks into training tiles (normalise, denoise, ..., tile)",
+        description=__doc__.splitlines()[0])
+    p.add_argument("inputs", nargs="*", metavar="INPUT",
+                   help="TIFF/OME-TIFF stacks, GIF/AVI/MP4 videos or image folders (none: the built-in "
+                        "simulated dataset)")
+    p.add_argument("--config", metavar="FILE",
+                   help="YAML/JSON with a top-level `preprocess:` section, or bare preprocess keys")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="override a preprocess key, e.g. --set denoise.enabled=true (repeatable)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--preview", metavar="PNG", help="before/after contact sheet (default: OUT/preview.png)")
+    p.add_argument("--channel", default=None, help="channel index for multi-channel inputs")
+    p.add_argument("--z", default="max", help="z-stacks: max or mean projection, or a plane index")
+    p.add_argument("--strict", action="store_true", help="stop at the first unreadable file in a folder")
+    p.add_argument("--no-cache", action="store_true", help="recompute even if these tiles are cached")
+    p.add_argument("--samples", type=int, default=4, help="sample frames in the preview")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from mitogan.config import PreprocessConfig, load_config
+    from mitogan.preprocess import Pipeline
+    from mitogan.tiles import save_tiles
+
+    # --set accepts "denoise.h=5" and the Ray spelling "preprocess.denoise.h=5"
+    overrides = [o.removeprefix("preprocess.") for o in args.overrides]
+    cfg = load_config(args.config, PreprocessConfig, overrides=overrides, section="preprocess")
+    videos = _read(args)
+    pipeline = Pipeline(cfg)
+    tiles = pipeline.run(videos, progress=True, cache=not args.no_cache)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_tiles(out / "tiles.npz", tiles)
+    _save_config(cfg, out / "config.yaml")
+    quality = _quality_summary(tiles.meta["quality"], cfg.quality)
+    (out / "quality.json").write_text(json.dumps(quality, indent=1))
+    preview = save_preview(pipeline, videos, tiles, Path(args.preview or out / "preview.png"), args.samples)
+    _print_summary(tiles, videos, quality, pipeline, out, preview)
+    return 0
+
+
+def _read(args):
+    from mitogan.io import read_inputs
+
+    inputs = args.inputs
+    if not inputs:
+        from mitogan.simulate import default_dataset
+
+        inputs = [default_dataset()]
+        print(f"no INPUT given: using the built-in simulated dataset in {inputs[0]}")
+
+    def skipped(path, problem):
+        print(f"skipped {path}: {problem}")
+
+    return read_inputs(inputs, channel=args.channel, z=args.z, strict=args.strict, on_skip=skipped)
+
+
+def _save_config(cfg, path: Path) -> None:
+    import yaml
+
+    from mitogan.config import to_dict
+
+    path.write_text(yaml.safe_dump({"preprocess": to_dict(cfg)}, sort_keys=False))
+
+
+def _quality_summary(reports: list[dict], qcfg) -> dict:
+    flagged = sum(len(r["flagged"]) for r in reports)
+    return {"min_snr": qcfg.min_snr, "drop_flagged": qcfg.drop_flagged,
+            "n_frames": sum(r["n_frames"] for r in reports), "n_flagged": flagged,
+            "no_signal_sources": [r["source"] for r in reports if r["no_signal"]], "videos": reports}
+
+
+def _print_summary(tiles, videos, quality, pipeline, out: Path, preview: Path) -> None:
+    cached = " (from cache)" if pipeline.stats["cache_hits"] else ""
+    print(f"{len(tiles)} tiles of {tiles.size}×{tiles.size}{cached} from {quality['n_frames']} frames of "
+          f"{len(videos)} videos → {out / 'tiles.npz'}")
+    if quality["n_flagged"]:
+        verb = "left out" if quality["drop_flagged"] else "kept"
+        print(f"{quality['n_flagged']} frames flagged as no signal (SNR < {quality['min_snr']}, {verb}); "
+              f"see {out / 'quality.json'}")
+        for src in quality["no_signal_sources"]:
+            print(f"  no signal in any frame: {src}")
+    print(f"steps: {' → '.join(pipeline.steps)}; preview: {preview}")
+
+
+def save_preview(pipeline, videos, tiles, path: Path, samples: int = 4) -> Path:
+    """Contact sheet: rows = input and each enabled step, columns = sample frames; then sample tiles."""
+    from mitogan.viz import contact_sheet
+
+    picks = _sample_frames(videos, tiles.meta.get("quality"), samples)
+    columns = []  # one list of (step, image) per sample frame
+    for vi, t in picks:
+        columns.append(pipeline.trace(videos[vi], frames=[t]))
+    names = [name for name, _ in columns[0]]
+    rows = [(name, [col[r][1][0] for col in columns]) for r, name in enumerate(names)]
+    n_tiles = min(len(tiles), max(samples, 6))
+    pick = np.linspace(0, len(tiles) - 1, n_tiles).round().astype(int)
+    rows.append((f"tiles {tiles.size}px", [tiles.tiles[i, 0] for i in pick]))
+    title = "columns: " + ", ".join(f"{_short(videos[vi].source)}[{videos[vi].frame_index[t]}]"
+                                    for vi, t in picks)
+    return contact_sheet(rows, path, title=title)
+
+
+def _short(source: str) -> str:
+    """The last two path parts (``<id>/images.tif`` says more than ``images.tif``), at most 28 chars."""
+    name = "/".join(Path(source).parts[-2:])
+    return name if len(name) <= 28 else "…" + name[-27:]
+
+
+def _sample_frames(videos, reports, samples: int) -> list[tuple[int, int]]:
+    """(video, frame position) pairs spread over the videos, preferring frames not flagged as no signal."""
+    good = []
+    for vi, video in enumerate(videos):
+        flagged = set(reports[vi]["flagged"]) if reports else set()
+        good += [(vi, t) for t in range(video.n_frames) if t not in flagged]
+    pool = good or [(vi, t) for vi, v in enumerate(videos) for t in range(v.n_frames)]
+    # one frame from each of `samples` videos when there are enough videos, else spread over the frames
+    by_video = {}
+    for vi, t in pool:
+        by_video.setdefault(vi, []).append(t)
+    if len(by_video) >= samples:
+        keys = [sorted(by_video)[i] for i in np.linspace(0, len(by_video) - 1, samples).round().astype(int)]
+        return [(k, by_video[k][len(by_video[k]) // 2]) for k in keys]
+    idx = np.linspace(0, len(pool) - 1, min(samples, len(pool))).round().astype(int)
+    return [pool[i] for i in idx]
