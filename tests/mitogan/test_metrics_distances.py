@@ -1,0 +1,65 @@
+import numpy as np
+import pytest
+
+from mitogan.errors import ConfigError
+from mitogan.metrics import distances as D
+
+
+def test_kid_near_zero_same_distribution_and_large_when_shifted():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(300, 8)), rng.normal(size=(300, 8))
+    same, _, m = D.kid(a, b, subset_size=1000, n_subsets=20)
+    assert m == 300  # subset size clamped to the sample counts
+    assert abs(same) < 0.05
+    shifted, _, _ = D.kid(a, b + 1.0, n_subsets=20)
+    assert shifted > 10 * abs(same)
+
+
+def test_kid_is_deterministic_and_rejects_tiny_sets():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(50, 4)), rng.normal(size=(60, 4))
+    assert D.kid(a, b, seed=3) == D.kid(a, b, seed=3)
+    with pytest.raises(ConfigError, match="at least 2"):
+        D.kid(a[:1], b)
+
+
+def test_frechet_zero_for_identical_and_matches_gaussian_formula():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(2000, 3))
+    assert D.frechet_distance(a, a) == pytest.approx(0, abs=1e-6)
+    # same covariance, mean shifted by 2 along one axis -> FD = 4
+    assert D.frechet_distance(a, a + [2, 0, 0]) == pytest.approx(4, rel=1e-6)
+
+
+def test_prdc_identical_sets_and_collapse():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(200, 5))
+    full = D.prdc(a, a.copy(), k=5)
+    assert full["precision"] == 1 and full["recall"] == 1 and full["coverage"] == 1
+    collapsed = D.prdc(a, np.repeat(a[:2], 100, axis=0), k=5)
+    assert collapsed["precision"] == 1  # every fake is a real image
+    assert collapsed["coverage"] < 0.1 and collapsed["recall"] < 0.1  # but modes are missing
+    with pytest.raises(ConfigError, match="more than k=5"):
+        D.prdc(a[:5], a, k=5)
+
+
+@pytest.mark.parametrize("k", [1, 3, 10])
+def test_vendi_of_k_orthogonal_rows_repeated_is_k(k):
+    rows = np.eye(20)[:k]
+    assert D.vendi_score(np.resize(rows, (60, 20))) == pytest.approx(k, rel=1e-6)
+
+
+def test_vendi_after_whitening_counts_distinct_random_images():
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(600, 40)) @ rng.normal(size=(40, 40))  # correlated features
+    w, = D.whiten(real)
+    for k in (4, 10):
+        v = D.vendi_score(w[np.resize(np.arange(k), 300)])
+        assert k * 0.85 <= v <= k + 1e-6
+
+
+def test_standardise_uses_real_statistics_and_survives_constant_columns():
+    real = np.array([[0.0, 1.0], [2.0, 1.0]])
+    r, f = D.standardise(real, np.array([[1.0, 3.0]]))
+    np.testing.assert_allclose(r, [[-1, 0], [1, 0]])
+    np.testing.assert_allclose(f, [[0, 2]])
