@@ -90,6 +90,8 @@ def run_search(opts: SearchOptions):
     search_dir.mkdir(parents=True, exist_ok=True)
     videos = _load_videos(opts)
     _write_launch(search_dir, opts, space, name)
+    # Ray warns about checkpoint syncing after every few reports of short trials; it is harmless here
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     _init_ray(opts.address)
     try:
         tuner = _build_tuner(opts, space, name, storage, search_dir, videos, PRIMARY_MODE)
@@ -109,10 +111,9 @@ def _export_best(search_dir: Path) -> None:
     from search.report import export_search
 
     try:
-        bundle = export_search(search_dir)
-        log.warning("best generator exported to %s", bundle)
+        print(f"best generator exported to {export_search(search_dir)}")
     except MitoganError as e:
-        log.warning("no generator exported: %s", e)
+        print(f"no generator exported: {e}")
 
 
 def _build_tuner(opts, space: Space, name, storage, search_dir: Path, videos, mode: str) -> tune.Tuner:
@@ -142,13 +143,18 @@ def _build_tuner(opts, space: Space, name, storage, search_dir: Path, videos, mo
         trainable,
         tune_config=tune.TuneConfig(metric="primary", mode=mode, num_samples=opts.trials,
                                     search_alg=ConcurrencyLimiter(searcher, max_concurrent=limit),
-                                    scheduler=scheduler),
+                                    scheduler=scheduler, trial_dirname_creator=_trial_dirname),
         run_config=tune.RunConfig(
             name=name, storage_path=storage, verbose=0,
             callbacks=[SearchProgress(opts.trials, mode, enabled=opts.progress)],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             failure_config=tune.FailureConfig(max_failures=2)),
     )
+
+
+def _trial_dirname(trial) -> str:
+    """Short trial folder names (Ray's default packs every parameter into the name)."""
+    return f"trial_{trial.trial_id}"
 
 
 def _init_ray(address: str | None) -> None:

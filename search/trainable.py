@@ -55,7 +55,8 @@ def train_trial(config: dict, *, videos, fixed: dict, search_name: str, wandb_di
     tiles = Pipeline(cfg.preprocess).run(videos, progress=False)  # content-hash cached across trials
     _write_data_info(trial_dir / "data.json", tiles)
     evaluator = _safe_evaluator(InTrainingEvaluator(tiles.tiles, seed=cfg.train.seed), PRIMARY_MODE)
-    stopper = NonConvergencePolicy(**policy)
+    # a WGAN critic swings early on: no decision (but NaN) in the first fifth of the run
+    stopper = NonConvergencePolicy(**{"grace_steps": max(cfg.train.report_every, cfg.train.steps // 5), **policy})
     run = WandbRun(project=os.environ.get("WANDB_PROJECT", "mitogan"), name=ctx.get_trial_name(),
                    group=search_name, config=to_flat(cfg), dir=wandb_dir, run_id=_wandb_id(search_name, ctx))
     state: dict[str, Any] = {"reason": None, "last": {}}
