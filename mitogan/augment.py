@@ -68,11 +68,10 @@ def _cutout(x: torch.Tensor, p: float, ratio: float = 0.5) -> torch.Tensor:
 
 def _color(x: torch.Tensor, p: float) -> torch.Tensor:
     b = x.shape[0]
-    on = (torch.rand(b, 1, 1, 1, device=x.device) < p).to(x.dtype)
-    bright = (torch.rand(b, 1, 1, 1, device=x.device, dtype=x.dtype) - 0.5) * 0.5 * on
-    contrast = 1.0 + (torch.rand(b, 1, 1, 1, device=x.device, dtype=x.dtype) - 0.5) * on
+    bright = (torch.rand(b, 1, 1, 1, device=x.device, dtype=x.dtype) - 0.5) * 0.5
+    contrast = 1.0 + (torch.rand(b, 1, 1, 1, device=x.device, dtype=x.dtype) - 0.5)
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    return (x - mean) * contrast + mean + bright
+    return _pick(x, (x - mean) * contrast + mean + bright, p)
 
 
 def diff_augment(x: torch.Tensor, cfg, p: float | None = None) -> torch.Tensor:

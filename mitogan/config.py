@@ -366,7 +366,8 @@ class ModelConfig(Section):
     g_norm: str = _f("batch", "generator normalisation", choices=("batch", "instance", "layer", "none"))
     d_norm: str = _f("spectral", "discriminator normalisation",
                      choices=("batch", "instance", "layer", "spectral", "none"))
-    activation: str = _f("leaky_relu", "hidden activation", choices=("relu", "leaky_relu", "elu", "silu"))
+    activation: str = _f("leaky_relu", "hidden activation (the DCGAN generator uses relu where this says "
+                         "leaky_relu, as in DCGAN)", choices=("relu", "leaky_relu", "elu", "silu"))
 
 
 @dataclass

@@ -32,7 +32,9 @@ Convergence signals, 0/1 each (measurements, not a stopping policy — that belo
     signal_critic_explode  |wasserstein| > train.explode_limit (or not finite)
     signal_critic_drift    |critic_drift| > train.drift_limit
     signal_grad_blowup     a gradient norm in the window > train.grad_limit (or not finite)
-    signal_collapse        diversity < train.collapse_floor
+    signal_collapse        diversity < train.collapse_floor. The EMA generator runs in eval mode, so for
+                           the first few dozen steps (until BatchNorm running statistics settle) its
+                           samples are nearly constant and this fires: callers want a grace period.
     signal_any             max of the above
 Only at some steps:
     samples     (n_samples, 1, S, S) float32 in [-1, 1] from the fixed latent batch (every train.sample_every)
@@ -177,11 +179,15 @@ def _new_acc(device) -> dict:
 # one step
 
 
-def _grad_norm(params) -> torch.Tensor:
+def _grad_norm(params, amp: bool) -> torch.Tensor:
+    """Global L2 norm of the (unscaled) gradients.
+
+    Under AMP an Inf/NaN here is the GradScaler's overflow probe (it skips that step and lowers its
+    scale), not a divergence, so it is reported as 0 rather than flagged as non-finite.
+    """
     grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return torch.zeros(())
-    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    return torch.nan_to_num(norm, nan=0.0, posinf=0.0) if amp else norm
 
 
 def _autocast(st: _State):
@@ -209,7 +215,7 @@ def _d_step(st: _State, cfg: Config, data: torch.Tensor) -> None:
     st.opt_d.zero_grad(set_to_none=True)
     st.scaler_d.scale(total).backward()
     st.scaler_d.unscale_(st.opt_d)
-    gn = _grad_norm(st.D.parameters())
+    gn = _grad_norm(st.D.parameters(), st.amp)
     st.scaler_d.step(st.opt_d)
     st.scaler_d.update()
     if kind == "wgan_clip":
@@ -231,7 +237,7 @@ def _g_step(st: _State, cfg: Config) -> None:
     st.opt_g.zero_grad(set_to_none=True)
     st.scaler_g.scale(loss).backward()
     st.scaler_g.unscale_(st.opt_g)
-    gn = _grad_norm(st.G.parameters())
+    gn = _grad_norm(st.G.parameters(), st.amp)
     st.scaler_g.step(st.opt_g)
     st.scaler_g.update()
     st.D.requires_grad_(True)

@@ -114,10 +114,20 @@ def write_report(search_dir) -> Path:
                "importance": _plot_importances(importances, out / "importance.png")}
     if best and best.samples():
         figures["best"] = Path(shutil.copy2(best.samples()[-1], out / "best_samples.png"))
+    fixed = _fixed_keys(search_dir)
+    for t in trials:  # the table shows what was searched, not the constants every trial shares
+        t.params = {k: v for k, v in t.params.items() if k not in fixed}
     page = out / "index.html"
     page.write_text(_html(search_dir.name, trials, best, importances, figures, PRIMARY_NAME, PRIMARY_MODE))
     (out / "summary.json").write_text(json.dumps(_summary(trials, best, importances), indent=2))
     return page
+
+
+def _fixed_keys(search_dir: Path) -> set:
+    launch = search_dir / "search.json"
+    if not launch.exists():
+        return set()
+    return set(json.loads(launch.read_text()).get("space", {}).get("fixed", {}))
 
 
 def _summary(trials, best, importances) -> dict:
@@ -168,7 +178,7 @@ def _plot_importances(importances: dict, path: Path) -> Path | None:
     items = sorted(importances.items(), key=lambda kv: kv[1])[-15:]
     fig, ax = plt.subplots(figsize=(6.4, 0.3 * len(items) + 1.0))
     ax.barh([k for k, _ in items], [v for _, v in items], color="#4a7ab5")
-    ax.set_xlabel("importance (Optuna, fANOVA)")
+    ax.set_xlabel("importance (Optuna's default evaluator)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -88,6 +88,7 @@ def run_search(opts: SearchOptions):
     storage = _storage_path(opts.storage)
     search_dir = Path(storage) / name
     search_dir.mkdir(parents=True, exist_ok=True)
+    _check_reachable(opts.address or os.environ.get("RAY_ADDRESS") or "local")  # before minutes of data loading
     videos = _load_videos(opts)
     _write_launch(search_dir, opts, space, name)
     # Ray warns about checkpoint syncing after every few reports of short trials; it is harmless here
@@ -160,11 +161,26 @@ def _trial_dirname(trial) -> str:
 def _init_ray(address: str | None) -> None:
     """Start a local Ray (``address="local"``: never attach to a stale cluster) or join ``address``."""
     address = address or os.environ.get("RAY_ADDRESS") or "local"
+    _check_reachable(address)
     kwargs = dict(address=address, include_dashboard=False, log_to_driver=False,
                   logging_level=logging.WARNING, configure_logging=True)
     try:
         ray.init(**kwargs)
     except ConnectionError as e:
+        raise MitoganError(f"--address {address}: cannot reach a Ray cluster there ({e}); start one with "
+                           "`ray start --head` or leave --address out for a local Ray") from None
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast on a host:port nobody listens on (ray.init would retry for minutes)."""
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return  # "local", "auto" and other forms Ray resolves itself
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
         raise MitoganError(f"--address {address}: cannot reach a Ray cluster there ({e}); start one with "
                            "`ray start --head` or leave --address out for a local Ray") from None
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import ray
 from ray import tune
 
 from mitogan.config import Config, from_flat, to_flat
@@ -75,7 +76,7 @@ def train_trial(config: dict, *, videos, fixed: dict, search_name: str, wandb_di
     result = train(cfg, tiles, out_dir=trial_dir, on_report=on_report, should_stop=lambda: state["reason"] is not None,
                    resume=_resume_path(trial_dir), evaluate=evaluator)
     final = dict(state["last"], finished=int(state["reason"] is None and not result.stopped),
-                 stop_reason=state["reason"] or "")
+                 stop_reason=state["reason"] or "", node=ray.get_runtime_context().get_node_id())
     run.summary({"stop_reason": final["stop_reason"] or "finished", "primary": final.get("primary")})
     for png in sorted(trial_dir.glob("samples/*.png"))[-1:]:
         run.log_image("final_samples", png)
