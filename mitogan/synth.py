@@ -7,8 +7,9 @@ reproducible and an interrupted one resumes: each finished batch leaves ``parts/
 (written after its images, atomically), and a restart skips those batches.
 
 The manifest ``manifest.csv`` has one row per kept image: file, seed, latent_index, contrast (p99 - p1
-of the image in [0, 1], a cheap quality score), nn_set (distance to the nearest earlier image of the set)
-and nn_train (distance to the nearest reference/training tile, when ``reference`` is given). Filters:
+of the image in [0, 1], a cheap quality score), nn_set (distance to the nearest earlier image of the set,
+when the duplicate filter is on) and nn_train (distance to the nearest reference/training tile, when
+``reference`` is given). Filters:
 ``min_set_distance`` drops near-duplicates within the set, ``min_train_distance`` drops images too close to
 a training image (memorisation); the numbers dropped are reported in ``synth.json``. Distances are RMS
 differences of 16×16 downsampled images in [0, 1].
@@ -84,34 +85,35 @@ def synthesize(bundle, out_dir, opts: SynthOptions, reference: np.ndarray | None
 def _generate_batch(gen, device, opts: SynthOptions, b: int, state: dict, ref):
     """Generate batch ``b``, apply the filters, return kept images (B', S, S) in [-1, 1] and manifest rows."""
     z = torch.cat([_latents(gen, opts.seed, b * opts.batch_size + i) for i in range(0, opts.batch_size, 64)])
-    z = z[: opts.batch_size].to(device)
     with torch.inference_mode():
-        x = gen(z).float().cpu()[:, 0]  # (B, S, S)
-    feats = _features(x)
-    nn_set = _nearest(feats, state["bank"])
-    nn_train = _nearest(feats, ref) if ref is not None else torch.full((len(x),), float("nan"))
-    keep = []
+        x = gen(z[: opts.batch_size].to(device)).float().cpu()[:, 0]  # (B, S, S)
+    dedup = opts.min_set_distance > 0
+    feats = _features(x) if dedup or ref is not None else None  # (B, 256)
+    nan = torch.full((len(x),), float("nan"))
+    nn_set = _nearest(feats, state["bank"]) if dedup else nan  # to images kept in earlier batches
+    intra = torch.cdist(feats, feats) / feats.shape[1] ** 0.5 if dedup else None  # (B, B) within this batch
+    nn_train = _nearest(feats, ref) if ref is not None else nan
+    keep: list[int] = []
     for i in range(len(x)):
         if state["kept"] + len(keep) >= opts.n:
             break
-        d_set = min(float(nn_set[i]), _nearest(feats[i:i + 1], feats[keep]).item() if keep else float("inf"))
-        if opts.min_set_distance and d_set < opts.min_set_distance:
+        if dedup and keep:
+            nn_set[i] = min(float(nn_set[i]), float(intra[i, keep].min()))
+        if dedup and nn_set[i] < opts.min_set_distance:
             state["dropped_duplicate"] += 1
             continue
         if opts.min_train_distance and float(nn_train[i]) < opts.min_train_distance:
             state["dropped_memorised"] += 1
             continue
         keep.append(i)
-        nn_set[i] = d_set
     kept = x[keep].numpy()
-    if opts.min_set_distance:
+    if dedup:
         state["bank"] = torch.cat([state["bank"], feats[keep]]) if state["bank"] is not None else feats[keep]
-    u = (kept + 1) / 2
-    contrast = np.percentile(u.reshape(len(u), -1), 99, axis=1) - np.percentile(u.reshape(len(u), -1), 1, axis=1) \
-        if len(u) else np.zeros(0)
+    u = ((kept + 1) / 2).reshape(len(kept), -1)
+    lo_hi = np.percentile(u, [1, 99], axis=1) if len(u) else np.zeros((2, 0))
     rows = [{"file": _name(b * opts.batch_size + i, opts.format), "seed": opts.seed,
-             "latent_index": b * opts.batch_size + i, "contrast": round(float(c), 5),
-             "nn_set": _fmt(nn_set[i]), "nn_train": _fmt(nn_train[i])} for i, c in zip(keep, contrast)]
+             "latent_index": b * opts.batch_size + i, "contrast": round(float(hi - lo), 5),
+             "nn_set": _fmt(nn_set[i]), "nn_train": _fmt(nn_train[i])} for i, lo, hi in zip(keep, *lo_hi)]
     state["kept"] += len(rows)
     return kept, rows
 

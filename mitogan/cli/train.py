@@ -34,6 +34,8 @@ def register(subparsers) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run from RUNDIR/checkpoint.pt")
     p.add_argument("--wandb", action="store_true", help="also log to Weights & Biases (offline by default)")
     p.add_argument("--smoke", action="store_true", help="tiny networks, 12 steps: a seconds-long check")
+    p.add_argument("--no-eval", dest="evaluate", action="store_false",
+                   help="skip the metrics (primary objective, coverage, ...) at train.eval_every and at the end")
     p.set_defaults(func=run)
 
 
@@ -47,18 +49,28 @@ def run(args) -> int:
     if resume is not None and not resume.is_file():
         raise InputError(resume, "no checkpoint to resume from (run once without --resume first)")
     tracker = _tracker(args, to_flat(cfg)) if args.wandb else None
+    evaluate = _evaluator(tiles, cfg) if args.evaluate else None
     try:
-        result = train(cfg, tiles, out_dir=args.out, resume=resume, progress=True,
-                       on_report=tracker.log if tracker else None)
+        result = train(cfg, tiles, out_dir=args.out, resume=resume, progress=True, evaluate=evaluate,
+                       on_report=(lambda r: tracker.log(r, step=int(r["step"]))) if tracker else None)
     finally:
         if tracker is not None:
             tracker.finish()
     r = result.report
     print(f"trained {result.steps} steps{' (stopped)' if result.stopped else ''}: loss_d {r['loss_d']:.4g}, "
           f"loss_g {r['loss_g']:.4g}, critic estimate {r['wasserstein']:.4g}, diversity {r['diversity']:.3g}; "
-          f"signals: {_fired(r) or 'none'}", file=sys.stderr)
+          f"signals: {_fired(r) or 'none'}" + (f"; primary {r['primary']:.4g}" if "primary" in r else ""),
+          file=sys.stderr)
     print(args.out)
     return 0
+
+
+def _evaluator(tiles, cfg):
+    """The search's own objective (mitogan.metrics), real-side features cached per dataset."""
+    from mitogan.metrics import InTrainingEvaluator
+
+    real = tiles.tiles if hasattr(tiles, "tiles") else tiles
+    return InTrainingEvaluator(real, seed=cfg.train.seed)
 
 
 def _fired(report: dict) -> str:
