@@ -109,7 +109,7 @@ def _generate_batch(gen, device, opts: SynthOptions, b: int, state: dict, ref):
     kept = x[keep].numpy()
     if dedup:
         state["bank"] = torch.cat([state["bank"], feats[keep]]) if state["bank"] is not None else feats[keep]
-    u = ((kept + 1) / 2).reshape(len(kept), -1)
+    u = ((kept + 1) / 2).reshape(len(kept), -1) if len(kept) else np.zeros((0, 1))
     lo_hi = np.percentile(u, [1, 99], axis=1) if len(u) else np.zeros((2, 0))
     rows = [{"file": _name(b * opts.batch_size + i, opts.format), "seed": opts.seed,
              "latent_index": b * opts.batch_size + i, "contrast": round(float(hi - lo), 5),
