@@ -42,7 +42,7 @@ def test_conditional_parameters_appear_only_with_their_parent():
 
 def test_user_copy_of_a_space_file_loads(tmp_path):
     copy = tmp_path / "mine.yaml"
-    copy.write_text(shipped_spaces()["smoke"].read_text().replace("train.steps: 400", "train.steps: 50"))
+    copy.write_text(shipped_spaces()["smoke"].read_text().replace("train.steps: 1000", "train.steps: 50"))
     space = load_space(copy)
     assert space.base_config().train.steps == 50 and space.source == str(copy)
 
