@@ -46,6 +46,8 @@ class SearchOptions:
     name: str | None = None  # default: <space>-<timestamp>
     seed: int = 0
     asha: bool = True  # ASHA early stopping on the primary metric
+    stop_nonconvergent: bool = True  # stop diverging/collapsing trials (search.stopping)
+    sampler: str = "tpe"  # tpe (Optuna's TPE, seeded) or random (seeded; same trials whatever the results)
     grace_steps: int | None = None  # ASHA grace period (default: a quarter of train.steps)
     wandb: bool = True  # one W&B run per trial (offline unless WANDB_API_KEY / WANDB_MODE say otherwise)
     channel: int | None = None  # reader options for --data
@@ -126,7 +128,7 @@ def _build_tuner(opts, space: Space, name, storage, search_dir: Path, videos, mo
     steps = space.base_config().train.steps
     searcher = PruningOptunaSearch(
         space.define, metric="primary", mode=mode, seed=opts.seed, study_name=name,
-        sampler=optuna.samplers.TPESampler(seed=opts.seed, n_startup_trials=min(5, opts.trials)),
+        sampler=_sampler(opts),
         storage=JournalStorage(JournalFileBackend(str(search_dir / "optuna.log"))))
     limit = opts.max_concurrent or max(1, int(ray.cluster_resources().get("CPU", 1) // opts.cpus_per_trial))
     scheduler = None
@@ -135,7 +137,8 @@ def _build_tuner(opts, space: Space, name, storage, search_dir: Path, videos, mo
                                   grace_period=opts.grace_steps or max(1, steps // 4))
     trainable = make_trainable(videos=videos, fixed=space.fixed, search_name=name,
                                wandb_dir=str(search_dir) if opts.wandb else None,
-                               cpus=opts.cpus_per_trial, gpus=opts.gpus_per_trial)
+                               cpus=opts.cpus_per_trial, gpus=opts.gpus_per_trial,
+                               policy=None if opts.stop_nonconvergent else {"enabled": False})
     if not opts.wandb:
         os.environ["WANDB_MODE"] = "disabled"
     from search.progress import SearchProgress
@@ -151,6 +154,16 @@ def _build_tuner(opts, space: Space, name, storage, search_dir: Path, videos, mo
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             failure_config=tune.FailureConfig(max_failures=2)),
     )
+
+
+def _sampler(opts: SearchOptions):
+    import optuna
+
+    if opts.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=opts.seed)
+    if opts.sampler != "tpe":
+        raise MitoganError(f"sampler {opts.sampler!r}: use tpe or random")
+    return optuna.samplers.TPESampler(seed=opts.seed, n_startup_trials=min(5, opts.trials))
 
 
 def _trial_dirname(trial) -> str:

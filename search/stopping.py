@@ -28,6 +28,7 @@ STOP_REASONS = ("nonfinite", "critic_explode", "critic_drift", "grad_blowup", "c
 class NonConvergencePolicy:
     """Thresholds; the defaults suit 32–128 px GANs with any of MitoGAN's losses."""
 
+    enabled: bool = True  # False: measure nothing, never stop (for comparisons without early stopping)
     grace_steps: int = 100  # no decision except nonfinite before this step
     patience: int = 2  # consecutive reports a signal must hold
     critic_limit: float = 1e3  # |Wasserstein estimate| considered exploded
@@ -37,6 +38,8 @@ class NonConvergencePolicy:
 
     def check(self, report: dict) -> str | None:
         """The reason to stop this run now, or None."""
+        if not self.enabled:
+            return None
         if _nonfinite(report):
             return "nonfinite"
         if report.get("step", 0) < self.grace_steps:

@@ -14,11 +14,13 @@ from mitogan.errors import MitoganError
 __all__ = ["main", "build_parser"]
 
 # sub-command modules, in the order shown by --help
-COMMANDS = ["simulate", "preprocess", "train", "evaluate", "search", "export", "synth", "explain"]
+COMMANDS = ["simulate", "preprocess", "train", "evaluate", "search", "export", "synth"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mitogan", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="mitogan", description="MitoGAN: find stable GANs for small fluorescence-microscopy datasets of "
+                                    "mitochondria (Ray Tune + Optuna), then generate synthetic data.")
     from mitogan import __version__
 
     parser.add_argument("--version", action="version", version=f"mitogan {__version__}")

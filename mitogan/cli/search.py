@@ -26,6 +26,9 @@ def register(sub) -> None:
     p.add_argument("--name", default=None, help="search name (default: <space>-<date>-<time>)")
     p.add_argument("--seed", type=int, default=0, help="seed of Optuna's TPE sampler")
     p.add_argument("--no-asha", dest="asha", action="store_false", help="turn ASHA early stopping off")
+    p.add_argument("--no-stopper", dest="stop_nonconvergent", action="store_false",
+                   help="do not stop diverging/collapsing trials early")
+    p.add_argument("--sampler", default="tpe", choices=["tpe", "random"], help="Optuna sampler (seeded)")
     p.add_argument("--no-wandb", dest="wandb", action="store_false", help="no W&B runs")
     p.add_argument("--channel", type=int, default=None, help="channel to read from multi-channel files")
     p.add_argument("--z", default="max", help="z reduction for z-stacks: max, mean or an index")
@@ -47,7 +50,8 @@ def run(args) -> int:
     opts = SearchOptions(space=args.space, data=args.data, trials=args.trials, max_concurrent=args.max_concurrent,
                          cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
                          address=args.address, storage=args.storage, name=args.name, seed=args.seed,
-                         asha=args.asha, wandb=args.wandb, channel=args.channel, z=_z(args.z),
+                         asha=args.asha, stop_nonconvergent=args.stop_nonconvergent, sampler=args.sampler,
+                         wandb=args.wandb, channel=args.channel, z=_z(args.z),
                          sim_videos=args.sim_videos, sim_frames=args.sim_frames)
     search_dir = run_search(opts)
     print(f"search finished: {search_dir}")
