@@ -31,6 +31,7 @@ class TrialRecord:
     params: dict
     results: list[dict] = field(default_factory=list)
     error: str | None = None
+    searched: dict | None = None  # params minus the space's fixed keys (set by write_report)
 
     @property
     def last(self) -> dict:
@@ -46,11 +47,18 @@ class TrialRecord:
         return None if value is None or not math.isfinite(value) else float(value)
 
     @property
+    def done(self) -> bool:
+        """Trained all its steps without a stop reason (also when Ray ended it right at the last step)."""
+        steps = self.params.get("train.steps")
+        return bool(self.last.get("finished")) or (
+            not self.last.get("stop_reason") and steps is not None and self.step >= int(steps))
+
+    @property
     def status(self) -> str:
         """finished | stopped | error | running."""
         if self.error:
             return "error"
-        if self.last.get("finished"):
+        if self.done:
             return "finished"
         return "stopped" if self.results else "running"
 
@@ -61,7 +69,7 @@ class TrialRecord:
             return "error"
         if self.last.get("stop_reason"):
             return self.last["stop_reason"]
-        return "" if self.last.get("finished") else "asha"
+        return "" if self.done else "asha"
 
     def samples(self) -> list[Path]:
         return sorted(self.dir.glob("samples/*.png"))
@@ -116,7 +124,7 @@ def write_report(search_dir) -> Path:
         figures["best"] = Path(shutil.copy2(best.samples()[-1], out / "best_samples.png"))
     fixed = _fixed_keys(search_dir)
     for t in trials:  # the table shows what was searched, not the constants every trial shares
-        t.params = {k: v for k, v in t.params.items() if k not in fixed}
+        t.searched = {k: v for k, v in t.params.items() if k not in fixed}
     page = out / "index.html"
     page.write_text(_html(search_dir.name, trials, best, importances, figures, PRIMARY_NAME, PRIMARY_MODE))
     (out / "summary.json").write_text(json.dumps(_summary(trials, best, importances), indent=2))
@@ -134,7 +142,7 @@ def _summary(trials, best, importances) -> dict:
     return {"trials": len(trials), "status": dict(Counter(t.status for t in trials)),
             "stop_reasons": dict(Counter(t.stop_reason for t in trials if t.stop_reason)),
             "best": None if best is None else {"trial_id": best.trial_id, "dir": str(best.dir),
-                                               "primary": best.primary, "params": best.params},
+                                               "primary": best.primary, "params": best.searched or best.params},
             "importances": importances}
 
 
@@ -191,7 +199,7 @@ def _html(name, trials, best, importances, figures, primary_name, mode) -> str:
     rows = "".join(
         f"<tr><td>{html.escape(t.trial_id)}</td><td>{t.status}</td><td>{html.escape(t.stop_reason)}</td>"
         f"<td>{t.step}</td><td>{'' if t.primary is None else f'{t.primary:.4g}'}</td>"
-        f"<td><code>{html.escape(_short_params(t.params))}</code></td></tr>" for t in ranked[:20])
+        f"<td><code>{html.escape(_short_params(t.searched or t.params))}</code></td></tr>" for t in ranked[:20])
     reasons = Counter(t.stop_reason or "finished" for t in trials)
     reason_rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in reasons.most_common())
     imp_rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.3f}</td></tr>"

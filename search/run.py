@@ -67,7 +67,7 @@ class PruningOptunaSearch(OptunaSearch):
     """
 
     def on_trial_complete(self, trial_id: str, result=None, error: bool = False):
-        if result and not error and (result.get("stop_reason") or not result.get("finished", 0)):
+        if result and not error and _ended_early(result):
             import optuna
 
             if trial_id in self._completed_trials:
@@ -79,6 +79,14 @@ class PruningOptunaSearch(OptunaSearch):
             self._completed_trials.add(trial_id)
             return
         super().on_trial_complete(trial_id, result=result, error=error)
+
+
+def _ended_early(result: dict) -> bool:
+    """A stop reason, or fewer steps than the trial's ``train.steps`` without the trainable's final report."""
+    if result.get("stop_reason"):
+        return True
+    steps = (result.get("config") or {}).get("train.steps")
+    return not result.get("finished", 0) and (steps is None or result.get("step", 0) < steps)
 
 
 def run_search(opts: SearchOptions):
@@ -133,7 +141,8 @@ def _build_tuner(opts, space: Space, name, storage, search_dir: Path, videos, mo
     limit = opts.max_concurrent or max(1, int(ray.cluster_resources().get("CPU", 1) // opts.cpus_per_trial))
     scheduler = None
     if opts.asha:
-        scheduler = ASHAScheduler(time_attr="step", max_t=steps, reduction_factor=3,
+        # max_t beyond the last step: ASHA stops a trial that *reaches* max_t, before its final report
+        scheduler = ASHAScheduler(time_attr="step", max_t=steps + 1, reduction_factor=3,
                                   grace_period=opts.grace_steps or max(1, steps // 4))
     trainable = make_trainable(videos=videos, fixed=space.fixed, search_name=name,
                                wandb_dir=str(search_dir) if opts.wandb else None,
