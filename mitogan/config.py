@@ -22,7 +22,7 @@ from typing import Any, Optional
 from mitogan.errors import ConfigError
 
 __all__ = [
-    "doc", "Section", "to_dict", "to_flat", "from_dict", "from_flat", "load_config", "apply_overrides",
+    "doc", "Section", "to_dict", "to_flat", "from_dict", "from_flat", "load_config", "apply_overrides", "parse_scalar",
     "save_config", "NormalizeConfig", "BleachConfig", "DriftConfig", "DenoiseConfig", "LaplaceConfig",
     "OtsuConfig", "TileConfig", "QualityConfig", "PreprocessConfig", "ModelConfig", "LossConfig",
     "InitConfig", "OptimConfig", "AugmentConfig", "TrainConfig", "Config",
@@ -176,7 +176,8 @@ def _merge(into: dict, new: dict) -> None:
             into[k] = v
 
 
-def _parse_scalar(text: str):
+def parse_scalar(text: str):
+    """A ``--set`` value: int, float, else a YAML scalar (true, null, a string)."""
     import yaml
 
     for parse in (int, float):  # YAML 1.1 reads "1e-3" as a string
@@ -197,7 +198,7 @@ def apply_overrides(cfg: Section, overrides: list[str]):
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set train.steps=200")
         key, value = item.split("=", 1)
-        flat[key.strip()] = _parse_scalar(value.strip())
+        flat[key.strip()] = parse_scalar(value.strip())
     return from_flat(type(cfg), flat, base=cfg) if flat else cfg
 
 

@@ -36,6 +36,7 @@ class SearchOptions:
     """Everything ``mitogan search`` takes."""
 
     space: str = "smoke"  # a shipped space name or a YAML file
+    overrides: list[str] = field(default_factory=list)  # key=value changes to the space's fixed keys
     data: list[str] = field(default_factory=list)  # files/folders; empty = the built-in simulator
     trials: int = 8
     max_concurrent: int | None = None  # None: as many as the resources allow
@@ -93,7 +94,7 @@ def run_search(opts: SearchOptions):
     """Run the whole search; returns the search directory (``<storage>/<name>``)."""
     from mitogan.metrics import PRIMARY_MODE
 
-    space = load_space(opts.space)  # a malformed space fails here, before Ray starts
+    space = load_space(opts.space, opts.overrides)  # a malformed space fails here, before Ray starts
     name = opts.name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     storage = _storage_path(opts.storage)
     search_dir = Path(storage) / name

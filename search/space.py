@@ -94,8 +94,12 @@ def shipped_spaces() -> dict[str, Path]:
     return {p.stem: p for p in sorted(SPACES_DIR.glob("*.yaml"))}
 
 
-def load_space(name_or_path: str | Path) -> Space:
-    """Load and validate a shipped space by name (``smoke``, ``default``) or a YAML file path."""
+def load_space(name_or_path: str | Path, overrides: list[str] | None = None) -> Space:
+    """Load and validate a shipped space by name (``smoke``, ``default``) or a YAML file path.
+
+    ``overrides`` (``["train.steps=200", ...]``, as ``mitogan search --set``) change or add fixed keys; a
+    key the space samples cannot be overridden (edit a copy of the space file instead).
+    """
     import yaml
 
     shipped = shipped_spaces()
@@ -108,10 +112,28 @@ def load_space(name_or_path: str | Path) -> Space:
         raise ConfigError(f"{path}: not valid YAML ({e})") from None
     if not isinstance(data, dict) or "params" not in data:
         raise ConfigError(f"{path}: a space file needs a top-level mapping with a 'params' list")
+    if overrides:
+        data["fixed"] = {**(data.get("fixed") or {}), **_parse_overrides(overrides, data)}
     try:
         return _validate(data, path)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
+
+
+def _parse_overrides(overrides: list[str], data: dict) -> dict:
+    from mitogan.config import parse_scalar
+
+    sampled = {p.get("name") for p in data.get("params") or [] if isinstance(p, dict)}
+    out = {}
+    for item in overrides:
+        key, eq, value = item.partition("=")
+        key = key.strip()
+        if not eq:
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set train.steps=200")
+        if key in sampled:
+            raise ConfigError(f"--set {key}: the space samples this parameter; edit a copy of the space file instead")
+        out[key] = parse_scalar(value.strip())
+    return out
 
 
 def _validate(data: dict, path: Path) -> Space:

@@ -16,6 +16,8 @@ def register(sub) -> None:
     p.add_argument("--data", nargs="+", default=[], metavar="PATH",
                    help="files/folders of frames (TIFF, OME-TIFF, GIF, AVI/MP4, PNG/JPEG); default: the built-in simulator")
     p.add_argument("--space", default="smoke", help="a shipped space (smoke, default) or a YAML space file")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="change a fixed key of the space, e.g. --set train.steps=200 (repeatable)")
     p.add_argument("--trials", type=int, default=8, help="number of trials")
     p.add_argument("--max-concurrent", type=int, default=None, help="trials at once (default: as resources allow)")
     p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs reserved per trial")
@@ -47,7 +49,7 @@ def run(args) -> int:
         return 0
     from search.run import SearchOptions, run_search
 
-    opts = SearchOptions(space=args.space, data=args.data, trials=args.trials, max_concurrent=args.max_concurrent,
+    opts = SearchOptions(space=args.space, overrides=args.overrides, data=args.data, trials=args.trials, max_concurrent=args.max_concurrent,
                          cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
                          address=args.address, storage=args.storage, name=args.name, seed=args.seed,
                          asha=args.asha, stop_nonconvergent=args.stop_nonconvergent, sampler=args.sampler,

@@ -76,3 +76,14 @@ def test_fixed_keys_are_checked(tmp_path):
         load_space(f)
     with pytest.raises(ConfigError, match="neither a shipped space"):
         load_space(tmp_path / "missing.yaml")
+
+
+def test_set_overrides_fixed_keys_but_not_sampled_ones():
+    space = load_space("smoke", ["train.steps=200", "train.batch_size=16"])
+    assert space.base_config().train.steps == 200 and space.base_config().train.batch_size == 16
+    with pytest.raises(ConfigError, match=r"--set loss.kind: the space samples this parameter"):
+        load_space("smoke", ["loss.kind=bce"])
+    with pytest.raises(ConfigError, match=r"fixed.train.stepz: unknown config key"):
+        load_space("smoke", ["train.stepz=3"])
+    with pytest.raises(ConfigError, match=r"train.steps: expected an integer"):
+        load_space("smoke", ["train.steps=lots"])
