@@ -1,0 +1,45 @@
+"""`mitogan search --space smoke` end to end through the CLI, on the built-in simulator and on the real
+data in ../shared/data (the shipped smoke space, shortened with --set so CI stays within budget)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+SHORT = ["--set", "train.steps=200", "--set", "train.eval_every=100", "--set", "train.report_every=100"]
+
+
+def run_cli(args, tmp_path):
+    out = subprocess.run([sys.executable, "-m", "mitogan", "search", "--space", "smoke", "--trials", "2",
+                          "--storage", str(tmp_path), "--name", "s", *SHORT, *args],
+                         capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return tmp_path / "s"
+
+
+def check_search(search_dir):
+    summary = json.loads((search_dir / "report" / "summary.json").read_text())
+    assert summary["trials"] == 2
+    assert (search_dir / "report" / "index.html").exists()
+    assert len(list(search_dir.glob("wandb/offline-run-*/run-*.wandb"))) == 2
+    if summary["best"] is not None:  # a finished trial was exported and loads
+        import mitogan
+
+        G = mitogan.load_generator(search_dir / "best")
+        assert G.config["image_size"] == 32
+
+
+def test_smoke_space_on_the_builtin_simulator(tmp_path):
+    check_search(run_cli(["--sim-videos", "4"], tmp_path))
+
+
+def test_smoke_space_on_the_real_shared_data(tmp_path, shared_data):
+    search_dir = run_cli(["--data", str(shared_data)], tmp_path)
+    check_search(search_dir)
+    data = json.loads(next(search_dir.glob("trial_*/data.json")).read_text())
+    assert data["n_tiles"] > 500 and any("deep-events" in s for s in data["sources"])
