@@ -11,7 +11,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["to_uint8", "image_grid", "save_png", "save_image_grid", "contact_sheet", "save_line_plot"]
+__all__ = ["to_uint8", "image_grid", "save_png", "save_image_grid", "contact_sheet", "save_line_plot",
+           "save_bar_plot"]
 
 
 def to_uint8(img: np.ndarray, value_range: tuple[float, float] | None = None) -> np.ndarray:
@@ -68,11 +69,7 @@ def save_image_grid(images, path, nrow: int = 8, pad: int = 2, value_range=(-1.0
 def contact_sheet(rows: Sequence[tuple[str, Sequence[np.ndarray]]], path, title: str | None = None,
                   cell: float = 1.6) -> Path:
     """A labelled grid: one row per (label, images), each image stretched on its own. Written as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     ncol = max(len(imgs) for _, imgs in rows)
     fig, axes = plt.subplots(len(rows), ncol, figsize=(cell * ncol + 1.2, cell * len(rows) + 0.4),
                              squeeze=False)
@@ -87,23 +84,13 @@ def contact_sheet(rows: Sequence[tuple[str, Sequence[np.ndarray]]], path, title:
         axes[r][0].set_ylabel(label, fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path)
 
 
 def save_line_plot(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], path, title: str = "",
                    xlabel: str = "step", ylabel: str = "", logy: bool = False) -> Path:
     """Plot named (x, y) series on one axis and write a PNG. Non-finite points are dropped."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    fig, ax = _pyplot().subplots(figsize=(6.4, 3.6))
     for name, (x, y) in series.items():
         x, y = np.asarray(x, float), np.asarray(y, float)
         ok = np.isfinite(x) & np.isfinite(y)
@@ -114,9 +101,31 @@ def save_line_plot(series: Mapping[str, tuple[Sequence[float], Sequence[float]]]
     if series:
         ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
+    return _save_figure(fig, path)
+
+
+def save_bar_plot(values: Mapping[str, float], path, xlabel: str = "", title: str = "") -> Path:
+    """Horizontal bars, largest at the top, written as PNG."""
+    items = sorted(values.items(), key=lambda kv: kv[1])
+    fig, ax = _pyplot().subplots(figsize=(6.4, 0.3 * len(items) + 1.0))
+    ax.barh([k for k, _ in items], [v for _, v in items], color="#4a7ab5")
+    ax.set_xlabel(xlabel), ax.set_title(title)
+    return _save_figure(fig, path)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on cluster nodes and CI
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save_figure(fig, path) -> Path:
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _pyplot().close(fig)
     return path

@@ -176,21 +176,12 @@ def _plot_curves(trials, path: Path, name: str) -> Path:
 
 
 def _plot_importances(importances: dict, path: Path) -> Path | None:
+    from mitogan.viz import save_bar_plot
+
     if not importances:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    items = sorted(importances.items(), key=lambda kv: kv[1])[-15:]
-    fig, ax = plt.subplots(figsize=(6.4, 0.3 * len(items) + 1.0))
-    ax.barh([k for k, _ in items], [v for _, v in items], color="#4a7ab5")
-    ax.set_xlabel("importance (Optuna's default evaluator)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    top = dict(sorted(importances.items(), key=lambda kv: kv[1])[-15:])
+    return save_bar_plot(top, path, xlabel="importance (Optuna's default evaluator)")
 
 
 def _html(name, trials, best, importances, figures, primary_name, mode) -> str:
