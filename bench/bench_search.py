@@ -48,6 +48,7 @@ def overhead(args) -> None:
     from mitogan.preprocess import Pipeline
     from mitogan.simulate import default_dataset
     from mitogan.train import train
+    from search.report import collect_trials
     from search.run import SearchOptions, run_search
 
     fixed = _smoke_fixed(args.steps)
@@ -64,9 +65,12 @@ def overhead(args) -> None:
         train(cfg, tiles, out_dir=root / f"direct{r}", evaluate=InTrainingEvaluator(tiles.tiles, seed=0))
         times["direct"].append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        run_search(SearchOptions(space=str(space), trials=1, asha=False, storage=str(root / "runs"),
-                                 name=f"tune{r}", sim_videos=args.videos, sim_frames=args.frames, progress=False))
+        d = run_search(SearchOptions(space=str(space), trials=1, asha=False, stop_nonconvergent=False,
+                                     storage=str(root / "runs"), name=f"tune{r}", sim_videos=args.videos,
+                                     sim_frames=args.frames, progress=False))
         times["tune"].append(time.perf_counter() - t0)
+        (trial,) = collect_trials(d)
+        assert trial.step == args.steps, f"the Tune trial ran {trial.step} steps, not {args.steps}"
     med = {k: statistics.median(v) for k, v in times.items()}
     print(f"\none smoke trial ({args.steps} steps, 32 px DCGAN width 16, 1 thread), median of {args.repeats}\n")
     print("| path | seconds |\n|---|---:|")

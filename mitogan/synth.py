@@ -6,8 +6,8 @@ pool encodes and writes the previous batch (PNG, 16-bit TIFF, or one ``.npy`` ar
 reproducible and an interrupted one resumes: each finished batch leaves ``parts/batch_XXXXXX.csv``
 (written after its images, atomically), and a restart skips those batches.
 
-The manifest ``manifest.csv`` has one row per kept image: file, seed, latent_index, contrast (p99 - p1
-of the image in [0, 1], a cheap quality score), nn_set (distance to the nearest earlier image of the set,
+The manifest ``manifest.csv`` has one row per kept image: file, seed, latent_index, contrast (RMS
+contrast: std of the image in [0, 1], a cheap quality score — near 0 for blank tiles), nn_set (distance to the nearest earlier image of the set,
 when the duplicate filter is on) and nn_train (distance to the nearest reference/training tile, when
 ``reference`` is given). Filters:
 ``min_set_distance`` drops near-duplicates within the set, ``min_train_distance`` drops images too close to
@@ -109,11 +109,10 @@ def _generate_batch(gen, device, opts: SynthOptions, b: int, state: dict, ref):
     kept = x[keep].numpy()
     if dedup:
         state["bank"] = torch.cat([state["bank"], feats[keep]]) if state["bank"] is not None else feats[keep]
-    u = ((kept + 1) / 2).reshape(len(kept), -1) if len(kept) else np.zeros((0, 1))
-    lo_hi = np.percentile(u, [1, 99], axis=1) if len(u) else np.zeros((2, 0))
+    contrast = ((kept + 1) / 2).std(axis=(1, 2))  # RMS contrast in [0, 0.5]; kept is (B', S, S)
     rows = [{"file": _name(b * opts.batch_size + i, opts.format), "seed": opts.seed,
-             "latent_index": b * opts.batch_size + i, "contrast": round(float(hi - lo), 5),
-             "nn_set": _fmt(nn_set[i]), "nn_train": _fmt(nn_train[i])} for i, lo, hi in zip(keep, *lo_hi)]
+             "latent_index": b * opts.batch_size + i, "contrast": round(float(c), 5),
+             "nn_set": _fmt(nn_set[i]), "nn_train": _fmt(nn_train[i])} for i, c in zip(keep, contrast)]
     state["kept"] += len(rows)
     return kept, rows
 
@@ -160,9 +159,11 @@ def _write_batch(out: Path, b: int, images: np.ndarray, rows: list[dict], fmt: s
 def _write_image(path: Path, img: np.ndarray, fmt: str) -> None:
     u = np.clip((img + 1) / 2, 0, 1)
     if fmt == "png":
-        from PIL import Image
+        import cv2
 
-        _atomic(path, lambda f: Image.fromarray((u * 255 + 0.5).astype(np.uint8)).save(f, format="PNG", compress_level=1))
+        # OpenCV's encoder: ~1.5x faster than PIL's here, and it releases the GIL for the writer threads
+        ok, buf = cv2.imencode(".png", (u * 255 + 0.5).astype(np.uint8), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+        _atomic(path, lambda f: f.write(buf.tobytes()))
     else:
         import tifffile
 
