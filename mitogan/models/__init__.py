@@ -41,20 +41,20 @@ def _g_act(model_cfg) -> str:
 
 def generator_from_config(config: dict) -> nn.Module:
     """Rebuild a generator from its ``.config`` dict (then ``load_state_dict`` the weights)."""
-    config = dict(config)
-    arch = config.pop("arch")
-    if arch not in _G:
-        raise ValueError(f"unknown generator arch {arch!r} (one of {sorted(_G)})")
-    return _G[arch](**config)
+    return _from_config(_G, config, "generator")
 
 
 def discriminator_from_config(config: dict) -> nn.Module:
     """Rebuild a discriminator from its ``.config`` dict."""
+    return _from_config(_D, config, "discriminator")
+
+
+def _from_config(table: dict, config: dict, kind: str) -> nn.Module:
     config = dict(config)
     arch = config.pop("arch")
-    if arch not in _D:
-        raise ValueError(f"unknown discriminator arch {arch!r} (one of {sorted(_D)})")
-    return _D[arch](**config)
+    if arch not in table:
+        raise ValueError(f"unknown {kind} arch {arch!r} (one of {sorted(table)})")
+    return table[arch](**config)
 
 
 def count_params(module: nn.Module) -> int:
