@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from ray.tune import Callback
 
+from search.report import ran_to_end
+
 __all__ = ["SearchProgress"]
 
 
@@ -34,7 +36,7 @@ class SearchProgress(Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.running.discard(trial.trial_id)
         last = trial.last_result or {}
-        if last.get("finished") and not last.get("stop_reason"):
+        if ran_to_end(last, (trial.config or {}).get("train.steps")):
             self.counts["finished"] += 1
             value = last.get("primary")
             if value is not None and (self.best is None or (value < self.best if self.mode == "min" else value > self.best)):

@@ -19,7 +19,18 @@ from pathlib import Path
 
 from mitogan.errors import MitoganError
 
-__all__ = ["TrialRecord", "collect_trials", "best_trial", "write_report"]
+__all__ = ["TrialRecord", "collect_trials", "best_trial", "write_report", "ran_to_end"]
+
+
+def ran_to_end(result: dict, steps) -> bool:
+    """Whether a trial whose last result is ``result`` trained all its ``steps`` with no stop reason.
+
+    Also true when Ray ended the trial right at its last step, before the trainable's final report.
+    The one rule behind the report's status, the progress bar and what Optuna is told (pruned or not).
+    """
+    if result.get("stop_reason"):
+        return False
+    return bool(result.get("finished")) or (steps is not None and result.get("step", 0) >= int(steps))
 
 
 @dataclass
@@ -49,9 +60,7 @@ class TrialRecord:
     @property
     def done(self) -> bool:
         """Trained all its steps without a stop reason (also when Ray ended it right at the last step)."""
-        steps = self.params.get("train.steps")
-        return bool(self.last.get("finished")) or (
-            not self.last.get("stop_reason") and steps is not None and self.step >= int(steps))
+        return ran_to_end(self.last, self.params.get("train.steps"))
 
     @property
     def status(self) -> str:

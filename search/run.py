@@ -83,11 +83,10 @@ class PruningOptunaSearch(OptunaSearch):
 
 
 def _ended_early(result: dict) -> bool:
-    """A stop reason, or fewer steps than the trial's ``train.steps`` without the trainable's final report."""
-    if result.get("stop_reason"):
-        return True
-    steps = (result.get("config") or {}).get("train.steps")
-    return not result.get("finished", 0) and (steps is None or result.get("step", 0) < steps)
+    """Stopped (non-convergence or ASHA) rather than trained to its last step."""
+    from search.report import ran_to_end
+
+    return not ran_to_end(result, (result.get("config") or {}).get("train.steps"))
 
 
 def run_search(opts: SearchOptions):
@@ -184,14 +183,17 @@ def _trial_dirname(trial) -> str:
 def _init_ray(address: str | None) -> None:
     """Start a local Ray (``address="local"``: never attach to a stale cluster) or join ``address``."""
     address = address or os.environ.get("RAY_ADDRESS") or "local"
-    _check_reachable(address)
     kwargs = dict(address=address, include_dashboard=False, log_to_driver=False,
                   logging_level=logging.WARNING, configure_logging=True)
     try:
         ray.init(**kwargs)
     except ConnectionError as e:
-        raise MitoganError(f"--address {address}: cannot reach a Ray cluster there ({e}); start one with "
-                           "`ray start --head` or leave --address out for a local Ray") from None
+        raise _unreachable(address, e) from None
+
+
+def _unreachable(address: str, error: Exception) -> MitoganError:
+    return MitoganError(f"--address {address}: cannot reach a Ray cluster there ({error}); start one with "
+                        "`ray start --head` or leave --address out for a local Ray")
 
 
 def _check_reachable(address: str, timeout: float = 5.0) -> None:
@@ -204,8 +206,7 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
     try:
         socket.create_connection((host, int(port)), timeout=timeout).close()
     except OSError as e:
-        raise MitoganError(f"--address {address}: cannot reach a Ray cluster there ({e}); start one with "
-                           "`ray start --head` or leave --address out for a local Ray") from None
+        raise _unreachable(address, e) from None
 
 
 def _storage_path(storage: str) -> str:
