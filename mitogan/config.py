@@ -437,6 +437,9 @@ class TrainConfig(Section):
     threads: Optional[int] = _f(None, "torch CPU threads (None: torch default)", lo=1, hi=256)
     n_samples: int = _f(64, "fixed-latent EMA samples for grids and the diversity figure", lo=2, hi=1024)
     eval_samples: int = _f(512, "EMA samples handed to the evaluator at eval steps", lo=2, hi=100000)
+    holdout: float = _f(0.25, "share of the real tiles held out (whole videos or time blocks) that the "
+                        "generator is scored against and never trains on (mitogan.metrics.protocol)",
+                        lo=0.05, hi=0.5)
     explode_limit: float = _f(1e3, "signal_critic_explode when |critic estimate| exceeds this", lo=0.0)
     drift_window: int = _f(10, "reports in the window of the critic-drift slope", lo=3, hi=10000)
     drift_limit: float = _f(50.0, "signal_critic_drift when the critic estimate's robust change over the "

@@ -44,7 +44,8 @@ def make_trainable(*, videos, fixed: dict, search_name: str, wandb_dir: str | No
 
 def train_trial(config: dict, *, videos, fixed: dict, search_name: str, wandb_dir: str | None, policy: dict):
     """Run one trial. ``config`` holds the flat dotted keys Optuna sampled (plus the fixed ones)."""
-    from mitogan.metrics import PRIMARY_MODE, InTrainingEvaluator
+    from mitogan.metrics import PRIMARY_MODE, PRIMARY_NAME, InTrainingEvaluator
+    from mitogan.metrics.protocol import training_tiles
     from mitogan.preprocess import Pipeline
     from mitogan.tracking import WandbRun
     from mitogan.train import train
@@ -54,8 +55,10 @@ def train_trial(config: dict, *, videos, fixed: dict, search_name: str, wandb_di
     trial_dir = Path(ctx.get_trial_dir())
     trial_dir.mkdir(parents=True, exist_ok=True)
     tiles = Pipeline(cfg.preprocess).run(videos, progress=False)  # content-hash cached across trials
-    _write_data_info(trial_dir / "data.json", tiles)
-    evaluator = _safe_evaluator(InTrainingEvaluator(tiles.tiles, seed=cfg.train.seed), PRIMARY_MODE)
+    # the generator trains on the training split only; it is scored against held-out videos/time blocks
+    evaluator = _safe_evaluator(InTrainingEvaluator(tiles, holdout=cfg.train.holdout), PRIMARY_MODE)
+    tiles = training_tiles(tiles, cfg.train.holdout)
+    _write_data_info(trial_dir / "data.json", tiles, evaluator.reference.split)
     # a WGAN critic swings early on: no decision (but NaN) in the first fifth of the run
     stopper = NonConvergencePolicy(**{"grace_steps": max(cfg.train.report_every, cfg.train.steps // 5), **policy})
     run = WandbRun(project=os.environ.get("WANDB_PROJECT", "mitogan"), name=ctx.get_trial_name(),
@@ -68,7 +71,7 @@ def train_trial(config: dict, *, videos, fixed: dict, search_name: str, wandb_di
             state["reason"] = reason
         metrics = _scalars(report)
         metrics.setdefault("primary", state["last"].get("primary", worst_primary(PRIMARY_MODE)))
-        metrics.update(stop_reason=state["reason"] or "", finished=0)
+        metrics.update(stop_reason=state["reason"] or "", finished=0, objective=PRIMARY_NAME, objective_mode=PRIMARY_MODE)
         state["last"] = metrics
         run.log(report, step=int(report.get("step", 0)))
         _report(metrics, report.get("checkpoint"), trial_dir)
@@ -84,12 +87,13 @@ def train_trial(config: dict, *, videos, fixed: dict, search_name: str, wandb_di
     tune.report(final)
 
 
-def _write_data_info(path: Path, tiles) -> None:
-    """What the trial trained on (sources, intensity mapping, tile count): the export reads it."""
+def _write_data_info(path: Path, tiles, split: dict) -> None:
+    """What the trial trained on (sources, intensity mapping, tile count, the held-out split it was
+    scored against): the export reads it."""
     import json
 
     info = {"n_tiles": len(tiles), "size": tiles.size, "sources": tiles.meta.get("sources"),
-            "intensity": tiles.meta.get("intensity"), "cache_key": tiles.meta.get("cache_key")}
+            "intensity": tiles.meta.get("intensity"), "cache_key": tiles.meta.get("cache_key"), "evaluation": split}
     path.write_text(json.dumps(info, indent=2, default=str))
 
 
@@ -101,6 +105,7 @@ def _safe_evaluator(evaluator, mode: str):
             return {"primary": worst_primary(mode)}
         return evaluator(fake)
 
+    evaluate.reference = evaluator.reference
     return evaluate
 
 

@@ -2,12 +2,15 @@
 
 REAL and FAKE are each a tiles file (.npz/.npy from ``mitogan preprocess``), an image folder or a
 video/TIFF. Frames are cut into non-overlapping tiles of the other side's tile size (see
-docs/metrics.md); if both are frames, ``--size`` (default 64) sets the tile size.
+docs/metrics.md); if both are frames, ``--size`` (default 64) sets the tile size. REAL is split into a
+training part and a held-out part by whole videos (or time blocks of them): generated images are scored
+against the held-out part, and memorisation looks at the training part.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +26,14 @@ def register(subparsers) -> None:
     p.add_argument("real", help="real (training) tiles file, image folder, or video/TIFF")
     p.add_argument("fake", help="generated tiles file, image folder, or video/TIFF")
     p.add_argument("--out", required=True, help="folder for metrics.json, histograms.png, nearest_neighbours.png")
-    p.add_argument("--seed", type=int, default=0, help="seed of KID subsets, hold-out split and encoder")
+    p.add_argument("--seed", type=int, default=0, help="seed of the held-out split, subsamples and bootstrap")
     p.add_argument("--k", type=int, default=5, help="neighbours for precision/recall/density/coverage")
     p.add_argument("--size", type=int, default=64, help="tile size when both inputs are frames")
     p.add_argument("--max-images", type=int, default=None, help="seeded random subset per side")
+    p.add_argument("--holdout", type=float, default=0.25,
+                   help="share of REAL held out (whole videos or time blocks) as the reference; the rest is "
+                        "the training split that memorisation compares with (match train.holdout)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars, only the summary lines")
     p.set_defaults(func=run)
 
 
@@ -34,24 +41,42 @@ def _is_tiles(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in (".npz", ".npy")
 
 
-def load_images(path, size: int | None, max_images: int | None = None, seed: int = 0) -> np.ndarray:
-    """A tiles file as is, or frames (mitogan.io.read_inputs) cut into ``size`` tiles: (N, 1, S, S)."""
+def load_images(path, size: int | None, max_images: int | None = None, seed: int = 0, real: bool = False):
+    """A tiles file as is, or frames (mitogan.io.read_inputs) cut into ``size`` tiles, as a ``TileSet``
+    that remembers the video and frame of every tile (the real side is split by them). Real frames go
+    through the same quality check as preprocessing: frames with no signal are left out (and said so)."""
+    from mitogan.tiles import TileSet
+
     path = Path(path)
     if not path.exists():
         raise InputError(path, "does not exist; give a tiles file, an image folder or a video/TIFF")
     if _is_tiles(path):
         from mitogan.tiles import load_tiles
 
-        tiles = load_tiles(path).tiles
+        ts = load_tiles(path)
     else:
         from mitogan.io import read_inputs
-        from mitogan.metrics.proof import frames_to_tiles
+        from mitogan.metrics.proof import videos_to_tiles
 
         videos = read_inputs(path)
-        tiles = np.concatenate([frames_to_tiles(v.frames, size or 64) for v in videos])
-    if max_images is not None and len(tiles) > max_images:
-        tiles = tiles[np.sort(np.random.default_rng(seed).choice(len(tiles), max_images, replace=False))]
-    return tiles
+        frames = [_quality_checked(v) if real else v.frames for v in videos]
+        kept = [(v, f) for v, f in zip(videos, frames) if len(f)]
+        if not kept:
+            raise InputError(path, "every frame was flagged as having no signal; nothing to compare with")
+        ts = videos_to_tiles([f for _, f in kept], size or 64, [str(v.source) for v, _ in kept])
+    if max_images is not None and len(ts) > max_images:
+        ts = ts.subset(np.sort(np.random.default_rng(seed).choice(len(ts), max_images, replace=False)))
+    return ts if isinstance(ts, TileSet) else TileSet.from_array(ts)
+
+
+def _quality_checked(video) -> np.ndarray:
+    from mitogan.preprocess import quality_report
+
+    flagged = quality_report(video)["flagged"]
+    if flagged:
+        print(f"{video.source}: {len(flagged)} of {len(video.frames)} frames have no signal and are left out",
+              file=sys.stderr)
+    return np.delete(video.frames, flagged, axis=0)
 
 
 def run(args) -> int:
@@ -59,19 +84,23 @@ def run(args) -> int:
 
     real_p, fake_p = Path(args.real), Path(args.fake)
     # a tiles file fixes the tile size; frames on the other side are cut to match it
-    size = args.size
     if _is_tiles(real_p):
-        real = load_images(real_p, None, args.max_images, args.seed)
-        fake = load_images(fake_p, real.shape[-1], args.max_images, args.seed)
+        real = load_images(real_p, None, args.max_images, args.seed, real=True)
+        fake = load_images(fake_p, real.size, args.max_images, args.seed)
     else:
-        fake = load_images(fake_p, size, args.max_images, args.seed)
-        real = load_images(real_p, fake.shape[-1], args.max_images, args.seed)
-    if real.shape[-1] != fake.shape[-1]:
-        raise InputError(fake_p, f"tiles are {fake.shape[-1]} px but {real_p} has {real.shape[-1]} px tiles; "
+        fake = load_images(fake_p, args.size, args.max_images, args.seed)
+        real = load_images(real_p, fake.size, args.max_images, args.seed, real=True)
+    if real.size != fake.size:
+        raise InputError(fake_p, f"tiles are {fake.size} px but {real_p} has {real.size} px tiles; "
                                  f"evaluate tiles of one size")
-    result = evaluate(real, fake, seed=args.seed, k=args.k, out_dir=Path(args.out), progress=True)
-    prim = result["primary"]
-    print(f"{prim['name']} = {prim['value']:.4f} ({prim['mode']}; real {result['n_real']}, "
-          f"generated {result['n_fake']}) -> {Path(args.out) / 'metrics.json'}")
-    print(json.dumps({k: round(v, 4) for k, v in result["metrics"].items()}))
+    result = evaluate(real, fake.tiles, seed=args.seed, k=args.k, out_dir=Path(args.out), progress=not args.quiet,
+                      holdout=args.holdout)
+    prim, proto = result["primary"], result["protocol"]
+    print(f"{prim['name']} = {prim['value']:.4f} ({prim['mode']}; fidelity {prim['components']['fidelity']:.3f}, "
+          f"diversity gap {prim['components']['diversity_gap']:.3f}; generated {result['n_fake']} vs "
+          f"{proto['n_heldout']} held-out real tiles, split by {proto['split']}) -> {Path(args.out) / 'metrics.json'}")
+    top = ", ".join(f"{t['feature']} {100 * t['share']:.0f}%" for t in result["top_features"][:4])
+    print(f"largest differences: {top}")
+    if not args.quiet:
+        print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in result["metrics"].items()}))
     return 0

@@ -50,6 +50,10 @@ def run(args) -> int:
         raise InputError(resume, "no checkpoint to resume from (run once without --resume first)")
     tracker = _tracker(args, to_flat(cfg)) if args.wandb else None
     evaluate = _evaluator(tiles, cfg) if args.evaluate else None
+    if evaluate is not None:  # train on the training split; the evaluator scores against the held-out one
+        from mitogan.metrics.protocol import training_tiles
+
+        tiles = training_tiles(tiles, cfg.train.holdout)
     try:
         result = train(cfg, tiles, out_dir=args.out, resume=resume, progress=True, evaluate=evaluate,
                        on_report=(lambda r: tracker.log(r, step=int(r["step"]))) if tracker else None)
@@ -66,11 +70,10 @@ def run(args) -> int:
 
 
 def _evaluator(tiles, cfg):
-    """The search's own objective (mitogan.metrics), real-side features cached per dataset."""
+    """The search's own objective (mitogan.metrics) against held-out real tiles, cached per dataset."""
     from mitogan.metrics import InTrainingEvaluator
 
-    real = tiles.tiles if hasattr(tiles, "tiles") else tiles
-    return InTrainingEvaluator(real, seed=cfg.train.seed)
+    return InTrainingEvaluator(tiles, holdout=cfg.train.holdout)
 
 
 def _fired(report: dict) -> str:

@@ -1,108 +1,102 @@
-"""The built-in metrics, registered by name. Importing this module fills ``registry.METRICS``."""
+"""The built-in metrics, registered by name. Importing this module fills ``registry.METRICS``.
+
+All of them compare generated tiles with the HELD-OUT real split in the deterministic fluorescence
+feature space (``features.py``), except memorisation, which compares them with the TRAINING split in
+pixel space. Names ending in ``_fluo`` live in that feature space.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
 from mitogan.metrics import distances as D
+from mitogan.metrics.reference import fidelity_distance
 from mitogan.metrics.registry import MetricContext, register_metric
 
-__all__ = ["kid_morph", "kid_enc", "fd_morph", "fd_enc", "prdc_enc", "prdc_morph", "vendi", "memorisation"]
-
-
-def _kid(ctx: MetricContext, kind: str):
-    r, f = ctx.features(kind)
-    mean, std, m = D.kid(r, f, ctx.kid_subset, ctx.kid_subsets, ctx.seed)
-    return ({f"kid_{kind}": mean, f"kid_{kind}_std": std},
-            {"n_real": ctx.n_real, "n_fake": ctx.n_fake, "subset_size": m, "n_subsets": ctx.kid_subsets})
-
-
-def _fd(ctx: MetricContext, kind: str):
-    r, f = ctx.features(kind)
-    return {f"fd_{kind}": D.frechet_distance(r, f)}, {"n_real": ctx.n_real, "n_fake": ctx.n_fake}
-
-
-def _prdc(ctx: MetricContext, kind: str):
-    r, f = ctx.features(kind)
-    vals = D.prdc(r, f, k=ctx.k)
-    return {f"{key}_{kind}": v for key, v in vals.items()}, {"n_real": ctx.n_real, "n_fake": ctx.n_fake,
-                                                            "k": ctx.k}
+__all__ = ["fidelity", "kid_fluo", "prdc_fluo", "vendi", "memorisation", "feature_contributions"]
 
 
 @register_metric
-def kid_morph(ctx):
-    """KID on standardised morphology features (lower is better)."""
-    return _kid(ctx, "morph")
+def fidelity(ctx: MetricContext):
+    """Fréchet distance to the held-out real tiles (``fd_fluo``), and the same on the dataset's own scale:
+    fidelity = log(FD / d0) / log(d1 / d0), where d0 is the FD of a disjoint real split and d1 the FD of
+    pure noise at the same sample size: 0 = as close as other real data of the same dataset, 1 = noise,
+    below 0 = closer than that, above 1 = further than noise."""
+    n = min(ctx.n_fake, len(ctx.ref.f_train))
+    d0, d1 = ctx.ref.calibration(n, ctx.seed)
+    fd = fidelity_distance(ctx.ref.space, ctx.ref.z_heldout, ctx.fake_raw, n, ctx.seed)
+    score = float(np.log(max(fd, 1e-12) / d0) / np.log(d1 / d0))
+    return ({"fd_fluo": fd, "fidelity": score, "fd_real_split": d0, "fd_noise": d1},
+            {"n_real": ctx.n_real, "n_fake": ctx.n_fake, "n_matched": n})
 
 
 @register_metric
-def kid_enc(ctx):
-    """KID on standardised random-conv image features (lower is better)."""
-    return _kid(ctx, "enc")
+def kid_fluo(ctx: MetricContext):
+    """KID (unbiased MMD², cubic kernel) over subsets of min(1000, n_real, n_fake); its spread from a
+    bootstrap of both sets (with replacement), which stays honest when n is small."""
+    r, f = ctx.ref.z_heldout, ctx.fake_z
+    mean, _, m = D.kid(r, f, 1000, 20, ctx.seed)
+    rng = np.random.default_rng(ctx.seed + 11)
+    boot = [D.kid(r[rng.integers(0, len(r), len(r))], f[rng.integers(0, len(f), len(f))], m, 1, ctx.seed + b)[0]
+            for b in range(ctx.bootstrap)]
+    return ({"kid_fluo": mean, "kid_fluo_std": float(np.std(boot))},
+            {"n_real": ctx.n_real, "n_fake": ctx.n_fake, "subset_size": m, "bootstrap": ctx.bootstrap})
 
 
 @register_metric
-def fd_morph(ctx):
-    """Fréchet distance on standardised morphology features (lower is better)."""
-    return _fd(ctx, "morph")
+def prdc_fluo(ctx: MetricContext):
+    """Precision, recall, density, coverage (k-NN manifolds) against the held-out real tiles."""
+    vals = D.prdc(ctx.ref.z_heldout, ctx.fake_z, k=ctx.k)
+    return {f"{key}_fluo": v for key, v in vals.items()}, {"n_real": ctx.n_real, "n_fake": ctx.n_fake, "k": ctx.k}
 
 
 @register_metric
-def fd_enc(ctx):
-    """Fréchet distance on standardised random-conv image features (lower is better)."""
-    return _fd(ctx, "enc")
+def vendi(ctx: MetricContext):
+    """Effective number of distinct images (Vendi score, Gaussian kernel in the feature space) of m
+    generated tiles and of m HELD-OUT real tiles, m = min(n_fake, n_heldout, 1000); ratio = fake / real.
+    The kernel's bandwidth is the median nearest-neighbour distance among those real tiles, so two images
+    count as one when they are closer than real images usually are to each other: k repeated, well
+    separated images score ~k. diversity_gap = max(0, 1 - ratio): 0 = at least as diverse as new real data, -> 1 as the
+    generator collapses onto a few images (more diversity than real data earns nothing: noise is diverse)."""
+    ref = ctx.ref
+    m = min(ctx.n_fake, ctx.n_real, 1000)
+    rng = np.random.default_rng(ctx.seed + 3)
+    zr = ref.z_heldout[np.sort(rng.choice(ctx.n_real, m, replace=False))]
+    zf = ctx.fake_z[np.sort(rng.choice(ctx.n_fake, m, replace=False))]
+    tau = D.median_nn_distance(zr)
+    vf, vr = D.vendi_score_rbf(zf, tau), D.vendi_score_rbf(zr, tau)
+    return ({"vendi_fake": vf, "vendi_real": vr, "vendi_ratio": vf / vr, "diversity_gap": max(0.0, 1 - vf / vr),
+             "vendi_bandwidth": tau}, {"n_fake": ctx.n_fake, "n_heldout": ctx.n_real, "subset_size": m})
 
 
 @register_metric
-def prdc_enc(ctx):
-    """Precision, recall, density, coverage on image features (higher is better)."""
-    return _prdc(ctx, "enc")
+def memorisation(ctx: MetricContext):
+    """Pixel RMS distance of each generated tile to its nearest real TRAINING tile, against the same
+    distance for the held-out real tiles. memorisation_ratio = median generated / median held-out (< 1:
+    closer to the training set than new real data is); copy_fraction = share of generated tiles nearer
+    than the 5th percentile of held-out distances (~0.05 for an honest generator). Held-out tiles that
+    are exact copies of training tiles (a movie that repeats frames) are counted, not divided by."""
+    px = lambda a: np.asarray(a, np.float64).reshape(len(a), -1) / np.sqrt(a[0].size)  # noqa: E731
+    train = px(ctx.ref.train)
+    d_ho, _ = D.nearest_distances(px(ctx.ref.heldout), train)
+    d_fake, _ = D.nearest_distances(px(ctx.fake_tiles), train)
+    same = d_ho <= 1e-6
+    honest = d_ho[~same]
+    out = {"nn_dist_median": float(np.median(d_fake)), "heldout_copies_of_train": int(same.sum())}
+    if len(honest):
+        med = float(np.median(honest))
+        out.update(holdout_nn_dist_median=med, memorisation_ratio=float(np.median(d_fake)) / med,
+                   copy_fraction=float((d_fake < np.quantile(honest, 0.05)).mean()))
+    return out, {"n_train": len(train), "n_heldout": len(d_ho), "n_fake": ctx.n_fake}
 
 
-@register_metric
-def prdc_morph(ctx):
-    """Precision, recall, density, coverage on morphology features (higher is better)."""
-    return _prdc(ctx, "morph")
-
-
-@register_metric
-def vendi(ctx):
-    """Effective number of unique images (Vendi, cosine kernel on standardised image features) of the
-    generated set and of a real set of the same size m = min(n_real, n_fake); ratio = fake / real.
-    Features are whitened on the real set first (99% of its variance), so k distinct images score ~k."""
-    r, f = D.whiten(*ctx.features("enc"))
-    m = min(len(r), len(f))
-    rng = np.random.default_rng(ctx.seed)
-    vf = D.vendi_score(f[np.sort(rng.choice(len(f), m, replace=False))])
-    vr = D.vendi_score(r[np.sort(rng.choice(len(r), m, replace=False))])
-    return ({"vendi_fake": vf, "vendi_real": vr, "vendi_ratio": vf / vr},
-            {"n_real": ctx.n_real, "n_fake": ctx.n_fake, "subset_size": m})
-
-
-def holdout_split(n: int, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded (train index, held-out index) split of n real tiles; at least one tile on each side."""
-    order = np.random.default_rng(seed + 7919).permutation(n)
-    h = int(np.clip(round(n * share), 1, n - 1))
-    return np.sort(order[h:]), np.sort(order[:h])
-
-
-@register_metric
-def memorisation(ctx):
-    """Pixel-space (RMS) distance of each generated tile to its nearest real training tile, against the
-    same distance for held-out real tiles. memorisation_ratio = median fake / median held-out (< 1:
-    closer to the training set than new real data is); copy_fraction = share of fakes nearer than the
-    5th percentile of held-out distances (about 0.05 for an honest generator)."""
-    real, fake = ctx.real.get("pixels"), ctx.fake_raw("pixels")
-    if len(real) < 2:
-        from mitogan.errors import ConfigError
-
-        raise ConfigError(f"memorisation needs at least 2 real images (a train and a held-out one), got {len(real)}")
-    tr, ho = holdout_split(len(real), ctx.holdout, ctx.seed)
-    d_ho, _ = D.nearest_distances(real[ho], real[tr])
-    d_fake, _ = D.nearest_distances(fake, real[tr])
-    q05 = np.quantile(d_ho, 0.05)
-    med_ho = float(np.median(d_ho))
-    return ({"nn_dist_median": float(np.median(d_fake)), "holdout_nn_dist_median": med_ho,
-             "memorisation_ratio": float(np.median(d_fake)) / max(med_ho, 1e-12),
-             "copy_fraction": float((d_fake < q05).mean())},
-            {"n_real": ctx.n_real, "n_train": len(tr), "n_holdout": len(ho), "n_fake": ctx.n_fake})
+def feature_contributions(ctx: MetricContext, top: int = 8) -> list[dict]:
+    """Which features make the generated set differ from the held-out real one: per feature, the 1-D
+    Fréchet term (mean gap² + std gap², in robust units), as a share of their sum, largest first."""
+    r, f = ctx.ref.z_heldout, ctx.fake_z
+    term = (r.mean(0) - f.mean(0)) ** 2 + (r.std(0) - f.std(0)) ** 2
+    share = term / max(term.sum(), 1e-12)
+    raw_r, raw_f = np.median(ctx.ref.f_heldout, 0), np.median(ctx.fake_raw, 0)
+    order = np.argsort(-share, kind="stable")[:top]
+    return [{"feature": ctx.ref.names[i], "share": round(float(share[i]), 4), "real_median": float(raw_r[i]),
+             "generated_median": float(raw_f[i])} for i in order]

@@ -11,7 +11,7 @@ import numpy as np
 from mitogan.errors import ConfigError
 
 __all__ = ["standardise", "whiten", "kid", "frechet_distance", "prdc", "vendi_score", "knn_radii",
-           "nearest_distances"]
+           "nearest_distances", "vendi_score_rbf", "median_nn_distance"]
 
 
 def standardise(real: np.ndarray, *others: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -149,5 +149,24 @@ def vendi_score(x: np.ndarray) -> float:
     u = np.where(norms > 1e-12, x / np.maximum(norms, 1e-12), np.eye(1, x.shape[1]))
     small = u.T @ u if len(u) > u.shape[1] else u @ u.T  # same non-zero spectrum, smaller matrix
     ev = np.clip(np.linalg.eigvalsh(small / len(u)), 0, None)
+    ev = ev[ev > 1e-12]
+    return float(np.exp(-(ev * np.log(ev)).sum()))
+
+
+def median_nn_distance(x: np.ndarray) -> float:
+    """Median distance from each row to its nearest OTHER row (the typical spacing of a sample)."""
+    d = _sq_dists(x, x)
+    np.fill_diagonal(d, np.inf)
+    return float(np.sqrt(np.median(d.min(1))))
+
+
+def vendi_score_rbf(x: np.ndarray, bandwidth: float) -> float:
+    """Vendi score with the Gaussian kernel exp(-|x - y|² / (2 bandwidth²)): the effective number of
+    distinct rows at that resolution. k exact repeats count once; rows far apart (>> bandwidth) count
+    one each, so n distinct rows score ~n."""
+    if len(x) == 0:
+        raise ConfigError("Vendi score needs at least one image")
+    k = np.exp(-_sq_dists(x, x) / (2 * max(bandwidth, 1e-12) ** 2))
+    ev = np.clip(np.linalg.eigvalsh(k / len(x)), 0, None)
     ev = ev[ev > 1e-12]
     return float(np.exp(-(ev * np.log(ev)).sum()))

@@ -1,47 +1,56 @@
 """``evaluate(real, fake)``: every registered metric, the primary objective, and the report files.
 
-PRIMARY objective (mode "min", range [0, 2] plus a small tie-breaker), see docs/metrics.md:
+PRIMARY objective ``realism_gap`` (mode "min"; docs/metrics.md has the derivation and the proof):
 
-    fidelity_diversity = (1 - exp(-kid_enc))  +  ((1 - coverage_enc) + (1 - recall_enc)) / 2  +  0.001 log10(1 + kid_enc)
-                         fidelity, in [0, 1)      diversity, in [0, 1]                          tie-breaker
+    realism_gap = 1 - (1 - fidelity) (1 - diversity_gap)      (+ fidelity - 1 when fidelity > 1)
 
-KID on real-standardised random-conv features is bounded by the exponential so that one grossly wrong
-set cannot hide everything else; the diversity half is driven by coverage and recall, which both fall
-towards 0 when a generator repeats a few images even if each image is perfect — so a collapsed generator
-scores ~1 on diversity alone and cannot win.
+    fidelity       log(FD / d0) / log(d1 / d0) — Fréchet distance to HELD-OUT real tiles in
+                   a deterministic fluorescence feature space, on the dataset's own scale: 0 = a disjoint
+                   real split of the same data (d0), 1 = that data damaged into noise (d1). Logarithmic,
+                   so it keeps ranking sets that are far away instead of saturating.
+    diversity_gap  max(0, 1 - Vendi(generated) / Vendi(real)) at the same sample size: 0 = as many
+                   distinct images as real data, -> 1 as the generator collapses onto a few.
+
+(1 - fidelity)(1 - diversity_gap) is a quality that needs BOTH: a generator that repeats two perfect
+frames has quality ~0 and scores just under noise; noise (fidelity 1) scores 1 whatever its diversity;
+sets worse than noise keep ranking above 1, and a set closer to the held-out data than a disjoint real
+split is (fidelity < 0) scores below 0.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from mitogan.errors import ConfigError, InputError
 from mitogan.metrics import builtin  # noqa: F401  (registers the metrics)
-from mitogan.metrics.registry import METRICS, MetricContext, RealFeatures
+from mitogan.metrics.builtin import feature_contributions
+from mitogan.metrics.reference import Reference
+from mitogan.metrics.registry import METRICS, MetricContext
 
-__all__ = ["PRIMARY_NAME", "PRIMARY_MODE", "primary_value", "evaluate", "InTrainingEvaluator",
-           "check_pair", "DEFAULT_METRICS", "FAST_METRICS"]
+__all__ = ["PRIMARY_NAME", "PRIMARY_MODE", "PRIMARY_COMPONENTS", "primary_value", "evaluate",
+           "InTrainingEvaluator", "check_pair", "DEFAULT_METRICS", "FAST_METRICS", "real_reference"]
 
-PRIMARY_NAME = "fidelity_diversity"
+PRIMARY_NAME = "realism_gap"
 PRIMARY_MODE = "min"
+PRIMARY_COMPONENTS = ("fidelity", "diversity_gap")
+PRIMARY_FORMULA = "1 - (1 - min(fidelity, 1)) * (1 - diversity_gap) + max(fidelity - 1, 0)"
 DEFAULT_METRICS = tuple(METRICS)
-# in-training subset: image-feature metrics + morphology KID (the encoder and morphology are the cost)
-FAST_METRICS = ("kid_enc", "prdc_enc", "kid_morph", "vendi")
+FAST_METRICS = ("fidelity", "prdc_fluo", "vendi")  # what the in-training evaluator runs
 
 
 def primary_value(values: dict) -> float:
-    """The primary objective from ``kid_enc``, ``coverage_enc`` and ``recall_enc`` (lower is better)."""
-    kid = max(values["kid_enc"], 0.0)
-    fidelity = 1.0 - float(np.exp(-kid))
-    diversity = ((1.0 - values["coverage_enc"]) + (1.0 - values["recall_enc"])) / 2
-    # tie-breaker: early in a search most trials sit at the bounded maximum (KID >> 1, coverage 0); a
-    # thousandth of log10(1 + KID) still ranks them for ASHA without changing the order of sane sets
-    return fidelity + diversity + 1e-3 * float(np.log10(1.0 + kid))
+    """The primary objective from the ``fidelity`` and ``diversity_gap`` values (lower is better):
+    1 - (1 - fidelity) (1 - diversity_gap) while fidelity < 1, plus how far fidelity goes beyond 1."""
+    fid, gap = float(values["fidelity"]), float(values["diversity_gap"])
+    return 1.0 - (1.0 - min(fid, 1.0)) * (1.0 - gap) + max(fid - 1.0, 0.0)
+
+
+def primary_record(values: dict) -> dict:
+    """{"name", "value", "mode", "formula", "components"}: what metrics.json and every trial carry."""
+    return {"name": PRIMARY_NAME, "value": primary_value(values), "mode": PRIMARY_MODE, "formula": PRIMARY_FORMULA,
+            "components": {c: float(values[c]) for c in PRIMARY_COMPONENTS}}
 
 
 def check_pair(real: np.ndarray, fake: np.ndarray, k: int = 5, real_name="real", fake_name="fake") -> None:
@@ -52,6 +61,8 @@ def check_pair(real: np.ndarray, fake: np.ndarray, k: int = 5, real_name="real",
         if len(a) <= k:
             raise InputError(name, f"has {len(a)} images; the k-NN metrics need more than k={k} "
                                    f"(supply more images or lower k)")
+        if a.shape[-1] < 16:
+            raise InputError(name, f"images are {a.shape[-1]} px; the metrics need tiles of at least 16 px")
     if real.shape[-1] != fake.shape[-1]:
         raise InputError(fake_name, f"images are {fake.shape[-1]}x{fake.shape[-1]} px but the real ones are "
                                     f"{real.shape[-1]}x{real.shape[-1]}; compare tiles of one size")
@@ -61,8 +72,8 @@ def _run_metrics(ctx: MetricContext, names) -> tuple[dict, dict]:
     from threadpoolctl import threadpool_limits
 
     values, sizes = {}, {}
-    # One BLAS thread: once torch has run (the encoder), its OpenMP workers spin on the cores and a
-    # multi-threaded OpenBLAS fights them — a 480x480 eigh went from 0.02 s to 3.5 s on 2 cores.
+    # One BLAS thread: once torch has run, its OpenMP workers spin on the cores and a multi-threaded
+    # OpenBLAS fights them — a 480x480 eigh went from 0.02 s to 3.5 s on 2 cores.
     with threadpool_limits(1, "blas"):
         for name in names:
             if name not in METRICS:
@@ -73,31 +84,49 @@ def _run_metrics(ctx: MetricContext, names) -> tuple[dict, dict]:
     return values, sizes
 
 
-def evaluate(real: np.ndarray, fake: np.ndarray, *, seed: int = 0, out_dir=None, k: int = 5,
-             metrics=DEFAULT_METRICS, progress: bool = False, real_features: RealFeatures | None = None) -> dict:
-    """Compare generated tiles with real (training) tiles.
+def real_reference(real, *, holdout: float = 0.25, seed: int = 0, cache: bool = False,
+                   progress: bool = False) -> Reference:
+    """The real side for ``real``: a ``TileSet`` (its source/frame drive the split) or bare tiles."""
+    tiles = np.asarray(getattr(real, "tiles", real), np.float32)
+    source, frame = getattr(real, "source", None), getattr(real, "frame", None)
+    if cache:
+        return Reference.cached(tiles, source, frame, holdout=holdout, seed=seed)
+    return Reference.build(tiles, source, frame, holdout=holdout, seed=seed, progress=progress)
+
+
+def evaluate(real, fake: np.ndarray, *, seed: int = 0, out_dir=None, k: int = 5, metrics=DEFAULT_METRICS,
+             progress: bool = False, reference: Reference | None = None, holdout: float = 0.25) -> dict:
+    """Compare generated tiles with real ones, by the protocol of ``mitogan.metrics.protocol``.
 
     Parameters
     ----------
-    real, fake : (N, 1, S, S) float in [-1, 1], same S; each with more than ``k`` images
-    seed : fixes KID subsets, the memorisation hold-out and the encoder: same seed, same numbers
-    out_dir : if given, writes metrics.json, histograms.png and nearest_neighbours.png there
-    metrics : registered metric names to run (the primary needs kid_enc and prdc_enc)
-    real_features : precomputed real-side features (``RealFeatures``) to reuse
+    real : a ``TileSet`` (whole videos / time blocks are held out using its source and frame) or tiles
+        (N, 1, S, S) float in [-1, 1] in time order; split into training and held-out tiles
+    fake : (M, 1, S, S) float in [-1, 1], same S, more than ``k`` images
+    seed : the split, subsamples and bootstrap: same seed, same numbers
+    out_dir : if given, writes metrics.json (+ a line in metrics.jsonl), histograms.png,
+        nearest_neighbours.png and features.png there
+    metrics : registered metric names to run (the primary needs ``fidelity`` and ``vendi``)
+    reference : a prebuilt ``Reference`` of the real side, to reuse across calls
 
     Returns
     -------
-    {"primary": {"name", "value", "mode"}, "metrics": {name: float}, "sample_sizes": {metric: {...}},
-     "n_real", "n_fake", "image_size", "seed", "k"}
+    {"primary": {"name", "value", "mode", "formula", "components"}, "metrics": {name: float},
+     "sample_sizes": {metric: {...}}, "top_features": [...], "protocol": {...}, "n_real", "n_fake",
+     "image_size", "seed", "k"}
     """
-    real, fake = np.asarray(real, np.float32), np.asarray(fake, np.float32)
-    check_pair(real, fake, k)
-    rf = real_features or RealFeatures(real, seed=seed)
-    ctx = MetricContext(rf, fake, seed=seed, k=k, progress=progress)
+    fake = np.asarray(fake, np.float32)
+    real_tiles = np.asarray(getattr(real, "tiles", real), np.float32) if reference is None else reference.train
+    check_pair(real_tiles, fake, k)
+    ref = reference or real_reference(real, holdout=holdout, seed=seed, progress=progress)
+    check_pair(ref.heldout, fake, k, "held-out real tiles")
+    ctx = MetricContext(ref, fake, seed=seed, k=k, progress=progress)
     values, sizes = _run_metrics(ctx, metrics)
-    result = {"primary": {"name": PRIMARY_NAME, "value": primary_value(values), "mode": PRIMARY_MODE},
-              "metrics": values, "sample_sizes": sizes, "n_real": len(real), "n_fake": len(fake),
-              "image_size": int(real.shape[-1]), "seed": seed, "k": k}
+    result = {"metrics": values, "sample_sizes": sizes, "top_features": feature_contributions(ctx),
+              "protocol": dict(ref.split), "n_real": len(ref.heldout) + len(ref.train), "n_fake": len(fake),
+              "image_size": int(fake.shape[-1]), "seed": seed, "k": k}
+    if all(c in values for c in PRIMARY_COMPONENTS):
+        result["primary"] = primary_record(values)
     if out_dir is not None:
         from mitogan.metrics.report import write_report
 
@@ -105,51 +134,27 @@ def evaluate(real: np.ndarray, fake: np.ndarray, *, seed: int = 0, out_dir=None,
     return result
 
 
-def _cache_path(real: np.ndarray, seed: int) -> Path:
-    from mitogan.metrics.encoder import ENCODER_VERSION
-    from mitogan.metrics.morphology import FEATURE_NAMES
-
-    h = hashlib.sha256(np.ascontiguousarray(real).tobytes())
-    h.update(f"{real.shape}|{seed}|{ENCODER_VERSION}|{','.join(FEATURE_NAMES)}".encode())
-    root = Path(os.environ.get("MITOGAN_CACHE_DIR", Path.home() / ".cache" / "mitogan"))
-    return root / "metrics" / f"real-{h.hexdigest()[:16]}.npz"
-
-
 class InTrainingEvaluator:
-    """Cheap evaluation during training: real-side features once (cached on disk per dataset).
+    """Cheap evaluation during training: the real side once per dataset (cached on disk).
 
-    ``ev = InTrainingEvaluator(real_tiles, n_fake=256)``; ``ev(fake) -> {"primary": float, ...}`` with
-    flat floats (kid_enc, coverage_enc, recall_enc, precision_enc, density_enc, kid_morph, vendi_*).
-    Uses up to ``n_real`` real tiles (seeded subset) and the first ``n_fake`` generated ones.
+    ``ev = InTrainingEvaluator(tileset)``; ``ev(fake) -> {"primary": float, "fidelity", "diversity_gap",
+    "fd_fluo", "coverage_fluo", "recall_fluo", "vendi_fake", ...}`` (flat floats). The generator must
+    train on ``ev.reference.train`` only (``protocol.split_real`` with the same holdout and seed gives
+    the same split), so that the held-out tiles it is scored against are new to it.
     """
 
-    def __init__(self, real_tiles: np.ndarray, n_fake: int = 256, seed: int = 0, n_real: int = 1000,
-                 k: int = 5, metrics=FAST_METRICS, cache: bool = True):
-        real = np.asarray(real_tiles, np.float32)
-        if len(real) > n_real:
-            real = real[np.sort(np.random.default_rng(seed).choice(len(real), n_real, replace=False))]
-        check_pair(real, real, k, "real tiles", "real tiles")
+    def __init__(self, real, n_fake: int = 256, seed: int = 0, holdout: float = 0.25, k: int = 5,
+                 metrics=FAST_METRICS, cache: bool = True):
         self.n_fake, self.seed, self.k, self.metrics = n_fake, seed, k, tuple(metrics)
-        self.real = RealFeatures(real, seed=seed)
-        path = _cache_path(real, seed) if cache else None
-        if path is not None and path.is_file():
-            with np.load(path) as z:
-                self.real.raw = {key: z[key] for key in z.files}
-        for kind in ("enc", "morph"):
-            self.real.get(kind)
-        if path is not None and not path.is_file():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
-            np.savez(tmp, **self.real.raw)
-            os.replace(tmp, path)
+        self.reference = real_reference(real, holdout=holdout, seed=seed, cache=cache)
+        self.reference.calibration(n_fake, seed)  # the scale for this sample size, once
 
     def __call__(self, fake: np.ndarray) -> dict:
         """(M, 1, S, S) generated tiles in [-1, 1] -> flat dict of floats, including "primary"."""
         fake = np.asarray(fake, np.float32)[: self.n_fake]
-        check_pair(self.real.tiles, fake, self.k, "real tiles", "generated tiles")
-        # 20 KID subsets instead of 100: the in-training number is a trend, speed matters more
-        ctx = MetricContext(self.real, fake, seed=self.seed, k=self.k, kid_subsets=20)
+        check_pair(self.reference.heldout, fake, self.k, "held-out real tiles", "generated tiles")
+        ctx = MetricContext(self.reference, fake, seed=self.seed, k=self.k)
         values, _ = _run_metrics(ctx, self.metrics)
-        out = {key: float(v) for key, v in values.items()}
+        out = {key: float(v) for key, v in values.items() if v is not None}
         out["primary"] = primary_value(values)
         return out

@@ -1,9 +1,15 @@
-"""The damage ladder that proves the metrics measure what they claim, and frame -> tile helpers.
+"""Damage ladders that prove the objective measures what it claims, and frame -> tile helpers.
 
-``damage_ladder`` turns a held-out real set into sets of increasing damage: light noise, blur,
-binarised, a few images repeated (mode collapse), pure noise. A trustworthy primary metric ranks the
-untouched held-out half best and then gets worse step by step (tests/mitogan/test_metrics_proof.py,
-table in docs/metrics.md).
+Every ladder damages a held-out real set step by step; a trustworthy objective scores each step worse
+than the one before, and the rules across ladders (docs/metrics.md) say how different kinds of damage
+compare: the held-out real split beats every damaged set, a collapsed generator loses to mild blur, a
+second real source beats shuffled pixels, noise and heavy blur, and noise is last.
+
+    blur      Gaussian, sigma 0.5 < 1 < 2 < 4 px
+    collapse  the tiles of 50 % < 10 % of the frames < 2 frames, repeated to the original count
+    noise     uniform noise mixed in at 10 % < 50 % < 100 %
+    gamma     intensity gamma 1.5 < 3 (on the [0, 1] scale)
+    shuffle   pixels permuted within 4 px blocks < within the whole tile
 """
 
 from __future__ import annotations
@@ -11,80 +17,189 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["DAMAGE_LEVELS", "damage", "damage_ladder", "frames_to_tiles", "split_halves"]
+__all__ = ["LADDERS", "damage", "ladder_sets", "frames_to_tiles", "videos_to_tiles", "proof_parts", "proof_scores",
+           "rule_violations", "pair_orders"]
 
-DAMAGE_LEVELS = ("halves", "light_noise", "blur", "binarised", "collapse", "pure_noise")
+LADDERS: dict[str, tuple] = {
+    "blur": (0.5, 1.0, 2.0, 4.0),
+    "collapse": (0.5, 0.1, 2),  # share of frames (float) or a number of frames (int)
+    "noise": (0.1, 0.5, 1.0),
+    "gamma": (1.5, 3.0),
+    "shuffle": (4, 0),  # block size in px; 0 = the whole tile
+}
 
 
-def damage(tiles: np.ndarray, level: str, seed: int = 0, n_modes: int = 4) -> np.ndarray:
+def damage(tiles: np.ndarray, kind: str, level, seed: int = 0, frames: np.ndarray | None = None) -> np.ndarray:
     """One damaged copy of ``tiles`` ((N, 1, S, S) float32 in [-1, 1]); same shape, same range.
 
-    light_noise: + N(0, 0.1) · blur: Gaussian sigma 1.5 px · binarised: each tile's Otsu mask as
-    -1 / +1 · collapse: ``n_modes`` tiles repeated to N · pure_noise: uniform [-1, 1].
+    ``frames`` (N,) says which frame each tile came from (collapse keeps whole frames); default: each tile
+    is its own frame.
     """
     rng = np.random.default_rng(seed)
     x = np.asarray(tiles, np.float32)
-    if level == "halves":
-        out = x.copy()
-    elif level == "light_noise":
-        out = x + rng.normal(0, 0.1, x.shape).astype(np.float32)
-    elif level == "blur":
-        out = ndimage.gaussian_filter(x, sigma=(0, 0, 1.5, 1.5))
-    elif level == "binarised":
-        from mitogan.metrics.morphology import otsu_masks
-
-        mask, _ = otsu_masks(x.reshape(len(x), x.shape[-2], x.shape[-1]))
-        out = np.where(mask, 1.0, -1.0).reshape(x.shape)
-    elif level == "collapse":
-        modes = x[rng.choice(len(x), min(n_modes, len(x)), replace=False)]
-        out = modes[np.arange(len(x)) % len(modes)]
-    elif level == "pure_noise":
-        out = rng.uniform(-1, 1, x.shape)
+    if kind == "blur":
+        out = ndimage.gaussian_filter(x, sigma=(0, 0, level, level), mode="reflect")
+    elif kind == "noise":
+        out = (1 - level) * x + level * rng.uniform(-1, 1, x.shape)
+    elif kind == "gamma":
+        out = ((x + 1) / 2) ** level * 2 - 1
+    elif kind == "shuffle":
+        out = _shuffle(x, level, rng)
+    elif kind == "collapse":
+        out = _collapse(x, level, rng, np.arange(len(x)) if frames is None else np.asarray(frames))
     else:
-        raise ValueError(f"unknown damage level {level!r}; choose from {DAMAGE_LEVELS}")
+        raise ValueError(f"unknown damage {kind!r}; choose from {sorted(LADDERS)}")
     return np.clip(out, -1, 1).astype(np.float32)
 
 
-def split_halves(tiles: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Two disjoint random halves of ``tiles``."""
-    order = np.random.default_rng(seed).permutation(len(tiles))
-    h = len(tiles) // 2
-    return tiles[order[:h]], tiles[order[h:2 * h]]
+def _shuffle(x: np.ndarray, block: int, rng) -> np.ndarray:
+    """Permute pixels inside each ``block`` x ``block`` square of every tile (0: the whole tile)."""
+    n, _, s, _ = x.shape
+    b = s if block == 0 else block
+    # (n, s/b, b, s/b, b) -> (n, cells, b*b): shuffle each cell's pixels independently
+    cells = x.reshape(n, s // b, b, s // b, b).transpose(0, 1, 3, 2, 4).reshape(n, -1, b * b)
+    order = np.argsort(rng.random(cells.shape), axis=-1)
+    cells = np.take_along_axis(cells, order, axis=-1)
+    return cells.reshape(n, s // b, s // b, b, b).transpose(0, 1, 3, 2, 4).reshape(x.shape)
 
 
-def damage_ladder(tiles: np.ndarray, seed: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Split ``tiles`` into halves; return (reference half, {level: damaged copy of the other half})."""
-    a, b = split_halves(tiles, seed)
-    return a, {lvl: damage(b, lvl, seed=seed + 1) for lvl in DAMAGE_LEVELS}
+def _collapse(x: np.ndarray, level, rng, frames: np.ndarray) -> np.ndarray:
+    """Keep the tiles of a few frames only, repeated (in order) to the original count."""
+    ids = np.unique(frames)
+    k = level if isinstance(level, (int, np.integer)) else max(1, round(level * len(ids)))
+    keep = rng.choice(ids, min(k, len(ids)), replace=False)
+    pool = np.flatnonzero(np.isin(frames, keep))
+    return x[pool[np.arange(len(x)) % len(pool)]]
 
 
-def frames_to_tiles(frames: np.ndarray, size: int, max_tiles: int | None = None,
-                    seed: int = 0) -> np.ndarray:
+def ladder_sets(tiles: np.ndarray, frames: np.ndarray | None = None, seed: int = 0) -> dict[str, np.ndarray]:
+    """Every step of every ladder applied to ``tiles``: {"blur=0.5": tiles, ..., "shuffle=0": tiles}."""
+    return {f"{kind}={level}": damage(tiles, kind, level, seed=seed + i, frames=frames)
+            for kind, levels in LADDERS.items() for i, level in enumerate(levels)}
+
+
+def _normalise(f: np.ndarray) -> np.ndarray:
+    f = f.astype(np.float32)
+    lo, hi = np.percentile(f, [0.5, 99.8])
+    return np.clip((f - lo) / (hi - lo), 0, 1) * 2 - 1 if hi > lo else np.zeros_like(f) - 1
+
+
+def _grid(f: np.ndarray, size: int) -> tuple[list[np.ndarray], list[tuple[int, int]]]:
+    import cv2
+
+    h, w = f.shape
+    if min(h, w) < size:
+        scale = size / min(h, w)
+        f = cv2.resize(f, (max(size, round(w * scale)), max(size, round(h * scale))), interpolation=cv2.INTER_LINEAR)
+        h, w = f.shape
+    pos = [(y, x) for y in range(0, h - size + 1, size) for x in range(0, w - size + 1, size)]
+    return [f[y:y + size, x:x + size] for y, x in pos], pos
+
+
+def frames_to_tiles(frames: np.ndarray, size: int, max_tiles: int | None = None, seed: int = 0) -> np.ndarray:
     """Cut frames into tiles comparable with training tiles.
 
     Each frame (T, H, W) (any dtype) is normalised on its own 0.5 / 99.8 percentiles to [-1, 1], then cut
     into the non-overlapping ``size`` x ``size`` grid at native resolution (frames smaller than ``size``
-    are resized up with area/linear interpolation). ``max_tiles`` keeps a seeded random subset.
+    are resized up with linear interpolation). ``max_tiles`` keeps a seeded random subset.
     Returns (N, 1, size, size) float32.
     """
-    import cv2
-
-    out = []
-    for f in np.asarray(frames):
-        f = f.astype(np.float32)
-        lo, hi = np.percentile(f, [0.5, 99.8])
-        f = np.clip((f - lo) / (hi - lo), 0, 1) * 2 - 1 if hi > lo else np.zeros_like(f) - 1
-        h, w = f.shape
-        if min(h, w) < size:
-            scale = size / min(h, w)
-            f = cv2.resize(f, (max(size, round(w * scale)), max(size, round(h * scale))),
-                           interpolation=cv2.INTER_LINEAR)
-            h, w = f.shape
-        for y in range(0, h - size + 1, size):
-            for x in range(0, w - size + 1, size):
-                out.append(f[y:y + size, x:x + size])
+    out = [t for f in np.asarray(frames) for t in _grid(_normalise(f), size)[0]]
     tiles = np.asarray(out, np.float32)[:, None]
     if max_tiles is not None and len(tiles) > max_tiles:
-        keep = np.sort(np.random.default_rng(seed).choice(len(tiles), max_tiles, replace=False))
-        tiles = tiles[keep]
+        tiles = tiles[np.sort(np.random.default_rng(seed).choice(len(tiles), max_tiles, replace=False))]
     return np.clip(tiles, -1, 1)
+
+
+def videos_to_tiles(videos, size: int, names=None):
+    """Frames of several videos -> a ``TileSet`` whose source/frame record where every tile came from.
+
+    ``videos`` is a list of (T, H, W) arrays or of objects with ``.frames`` (``mitogan.io.read_inputs``).
+    """
+    from mitogan.tiles import TileSet
+
+    tiles, source, frame, yx = [], [], [], []
+    for s, v in enumerate(videos):
+        for t, f in enumerate(np.asarray(getattr(v, "frames", v))):
+            cut, pos = _grid(_normalise(f), size)
+            tiles += cut
+            source += [s] * len(cut)
+            frame += [t] * len(cut)
+            yx += pos
+    arr = np.clip(np.asarray(tiles, np.float32)[:, None], -1, 1)
+    return TileSet(arr, np.asarray(source, np.int32), np.asarray(frame, np.int32), np.asarray(yx, np.int32).reshape(-1, 2),
+                   {"sources": list(names) if names is not None else [f"video{s}" for s in range(len(videos))]})
+
+
+def proof_parts(ts, seed: int = 0, share: float = 0.2) -> dict[str, np.ndarray]:
+    """Four disjoint index sets of a ``TileSet`` for the proof (whole videos or time blocks, never tiles):
+
+    heldout  the reference (``protocol.split_real``, ``share`` of the tiles)
+    other    other videos (or time blocks) again: "another video", the stand-in for a good generator
+    later    the last time block of every remaining video: "the same movies, later in time"
+    train    the rest: the calibration split (what a generator would train on)
+    """
+    from mitogan.metrics.protocol import _time_blocks, split_real
+
+    src, fr = np.asarray(ts.source, np.int64), np.asarray(ts.frame, np.int64)
+    first = split_real(src, fr, share, seed)
+    rest = first.train
+    second = split_real(src[rest], fr[rest], share / (1 - share), seed + 1)
+    other, rest = rest[second.heldout], rest[second.train]
+    blocks = _time_blocks(src[rest], fr[rest], 4)
+    last = np.zeros(len(rest), bool)
+    for s in np.unique(src[rest]):
+        mine = src[rest] == s
+        if len(np.unique(blocks[mine])) > 1:  # one-frame videos have no later block
+            last |= mine & (blocks == blocks[mine].max())
+    return {"heldout": first.heldout, "other": other, "later": rest[last], "train": rest[~last]}
+
+
+def proof_scores(ts, seconds: dict | None = None, seeds=(0,), split_seed: int = 0) -> dict:
+    """The primary objective of every proof set against the held-out part of ``ts`` (a ``TileSet``).
+
+    Sets: "other" (other videos), "later" (same movies, later), every ladder step applied to "other"
+    (collapse keeps whole frames), and each of ``seconds`` ({name: tiles}: other real sources). The parts
+    and the damage are fixed by ``split_seed``; ``seeds`` are the metric's own randomness (subsamples).
+    Returns {"scores": {seed: {set: primary}}, "components": {seed: {set: {...}}}, "parts": {part: n}}.
+    """
+    from mitogan.metrics.evaluate import PRIMARY_COMPONENTS, _run_metrics, primary_value
+    from mitogan.metrics.protocol import RealSplit
+    from mitogan.metrics.reference import Reference
+    from mitogan.metrics.registry import MetricContext
+
+    parts = proof_parts(ts, split_seed)
+    sp = RealSplit(parts["train"], parts["heldout"], "proof", np.zeros(len(ts), np.int64))
+    ref = Reference.build(ts.tiles, ts.source, ts.frame, split=sp, seed=split_seed)
+    other = ts.tiles[parts["other"]]
+    frames = np.asarray(ts.source, np.int64)[parts["other"]] * 1_000_003 + ts.frame[parts["other"]]
+    sets = {"other": other, "later": ts.tiles[parts["later"]], **ladder_sets(other, frames, seed=split_seed),
+            **(seconds or {})}
+    out = {"scores": {s: {} for s in seeds}, "components": {s: {} for s in seeds},
+           "parts": {k: int(len(v)) for k, v in parts.items()}}
+    for name, tiles in sets.items():
+        shared: dict = {}  # the set's features, computed once for all seeds
+        for s in seeds:
+            values, _ = _run_metrics(MetricContext(ref, tiles, seed=s, _cache=shared), ("fidelity", "vendi"))
+            out["scores"][s][name] = primary_value(values)
+            out["components"][s][name] = {c: values[c] for c in PRIMARY_COMPONENTS}
+    return out
+
+
+def pair_orders(seconds=()) -> list[tuple[str, str]]:
+    """Every (better, worse) pair the proof requires, as set names of ``proof_scores``."""
+    steps = lambda kind: [f"{kind}={lv}" for lv in LADDERS[kind]]  # noqa: E731
+    pairs = [(a, b) for kind in LADDERS for a, b in zip(steps(kind), steps(kind)[1:])]  # ladders
+    damaged = [s for kind in LADDERS for s in steps(kind)]
+    pairs += [("other", s) for s in damaged]  # held-out real beats every damaged set
+    pairs += [("later", "collapse=2"), ("blur=1.0", "collapse=2")]
+    for good in ("other", *seconds):
+        pairs += [(good, bad) for bad in ("shuffle=0", "noise=1.0", "blur=4.0")]
+    pairs += [(s, "noise=1.0") for s in [*damaged, "other", "later", *seconds] if s != "noise=1.0"]  # noise last
+    return list(dict.fromkeys(pairs))
+
+
+def rule_violations(scores: dict, seconds=()) -> list[str]:
+    """The required orders (``pair_orders``) that ``scores`` breaks: [] when the proof holds."""
+    return [f"{a} ({scores[a]:.4f}) should beat {b} ({scores[b]:.4f})" for a, b in pair_orders(seconds)
+            if not scores[a] < scores[b]]

@@ -63,3 +63,17 @@ def test_standardise_uses_real_statistics_and_survives_constant_columns():
     r, f = D.standardise(real, np.array([[1.0, 3.0]]))
     np.testing.assert_allclose(r, [[-1, 0], [1, 0]])
     np.testing.assert_allclose(f, [[0, 2]])
+
+
+@pytest.mark.parametrize("k", [1, 3, 10])
+def test_rbf_vendi_counts_k_distinct_rows_repeated(k):
+    rows = np.random.default_rng(k).normal(0, 10, (k, 5))
+    x = rows[np.arange(60) % k]
+    assert D.vendi_score_rbf(x, bandwidth=1.0) == pytest.approx(k, rel=0.02)
+
+
+def test_rbf_vendi_drops_when_a_sample_collapses_onto_a_few_of_its_rows():
+    x = np.random.default_rng(0).normal(size=(200, 8))
+    tau = D.median_nn_distance(x)
+    full, collapsed = D.vendi_score_rbf(x, tau), D.vendi_score_rbf(x[np.arange(200) % 5], tau)
+    assert collapsed <= 5.01 and full > 8 * collapsed

@@ -3,11 +3,11 @@ processes; a search attached with --address spreads its trials over both nodes."
 
 from __future__ import annotations
 
-import os
-import secrets
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -40,24 +40,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _ray(*args, env, check=True):
-    ray_bin = Path(sys.executable).with_name("ray")
-    return subprocess.run([str(ray_bin), *args], env=env, capture_output=True, text=True, timeout=120, check=check)
-
-
 @pytest.fixture(scope="module")
 def cluster():
-    """Head (1 CPU) + worker (1 CPU) on 127.0.0.1, token auth as Ray 2.60 requires for joining nodes."""
-    # Ray 2.60 turns on token auth for multi-node clusters: head, worker and driver share one token
-    env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16))
-    port = _free_port()
-    common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--num-gpus=0"]
+    """Head (1 CPU) + worker (1 CPU) on 127.0.0.1 with token auth, as Ray 2.60 requires for joining nodes.
+
+    cluster/local_cluster.py starts them as separate `ray start --block` processes and stops exactly
+    those (never `ray stop`, which would end every Ray process on the machine)."""
+    from cluster.local_cluster import LocalCluster
+
+    root = Path(tempfile.mkdtemp(prefix="m", dir="/tmp"))  # short: Ray's Unix sockets live below it
     try:
-        _ray("start", "--head", f"--port={port}", "--include-dashboard=false", *common, env=env)
-        _ray("start", f"--address=127.0.0.1:{port}", *common, env=env)
-        yield f"127.0.0.1:{port}", env
+        with LocalCluster(workers=1, head_cpus=1, worker_cpus=1, root=root) as local:
+            yield local.address, local.env  # the env carries RAY_AUTH_MODE=token and the token
     finally:
-        _ray("stop", "--force", env=env, check=False)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_search_cli_on_a_two_node_cluster_uses_both_nodes(cluster, tmp_path):

@@ -1,0 +1,155 @@
+"""Everything about the real data that does not depend on the generated tiles, computed once per dataset.
+
+``Reference.build(real)`` splits the real tiles (``protocol.split_real``: whole videos or time blocks),
+decides the mask threshold on the real data, computes the features of both sides, fits the robust feature
+space on the held-out side and calibrates the fidelity scale (0 = a disjoint real split, 1 = the same data
+damaged into noise) for the sample size it is asked about. It can be saved to and loaded from one .npz.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mitogan.errors import InputError
+from mitogan.metrics import distances as D
+from mitogan.metrics.features import FEATURES_VERSION, FeatureSpace, describe, feature_names
+from mitogan.metrics.protocol import RealSplit, duplicate_groups, split_real
+
+__all__ = ["Reference", "CALIBRATION_DRAWS", "fidelity_distance"]
+
+CALIBRATION_DRAWS = 1000  # subsamples whose mean FD is used (calibration, and sets larger than it)
+_REFERENCE_VERSION = 1
+
+
+def fidelity_distance(space: FeatureSpace, ref: np.ndarray, raw: np.ndarray, n: int, seed: int,
+                      draws: int = CALIBRATION_DRAWS) -> float:
+    """Mean Fréchet distance between the reference and ``draws`` seeded subsets of ``n`` rows of ``raw``.
+
+    Every set is scored at the same n as the calibration, so FD's small-sample bias (it grows as n
+    shrinks) cancels in the calibrated score instead of favouring bigger sets.
+    """
+    rng = np.random.default_rng(seed)
+    z = space(raw)
+    if len(z) <= n:
+        return D.frechet_distance(ref, z)
+    vals = [D.frechet_distance(ref, z[rng.choice(len(z), n, replace=False)]) for _ in range(draws)]
+    return float(np.mean(vals))
+
+
+@dataclass
+class Reference:
+    """The real side of every comparison. Build with ``Reference.build``; arrays are float64 unless noted."""
+
+    heldout: np.ndarray  # (H, 1, S, S) float32: the reference generated tiles are compared with
+    train: np.ndarray  # (T, 1, S, S) float32: what a generator trains on; memorisation looks here
+    threshold: float  # mask threshold in tile units, decided on the real data
+    f_heldout: np.ndarray  # (H, F) raw features
+    f_train: np.ndarray  # (T, F) raw features
+    split: dict  # protocol.RealSplit.describe() + duplicates
+    seed: int = 0
+    _cal: dict = field(default_factory=dict)  # (n, seed) -> (d0, d1)
+
+    @property
+    def size(self) -> int:
+        return int(self.heldout.shape[-1])
+
+    @property
+    def names(self) -> list[str]:
+        return feature_names(self.size)
+
+    @property
+    def space(self) -> FeatureSpace:
+        if not hasattr(self, "_space"):
+            self._space = FeatureSpace(self.f_heldout, self.names)
+            self._z_heldout = self._space(self.f_heldout)
+        return self._space
+
+    @property
+    def z_heldout(self) -> np.ndarray:
+        self.space  # noqa: B018 (fits the space once)
+        return self._z_heldout
+
+    @classmethod
+    def build(cls, tiles: np.ndarray, source=None, frame=None, *, holdout: float = 0.25, seed: int = 0,
+              progress: bool = False, split: RealSplit | None = None) -> "Reference":
+        """Split ``tiles`` (N, 1, S, S) in [-1, 1] and compute the real side (see module docstring).
+
+        ``source``/``frame`` (N,) say which video and frame each tile came from; without them the tile
+        order is taken as time order of one video (split into time blocks). ``split`` overrides the split
+        (its indices must cover only tiles meant for this reference).
+        """
+        from mitogan.metrics.morphology import dataset_threshold
+
+        tiles = np.asarray(tiles, np.float32)
+        n = len(tiles)
+        source = np.zeros(n, np.int64) if source is None else np.asarray(source)
+        frame = np.arange(n) if frame is None else np.asarray(frame)
+        sp = split or split_real(source, frame, holdout, seed)
+        for name, idx in (("held-out", sp.heldout), ("training", sp.train)):
+            if len(idx) < 6:
+                raise InputError("real tiles", f"the {name} split has {len(idx)} tiles ({sp.how}); "
+                                               f"metrics need at least 6 on each side: supply more real data")
+        # one threshold for the whole dataset, decided frame by frame on the real tiles it uses
+        use = np.concatenate([sp.train, sp.heldout])
+        frame_id = np.unique(source[use].astype(np.int64) * 1_000_003 + frame[use], return_inverse=True)[1]
+        thr = float(dataset_threshold(tiles[use], groups=frame_id))
+        _, n_dup = duplicate_groups(tiles[use])
+        f_train = describe(tiles[sp.train], threshold=thr, progress=progress)
+        f_heldout = describe(tiles[sp.heldout], threshold=thr, progress=progress)
+        return cls(tiles[sp.heldout], tiles[sp.train], thr, f_heldout, f_train,
+                   {**sp.describe(), "duplicate_tiles": n_dup, "threshold": thr}, seed)
+
+    def calibration(self, n: int, seed: int | None = None) -> tuple[float, float]:
+        """(d0, d1) at sample size n: FD of a disjoint real split (train subsets) and of pure noise."""
+        n = int(min(n, len(self.f_train)))
+        seed = self.seed if seed is None else seed
+        if (n, seed) not in self._cal:
+            d0 = fidelity_distance(self.space, self.z_heldout, self.f_train, n, seed)
+            noise = np.random.default_rng(seed + 1).uniform(-1, 1, (n, 1, self.size, self.size))
+            d1 = D.frechet_distance(self.z_heldout, self.space(describe(noise.astype(np.float32), self.threshold)))
+            self._cal[(n, seed)] = (max(d0, 1e-9), max(d1, d0 * 1.001, 1e-9))
+        return self._cal[(n, seed)]
+
+    # --- persistence (the in-training evaluator caches one per dataset) ---
+    @staticmethod
+    def cache_path(tiles: np.ndarray, source, frame, holdout: float, seed: int) -> Path:
+        h = hashlib.sha256(np.ascontiguousarray(tiles).tobytes())
+        for a in (source, frame):
+            h.update(b"-" if a is None else np.ascontiguousarray(np.asarray(a, np.int64)).tobytes())
+        h.update(f"{tiles.shape}|{holdout}|{seed}|{FEATURES_VERSION}|{_REFERENCE_VERSION}".encode())
+        root = Path(os.environ.get("MITOGAN_CACHE_DIR", Path.home() / ".cache" / "mitogan"))
+        return root / "metrics" / f"reference-{h.hexdigest()[:16]}.npz"
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, heldout=self.heldout, train=self.train, f_heldout=self.f_heldout, f_train=self.f_train,
+                 meta=np.array(json.dumps({"threshold": self.threshold, "split": self.split, "seed": self.seed})))
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> "Reference":
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            return cls(z["heldout"], z["train"], meta["threshold"], z["f_heldout"], z["f_train"], meta["split"],
+                       meta["seed"])
+
+    @classmethod
+    def cached(cls, tiles, source=None, frame=None, *, holdout: float = 0.25, seed: int = 0) -> "Reference":
+        """``build`` once per dataset, then read back from ``$MITOGAN_CACHE_DIR/metrics``."""
+        tiles = np.asarray(tiles, np.float32)
+        path = cls.cache_path(tiles, source, frame, holdout, seed)
+        if path.is_file():
+            try:
+                return cls.load(path)
+            except Exception:  # a torn or old cache file: rebuild it
+                pass
+        ref = cls.build(tiles, source, frame, holdout=holdout, seed=seed)
+        ref.save(path)
+        return ref
