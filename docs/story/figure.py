@@ -26,8 +26,9 @@ def main(real_path, synth_dir, metrics_path, out):
     m = json.load(open(metrics_path))
     met = m["metrics"]
     text = (f"left: {len(real)} real tiles (48 random)   right: {len(fake)} synthetic (the first 48)   "
-            f"{m['primary']['name']} {m['primary']['value']:.3f} (min)  coverage {met['coverage_enc']:.2f}  "
-            f"unique images (Vendi) {met['vendi_fake']:.1f} vs real {met['vendi_real']:.1f}")
+            f"{m['primary']['name']} {m['primary']['value']:.3f} (min; fidelity {met['fidelity']:.2f}, "
+            f"diversity gap {met['diversity_gap']:.2f})  distinct images (Vendi) {met['vendi_fake']:.1f} vs "
+            f"held-out real {met['vendi_real']:.1f}")
     gap = np.full((a.shape[0], 12), 255, np.uint8)
     body = np.concatenate([a, gap, b], 1)
     scale = 3

@@ -18,7 +18,7 @@ import numpy as np
 __all__ = ["INTENSITY_NAMES", "intensity_features", "FEATURES_VERSION", "describe", "feature_names",
            "FeatureSpace", "robust_scale"]
 
-FEATURES_VERSION = "fluo-v1"  # part of the real-feature cache key: bump when any feature changes
+FEATURES_VERSION = "fluo-v2"  # part of the real-feature cache key: bump when any feature changes
 _QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 INTENSITY_NAMES = tuple(f"int_q{round(q * 100):02d}" for q in _QUANTILES) + (
     "int_std", "int_skew", "noise_sigma", "grad_mean", "grad_q95")
@@ -32,18 +32,27 @@ def intensity_features(tiles: np.ndarray) -> np.ndarray:
     """
     x = np.asarray(tiles, np.float32)
     x = x.reshape(len(x), x.shape[-2], x.shape[-1])
-    flat = x.reshape(len(x), -1).astype(np.float64)
-    q = np.quantile(flat, _QUANTILES, axis=1).T  # (N, 7)
-    mean, std = flat.mean(1), flat.std(1)
-    skew = np.where(std > 1e-6, ((flat - mean[:, None]) ** 3).mean(1) / np.maximum(std, 1e-6) ** 3, 0.0)
-    lap = (4 * x[:, 1:-1, 1:-1] - x[:, :-2, 1:-1] - x[:, 2:, 1:-1] - x[:, 1:-1, :-2] - x[:, 1:-1, 2:])
-    lap = lap.reshape(len(x), -1)
-    noise = 1.4826 * np.median(np.abs(lap - np.median(lap, 1, keepdims=True)), 1) / np.sqrt(20)
+    n = len(x)
+    flat = x.reshape(n, -1)
+    q = _quantiles(flat, _QUANTILES)  # (N, 7)
+    mean, std = flat.mean(1, dtype=np.float64), flat.std(1, dtype=np.float64)
+    cube = ((flat - mean[:, None].astype(np.float32)) ** 3).mean(1, dtype=np.float64)
+    skew = np.where(std > 1e-6, cube / np.maximum(std, 1e-6) ** 3, 0.0)
+    lap = (4 * x[:, 1:-1, 1:-1] - x[:, :-2, 1:-1] - x[:, 2:, 1:-1] - x[:, 1:-1, :-2] - x[:, 1:-1, 2:]).reshape(n, -1)
+    med = _quantiles(lap, (0.5,))
+    noise = 1.4826 * _quantiles(np.abs(lap - med), (0.5,))[:, 0] / np.sqrt(20)
     gy, gx = x[:, 2:, 1:-1] - x[:, :-2, 1:-1], x[:, 1:-1, 2:] - x[:, 1:-1, :-2]
-    grad = np.hypot(gx, gy).reshape(len(x), -1) / 2
-    cols = [q, std[:, None], skew[:, None], noise[:, None], grad.mean(1)[:, None],
-            np.quantile(grad, 0.95, axis=1)[:, None]]
+    grad = np.sqrt(gx * gx + gy * gy).reshape(n, -1) / 2
+    cols = [q, std[:, None], skew[:, None], noise[:, None], grad.mean(1, dtype=np.float64)[:, None],
+            _quantiles(grad, (0.95,))]
     return np.concatenate(cols, 1).astype(np.float64)
+
+
+def _quantiles(a: np.ndarray, qs) -> np.ndarray:
+    """Row-wise order-statistic quantiles (nearest rank) with one ``np.partition``: (N, len(qs)) float64.
+    Several times faster than ``np.quantile`` on thousands of rows."""
+    k = [min(a.shape[1] - 1, int(q * (a.shape[1] - 1) + 0.5)) for q in qs]
+    return np.partition(a, k, axis=1)[:, k].astype(np.float64)
 
 
 def feature_names(size: int) -> list[str]:

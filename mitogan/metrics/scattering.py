@@ -11,7 +11,8 @@ Per tile, for scales j = 0..J-1 (J = log2(S) - 2, so 4 at 64 px), L = 4 orientat
     s1_j       = log mean over space and orientations of U1          (energy at scale j)
     aniso_j    = mean over space of (max_l U1 - min_l U1) / sum_l U1  (tubes: high, blobs and noise: low)
     sparsity_j = std / mean over space of sum_l U1                    (a few bright objects: high)
-    s2_{j1,j2} = log( mean |(sum_l U1[j1]) * psi_{j2}| / mean sum_l U1[j1] ), j2 > j1
+    s2_{j1,j2} = log( mean |(sum_l U1[j1]) * ring_{j2}| / mean sum_l U1[j1] ), j2 > j1
+                 (ring_j: the scale-j Morlets summed over orientations and symmetrised: isotropic)
                  (how energy at a fine scale is organised at a coarser one: structure vs texture)
 """
 
@@ -24,7 +25,7 @@ import torch
 
 __all__ = ["SCATTER_VERSION", "scattering_features", "scattering_names", "n_scales"]
 
-SCATTER_VERSION = "scatter-v1"  # part of the feature cache key: bump when the features change
+SCATTER_VERSION = "scatter-v3"  # part of the feature cache key: bump when the features change
 _L = 4  # orientations
 _EPS = 1e-4  # floor inside the logs, in units of the tile's [-1, 1] range
 
@@ -62,6 +63,17 @@ def _morlet_bank(size: int, J: int) -> torch.Tensor:
 
 
 _BANKS: dict[int, torch.Tensor] = {}
+_RINGS: dict[int, torch.Tensor] = {}
+
+
+def _ring(size: int) -> torch.Tensor:
+    """Isotropic band-pass filters (J, size, size): the sum of each scale's oriented Morlets, real part of
+    the symmetrised spectrum, so one filter per scale serves the second order (4x fewer FFTs)."""
+    if size not in _RINGS:
+        b = _bank(size).sum(1)  # (J, S, S)
+        flipped = torch.roll(torch.flip(b, (-2, -1)), shifts=(1, 1), dims=(-2, -1))  # b(-w)
+        _RINGS[size] = (b + flipped) / 2
+    return _RINGS[size]
 
 
 def _bank(size: int) -> torch.Tensor:
@@ -70,27 +82,46 @@ def _bank(size: int) -> torch.Tensor:
     return _BANKS[size]
 
 
+def _factor(j: int) -> int:
+    """Subsampling of scale j's maps: its band fits below the Nyquist frequency of a grid 2^(j-1) coarser."""
+    return 2 ** max(0, j - 1)
+
+
+def _downsample(spec: torch.Tensor, d: int) -> torch.Tensor:
+    """Spectrum (..., S, S) of a signal -> spectrum (..., S/d, S/d) of that signal sampled every d px
+    (the spectrum periodised: exact for band-limited signals, which a wavelet's output is)."""
+    if d == 1:
+        return spec
+    m = spec.shape[-1] // d
+    return spec.reshape(*spec.shape[:-2], d, m, d, m).sum((-4, -2)) / d ** 2
+
+
 @torch.no_grad()
 def _batch(x: torch.Tensor) -> torch.Tensor:
-    """(b, S, S) float32 -> (b, F) float32."""
+    """(b, S, S) float32 -> (b, F) float32. Coarse scales are computed on coarser grids (kymatio-style)."""
     s = x.shape[-1]
     bank = _bank(s)  # (J, L, S, S)
     J = bank.shape[0]
-    xf = torch.fft.fft2(x)[:, None, None]  # (b, 1, 1, S, S)
-    u1 = torch.fft.ifft2(xf * bank).abs()  # (b, J, L, S, S)
-    pooled = u1.sum(2)  # (b, J, S, S): orientation-invariant energy map
-    mean = pooled.mean((-2, -1))  # (b, J)
-    s1 = torch.log(mean / _L + _EPS)
-    aniso = ((u1.amax(2) - u1.amin(2)) / (pooled + _EPS)).mean((-2, -1))
-    sparsity = pooled.std((-2, -1)) / (mean + _EPS)
-    # second order: the orientation-pooled maps filtered by the coarser wavelets (orientation-averaged)
-    pf = torch.fft.fft2(pooled)  # (b, J, S, S)
+    xf = torch.fft.fft2(x)[:, None]  # (b, 1, S, S)
+    s1, aniso, sparsity, pooled = [], [], [], []
+    for j in range(J):
+        u1 = torch.fft.ifft2(_downsample(xf * bank[j], _factor(j))).abs()  # (b, L, S/d, S/d)
+        pool = u1.sum(1)  # (b, S/d, S/d): orientation-invariant energy map
+        mean = pool.mean((-2, -1))  # (b,)
+        s1.append(torch.log(mean / _L + _EPS))
+        aniso.append(((u1.amax(1) - u1.amin(1)) / (pool + _EPS)).mean((-2, -1)))
+        sparsity.append(pool.std((-2, -1)) / (mean + _EPS))
+        pooled.append((pool, mean))
+    # second order: each pooled map through an isotropic band-pass at every coarser scale
     s2 = []
     for a in range(J):
+        pool, mean = pooled[a]
+        pf, da = torch.fft.fft2(pool), _factor(a)
+        ring = _ring(s // da)  # filters of the coarser grid: scale b there is scale b - log2(da) here
         for b in range(a + 1, J):
-            u2 = torch.fft.ifft2(pf[:, a, None] * bank[b]).abs().mean((-3, -2, -1))  # (b,)
-            s2.append(torch.log(u2 / (mean[:, a] + _EPS) + _EPS))
-    parts = [s1, aniso, sparsity] + ([torch.stack(s2, 1)] if s2 else [])
+            band = _downsample(pf * ring[b - int(math.log2(da))], _factor(b) // da)
+            s2.append(torch.log(torch.fft.ifft2(band).abs().mean((-2, -1)) / (mean + _EPS) + _EPS))
+    parts = [torch.stack(s1, 1), torch.stack(aniso, 1), torch.stack(sparsity, 1)] + ([torch.stack(s2, 1)] if s2 else [])
     return torch.cat(parts, 1)
 
 
