@@ -1,23 +1,34 @@
-# One-command install and test. PYTHON may point at any Python >= 3.10 (3.11 recommended).
+# The README's two commands: `make search` (the main job) and `make test` (the tests). Each installs what it
+# needs first (once: a venv in .venv, re-done when pyproject.toml or this file change).
+# PYTHON may point at any Python >= 3.10 (3.11 recommended).
 PYTHON ?= python3
 VENV ?= .venv
 # torch 2.13 is pinned first so pip does not resolve a newer multi-GB CUDA build on CPU machines;
 # on a GPU machine set TORCH="torch==2.13.0 --index-url <your CUDA wheel index>" or pre-install torch.
 TORCH ?= torch==2.13.0
+STAMP := $(VENV)/.mitogan-installed
+# extra options for `make search`, e.g. ARGS="--trials 4" or ARGS="--data ../shared/data"
+ARGS ?=
 
-.PHONY: install test test-fast demo clean
+.PHONY: install search test test-fast clean
 
-install:
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install $(TORCH)
 	$(VENV)/bin/pip install -e ".[dev]"
+	touch $(STAMP)
 	@echo "installed: activate with 'source $(VENV)/bin/activate'"
 
-test:
+search: $(STAMP)
+	$(VENV)/bin/mitogan search --space smoke $(ARGS)
+
+test: $(STAMP)
 	$(VENV)/bin/pytest -q
 
-test-fast:
+test-fast: $(STAMP)
 	$(VENV)/bin/pytest -q -m "not slow and not cluster"
 
 clean:

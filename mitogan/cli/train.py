@@ -35,7 +35,8 @@ def register(subparsers) -> None:
     p.add_argument("--wandb", action="store_true", help="also log to Weights & Biases (offline by default)")
     p.add_argument("--smoke", action="store_true", help="tiny networks, 12 steps: a seconds-long check")
     p.add_argument("--no-eval", dest="evaluate", action="store_false",
-                   help="skip the metrics (primary objective, coverage, ...) at train.eval_every and at the end")
+                   help="skip the metrics (primary objective, ...) at train.eval_every and at the end, and train "
+                        "on all tiles (no held-out split)")
     p.set_defaults(func=run)
 
 

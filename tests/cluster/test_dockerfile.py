@@ -53,7 +53,13 @@ def _arg_default(name: str) -> str:
 def test_install_is_the_readmes_make_install():
     readme = (REPO / "README.md").read_text()
     first_block = readme.split("```bash", 1)[1].split("```", 1)[0]
-    assert first_block.strip().splitlines()[0].split("#")[0].strip() == "make install"  # the README's install
+    commands = [line.split("#")[0].strip() for line in first_block.strip().splitlines()]
+    assert commands == ["make search", "make test"]  # the README's two commands ...
+    makefile = (REPO / "Makefile").read_text()
+    # ... both install first, through the same target `make install` runs (the image's install step)
+    assert re.search(r"^install: \$\(STAMP\)$", makefile, re.M)
+    assert re.search(r"^search: \$\(STAMP\)$", makefile, re.M) and re.search(r"^test: \$\(STAMP\)$", makefile, re.M)
+    assert "`make install` alone" in readme
     (install,) = [r for r in _runs() if "make install" in r]
     assert install.startswith("make install ")
     # the same torch pin as the Makefile: PyPI's Linux x86-64 build of that version is the CUDA one
