@@ -62,16 +62,21 @@ def main() -> None:
     data = {"simulator": (sim, {"second_source": videos_to_tiles(
         [simulate_video(other, 100 + s)[0] for s in range(6)], 64).tiles})}
     if a.shared.is_dir():
+        ats, deep = _qc_tiles(a.shared / "ats"), _qc_tiles(a.shared / "deep-events")
         data["shared real data"] = (_qc_tiles(a.shared), {})
-    print("| feature space | " + " | ".join(f"{d}: rules broken (of {len(pair_orders(tuple(sec))) * len(seeds)})"
-                                           for d, (_, sec) in data.items()) + " | worst spread (sd) |")
+        data["stress ATS→deep"] = (ats, {"second_source": deep.tiles})
+        data["stress deep→ATS"] = (deep, {"second_source": ats.tiles})
+    print("rules broken over all seeds / smallest margin of a required order (calibrated units)\n")
+    print("| feature space | " + " | ".join(data) + " | worst spread (sd) |")
     print("|---|" + "---:|" * (len(data) + 1))
     for label, prefixes in CANDIDATES.items():
         _use_columns(prefixes)
         cells, worst = [], 0.0
         for ts, sec in data.values():
             r = proof_scores(ts, sec, seeds=seeds)
-            cells.append(str(sum(len(rule_violations(r["scores"][s], tuple(sec))) for s in seeds)))
+            broken = sum(len(rule_violations(r["scores"][s], tuple(sec))) for s in seeds)
+            margin = min(r["scores"][s][b] - r["scores"][s][g] for s in seeds for g, b in pair_orders(tuple(sec)))
+            cells.append(f"{broken}/{len(pair_orders(tuple(sec))) * len(seeds)} · {margin:+.3f}")
             for name in r["scores"][seeds[0]]:
                 worst = max(worst, float(np.std([r["scores"][s][name] for s in seeds])))
         print(f"| {label} | " + " | ".join(cells) + f" | {worst:.4f} |", flush=True)

@@ -2,18 +2,21 @@
 
 A bundle is a directory::
 
-    generator.pt          EMA generator state_dict, tensors only (load with weights_only=True)
+    generator.safetensors EMA generator state_dict (safetensors; the generator config in its metadata)
+    generator.pt          the same tensors for ``torch.load(..., weights_only=True)``
     config.json           format + version, the generator's constructor args, latent size, image size,
-                          how to map outputs back to intensities, the trial's full flat config
-    metrics.json          the trial's metrics and where it came from (search, trial id, step)
-    generator.torchscript TorchScript module for consumers without MitoGAN: z (B, Z) -> (B, 1, S, S)
+                          how to map outputs back to intensities, pixel size, the trial's full flat config
+    metrics.json          the trial's metrics (no Ray bookkeeping) and where it came from (relative paths)
+    generator.pt2         ``torch.export`` program for consumers without MitoGAN: z (B, Z) -> (B, 1, S, S)
+    generator.torchscript the same as TorchScript (deprecated by PyTorch; kept for older consumers)
     samples.png           a grid from a fixed latent batch
-    README.md             the model card
+    README.md             the model card (Hugging Face layout: YAML front matter, then the card)
     checksums.sha256      sha256 of every file above
 
 ``export_bundle(checkpoint, out_dir, ...)`` writes one from a training checkpoint; ``load_generator(dir)``
 verifies it (every file present, checksums, known format version) and returns the generator in eval mode.
-Modules are never pickled: the bundle is config + weights.
+Modules are never pickled: the bundle is config + weights. Files and the folder get the modes the umask
+gives (not tempfile's 0600/0700), so others on shared storage can read a bundle.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import hashlib
 import json
 import os
 import shutil
+import statistics
 import tempfile
 import warnings
 from pathlib import Path
@@ -32,11 +36,17 @@ from torch import nn
 from mitogan.errors import InputError
 
 __all__ = ["export_bundle", "load_generator", "load_bundle_config", "BUNDLE_FORMAT", "BUNDLE_VERSION",
-           "sample_latents"]
+           "sample_latents", "intensity_mapping"]
 
 BUNDLE_FORMAT = "mitogan-generator-bundle"
 BUNDLE_VERSION = 1
-_FILES = ("generator.pt", "config.json", "metrics.json", "generator.torchscript", "samples.png", "README.md")
+_FILES = ("generator.safetensors", "generator.pt", "config.json", "metrics.json", "generator.pt2",
+          "generator.torchscript", "samples.png", "README.md")
+# Ray Tune's per-result bookkeeping: not properties of the generator, left out of metrics.json and the card
+_BOOKKEEPING = {"pid", "hostname", "node_ip", "done", "iterations_since_restore", "training_iteration",
+                "timestamp", "date", "trial_id", "experiment_id", "experiment_tag", "checkpoint_dir_name",
+                "should_checkpoint", "checkpoint", "timesteps_total", "timesteps_since_restore", "episodes_total",
+                "time_this_iter_s", "time_total_s", "time_since_restore", "warmup_time", "config"}
 
 
 def sample_latents(latent_dim: int, n: int, seed: int, offset: int = 0) -> torch.Tensor:
@@ -49,11 +59,15 @@ def sample_latents(latent_dim: int, n: int, seed: int, offset: int = 0) -> torch
 
 
 def export_bundle(checkpoint, out_dir, *, metrics: dict | None = None, source: dict | None = None,
-                  intensity: dict | None = None) -> Path:
+                  intensity=None, data: dict | None = None) -> Path:
     """Write a bundle from a ``mitogan.train`` checkpoint file (its EMA generator) to ``out_dir``.
 
-    ``metrics``: the trial's metrics; ``source``: where it came from (search dir, trial id);
-    ``intensity``: how [-1, 1] maps back to data units (from the tiles' meta), recorded in config.json.
+    ``metrics``: the trial's metrics (Ray bookkeeping keys are dropped); ``source``: where it came from
+    (search, trial id; absolute paths are written relative to the bundle); ``data``: what it trained on
+    (a search trial's ``data.json`` or a train run's: ``sources``, ``intensity``, ``n_tiles``, ``evaluation``,
+    ``tile_pixel_size_um`` or the frames' ``pixel_size_um``); ``intensity``: how [-1, 1] maps back to data
+    units, either ``{"lo", "hi"}`` or the tiles' per-video mappings (default: ``data["intensity"]``),
+    summarised by ``intensity_mapping``.
     The bundle is built in a temporary folder and renamed into place, so a crash leaves no half bundle.
     """
     from mitogan.models import generator_from_config
@@ -65,9 +79,16 @@ def export_bundle(checkpoint, out_dir, *, metrics: dict | None = None, source: d
     gen.eval()
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    base = out_dir.resolve()
+    data = _portable(dict(data or {}), base)
+    data.setdefault("intensity", None)
+    info = {"metrics": {k: v for k, v in (metrics or {}).items() if not _is_bookkeeping(k)},
+            "source": _portable(dict(source or {}), base), "data": data,
+            "intensity": intensity_mapping(intensity if intensity is not None else data.get("intensity"))}
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
     try:
-        _write_files(tmp, gen, ckpt, metrics or {}, source or {}, intensity)
+        _write_files(tmp, gen, ckpt, info)
+        _chmod_tree(tmp)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)
@@ -77,29 +98,110 @@ def export_bundle(checkpoint, out_dir, *, metrics: dict | None = None, source: d
     return out_dir
 
 
-def _write_files(d: Path, gen: nn.Module, ckpt: dict, metrics: dict, source: dict, intensity: dict | None):
+def intensity_mapping(intensity) -> dict | None:
+    """One ``{"lo", "hi", ...}`` mapping of u in [0, 1] to data units, I = lo + u * (hi - lo), or None.
+
+    ``intensity`` is ``{"lo", "hi"}`` already, or the tiles' per-video list (``meta["intensity"]``) of
+    ``{"source", "mapping", "range": [lo, hi], "dtype", ...}``: the generator learned all videos on one
+    unit scale, so lo and hi are the medians over the videos (their spread is recorded). None when no
+    mapping is known (e.g. normalised per frame).
+    """
+    if not intensity:
+        return None
+    if isinstance(intensity, dict):
+        return dict(intensity) if "lo" in intensity and "hi" in intensity else None
+    ranges = [m["range"] for m in intensity if isinstance(m, dict) and m.get("range")]
+    if not ranges:
+        return None
+    los, his = [float(r[0]) for r in ranges], [float(r[1]) for r in ranges]
+    dtypes = [m.get("dtype") for m in intensity if isinstance(m, dict) and m.get("range")]
+    first = next(m for m in intensity if isinstance(m, dict) and m.get("range"))
+    return {"lo": statistics.median(los), "hi": statistics.median(his),
+            "dtype": max(set(dtypes), key=dtypes.count), "mapping": first.get("mapping"),
+            "percentiles": first.get("percentiles"), "summary": f"median over {len(ranges)} videos",
+            "lo_spread": [min(los), max(los)], "hi_spread": [min(his), max(his)]}
+
+
+def _is_bookkeeping(key: str) -> bool:
+    return key in _BOOKKEEPING or key.startswith(("config/", "time_"))
+
+
+def _portable(value, base: Path):
+    """``value`` with absolute paths made relative: to the cache root as ``$MITOGAN_CACHE_DIR/...``,
+    otherwise to ``base`` (the bundle folder). Recurses through dicts and lists."""
+    if isinstance(value, dict):
+        return {k: _portable(v, base) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_portable(v, base) for v in value]
+    if not isinstance(value, str) or not os.path.isabs(value) or "\n" in value:
+        return value
+    path = Path(value).resolve()
+    cache = Path(os.environ.get("MITOGAN_CACHE_DIR") or Path.home() / ".cache" / "mitogan").resolve()
+    if path.is_relative_to(cache):
+        return "$MITOGAN_CACHE_DIR/" + path.relative_to(cache).as_posix()
+    return Path(os.path.relpath(path, base)).as_posix()
+
+
+def _chmod_tree(d: Path) -> None:
+    """mkdtemp made the folder 0700: give it and its files the umask's modes."""
+    from mitogan.tiles import default_mode
+
+    for f in d.iterdir():
+        f.chmod(default_mode(f.is_dir()))
+    d.chmod(default_mode(is_dir=True))
+
+
+def _write_files(d: Path, gen: nn.Module, ckpt: dict, info: dict) -> None:
     from mitogan.viz import save_image_grid
 
     cfg = dict(gen.config)
-    torch.save({k: v.detach().cpu().contiguous() for k, v in gen.state_dict().items()}, d / "generator.pt")
+    state = {k: v.detach().cpu().contiguous() for k, v in gen.state_dict().items()}
+    torch.save(state, d / "generator.pt")
+    _save_safetensors(state, cfg, d / "generator.safetensors")
+    intensity = info["intensity"]
     config = {"format": BUNDLE_FORMAT, "format_version": BUNDLE_VERSION, "generator": cfg,
               "latent_dim": cfg["latent_dim"], "image_size": cfg["image_size"],
               "output": {"range": [-1.0, 1.0], "to_unit": "u = (x + 1) / 2",
-                         "to_intensity": "I = lo + u * (hi - lo) with lo/hi below (data units)",
-                         "intensity": intensity},
+                         "to_intensity": "I = lo + u * (hi - lo), lo/hi in output.intensity (data units)"
+                         if intensity else None, "intensity": intensity},
+              "pixel_size_um": _pixel_size(info["data"], ckpt["config"]),
               "trial_config": ckpt["config"], "step": int(ckpt["step"])}
     (d / "config.json").write_text(json.dumps(config, indent=2))
-    (d / "metrics.json").write_text(json.dumps({"metrics": metrics, "source": source, "step": int(ckpt["step"])},
+    (d / "metrics.json").write_text(json.dumps({"metrics": info["metrics"], "source": info["source"],
+                                                "data": info["data"], "step": int(ckpt["step"])},
                                                indent=2, default=str))
     z = sample_latents(cfg["latent_dim"], 64, seed=0)
     with torch.inference_mode():
         save_image_grid(gen(z).numpy(), d / "samples.png", nrow=8)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.jit.trace is deprecated but still the portable format
-        torch.jit.trace(gen, z[:2], check_trace=False).save(str(d / "generator.torchscript"))
-    (d / "README.md").write_text(_model_card(config, metrics, source))
+    _save_programs(gen, z[:2], d)
+    (d / "README.md").write_text(_model_card(config, info))
     lines = [f"{_sha256(d / name)}  {name}" for name in _FILES]
     (d / "checksums.sha256").write_text("\n".join(lines) + "\n")
+
+
+def _pixel_size(data: dict, trial_config: dict) -> float | None:
+    """µm per generated pixel: the tiles' own (data provenance), else the input frames' / the tile scale."""
+    from mitogan.tiles import tile_pixel_size
+
+    if data.get("tile_pixel_size_um"):
+        return float(data["tile_pixel_size_um"])
+    return tile_pixel_size({"pixel_size_um": data.get("pixel_size_um"), "config": trial_config})
+
+
+def _save_safetensors(state: dict, cfg: dict, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    save_file(state, str(path), metadata={"format": "pt", "mitogan_generator": json.dumps(cfg)})
+
+
+def _save_programs(gen: nn.Module, z: torch.Tensor, d: Path) -> None:
+    """``generator.pt2`` (torch.export, any batch size) and ``generator.torchscript`` (traced)."""
+    batch = torch.export.Dim("batch", min=1, max=1 << 16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.export/jit chatter about deprecations and guards
+        program = torch.export.export(gen, (z,), dynamic_shapes=({0: batch},))
+        torch.export.save(program, str(d / "generator.pt2"))
+        torch.jit.trace(gen, z, check_trace=False).save(str(d / "generator.torchscript"))
 
 
 def _sha256(path: Path) -> str:
@@ -156,41 +258,115 @@ def load_generator(bundle, device: str | torch.device = "cpu") -> nn.Module:
     return gen.eval().to(device)
 
 
-def _model_card(config: dict, metrics: dict, source: dict) -> str:
+def _model_card(config: dict, info: dict) -> str:
+    """README.md in the Hugging Face model-card layout: YAML front matter, then the card's sections."""
+    import yaml
+
+    tc, g = config["trial_config"], config["generator"]
+    front = {"library_name": "pytorch", "pipeline_tag": "unconditional-image-generation",
+             "tags": ["gan", "fluorescence-microscopy", "mitochondria", "synthetic-data", "mitogan",
+                      f"arch-{g.get('arch')}", f"loss-{tc.get('loss.kind')}"],
+             "mitogan": {"format": BUNDLE_FORMAT, "format_version": BUNDLE_VERSION, "image_size": config["image_size"],
+                         "latent_dim": config["latent_dim"], "step": config["step"],
+                         "pixel_size_um": config["pixel_size_um"]}}
+    body = [f"# MitoGAN generator ({g.get('arch')}, {config['image_size']}×{config['image_size']} px)", "",
+            "Synthetic fluorescence-microscopy tiles of mitochondria from a GAN found by a MitoGAN search.", "",
+            "![samples](samples.png)", "",
+            *_card_model(config), *_card_use(config), *_card_intended(), *_card_data(config, info),
+            *_card_preprocessing(config), *_card_metrics(tc, info), *_card_limitations()]
+    return "---\n" + yaml.safe_dump(front, sort_keys=False, allow_unicode=True) + "---\n\n" + "\n".join(body)
+
+
+def _card_model(config: dict) -> list[str]:
     tc = config["trial_config"]
-    pre = {k.split(".", 1)[1]: v for k, v in tc.items() if k.startswith("preprocess.")}
-    enabled = [k.split(".")[0] for k, v in pre.items() if k.endswith(".enabled") and v]
-    lines = [
-        "# MitoGAN generator", "",
-        "Synthetic fluorescence-microscopy tiles of mitochondria from a GAN found by a MitoGAN search.", "",
-        "![samples](samples.png)", "",
-        "## Use", "",
-        "```python", "import torch, mitogan", "G = mitogan.load_generator('path/to/this/folder')",
-        "with torch.inference_mode():",
-        f"    x = G(torch.randn(16, {config['latent_dim']}))  # (16, 1, {config['image_size']}, "
-        f"{config['image_size']}) in [-1, 1]",
-        "```", "",
-        "Without MitoGAN: `torch.jit.load('generator.torchscript')` takes the same latents.",
-        "Or from the shell: `mitogan synth THIS_FOLDER -n 30000 --out DIR`.", "",
-        "## Data and preprocessing", "",
-        f"- source: {json.dumps(source, default=str)}",
-        f"- preprocessing steps on: {', '.join(enabled) or 'normalisation only'}; tile size "
-        f"{tc.get('preprocess.tile.size')} px at scale {tc.get('preprocess.tile.scale')}",
-        f"- output mapping: {config['output']['to_unit']}; intensities: {json.dumps(config['output']['intensity'])}", "",
-        "## Architecture and training", "",
-        f"- generator: `{json.dumps(config['generator'])}`",
-        f"- loss {tc.get('loss.kind')}, init {tc.get('init.scheme')} (gain {tc.get('init.gain')}), optimiser "
-        f"{tc.get('optim.name')} (lr G {tc.get('optim.lr_g')}, D {tc.get('optim.lr_d')}), {config['step']} steps, "
-        f"EMA decay {tc.get('train.ema_decay')}", "",
-        "## Metrics", "",
-        *[f"- {k}: {v:.4g}" if isinstance(v, float) else f"- {k}: {v}" for k, v in sorted(metrics.items())
-          if isinstance(v, (int, float, str))], "",
-        "## Intended use and limits", "",
-        "- Intended: augmenting training data for segmentation/classification models of mitochondrial",
-        "  morphology, and testing analysis pipelines. Keep real held-out data for evaluation.",
-        "- The generator learned from a small dataset (hundreds of frames) of one lab/microscope: it reproduces",
-        "  that distribution, its artefacts and biases. It does not model time, 3D, or other organelles.",
-        "- Check memorisation (nearest-training-image distances, `mitogan synth --min-novelty`) before sharing",
-        "  synthetic data derived from data with restrictions.", "",
-    ]
-    return "\n".join(lines)
+    return ["## Model", "",
+            f"- generator: `{json.dumps(config['generator'])}`",
+            f"- input: latents z (B, {config['latent_dim']}) float32 ~ N(0, 1); output: images (B, 1, "
+            f"{config['image_size']}, {config['image_size']}) in [-1, 1]",
+            f"- trained {config['step']} generator steps: loss {tc.get('loss.kind')}, init {tc.get('init.scheme')} "
+            f"(gain {tc.get('init.gain')}), optimiser {tc.get('optim.name')} (lr G {tc.get('optim.lr_g')}, "
+            f"D {tc.get('optim.lr_d')}), batch {tc.get('train.batch_size')}, EMA decay {tc.get('train.ema_decay')}",
+            "- files: `generator.safetensors` (weights; the config in its metadata), `generator.pt` (the same, for "
+            "`torch.load(weights_only=True)`), `generator.pt2` (`torch.export` program), `generator.torchscript`, "
+            "`config.json`, `metrics.json`, `checksums.sha256`", ""]
+
+
+def _card_use(config: dict) -> list[str]:
+    z = config["latent_dim"]
+    return ["## How to use", "",
+            "```python", "import torch, mitogan", "G = mitogan.load_generator('path/to/this/folder')",
+            "with torch.inference_mode():", f"    x = G(torch.randn(16, {z}))  # (16, 1, S, S) in [-1, 1]", "```", "",
+            "Without MitoGAN (plain PyTorch):", "",
+            "```python", "import torch", "G = torch.export.load('generator.pt2').module()",
+            f"x = G(torch.randn(16, {z}))", "```", "",
+            "From the shell: `mitogan synth THIS_FOLDER -n 30000 --out DIR` (`--format tiff --stack` for an "
+            "ImageJ stack in the data's units).", ""]
+
+
+def _card_intended() -> list[str]:
+    return ["## Intended use", "",
+            "- Augmenting training data for segmentation/classification models of mitochondrial morphology, and "
+            "testing analysis pipelines on data of known provenance.",
+            "- Not for: evaluating models (keep real held-out data for that), or as evidence about biology.", ""]
+
+
+def _card_data(config: dict, info: dict) -> list[str]:
+    data, source = info["data"], info["source"]
+    sources = data.get("sources") or source.get("data") or []
+    shown = ", ".join(f"`{s}`" for s in sources[:5]) + (f" (+{len(sources) - 5} more)" if len(sources) > 5 else "")
+    where = {k: v for k, v in source.items() if k not in ("data",)}
+    return ["## Training data", "",
+            f"- {len(sources)} source file(s): {shown or 'unknown'} (paths relative to this bundle or to "
+            "`$MITOGAN_CACHE_DIR`; `sim-*` is MitoGAN's built-in simulated dataset)",
+            f"- tiles: {data.get('n_tiles', 'unknown')} of {config['image_size']}×{config['image_size']} px"
+            + (f"; evaluation split: {json.dumps(data['evaluation'])}" if data.get("evaluation") else ""),
+            f"- exported from: `{json.dumps(where, default=str)}`", ""]
+
+
+def _card_preprocessing(config: dict) -> list[str]:
+    tc, it, px = config["trial_config"], config["output"]["intensity"], config["pixel_size_um"]
+    steps = [k.split(".")[1] for k, v in tc.items() if k.startswith("preprocess.") and k.endswith(".enabled") and v]
+    mapping = (f"I = lo + u × (hi − lo) with lo {it['lo']:.6g}, hi {it['hi']:.6g} ({it.get('dtype') or 'data'} units"
+               + (f"; {it['summary']}, lo in {it['lo_spread']}, hi in {it['hi_spread']}" if "summary" in it else "")
+               + ")") if it else "unknown (images stay on the [-1, 1] scale)"
+    return ["## Preprocessing", "",
+            f"- steps: {', '.join(steps) or 'normalisation only'}; tiles of {tc.get('preprocess.tile.size')} px at "
+            f"scale {tc.get('preprocess.tile.scale')} of the frames",
+            f"- pixel size: {f'{px:.4g} µm' if px else 'unknown (the inputs carried none)'}",
+            f"- intensities: u = (x + 1) / 2, {mapping}", ""]
+
+
+def _card_metrics(tc: dict, info: dict) -> list[str]:
+    metrics, ev, src = info["metrics"], info["data"].get("evaluation") or {}, info["source"]
+    rows = [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in sorted(metrics.items())
+            if isinstance(v, (int, float, str)) and not isinstance(v, bool)]
+    if "primary" not in metrics:
+        head = "No evaluation was recorded (e.g. trained with --no-eval): score it with `mitogan evaluate`."
+    else:
+        n_fake = _scored_fakes(tc.get("train.eval_samples"))
+        head = (f"Scored at the last evaluation on {n_fake or 'an unknown number of'} generated tiles vs "
+                f"{ev.get('n_heldout', 'an unknown number of')} held-out real tiles"
+                + (f" (split by {ev['split']}; the generator trained on the other {ev.get('n_train')})"
+                   if ev.get("split") else "") + ".")
+        if src.get("primary_name"):
+            better = "lower" if src.get("primary_mode") == "min" else "higher"
+            head += f" `primary` is {src['primary_name']} ({better} is better; see MitoGAN's docs/metrics.md)."
+    return ["## Metrics", "", head, "", "| metric | value |", "|---|---|", *rows, ""]
+
+
+def _scored_fakes(eval_samples) -> int | None:
+    """Generated tiles the in-training evaluator scores: train.eval_samples, capped at its n_fake."""
+    import inspect
+
+    from mitogan.metrics import InTrainingEvaluator
+
+    cap = inspect.signature(InTrainingEvaluator).parameters["n_fake"].default
+    return None if eval_samples is None else min(int(eval_samples), int(cap))
+
+
+def _card_limitations() -> list[str]:
+    return ["## Limitations", "",
+            "- Learned from a small dataset (hundreds of frames) of one lab/microscope: it reproduces that "
+            "distribution, its artefacts and biases. It does not model time, 3D, or other organelles.",
+            "- Check memorisation (nearest-training-image distances, `mitogan synth --min-novelty`) before sharing "
+            "synthetic data derived from data with restrictions.", ""]

@@ -1,18 +1,24 @@
 """Batched generation to disk: the synthetic dataset, resumable, with a manifest.
 
 ``synthesize(bundle, n, out_dir)`` generates batches on the GPU when present (else CPU) while a thread
-pool encodes and writes the previous batch (PNG, 16-bit TIFF, or one ``.npy`` array at the end). Image
+pool encodes and writes the previous batch (PNG, TIFF, or one ``.npy`` array at the end). Image
 ``i`` always comes from latent ``i`` of ``seed`` (``mitogan.export.sample_latents``), so a run is
 reproducible and an interrupted one resumes: each finished batch leaves ``parts/batch_XXXXXX.csv``
 (written after its images, atomically), and a restart skips those batches.
 
 The manifest ``manifest.csv`` has one row per kept image: file, seed, latent_index, contrast (RMS
-contrast: std of the image in [0, 1], a cheap quality score — near 0 for blank tiles), nn_set (distance to the nearest earlier image of the set,
-when the duplicate filter is on) and nn_train (distance to the nearest reference/training tile, when
-``reference`` is given). Filters:
-``min_set_distance`` drops near-duplicates within the set, ``min_train_distance`` drops images too close to
-a training image (memorisation); the numbers dropped are reported in ``synth.json``. Distances are RMS
-differences of 16×16 downsampled images in [0, 1].
+contrast: std of the image in [0, 1], a cheap quality score — near 0 for blank tiles), nn_set (distance to
+the nearest earlier image of the set, when the duplicate filter is on) and nn_train (distance to the
+nearest reference/training tile, when ``reference`` is given). Filters: ``min_set_distance`` drops
+near-duplicates within the set, ``min_train_distance`` drops images too close to a training image
+(memorisation); the numbers dropped are reported in ``synth.json``. Distances are RMS differences of 16×16
+downsampled images in [0, 1].
+
+TIFFs are ImageJ-compatible (OME-TIFF with ``ome=True``): one file per image, or with ``stack=True`` one
+stack ``images.tif`` (row k of the manifest is slice k + 1) assembled at the end from per-batch parts. They
+carry the pixel size in µm when known (``pixel_size_um``, else the bundle's data provenance) and hold
+intensities in the data's units, I = lo + u (hi - lo) in the data's dtype, when the bundle records that
+mapping; otherwise u is stretched to 0–65535 (uint16).
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import torch
 
 from mitogan.errors import MitoganError
 
-__all__ = ["SynthOptions", "synthesize", "FORMATS"]
+__all__ = ["SynthOptions", "synthesize", "FORMATS", "TiffSpec"]
 
 FORMATS = ("png", "tiff", "npy")
 _FIELDS = ["file", "seed", "latent_index", "contrast", "nn_set", "nn_train"]
@@ -43,28 +49,85 @@ class SynthOptions:
     n: int = 1000  # images to keep
     seed: int = 0
     batch_size: int = 512
-    format: str = "png"  # png (8-bit), tiff (16-bit), npy (one float32 array in [-1, 1])
+    format: str = "png"  # png (8-bit), tiff (data units, ImageJ), npy (one float32 array in [-1, 1])
     device: str = "auto"
     min_set_distance: float = 0.0  # drop images closer than this to an earlier kept image (0: off)
     min_train_distance: float = 0.0  # drop images closer than this to a reference tile (0: off)
     max_batches: int | None = None  # stop after this many batches even if filters keep dropping
+    stack: bool = False  # tiff: one ImageJ stack images.tif instead of one file per image
+    ome: bool = False  # tiff: OME-TIFF (images.ome.tif / img_*.ome.tif) instead of ImageJ TIFF
+    pixel_size_um: float | None = None  # tiff: µm per pixel (default: the bundle's, when it knows one)
+
+
+@dataclass(frozen=True)
+class TiffSpec:
+    """How u in [0, 1] becomes TIFF pixels: I = lo + u (hi - lo) as ``dtype``; ``pixel_size`` in µm or None."""
+
+    dtype: str = "uint16"
+    lo: float = 0.0
+    hi: float = 65535.0
+    units: str = "u stretched to 0-65535 (the bundle records no intensity mapping)"
+    pixel_size: float | None = None
+    ome: bool = False
+
+    @classmethod
+    def from_bundle(cls, config: dict, opts: SynthOptions) -> "TiffSpec":
+        it = (config.get("output") or {}).get("intensity")
+        px = opts.pixel_size_um or config.get("pixel_size_um")
+        if not it:
+            return cls(pixel_size=px, ome=opts.ome)
+        dtype = it.get("dtype") if it.get("dtype") in ("uint8", "uint16") else "float32"  # what ImageJ reads
+        return cls(dtype, float(it["lo"]), float(it["hi"]), f"data units ({it.get('dtype') or 'float'})", px, opts.ome)
+
+    def encode(self, img: np.ndarray) -> np.ndarray:
+        """(..., S, S) in [-1, 1] → pixels in data units."""
+        x = self.lo + np.clip((img + 1) / 2, 0, 1) * (self.hi - self.lo)
+        if self.dtype == "float32":
+            return x.astype(np.float32)
+        info = np.iinfo(self.dtype)
+        return np.clip(np.rint(x), info.min, info.max).astype(self.dtype)
+
+    def decode(self, pixels: np.ndarray) -> np.ndarray:
+        """Inverse of ``encode`` (up to rounding): pixels → [-1, 1] float32."""
+        u = (pixels.astype(np.float32) - self.lo) / max(self.hi - self.lo, 1e-12)
+        return u * 2 - 1
+
+    def write(self, f, pixels: np.ndarray) -> None:
+        """ImageJ TIFF (or OME-TIFF) of (S, S) or a (N, S, S) stack, with the pixel size when known."""
+        import tifffile
+
+        px = self.pixel_size
+        if self.ome:
+            meta = {"axes": "ZYX" if pixels.ndim == 3 else "YX"}
+            if px:
+                meta.update(PhysicalSizeX=px, PhysicalSizeY=px, PhysicalSizeXUnit="µm", PhysicalSizeYUnit="µm")
+            tifffile.imwrite(f, pixels, ome=True, photometric="minisblack", metadata=meta)
+            return
+        meta = {"axes": "ZYX" if pixels.ndim == 3 else "YX", **({"unit": "um"} if px else {})}
+        tifffile.imwrite(f, pixels, imagej=True, photometric="minisblack", metadata=meta,
+                         resolution=(1 / px, 1 / px) if px else None)
 
 
 def synthesize(bundle, out_dir, opts: SynthOptions, reference: np.ndarray | None = None, progress: bool = True) -> dict:
     """Generate ``opts.n`` images from ``bundle`` into ``out_dir``; returns the summary (also synth.json)."""
-    from mitogan.export import load_generator
+    from mitogan.export import load_bundle_config, load_generator
 
     if opts.format not in FORMATS:
         raise MitoganError(f"--format {opts.format!r}: use one of {list(FORMATS)}")
+    if (opts.stack or opts.ome) and opts.format != "tiff":
+        raise MitoganError(f"--{'stack' if opts.stack else 'ome'} needs --format tiff (got --format {opts.format})")
+    if opts.pixel_size_um is not None and not opts.pixel_size_um > 0:
+        raise MitoganError(f"--pixel-size {opts.pixel_size_um}: give µm per pixel, > 0")
     if opts.n < 1:
         raise MitoganError(f"-n {opts.n}: ask for at least one image")
     device = torch.device("cuda" if opts.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if opts.device == "auto" else opts.device))
     gen = load_generator(bundle, device=device)
+    spec = TiffSpec.from_bundle(load_bundle_config(bundle), opts)
     out = Path(out_dir)
     (out / "parts").mkdir(parents=True, exist_ok=True)
     _check_same_run(out, bundle, opts)
-    state = _resume(out, opts)
+    state = _resume(out, opts, spec)
     ref = None if reference is None else _features(torch.as_tensor(reference).float())
     max_batches = opts.max_batches or 4 * (-(-opts.n // opts.batch_size)) + 4
     bar = _bar(opts.n, state["kept"], progress)
@@ -73,13 +136,13 @@ def synthesize(bundle, out_dir, opts: SynthOptions, reference: np.ndarray | None
         b = state["next_batch"]
         while state["kept"] < opts.n and b < max_batches:
             images, rows = _generate_batch(gen, device, opts, b, state, ref)
-            pending.append(pool.submit(_write_batch, out, b, images, rows, opts.format))
+            pending.append(pool.submit(_write_batch, out, b, images, rows, opts, spec))
             _drain(pending)
             bar.update(len(rows))
             b += 1
         _drain(pending, wait_all=True)
     bar.close()
-    return _finish(out, bundle, opts, state, b)
+    return _finish(out, bundle, opts, state, b, spec)
 
 
 def _generate_batch(gen, device, opts: SynthOptions, b: int, state: dict, ref):
@@ -110,7 +173,7 @@ def _generate_batch(gen, device, opts: SynthOptions, b: int, state: dict, ref):
     if dedup:
         state["bank"] = torch.cat([state["bank"], feats[keep]]) if state["bank"] is not None else feats[keep]
     contrast = ((kept + 1) / 2).std(axis=(1, 2))  # RMS contrast in [0, 0.5]; kept is (B', S, S)
-    rows = [{"file": _name(b * opts.batch_size + i, opts.format), "seed": opts.seed,
+    rows = [{"file": _name(b * opts.batch_size + i, opts), "seed": opts.seed,
              "latent_index": b * opts.batch_size + i, "contrast": round(float(c), 5),
              "nn_set": _fmt(nn_set[i]), "nn_train": _fmt(nn_train[i])} for i, c in zip(keep, contrast)]
     state["kept"] += len(rows)
@@ -141,33 +204,40 @@ def _fmt(v) -> str:
     return "" if not np.isfinite(v) else f"{v:.5f}"
 
 
-def _name(index: int, fmt: str) -> str:
-    return f"images/img_{index:08d}.{'tif' if fmt == 'tiff' else 'png' if fmt == 'png' else 'npy'}"
+def _name(index: int, opts: SynthOptions) -> str:
+    tif = "ome.tif" if opts.ome else "tif"
+    if opts.stack:
+        return f"images.{tif}"  # one stack: row k of the manifest is slice k + 1
+    return f"images/img_{index:08d}.{tif if opts.format == 'tiff' else opts.format}"
 
 
-def _write_batch(out: Path, b: int, images: np.ndarray, rows: list[dict], fmt: str) -> None:
+def _in_parts(opts: SynthOptions) -> bool:
+    """Formats that keep each batch as a float array part and assemble one file at the end."""
+    return opts.format == "npy" or opts.stack
+
+
+def _write_batch(out: Path, b: int, images: np.ndarray, rows: list[dict], opts: SynthOptions,
+                 spec: TiffSpec) -> None:
     """Write a batch's images (each atomically), then its manifest part: the part marks the batch done."""
-    (out / "images").mkdir(exist_ok=True)
-    if fmt == "npy":
+    if _in_parts(opts):
         _atomic(out / "parts" / f"batch_{b:06d}.npy", lambda f: np.save(f, images.astype(np.float32)))
     else:
+        (out / "images").mkdir(exist_ok=True)
         for img, row in zip(images, rows):
-            _write_image(out / row["file"], img, fmt)
+            _write_image(out / row["file"], img, opts.format, spec)
     _atomic(out / "parts" / f"batch_{b:06d}.csv", lambda f: _write_csv(f, rows))
 
 
-def _write_image(path: Path, img: np.ndarray, fmt: str) -> None:
-    u = np.clip((img + 1) / 2, 0, 1)
+def _write_image(path: Path, img: np.ndarray, fmt: str, spec: TiffSpec) -> None:
     if fmt == "png":
         import cv2
 
+        u = np.clip((img + 1) / 2, 0, 1)
         # OpenCV's encoder: ~1.5x faster than PIL's here, and it releases the GIL for the writer threads
         ok, buf = cv2.imencode(".png", (u * 255 + 0.5).astype(np.uint8), [cv2.IMWRITE_PNG_COMPRESSION, 1])
         _atomic(path, lambda f: f.write(buf.tobytes()))
     else:
-        import tifffile
-
-        _atomic(path, lambda f: tifffile.imwrite(f, (u * 65535 + 0.5).astype(np.uint16)))
+        _atomic(path, lambda f: spec.write(f, spec.encode(img)))
 
 
 def _atomic(path: Path, write) -> None:
@@ -199,6 +269,7 @@ def _check_same_run(out: Path, bundle, opts: SynthOptions) -> None:
     key = {"bundle": str(Path(bundle).resolve()), "seed": opts.seed, "batch_size": opts.batch_size,
            "format": opts.format, "min_set_distance": opts.min_set_distance,
            "min_train_distance": opts.min_train_distance}
+    key.update({k: True for k in ("stack", "ome") if getattr(opts, k)})  # absent in older stamps
     stamp = out / ".synth-run.json"
     if stamp.exists():
         old = json.loads(stamp.read_text())
@@ -212,7 +283,7 @@ def _check_same_run(out: Path, bundle, opts: SynthOptions) -> None:
         info.unlink()  # rewritten at the end
 
 
-def _resume(out: Path, opts: SynthOptions) -> dict:
+def _resume(out: Path, opts: SynthOptions, spec: TiffSpec) -> dict:
     """Counters from the batches already done (their parts exist); rebuild the dedup bank from their images."""
     state = {"kept": 0, "next_batch": 0, "dropped_duplicate": 0, "dropped_memorised": 0, "bank": None,
              "resumed_batches": 0}
@@ -229,39 +300,41 @@ def _resume(out: Path, opts: SynthOptions) -> dict:
         rows = list(csv.DictReader(p.open(), fieldnames=_FIELDS))
         state["kept"] += len(rows)
         if opts.min_set_distance and rows:
-            imgs = _read_images(out, rows, opts.format, p)
+            imgs = _read_images(out, rows, opts, p, spec)
             feats = _features(torch.as_tensor(imgs))
             state["bank"] = feats if state["bank"] is None else torch.cat([state["bank"], feats])
     state["next_batch"] = state["resumed_batches"] = done
     return state
 
 
-def _read_images(out: Path, rows, fmt: str, part: Path) -> np.ndarray:
-    if fmt == "npy":
+def _read_images(out: Path, rows, opts: SynthOptions, part: Path, spec: TiffSpec) -> np.ndarray:
+    """A finished batch's kept images back as (B', S, S) in [-1, 1] (rebuilds the duplicate filter's bank)."""
+    if _in_parts(opts):
         return np.load(part.with_suffix(".npy"))
-    from PIL import Image
+    if opts.format == "png":
+        from PIL import Image
 
+        return np.stack([np.asarray(Image.open(out / r["file"]), np.float32) / 255 * 2 - 1 for r in rows])
     import tifffile
 
-    arrs = []
-    for r in rows:
-        f = out / r["file"]
-        a = np.asarray(Image.open(f), np.float32) / 255 if fmt == "png" else tifffile.imread(f).astype(np.float32) / 65535
-        arrs.append(a * 2 - 1)
-    return np.stack(arrs)
+    return np.stack([spec.decode(tifffile.imread(out / r["file"])) for r in rows])
 
 
-def _finish(out: Path, bundle, opts: SynthOptions, state: dict, batches: int) -> dict:
+def _finish(out: Path, bundle, opts: SynthOptions, state: dict, batches: int, spec: TiffSpec) -> dict:
     parts = sorted((out / "parts").glob("batch_*.csv"))
     with open(out / "manifest.csv.tmp", "w", newline="") as f:
         f.write(",".join(_FIELDS) + "\n")
         for p in parts:
             f.write(p.read_text())
     os.replace(out / "manifest.csv.tmp", out / "manifest.csv")
-    if opts.format == "npy":
-        arrays = [np.load(p) for p in sorted((out / "parts").glob("batch_*.npy"))]
-        _atomic(out / "images.npy", lambda f: np.save(f, np.concatenate(arrays)[:, None]))
-    summary = {"bundle": str(bundle), "out": str(out), **{k: v for k, v in asdict(opts).items()},
+    if _in_parts(opts):
+        arrays = np.concatenate([np.load(p) for p in sorted((out / "parts").glob("batch_*.npy"))])  # (N, S, S)
+        if opts.stack:
+            _atomic(out / _name(0, opts), lambda f: spec.write(f, spec.encode(arrays)))
+        else:
+            _atomic(out / "images.npy", lambda f: np.save(f, arrays[:, None]))
+    tiff = {"units": spec.units, "pixel_size_um": spec.pixel_size} if opts.format == "tiff" else {}
+    summary = {"bundle": str(bundle), "out": str(out), **{k: v for k, v in asdict(opts).items()}, **tiff,
                "kept": state["kept"], "dropped_duplicate": state["dropped_duplicate"],
                "dropped_memorised": state["dropped_memorised"], "batches": batches,
                "resumed_batches": state["resumed_batches"]}

@@ -5,7 +5,8 @@ Format: a NumPy ``.npz`` (no pickles) with
     source   (N,) int32                          index into ``meta["sources"]`` (the file each tile came from)
     frame    (N,) int32                          frame index inside that file
     yx       (N, 2) int32                        top-left corner of the tile in the (resized) frame
-    meta     0-d unicode array                   JSON: {"version", "sources", "config", "intensity", ...}
+    meta     0-d unicode array                   JSON: {"version", "sources", "config", "intensity",
+                                                 "pixel_size_um" (of the input frames, when known), ...}
 
 ``load_tiles`` validates all of it and raises ``InputError`` naming the file and the problem.
 """
@@ -22,9 +23,86 @@ import numpy as np
 
 from mitogan.errors import InputError
 
-__all__ = ["TileSet", "save_tiles", "load_tiles", "TILES_FORMAT_VERSION"]
+__all__ = ["TileSet", "save_tiles", "load_tiles", "tiles_path", "tile_pixel_size", "input_pixel_size", "default_mode",
+           "TILES_FORMAT_VERSION", "TILES_NAME"]
 
 TILES_FORMAT_VERSION = 1
+TILES_NAME = "tiles.npz"  # what `mitogan preprocess --out DIR` writes inside DIR
+
+
+def default_mode(is_dir: bool = False) -> int:
+    """The mode a new file (0o666) or folder (0o777) gets under the current umask.
+
+    ``tempfile.mkstemp``/``mkdtemp`` create 0600/0700 whatever the umask; atomic writers chmod their
+    temporary to this before the rename, so that others on shared storage can read the result.
+    """
+    mask = os.umask(0)
+    os.umask(mask)
+    return (0o777 if is_dir else 0o666) & ~mask
+
+
+def tiles_path(path) -> Path:
+    """``path`` itself, or ``path/tiles.npz`` when ``path`` is the folder `mitogan preprocess --out` wrote."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / TILES_NAME).is_file():
+            raise InputError(path, f"folder has no {TILES_NAME} (make one with `mitogan preprocess --out {path}`)")
+        return path / TILES_NAME
+    return path
+
+
+def tile_pixel_size(meta: dict) -> float | None:
+    """Pixel size of the tiles in µm: ``meta["pixel_size_um"]`` (of the input frames) / the tile scale.
+
+    None when the inputs carried no pixel size. Tiles cut at ``preprocess.tile.scale`` 0.5 have pixels
+    twice as large as the frames'.
+    """
+    px = meta.get("pixel_size_um")
+    if not px:
+        return None
+    scale = float((meta.get("config") or {}).get("preprocess.tile.scale", 1.0) or 1.0)
+    return float(px) / scale
+
+
+_UM_PER = {"um": 1.0, "µm": 1.0, "\\u00B5m": 1.0, "micron": 1.0, "microns": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4}
+
+
+def input_pixel_size(sources) -> float | None:
+    """The pixel size in µm shared by the TIFF ``sources`` (OME ``PhysicalSizeX``, ImageJ resolution + unit,
+    or a TIFF resolution in pixels per centimetre), or None when any source has none or they disagree (>1 %)."""
+    sizes = [_tiff_pixel_size(Path(s)) for s in sources or ()]
+    if not sizes or any(v is None for v in sizes):
+        return None
+    return sizes[0] if max(sizes) <= 1.01 * min(sizes) else None
+
+
+def _tiff_pixel_size(path: Path) -> float | None:
+    if path.suffix.lower() not in (".tif", ".tiff") or not path.is_file():
+        return None
+    import re
+
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if tif.is_ome:
+                m = re.search(r'PhysicalSizeX="([0-9.eE+-]+)"', tif.ome_metadata or "")
+                unit = re.search(r'PhysicalSizeXUnit="([^"]+)"', tif.ome_metadata or "")
+                factor = _UM_PER.get(unit.group(1) if unit else "µm")
+                return float(m.group(1)) * factor if m and factor else None
+            page = tif.pages[0]
+            tag = page.tags.get("XResolution")
+            if tag is None or not tag.value[0]:
+                return None
+            per_unit = tag.value[0] / tag.value[1]
+            if tif.is_imagej:
+                factor = _UM_PER.get(str((tif.imagej_metadata or {}).get("unit", "")))
+            else:  # plain TIFF: only centimetres are a physical statement (inches are usually screen dpi)
+                unit = page.tags.get("ResolutionUnit")
+                factor = 1e4 if unit is not None and int(unit.value) == 3 else None
+            return factor / per_unit if factor else None
+    except Exception:  # unreadable metadata: the pixel size is simply unknown
+        return None
 
 
 @dataclass
@@ -70,6 +148,7 @@ def save_tiles(path, tileset: TileSet) -> Path:
             np.savez(f, tiles=tileset.tiles.astype(np.float32, copy=False),
                      source=tileset.source.astype(np.int32), frame=tileset.frame.astype(np.int32),
                      yx=tileset.yx.astype(np.int32), meta=np.array(json.dumps(meta)))
+        os.chmod(tmp, default_mode())  # mkstemp made it 0600
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -79,8 +158,11 @@ def save_tiles(path, tileset: TileSet) -> Path:
 
 
 def load_tiles(path) -> TileSet:
-    """Read a tiles file written by ``save_tiles`` (or any .npz/.npy holding (N, 1, S, S) or (N, S, S))."""
-    path = Path(path)
+    """Read a tiles file written by ``save_tiles`` (or any .npz/.npy holding (N, 1, S, S) or (N, S, S)).
+
+    ``path`` may also be the folder `mitogan preprocess --out DIR` wrote (its ``tiles.npz`` is read).
+    """
+    path = tiles_path(path)
     if not path.is_file():
         raise InputError(path, "no such tiles file (make one with `mitogan preprocess`)")
     if path.stat().st_size == 0:

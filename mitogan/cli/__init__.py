@@ -1,26 +1,102 @@
 """The ``mitogan`` command. Each sub-command lives in its own module here with ``register(subparsers)``.
 
 Errors meant for a person (``MitoganError``) print as one line, ``mitogan: error: ...``, exit status 2.
+Every sub-command gets the same conventions here, after it registers: ``-v/--verbose`` (repeatable: more
+log detail), ``-q/--quiet`` (no progress bars; results and errors still print) and plain-text ``--help``
+whose defaults are shown only when there is a real one.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
+import re
 import sys
+import textwrap
 
 from mitogan.errors import MitoganError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "HelpFormatter", "ENVIRONMENT"]
 
 # sub-command modules, in the order shown by --help
 COMMANDS = ["simulate", "preprocess", "train", "evaluate", "search", "export", "synth"]
+
+# Every environment variable MitoGAN reads (or hands to the library that does), for `mitogan --help`.
+ENVIRONMENT = {
+    "MITOGAN_CACHE_DIR": "cache of preprocessed tiles, the built-in simulated dataset and metric references "
+                         "(default: ~/.cache/mitogan)",
+    "WANDB_MODE": "W&B mode for --wandb and search trials: offline (the default without an API key), online or "
+                  "disabled",
+    "WANDB_API_KEY": "W&B key; when set, runs go online unless WANDB_MODE says otherwise",
+    "WANDB_PROJECT": "W&B project of search trials (default: mitogan)",
+    "WANDB_DIR": "where W&B writes its run files (read by wandb; default: the run or search folder)",
+    "RAY_ADDRESS": "Ray cluster for `mitogan search` when --address is not given (default: a local Ray)",
+    "RAY_AUTH_MODE, RAY_AUTH_TOKEN": "Ray token authentication for multi-node clusters (see cluster/)",
+    "CUDA_VISIBLE_DEVICES": "GPUs that train, synth and search may use (read by PyTorch and Ray)",
+}
+
+
+def _plain(text: str | None) -> str | None:
+    """reStructuredText markup of the module docstrings as plain text: ``x`` -> `x`, ``::`` -> ``:``."""
+    if not text:
+        return text
+    text = re.sub(r":[a-z]+:`([^`]+)`", r"`\1`", text)  # :func:`x` roles
+    text = re.sub(r"``([^`]+)``", r"`\1`", text)
+    return re.sub(r"::$", ":", text, flags=re.M)
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Paragraphs re-wrapped, indented blocks (usage examples) kept as written, and "(default: X)" only
+    where there is a default worth saying (not None, not a flag's False, not an empty list)."""
+
+    def _fill_text(self, text, width, indent):
+        out = []
+        for para in re.split(r"\n\s*\n", textwrap.dedent(text).strip("\n")):
+            if para.startswith((" ", "\t")):
+                out.append("\n".join(indent + line for line in para.splitlines()))
+            else:
+                out.append(textwrap.fill(" ".join(para.split()), width, initial_indent=indent,
+                                         subsequent_indent=indent))
+        return "\n\n".join(out)
+
+    def _get_help_string(self, action):
+        help = action.help or ""
+        default = action.default
+        if ("default" in help or default is None or default is argparse.SUPPRESS or isinstance(default, bool)
+                or default == [] or action.nargs == 0 or not action.option_strings):
+            return help
+        return f"{help} (default: {default})"
+
+
+def _common_options(p: argparse.ArgumentParser) -> None:
+    """-v/-q on every command (a command that defines its own keeps it) and the plain-text formatter."""
+    p.formatter_class = HelpFormatter
+    p.description = _plain(p.description)
+    p.epilog = _plain(p.epilog)
+    for action in p._actions:
+        action.help = _plain(action.help)
+    if "-q" not in p._option_string_actions and "--quiet" not in p._option_string_actions:
+        p.add_argument("-q", "--quiet", action="store_true", help="no progress bars (results and errors still print)")
+    if "-v" not in p._option_string_actions:
+        p.add_argument("-v", "--verbose", action="count", default=0, help="more detail in the log (-vv: debug)")
+
+
+def _epilog() -> str:
+    width = max(len(k) for k in ENVIRONMENT) + 4
+    rows = "\n".join(textwrap.fill(text, 100, initial_indent=f"  {name:<{width - 2}}", subsequent_indent=" " * width)
+                     for name, text in ENVIRONMENT.items())
+    return (f"environment variables:\n\n{rows}\n\n"
+            "Run `mitogan COMMAND --help` for a command's options. Each command reads what the one before wrote: "
+            "`mitogan preprocess --out D`, `mitogan train --data D --out R`, `mitogan export R --out B`, "
+            "`mitogan synth B --out S`.")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mitogan", description="MitoGAN: find stable GANs for small fluorescence-microscopy datasets of "
-                                    "mitochondria (Ray Tune + Optuna), then generate synthetic data.")
+                                    "mitochondria (Ray Tune + Optuna), then generate synthetic data.",
+        epilog=_epilog(), formatter_class=HelpFormatter)
     from mitogan import __version__
 
     parser.add_argument("--version", action="version", version=f"mitogan {__version__}")
@@ -33,7 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # command not built yet
             raise
         module.register(sub)
+        _common_options(sub.choices[name])
     return parser
+
+
+def _configure_logging(args) -> None:
+    verbose = getattr(args, "verbose", 0) or 0
+    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    _configure_logging(args)
     try:
         return int(args.func(args) or 0)
     except MitoganError as e:

@@ -23,8 +23,8 @@ __all__ = ["register", "run", "load_images"]
 def register(subparsers) -> None:
     p = subparsers.add_parser("evaluate", help="metrics of generated vs real images (metrics.json + PNGs)",
                               description=__doc__)
-    p.add_argument("real", help="real (training) tiles file, image folder, or video/TIFF")
-    p.add_argument("fake", help="generated tiles file, image folder, or video/TIFF")
+    p.add_argument("real", help="real tiles file or the folder `mitogan preprocess` wrote, image folder, or video/TIFF")
+    p.add_argument("fake", help="generated images: .npy/.npz, the folder `mitogan synth --format npy` wrote, image folder, or TIFF")
     p.add_argument("--out", required=True, help="folder for metrics.json, histograms.png, nearest_neighbours.png")
     p.add_argument("--seed", type=int, default=0, help="seed of the held-out split, subsamples and bootstrap")
     p.add_argument("--k", type=int, default=5, help="neighbours for precision/recall/density/coverage")
@@ -39,6 +39,16 @@ def register(subparsers) -> None:
 
 def _is_tiles(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in (".npz", ".npy")
+
+
+def _resolve(path: Path) -> Path:
+    """The folder an earlier command wrote -> its array file: `mitogan preprocess --out DIR` (tiles.npz),
+    `mitogan synth --format npy --out DIR` (images.npy). Anything else is read as images/videos."""
+    if path.is_dir():
+        for name in ("tiles.npz", "images.npy"):
+            if (path / name).is_file():
+                return path / name
+    return path
 
 
 def load_images(path, size: int | None, max_images: int | None = None, seed: int = 0, real: bool = False):
@@ -82,7 +92,7 @@ def _quality_checked(video) -> np.ndarray:
 def run(args) -> int:
     from mitogan.metrics.evaluate import evaluate
 
-    real_p, fake_p = Path(args.real), Path(args.fake)
+    real_p, fake_p = _resolve(Path(args.real)), _resolve(Path(args.fake))
     # a tiles file fixes the tile size; frames on the other side are cut to match it
     if _is_tiles(real_p):
         real = load_images(real_p, None, args.max_images, args.seed, real=True)

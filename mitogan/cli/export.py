@@ -5,8 +5,9 @@ from __future__ import annotations
 
 def register(sub) -> None:
     p = sub.add_parser("export", help="export a search's best generator as a bundle",
-                       description="Write a generator bundle (weights, config, metrics, TorchScript, model card, "
-                                   "checksums) from a search's best trial, or from a training checkpoint.")
+                       description="Write a generator bundle (safetensors weights, config, metrics, torch.export "
+                                   "and TorchScript programs, model card, checksums) from a search's best trial, or "
+                                   "from a training run or checkpoint. Files follow the umask.")
     p.add_argument("source", help="a search directory (from `mitogan search`) or a checkpoint.pt / run directory "
                                   "(from `mitogan train`)")
     p.add_argument("--out", default=None, help="bundle directory (default: SEARCH_DIR/best)")
@@ -28,13 +29,28 @@ def run(args) -> int:
 
         run_dir = ckpt.parent
         metrics = _last_metrics(run_dir / "metrics.jsonl")
-        bundle = export_bundle(ckpt, args.out, metrics=metrics, source={"run_dir": str(run_dir)})
+        bundle = export_bundle(ckpt, args.out, metrics=metrics, source={"run_dir": str(run_dir.resolve())},
+                               data=_data_info(run_dir / "data.json"))
     else:
         from search.report import export_search
 
         bundle = export_search(src, out=args.out, trial_id=args.trial)
     print(f"bundle: {bundle}")
     return 0
+
+
+def _data_info(path) -> dict:
+    """The run's data.json (written by `mitogan train`): sources, intensity mapping, pixel size, split."""
+    import json
+
+    from mitogan.errors import InputError
+
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except ValueError as e:
+        raise InputError(path, f"not valid JSON ({e}); delete it to export without data provenance") from None
 
 
 def _last_metrics(path) -> dict:

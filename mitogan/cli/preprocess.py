@@ -1,8 +1,8 @@
 """``mitogan preprocess``: frames → training tiles, with a quality report and a before/after preview.
 
-Writes OUT/tiles.npz (read by training and metrics), OUT/config.yaml (the resolved preprocess config),
-OUT/quality.json (per-frame SNR and the frames flagged as having no signal) and a contact sheet: one row per
-step, one column per sample frame, plus a row of sample tiles.
+Writes OUT/tiles.npz (read by training and metrics; ``mitogan train --data OUT`` finds it), OUT/config.yaml
+(the resolved preprocess config), OUT/quality.json (per-frame SNR and the frames flagged as having no signal)
+and a contact sheet: one row per step, one column per sample frame, plus a row of sample tiles.
 """
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ def run(args) -> int:
     cfg = load_config(args.config, PreprocessConfig, overrides=overrides, section="preprocess")
     videos = _read(args)
     pipeline = Pipeline(cfg)
-    tiles = pipeline.run(videos, progress=True, cache=not args.no_cache)
+    tiles = pipeline.run(videos, progress=not args.quiet, cache=not args.no_cache)
+    _record_pixel_size(tiles, videos)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     save_tiles(out / "tiles.npz", tiles)
@@ -56,6 +57,16 @@ def run(args) -> int:
     preview = save_preview(pipeline, videos, tiles, Path(args.preview or out / "preview.png"), args.samples)
     _print_summary(tiles, videos, quality, pipeline, out, preview)
     return 0
+
+
+def _record_pixel_size(tiles, videos) -> None:
+    """The inputs' common pixel size (µm, from TIFF/OME/ImageJ metadata) into the tiles' meta, when known:
+    exports and ``mitogan synth --format tiff`` carry it on (divided by the tile scale)."""
+    from mitogan.tiles import input_pixel_size
+
+    px = input_pixel_size([v.source for v in videos])
+    if px is not None:
+        tiles.meta["pixel_size_um"] = px
 
 
 def _read(args):

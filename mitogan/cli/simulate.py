@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
@@ -17,7 +16,7 @@ def register(subparsers) -> None:
         "simulate", help="simulate mitochondria time-lapses with ground truth",
         description="Simulate mitochondria time-lapses (uint16 TIFF (T, H, W) + JSON ground truth per video, "
                     "simulation.json for the dataset). Deterministic from --seed.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+)
     p.add_argument("--out", required=True, type=Path, help="output folder (created)")
     p.add_argument("--videos", type=int, default=20, help="number of videos")
     p.add_argument("--frames", type=int, default=30, help="frames per video")
@@ -28,7 +27,8 @@ def register(subparsers) -> None:
                         "(see mitogan.simulate.SimParams)")
     p.add_argument("--preview", type=Path, default=None, metavar="PNG",
                    help="also write a contact sheet of a few frames of the first videos")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("-q", "--quiet", "--no-progress", dest="quiet", action="store_true",
+                   help="no progress bar (--no-progress: the old spelling)")
     p.set_defaults(func=run)
 
 
@@ -61,7 +61,7 @@ def run(args) -> int:
     params = _params(args.overrides)
     start = time.perf_counter()
     out = simulate_dataset(args.out, videos=args.videos, frames=args.frames, size=args.size, seed=args.seed,
-                           params=params, progress=not args.no_progress)
+                           params=params, progress=not args.quiet)
     elapsed = time.perf_counter() - start
     print(f"wrote {args.videos} videos x {args.frames} frames ({args.size}x{args.size}) to {out} "
           f"in {elapsed:.1f} s")

@@ -1,10 +1,11 @@
 """``mitogan train``: one local GAN training run (CPU or one GPU) writing a run folder.
 
-    mitogan train --config FILE [--set key=value ...] --data TILES.npz --out RUNDIR [--resume] [--wandb] [--smoke]
+    mitogan train --config FILE [--set key=value ...] --data TILES --out RUNDIR [--resume] [--wandb] [--smoke]
 
-RUNDIR receives config.yaml (resolved), checkpoint.pt, metrics.jsonl, samples/step_XXXXXX.png,
-loss_curves.png and signals.png. Without --data the built-in simulated dataset is preprocessed with the
-config's ``preprocess`` section (cached).
+TILES is a tiles file or the folder ``mitogan preprocess --out`` wrote. RUNDIR receives config.yaml (resolved),
+checkpoint.pt, metrics.jsonl, data.json (what it trained on: sources, intensity mapping, pixel size, split;
+``mitogan export`` reads it), samples/step_XXXXXX.png, loss_curves.png and signals.png. Without --data the
+built-in simulated dataset is preprocessed with the config's ``preprocess`` section (cached).
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ def register(subparsers) -> None:
     p.add_argument("--config", type=Path, help="YAML/JSON config file (nested or flat dotted keys)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config value, e.g. --set loss.kind=wgan_gp (repeatable)")
-    p.add_argument("--data", type=Path, help="tiles .npz from `mitogan preprocess` (default: simulated data)")
+    p.add_argument("--data", type=Path, metavar="TILES",
+                   help="tiles .npz, or the folder `mitogan preprocess --out` wrote (default: the built-in simulated "
+                        "data)")
     p.add_argument("--out", type=Path, required=True, help="run folder to write")
     p.add_argument("--resume", action="store_true", help="continue the run from RUNDIR/checkpoint.pt")
     p.add_argument("--wandb", action="store_true", help="also log to Weights & Biases (offline by default)")
@@ -51,12 +54,13 @@ def run(args) -> int:
         raise InputError(resume, "no checkpoint to resume from (run once without --resume first)")
     tracker = _tracker(args, to_flat(cfg)) if args.wandb else None
     evaluate = _evaluator(tiles, cfg) if args.evaluate else None
+    _write_data_info(args.out / "data.json", tiles, evaluate)
     if evaluate is not None:  # train on the training split; the evaluator scores against the held-out one
         from mitogan.metrics.protocol import training_tiles
 
         tiles = training_tiles(tiles, cfg.train.holdout)
     try:
-        result = train(cfg, tiles, out_dir=args.out, resume=resume, progress=True, evaluate=evaluate,
+        result = train(cfg, tiles, out_dir=args.out, resume=resume, progress=not args.quiet, evaluate=evaluate,
                        on_report=(lambda r: tracker.log(r, step=int(r["step"]))) if tracker else None)
     finally:
         if tracker is not None:
@@ -75,6 +79,21 @@ def _evaluator(tiles, cfg):
     from mitogan.metrics import InTrainingEvaluator
 
     return InTrainingEvaluator(tiles, holdout=cfg.train.holdout)
+
+
+def _write_data_info(path: Path, tiles, evaluator) -> None:
+    """What the run trains on, for `mitogan export` (the same record a search trial writes)."""
+    import json
+
+    from mitogan.tiles import tile_pixel_size
+
+    info = {"n_tiles": len(tiles), "size": tiles.size, "sources": tiles.meta.get("sources"),
+            "intensity": tiles.meta.get("intensity"), "pixel_size_um": tiles.meta.get("pixel_size_um"),
+            "tile_pixel_size_um": tile_pixel_size(tiles.meta),
+            "cache_key": tiles.meta.get("cache_key"),
+            "evaluation": dict(evaluator.reference.split) if evaluator is not None else None}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(info, indent=2, default=str))
 
 
 def _fired(report: dict) -> str:

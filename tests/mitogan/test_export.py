@@ -1,6 +1,11 @@
-"""Generator bundles: round trip (bundle = TorchScript = checkpoint EMA), and every bad-bundle case."""
+"""Generator bundles: round trip (bundle = torch.export = TorchScript = safetensors = checkpoint EMA), the model
+card, permissions, and every bad-bundle case."""
 
 import json
+import os
+import stat
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -32,7 +37,8 @@ def bundle(trained, tmp_path):
                          intensity={"lo": 100.0, "hi": 900.0})
 
 
-def test_bundle_torchscript_and_checkpoint_give_identical_images(trained, bundle):
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated")
+def test_bundle_export_torchscript_and_checkpoint_give_identical_images(trained, bundle):
     z = sample_latents(16, 8, seed=3)
     ckpt = load_checkpoint(trained)
     ref = generator_from_config(ckpt["generator_config"])
@@ -42,8 +48,89 @@ def test_bundle_torchscript_and_checkpoint_give_identical_images(trained, bundle
         a = ref(z)
         b = mitogan.load_generator(bundle)(z)
         c = torch.jit.load(str(bundle / "generator.torchscript"))(z)
+        d = torch.export.load(str(bundle / "generator.pt2")).module()(z)
     assert a.shape == (8, 1, 32, 32)
-    assert torch.equal(a, b) and torch.equal(a, c)
+    assert torch.equal(a, b) and torch.equal(a, c) and torch.equal(a, d)
+
+
+# Runs in a fresh interpreter that cannot import MitoGAN: isolated mode (no PYTHONPATH, no cwd on the path),
+# the editable-install finder removed, and ``mitogan`` blocked in sys.modules.
+_STANDALONE = """
+import sys
+sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in type(f).__module__ + repr(f)]
+sys.modules["mitogan"] = None
+import numpy as np, torch
+from safetensors.torch import load_file
+bundle, z, expected = sys.argv[1], torch.from_numpy(np.load(sys.argv[2])), np.load(sys.argv[3])
+weights = load_file(bundle + "/generator.safetensors")
+reference = torch.load(bundle + "/generator.pt", weights_only=True)
+assert weights.keys() == reference.keys() and all(torch.equal(weights[k], reference[k]) for k in weights)
+G = torch.export.load(bundle + "/generator.pt2").module()
+with torch.inference_mode():
+    assert np.array_equal(G(z).numpy(), expected), "torch.export program differs from the bundle"
+    assert G(z[:1]).shape == (1,) + expected.shape[1:]  # any batch size
+assert not any(k.split(".")[0] == "mitogan" for k in sys.modules if sys.modules[k] is not None)
+print("ok")
+"""
+
+
+def test_safetensors_and_torch_export_load_without_mitogan(bundle, tmp_path):
+    z = sample_latents(16, 5, seed=7)
+    with torch.inference_mode():
+        expected = mitogan.load_generator(bundle)(z).numpy()
+    np.save(tmp_path / "z.npy", z.numpy())
+    np.save(tmp_path / "x.npy", expected)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run([sys.executable, "-I", "-c", _STANDALONE, str(bundle), str(tmp_path / "z.npy"),
+                          str(tmp_path / "x.npy")], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_standalone_check_really_cannot_import_mitogan(tmp_path):
+    # guards the test above: the same isolation makes `import mitogan` fail
+    code = _STANDALONE.split("import numpy")[0] + "import mitogan\n"
+    out = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode != 0 and ("ModuleNotFoundError" in out.stderr or "ImportError" in out.stderr)
+
+
+def test_bundle_modes_follow_the_umask(trained, tmp_path):
+    old = os.umask(0o002)
+    try:
+        b = export_bundle(trained, tmp_path / "shared" / "bundle")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(b.stat().st_mode) == 0o775  # not mkdtemp's 0700
+    assert {stat.S_IMODE(f.stat().st_mode) for f in b.iterdir()} == {0o664}
+
+
+def test_model_card_layout_and_provenance(trained, tmp_path):
+    cache = os.environ.get("MITOGAN_CACHE_DIR") or os.path.expanduser("~/.cache/mitogan")
+    per_video = [{"source": f"v{i}", "mapping": "percentile", "range": [100.0 + i, 900.0 + i], "dtype": "uint16"}
+                 for i in range(20)]
+    b = export_bundle(trained, tmp_path / "search" / "best",
+                      metrics={"primary": 0.5, "fidelity": 0.2, "pid": 123, "hostname": "h", "node_ip": "10.0.0.1",
+                               "done": False, "iterations_since_restore": 3, "time_total_s": 9.0},
+                      source={"search": "search", "search_dir": str(tmp_path / "search"), "trial_id": "t1"},
+                      data={"sources": [os.path.join(cache, "sim-abc", "video_000.tif")], "intensity": per_video,
+                            "n_tiles": 32, "evaluation": {"split": "videos", "n_train": 30, "n_heldout": 10},
+                            "pixel_size_um": 0.1})
+    card = (b / "README.md").read_text()
+    import yaml
+    front = yaml.safe_load(card.split("---\n")[1])  # Hugging Face layout: YAML front matter first
+    assert card.startswith("---\n") and front["library_name"] == "pytorch" and "mitochondria" in front["tags"]
+    for section in ("## Model", "## Intended use", "## Training data", "## Preprocessing", "## Metrics",
+                    "## Limitations"):
+        assert section in card
+    for key in ("pid", "hostname", "node_ip", "done", "iterations_since_restore", "time_total_s"):
+        assert f"| {key} |" not in card and key not in json.loads((b / "metrics.json").read_text())["metrics"]
+    assert str(tmp_path) not in card and cache not in card and str(tmp_path) not in (b / "metrics.json").read_text()
+    assert "$MITOGAN_CACHE_DIR/sim-abc/video_000.tif" in card
+    assert "10 held-out real tiles" in card  # metrics come with their sample sizes
+    config = load_bundle_config(b)
+    # one mapping (medians over the 20 videos), not 20 pairs
+    assert config["output"]["intensity"]["lo"] == pytest.approx(109.5)
+    assert config["output"]["intensity"]["hi"] == pytest.approx(909.5)
+    assert config["pixel_size_um"] == pytest.approx(0.1)  # tile scale 1.0
 
 
 def test_bundle_contents(bundle):

@@ -81,8 +81,82 @@ def test_filters_drop_and_count(bundle, tmp_path):
     assert d["dropped_duplicate"] > 0 and "warning" in d  # a huge threshold drops nearly everything
 
 
+@pytest.fixture
+def bundle_with_units(trained, tmp_path):  # noqa: F811
+    # what a search trial records: per-video percentile ranges of uint16 data, pixel size of the frames
+    data = {"intensity": [{"source": "a", "mapping": "percentile", "range": [100.0, 900.0], "dtype": "uint16"},
+                          {"source": "b", "mapping": "percentile", "range": [120.0, 1100.0], "dtype": "uint16"}],
+            "pixel_size_um": 0.08}
+    return export_bundle(trained, tmp_path / "bundle-units", data=data)
+
+
+def test_tiff_stack_is_one_imagej_stack_with_pixel_size_and_data_units(bundle_with_units, tmp_path):
+    import tifffile
+
+    s = synthesize(bundle_with_units, tmp_path / "s", SynthOptions(n=20, batch_size=8, format="tiff", stack=True),
+                   progress=False)
+    path = tmp_path / "s" / "images.tif"
+    with tifffile.TiffFile(path) as tif:
+        assert tif.is_imagej and len(tif.series) == 1 and tif.series[0].shape == (20, 32, 32)
+        assert tif.imagej_metadata["unit"] == "um"
+        num, den = tif.pages[0].tags["XResolution"].value
+        assert num / den == pytest.approx(1 / 0.08, rel=1e-4)  # pixels per µm: tiles at scale 1 of 0.08 µm
+        stack = tif.asarray()
+    assert stack.dtype == np.uint16 and 110 <= stack.min() and stack.max() <= 1000  # lo/hi: medians 110, 1000
+    assert s["pixel_size_um"] == pytest.approx(0.08) and "data units" in s["units"]
+    assert {r["file"] for r in read_manifest(tmp_path / "s")} == {"images.tif"}
+    # the stack holds the same images as the float output, mapped to the data's units
+    synthesize(bundle_with_units, tmp_path / "n", SynthOptions(n=20, batch_size=8, format="npy"), progress=False)
+    u = (np.load(tmp_path / "n" / "images.npy")[:, 0] + 1) / 2
+    assert np.abs(stack - (110 + u * 890)).max() <= 0.5 + 1e-3
+
+
+def test_interrupted_tiff_stack_resumes_to_the_same_stack(bundle_with_units, tmp_path):
+    import tifffile
+
+    opts = SynthOptions(n=12, batch_size=4, format="tiff", stack=True)
+    synthesize(bundle_with_units, tmp_path / "full", opts, progress=False)
+    synthesize(bundle_with_units, tmp_path / "part", SynthOptions(**{**opts.__dict__, "max_batches": 1}),
+               progress=False)  # "interrupted" after one batch
+    s = synthesize(bundle_with_units, tmp_path / "part", opts, progress=False)
+    assert s["resumed_batches"] == 1
+    assert np.array_equal(tifffile.imread(tmp_path / "part" / "images.tif"),
+                          tifffile.imread(tmp_path / "full" / "images.tif"))
+
+
+def test_tiff_files_are_imagej_and_ome_when_asked(bundle_with_units, tmp_path):
+    import tifffile
+
+    synthesize(bundle_with_units, tmp_path / "i", SynthOptions(n=3, batch_size=4, format="tiff"), progress=False)
+    first = tmp_path / "i" / read_manifest(tmp_path / "i")[0]["file"]
+    with tifffile.TiffFile(first) as tif:
+        assert tif.is_imagej and tif.series[0].shape == (32, 32)
+    synthesize(bundle_with_units, tmp_path / "o", SynthOptions(n=5, batch_size=4, format="tiff", stack=True, ome=True,
+                                                               pixel_size_um=0.2), progress=False)
+    with tifffile.TiffFile(tmp_path / "o" / "images.ome.tif") as tif:
+        assert tif.is_ome and tif.series[0].shape == (5, 32, 32)
+        assert 'PhysicalSizeX="0.2"' in tif.ome_metadata
+
+
+def test_tiff_without_known_units_stretches_to_uint16_and_resumes(bundle, tmp_path):
+    import tifffile
+
+    opts = SynthOptions(n=12, batch_size=4, format="tiff", min_set_distance=1e-6)
+    synthesize(bundle, tmp_path / "full", opts, progress=False)
+    synthesize(bundle, tmp_path / "part", SynthOptions(**{**opts.__dict__, "max_batches": 2}), progress=False)
+    s = synthesize(bundle, tmp_path / "part", opts, progress=False)  # resumes, rebuilding the dedup bank
+    assert s["resumed_batches"] == 2 and "pixel_size_um" in s and s["pixel_size_um"] is None
+    assert read_manifest(tmp_path / "part") == read_manifest(tmp_path / "full")
+    with tifffile.TiffFile(tmp_path / "full" / read_manifest(tmp_path / "full")[0]["file"]) as tif:
+        assert tif.is_imagej and tif.pages[0].dtype == np.uint16 and "XResolution" in tif.pages[0].tags
+
+
 def test_bad_options(bundle, tmp_path):
     with pytest.raises(MitoganError, match="--format"):
         synthesize(bundle, tmp_path / "x", SynthOptions(format="jpeg"), progress=False)
     with pytest.raises(MitoganError, match="at least one"):
         synthesize(bundle, tmp_path / "x", SynthOptions(n=0), progress=False)
+    with pytest.raises(MitoganError, match="--stack needs --format tiff"):
+        synthesize(bundle, tmp_path / "x", SynthOptions(stack=True), progress=False)
+    with pytest.raises(MitoganError, match="--pixel-size"):
+        synthesize(bundle, tmp_path / "x", SynthOptions(format="tiff", pixel_size_um=-1.0), progress=False)
