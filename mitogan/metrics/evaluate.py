@@ -85,13 +85,13 @@ def _run_metrics(ctx: MetricContext, names) -> tuple[dict, dict]:
 
 
 def real_reference(real, *, holdout: float = 0.25, seed: int = 0, cache: bool = False,
-                   progress: bool = False) -> Reference:
+                   progress: bool = False, max_tiles: int | None = None) -> Reference:
     """The real side for ``real``: a ``TileSet`` (its source/frame drive the split) or bare tiles."""
     tiles = np.asarray(getattr(real, "tiles", real), np.float32)
     source, frame = getattr(real, "source", None), getattr(real, "frame", None)
     if cache:
-        return Reference.cached(tiles, source, frame, holdout=holdout, seed=seed)
-    return Reference.build(tiles, source, frame, holdout=holdout, seed=seed, progress=progress)
+        return Reference.cached(tiles, source, frame, holdout=holdout, seed=seed, max_tiles=max_tiles)
+    return Reference.build(tiles, source, frame, holdout=holdout, seed=seed, progress=progress, max_tiles=max_tiles)
 
 
 def evaluate(real, fake: np.ndarray, *, seed: int = 0, out_dir=None, k: int = 5, metrics=DEFAULT_METRICS,
@@ -144,9 +144,10 @@ class InTrainingEvaluator:
     """
 
     def __init__(self, real, n_fake: int = 256, seed: int = 0, holdout: float = 0.25, k: int = 5,
-                 metrics=FAST_METRICS, cache: bool = True):
+                 metrics=FAST_METRICS, cache: bool = True, max_real: int = 1000):
         self.n_fake, self.seed, self.k, self.metrics = n_fake, seed, k, tuple(metrics)
-        self.reference = real_reference(real, holdout=holdout, seed=seed, cache=cache)
+        # at most max_real tiles per side (seeded): set-up stays a few seconds on big datasets
+        self.reference = real_reference(real, holdout=holdout, seed=seed, cache=cache, max_tiles=max_real)
         self.reference.calibration(n_fake, seed)  # the scale for this sample size, once
 
     def __call__(self, fake: np.ndarray) -> dict:

@@ -77,12 +77,13 @@ class Reference:
 
     @classmethod
     def build(cls, tiles: np.ndarray, source=None, frame=None, *, holdout: float = 0.25, seed: int = 0,
-              progress: bool = False, split: RealSplit | None = None) -> "Reference":
+              progress: bool = False, split: RealSplit | None = None, max_tiles: int | None = None) -> "Reference":
         """Split ``tiles`` (N, 1, S, S) in [-1, 1] and compute the real side (see module docstring).
 
         ``source``/``frame`` (N,) say which video and frame each tile came from; without them the tile
         order is taken as time order of one video (split into time blocks). ``split`` overrides the split
-        (its indices must cover only tiles meant for this reference).
+        (its indices must cover only tiles meant for this reference). ``max_tiles`` caps each side at a
+        seeded random subset (the in-training evaluator: the set-up cost stays bounded on big datasets).
         """
         from mitogan.metrics.morphology import dataset_threshold
 
@@ -95,6 +96,12 @@ class Reference:
             if len(idx) < 6:
                 raise InputError("real tiles", f"the {name} split has {len(idx)} tiles ({sp.how}); "
                                                f"metrics need at least 6 on each side: supply more real data")
+        info = sp.describe()
+        if max_tiles is not None:
+            rng = np.random.default_rng(seed + 17)
+            cap = lambda idx: np.sort(rng.choice(idx, max_tiles, replace=False)) if len(idx) > max_tiles else idx  # noqa: E731
+            sp = RealSplit(cap(sp.train), cap(sp.heldout), sp.how, sp.groups)
+            info.update(n_train_used=len(sp.train), n_heldout_used=len(sp.heldout))
         # one threshold for the whole dataset, decided frame by frame on the real tiles it uses
         use = np.concatenate([sp.train, sp.heldout])
         frame_id = np.unique(source[use].astype(np.int64) * 1_000_003 + frame[use], return_inverse=True)[1]
@@ -103,7 +110,7 @@ class Reference:
         f_train = describe(tiles[sp.train], threshold=thr, progress=progress)
         f_heldout = describe(tiles[sp.heldout], threshold=thr, progress=progress)
         return cls(tiles[sp.heldout], tiles[sp.train], thr, f_heldout, f_train,
-                   {**sp.describe(), "duplicate_tiles": n_dup, "threshold": thr}, seed)
+                   {**info, "duplicate_tiles": n_dup, "threshold": thr}, seed)
 
     def calibration(self, n: int, seed: int | None = None) -> tuple[float, float]:
         """(d0, d1) at sample size n: FD of a disjoint real split (train subsets) and of pure noise."""
@@ -118,11 +125,11 @@ class Reference:
 
     # --- persistence (the in-training evaluator caches one per dataset) ---
     @staticmethod
-    def cache_path(tiles: np.ndarray, source, frame, holdout: float, seed: int) -> Path:
+    def cache_path(tiles: np.ndarray, source, frame, holdout: float, seed: int, max_tiles=None) -> Path:
         h = hashlib.sha256(np.ascontiguousarray(tiles).tobytes())
         for a in (source, frame):
             h.update(b"-" if a is None else np.ascontiguousarray(np.asarray(a, np.int64)).tobytes())
-        h.update(f"{tiles.shape}|{holdout}|{seed}|{FEATURES_VERSION}|{_REFERENCE_VERSION}".encode())
+        h.update(f"{tiles.shape}|{holdout}|{seed}|{max_tiles}|{FEATURES_VERSION}|{_REFERENCE_VERSION}".encode())
         root = Path(os.environ.get("MITOGAN_CACHE_DIR", Path.home() / ".cache" / "mitogan"))
         return root / "metrics" / f"reference-{h.hexdigest()[:16]}.npz"
 
@@ -141,15 +148,16 @@ class Reference:
                        meta["seed"])
 
     @classmethod
-    def cached(cls, tiles, source=None, frame=None, *, holdout: float = 0.25, seed: int = 0) -> "Reference":
+    def cached(cls, tiles, source=None, frame=None, *, holdout: float = 0.25, seed: int = 0,
+               max_tiles: int | None = None) -> "Reference":
         """``build`` once per dataset, then read back from ``$MITOGAN_CACHE_DIR/metrics``."""
         tiles = np.asarray(tiles, np.float32)
-        path = cls.cache_path(tiles, source, frame, holdout, seed)
+        path = cls.cache_path(tiles, source, frame, holdout, seed, max_tiles)
         if path.is_file():
             try:
                 return cls.load(path)
             except Exception:  # a torn or old cache file: rebuild it
                 pass
-        ref = cls.build(tiles, source, frame, holdout=holdout, seed=seed)
+        ref = cls.build(tiles, source, frame, holdout=holdout, seed=seed, max_tiles=max_tiles)
         ref.save(path)
         return ref
