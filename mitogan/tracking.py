@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["WandbRun", "wandb_mode"]
+__all__ = ["WandbRun", "wandb_mode", "flush_all"]
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +29,25 @@ def wandb_mode() -> str:
     return "online" if os.environ.get("WANDB_API_KEY") else "offline"
 
 
+def flush_all() -> None:
+    """Wait until W&B has written every finished run to disk (``run.finish()`` can return before an
+    offline ``.wandb`` file is complete) and free its background service. Call it when no run is open."""
+    import sys
+
+    if "wandb" not in sys.modules:
+        return
+    try:
+        sys.modules["wandb"].teardown()
+    except Exception as e:
+        log.warning("W&B teardown failed (%s: %s)", type(e).__name__, e)
+
+
 class WandbRun:
     """One W&B run. All methods are no-ops after a failure (logged once as a warning)."""
 
     def __init__(self, *, project: str = "mitogan", name: str | None = None, group: str | None = None,
                  config: dict | None = None, dir: str | Path | None = None, tags: list[str] | None = None,
-                 run_id: str | None = None):
+                 run_id: str | None = None, job_type: str | None = None):
         self.run = None
         self.dir = Path(dir) if dir else None
         try:
@@ -43,7 +56,8 @@ class WandbRun:
             if self.dir:
                 self.dir.mkdir(parents=True, exist_ok=True)
             self.run = wandb.init(project=project, name=name, group=group, config=config, tags=tags,
-                                  dir=str(self.dir) if self.dir else None, mode=wandb_mode(), id=run_id,
+                                  job_type=job_type, dir=str(self.dir) if self.dir else None, mode=wandb_mode(),
+                                  id=run_id,
                                   resume="allow" if run_id else None, reinit="create_new",
                                   settings=wandb.Settings(silent=True, console="off"))
         except Exception as e:  # network, disk, bad key, version skew: never fatal
@@ -69,6 +83,37 @@ class WandbRun:
             self.run.log(data, step=step)
         except Exception as e:
             self._fail("log", e)
+
+    def log_row(self, data: dict[str, Any], step: int, images: dict[str, str | Path] | None = None) -> None:
+        """Log one row as is (scalars; strings are left out) at ``step``, with PNG files as images."""
+        if self.run is None:
+            return
+        try:
+            import wandb
+
+            row = {k: float(v) for k, v in data.items() if _is_scalar(v)}
+            row.update({k: wandb.Image(str(p), caption=f"step {step}") for k, p in (images or {}).items()})
+            self.run.log(row, step=step)
+        except Exception as e:
+            self._fail("log_row", e)
+
+    def log_table(self, key: str, columns: list[str], rows: list[list], image_columns: tuple[str, ...] = ()) -> None:
+        """Log a ``wandb.Table``; cells of ``image_columns`` are PNG paths (or None) shown as images."""
+        if self.run is None:
+            return
+        try:
+            import wandb
+
+            idx = [columns.index(c) for c in image_columns]
+            table = wandb.Table(columns=columns)
+            for row in rows:
+                row = list(row)
+                for i in idx:
+                    row[i] = wandb.Image(str(row[i])) if row[i] else None
+                table.add_data(*row)
+            self.run.log({key: table})
+        except Exception as e:
+            self._fail("log_table", e)
 
     def log_image(self, key: str, path: str | Path, step: int | None = None) -> None:
         """Log a PNG file (sample grid, loss curves, preview) as an image."""

@@ -56,9 +56,9 @@ class SearchProgress(Callback):
             self.bar.close()
 
     def _advance(self):
+        self._refresh()  # the new counts first, so the redraw that update() makes shows them
         if self.bar is not None:
             self.bar.update(1)
-        self._refresh()
 
     def _refresh(self):
         if self.bar is None:

@@ -2,9 +2,11 @@
 
 ``write_report(search_dir)`` reads the search's files only (Ray's per-trial ``params.json`` and
 ``result.json``, the Optuna journal, the trainer's sample grids), so it works on a copy of the folder on a
-laptop with no Ray running. It writes ``report/index.html`` with: the top trials, stop reasons counted,
-Optuna's hyperparameter importances, and PNG plots (primary metric vs step per trial, importances, the best
-trial's samples). ``collect_trials`` and ``best_trial`` are also what the export step uses.
+laptop with no Ray running. It writes ``report/index.html`` with: a parallel-coordinates plot of the searched
+parameters vs the objective, learning curves by generator step, the top trials with the objective's
+components, why trials ended (each reason explained), every trial's last sample grid, and Optuna's
+hyperparameter importances once enough trials finished (the reason shown otherwise). ``collect_trials``
+and ``best_trial`` are also what the export step uses.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 
 from mitogan.errors import MitoganError
 
-__all__ = ["TrialRecord", "collect_trials", "best_trial", "write_report", "ran_to_end"]
+__all__ = ["TrialRecord", "collect_trials", "best_trial", "write_report", "ran_to_end", "stop_reason_of"]
 
 
 def ran_to_end(result: dict, steps) -> bool:
@@ -31,6 +33,16 @@ def ran_to_end(result: dict, steps) -> bool:
     if result.get("stop_reason"):
         return False
     return bool(result.get("finished")) or (steps is not None and result.get("step", 0) >= int(steps))
+
+
+def stop_reason_of(result: dict, steps, error: bool = False) -> str:
+    """Why a trial whose last result is ``result`` ended early: ``error``, a non-convergence reason from
+    ``search.stopping``, or ``asha`` (Ray's scheduler ended it); "" when it ran to the end."""
+    if error:
+        return "error"
+    if result.get("stop_reason"):
+        return result["stop_reason"]
+    return "" if ran_to_end(result, steps) else "asha"
 
 
 @dataclass
@@ -74,11 +86,7 @@ class TrialRecord:
     @property
     def stop_reason(self) -> str:
         """Why the trial ended early: a non-convergence reason, ``asha``, ``error``; "" when it finished."""
-        if self.error:
-            return "error"
-        if self.last.get("stop_reason"):
-            return self.last["stop_reason"]
-        return "" if self.done else "asha"
+        return stop_reason_of(self.last, self.params.get("train.steps"), error=bool(self.error))
 
     def samples(self) -> list[Path]:
         return sorted(self.dir.glob("samples/*.png"))
@@ -115,6 +123,21 @@ def best_trial(trials: list[TrialRecord], mode: str) -> TrialRecord | None:
     return min(done, key=lambda t: (sign * t.primary, -float(t.last.get("diversity", 0.0))))
 
 
+MIN_FINISHED_FOR_IMPORTANCE = 10  # below this, Optuna's importances are noise (8 trials gave 1/12 each)
+
+STOP_REASONS_EXPLAINED = {
+    "finished": "trained all its steps",
+    "asha": "ASHA (Ray's scheduler) stopped it at a rung: its objective was not in the top third of the "
+            "trials that had reached the same generator step",
+    "nonfinite": "a loss, the critic estimate or a gradient norm became NaN/Inf",
+    "critic_explode": "the critic's Wasserstein estimate grew beyond the limit (an exploding critic)",
+    "critic_drift": "the critic estimate kept moving one way without bound",
+    "grad_blowup": "a gradient norm went beyond the limit",
+    "collapse": "the generated batch lost its diversity (mode collapse: one image over and over)",
+    "error": "the trial raised an error (see error.txt in its folder)",
+}
+
+
 def write_report(search_dir) -> Path:
     """Write ``<search_dir>/report/index.html`` and its PNGs; returns the page's path."""
     from mitogan.metrics import PRIMARY_MODE, PRIMARY_NAME
@@ -126,18 +149,40 @@ def write_report(search_dir) -> Path:
     out = search_dir / "report"
     out.mkdir(exist_ok=True)
     best = best_trial(trials, PRIMARY_MODE)
-    importances = _importances(search_dir)
-    figures = {"curves": _plot_curves(trials, out / "primary_vs_step.png", PRIMARY_NAME),
-               "importance": _plot_importances(importances, out / "importance.png")}
-    if best and best.samples():
-        figures["best"] = Path(shutil.copy2(best.samples()[-1], out / "best_samples.png"))
     fixed = _fixed_keys(search_dir)
     for t in trials:  # the table shows what was searched, not the constants every trial shares
         t.searched = {k: v for k, v in t.params.items() if k not in fixed}
+    importances, imp_note = _importances(search_dir, sum(t.status == "finished" for t in trials))
+    figures = {"parameters vs objective": _plot_parallel(trials, out / "parallel_coordinates.png", PRIMARY_NAME,
+                                                         PRIMARY_MODE),
+               "learning curves": _plot_curves(trials, out / "primary_vs_step.png", PRIMARY_NAME),
+               "importance": _plot_importances(importances, out / "importance.png")}
+    if best and best.samples():
+        figures["best trial's samples"] = Path(shutil.copy2(best.samples()[-1], out / "best_samples.png"))
+    samples = _copy_samples(trials, out / "samples")
     page = out / "index.html"
-    page.write_text(_html(search_dir.name, trials, best, importances, figures, PRIMARY_NAME, PRIMARY_MODE))
-    (out / "summary.json").write_text(json.dumps(_summary(trials, best, importances), indent=2))
+    page.write_text(_html(search_dir.name, trials, best, (importances, imp_note), figures, samples,
+                          PRIMARY_NAME, PRIMARY_MODE))
+    (out / "summary.json").write_text(json.dumps(_summary(trials, best, importances, imp_note), indent=2))
     return page
+
+
+def _copy_samples(trials, dest: Path) -> dict[str, Path]:
+    """Each trial's last sample grid, copied beside the page (the page must work on a copied folder)."""
+    out = {}
+    for t in trials:
+        if t.samples():
+            dest.mkdir(exist_ok=True)
+            out[t.trial_id] = Path(shutil.copy2(t.samples()[-1], dest / f"trial_{t.trial_id}.png"))
+    return out
+
+
+def _plot_parallel(trials, path: Path, name: str, mode: str) -> Path | None:
+    from search.report_plots import parallel_coordinates
+
+    params = sorted({k for t in trials for k in (t.searched or {})})
+    rows = [{**(t.searched or {}), name: t.primary, "finished": t.status == "finished"} for t in trials]
+    return parallel_coordinates(rows, params, name, path, mode=mode)
 
 
 def _fixed_keys(search_dir: Path) -> set:
@@ -147,32 +192,40 @@ def _fixed_keys(search_dir: Path) -> set:
     return set(json.loads(launch.read_text()).get("space", {}).get("fixed", {}))
 
 
-def _summary(trials, best, importances) -> dict:
+def _summary(trials, best, importances, imp_note) -> dict:
     return {"trials": len(trials), "status": dict(Counter(t.status for t in trials)),
             "stop_reasons": dict(Counter(t.stop_reason for t in trials if t.stop_reason)),
             "best": None if best is None else {"trial_id": best.trial_id, "dir": str(best.dir),
                                                "primary": best.primary, "params": best.searched or best.params},
-            "importances": importances}
+            "importances": importances, "importances_note": imp_note}
 
 
-def _importances(search_dir: Path) -> dict[str, float]:
-    """Optuna's parameter importances from the search's journal (empty if too few completed trials)."""
+def _importances(search_dir: Path, finished: int) -> tuple[dict[str, float], str]:
+    """Optuna's parameter importances from the search's journal, or ({}, why not)."""
     journal = search_dir / "optuna.log"
+    if finished < MIN_FINISHED_FOR_IMPORTANCE:
+        return {}, (f"not computed: {finished} finished trial(s); importances need at least "
+                    f"{MIN_FINISHED_FOR_IMPORTANCE} to mean anything (run more trials)")
     if not journal.exists():
-        return {}
+        return {}, "not computed: no Optuna journal (optuna.log) in the search folder"
+    import warnings
+
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     try:
-        storage = JournalStorage(JournalFileBackend(str(journal)))
-        names = [s.study_name for s in storage.get_all_studies()]
-        study = optuna.load_study(study_name=search_dir.name if search_dir.name in names else names[0],
-                                  storage=storage)
-        return {k: float(v) for k, v in optuna.importance.get_param_importances(study).items()}
-    except (RuntimeError, ValueError, KeyError, IndexError):  # fewer than two completed trials, no variation
-        return {}
+        with warnings.catch_warnings():  # Optuna's own warnings stay off the terminal
+            warnings.simplefilter("ignore")
+            storage = JournalStorage(JournalFileBackend(str(journal)))
+            names = [s.study_name for s in storage.get_all_studies()]
+            study = optuna.load_study(study_name=search_dir.name if search_dir.name in names else names[0],
+                                      storage=storage)
+            values = optuna.importance.get_param_importances(study)
+        return {k: float(v) for k, v in values.items()}, f"from {finished} finished trials (Optuna's default evaluator)"
+    except (RuntimeError, ValueError, KeyError, IndexError) as e:  # no variation, ...
+        return {}, f"not computed: {e}"
 
 
 def _plot_curves(trials, path: Path, name: str) -> Path:
@@ -181,7 +234,8 @@ def _plot_curves(trials, path: Path, name: str) -> Path:
     series = {t.trial_id: ([r["step"] for r in t.results], [r.get("primary", math.nan) for r in t.results])
               for t in trials if t.results}
     series = {k: (x, [v if v is not None and abs(v) < 1e8 else math.nan for v in y]) for k, (x, y) in series.items()}
-    return save_line_plot(series, path, title=f"{name} per trial (stopped trials end early)", ylabel=name)
+    return save_line_plot(series, path, title=f"{name} per trial (stopped trials end early)", ylabel=name,
+                          xlabel="generator step")
 
 
 def _plot_importances(importances: dict, path: Path) -> Path | None:
@@ -193,24 +247,60 @@ def _plot_importances(importances: dict, path: Path) -> Path | None:
     return save_bar_plot(top, path, xlabel="importance (Optuna's default evaluator)")
 
 
-def _html(name, trials, best, importances, figures, primary_name, mode) -> str:
+def _html(name, trials, best, importance, figures, samples, primary_name, mode) -> str:
+    from mitogan.metrics import PRIMARY_COMPONENTS
+
+    importances, imp_note = importance
     sign = 1.0 if mode == "min" else -1.0
-    ranked = sorted(trials, key=lambda t: (t.status != "finished", sign * (t.primary if t.primary is not None else math.inf)))
-    rows = "".join(
-        f"<tr><td>{html.escape(t.trial_id)}</td><td>{t.status}</td><td>{html.escape(t.stop_reason)}</td>"
-        f"<td>{t.step}</td><td>{'' if t.primary is None else f'{t.primary:.4g}'}</td>"
-        f"<td><code>{html.escape(_short_params(t.searched or t.params))}</code></td></tr>" for t in ranked[:20])
+    ranked = sorted(trials, key=lambda t: (t.status != "finished",
+                                           sign * (t.primary if t.primary is not None else math.inf)))
     reasons = Counter(t.stop_reason or "finished" for t in trials)
-    reason_rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in reasons.most_common())
+    reason_rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v}</td>"
+                          f"<td>{html.escape(STOP_REASONS_EXPLAINED.get(k, ''))}</td></tr>" for k, v in reasons.most_common())
     imp_rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.3f}</td></tr>"
-                       for k, v in sorted(importances.items(), key=lambda kv: -kv[1])) or \
-        "<tr><td colspan=2>not enough completed trials for importances</td></tr>"
-    imgs = "".join(f'<figure><img src="{p.name}" alt="{k}"><figcaption>{k}</figcaption></figure>'
-                   for k, p in figures.items() if p)
+                       for k, v in sorted(importances.items(), key=lambda kv: -kv[1]))
+    imgs = "".join(f'<figure><img src="{p.name}" alt="{html.escape(k)}"><figcaption>{html.escape(k)}</figcaption>'
+                   f'</figure>' for k, p in figures.items() if p)
     best_line = "no trial finished" if best is None else \
-        f"best trial <b>{html.escape(best.trial_id)}</b>: {primary_name} = {best.primary:.4g}"
-    return _PAGE.format(name=html.escape(name), best=best_line, rows=rows, reasons=reason_rows, imps=imp_rows,
-                        imgs=imgs, primary=html.escape(primary_name), mode=mode, n=len(trials))
+        f"best trial <b>{html.escape(best.trial_id)}</b>: {primary_name} = {best.primary:.4g} (" + \
+        ", ".join(f"{c} = {_num(_last(best, c))}" for c in PRIMARY_COMPONENTS) + ")"
+    return _PAGE.format(name=html.escape(name), best=best_line, rows=_trial_rows(ranked[:20], PRIMARY_COMPONENTS),
+                        comps="".join(f"<th>{c}</th>" for c in PRIMARY_COMPONENTS), reasons=reason_rows,
+                        imps=imp_rows, imp_note=html.escape(imp_note), imgs=imgs,
+                        gallery=_gallery(ranked, samples, primary_name), primary=html.escape(primary_name),
+                        mode=mode, n=len(trials))
+
+
+def _trial_rows(trials, components) -> str:
+    return "".join(
+        f"<tr><td>{html.escape(t.trial_id)}</td><td>{t.status}</td><td>{html.escape(t.stop_reason)}</td>"
+        f"<td>{t.step}</td><td>{_num(t.primary)}</td>" + "".join(f"<td>{_num(_last(t, c))}</td>" for c in components)
+        + f"<td><code>{html.escape(_short_params(t.searched or t.params))}</code></td></tr>" for t in trials)
+
+
+def _gallery(trials, samples: dict, primary_name: str) -> str:
+    """Each trial's last sample grid with its status, stop reason, step and objective."""
+    figs = []
+    for t in trials:
+        if (p := samples.get(t.trial_id)) is None:
+            continue
+        why = f" ({html.escape(t.stop_reason)})" if t.stop_reason else ""
+        figs.append(f'<figure class="s"><img src="samples/{p.name}" alt="trial {html.escape(t.trial_id)}">'
+                    f"<figcaption>{html.escape(t.trial_id)}: {t.status}{why}, step {t.step}, "
+                    f"{primary_name} {_num(t.primary)}</figcaption></figure>")
+    return "".join(figs) or "<p>no sample grids</p>"
+
+
+def _last(t: TrialRecord, key: str):
+    """The trial's latest value of ``key`` (components are only on the results where it was evaluated)."""
+    for r in reversed(t.results):
+        if r.get(key) is not None:
+            return r[key]
+    return None
+
+
+def _num(v) -> str:
+    return "" if v is None or not isinstance(v, (int, float)) or not math.isfinite(v) else f"{v:.4g}"
 
 
 def _short_params(params: dict) -> str:
@@ -222,14 +312,16 @@ _PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>MitoGAN search {name}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1200px}} table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:left}} code{{font-size:11px}}
-figure{{display:inline-block;margin:0.5em}} img{{max-width:560px;border:1px solid #ddd}}</style></head>
+figure{{display:inline-block;margin:0.5em;vertical-align:top}} img{{max-width:560px;border:1px solid #ddd}}
+figure.s img{{max-width:260px}} figure.s figcaption{{font-size:12px;max-width:260px}}</style></head>
 <body><h1>MitoGAN search <code>{name}</code></h1>
 <p>{n} trials; objective <b>{primary}</b> ({mode}imise). {best}</p>
-<h2>Top trials</h2><table><tr><th>trial</th><th>status</th><th>stop reason</th><th>step</th><th>{primary}</th>
+{imgs}
+<h2>Top trials</h2><table><tr><th>trial</th><th>status</th><th>stop reason</th><th>step</th><th>{primary}</th>{comps}
 <th>parameters</th></tr>{rows}</table>
-<h2>Stop reasons</h2><table><tr><th>reason</th><th>trials</th></tr>{reasons}</table>
-<h2>Hyperparameter importance</h2><table><tr><th>parameter</th><th>importance</th></tr>{imps}</table>
-<h2>Plots</h2>{imgs}
+<h2>Why trials ended</h2><table><tr><th>reason</th><th>trials</th><th>what it means</th></tr>{reasons}</table>
+<h2>Samples per trial (last grid each trial wrote)</h2>{gallery}
+<h2>Hyperparameter importance</h2><p>{imp_note}</p><table>{imps}</table>
 <script>window.addEventListener("load", function () {{
   var imgs = document.images, ok = 0;
   for (var i = 0; i < imgs.length; i++) if (imgs[i].complete && imgs[i].naturalWidth > 0) ok++;

@@ -1,14 +1,18 @@
-"""Launch a search: Optuna (TPE, seeded) proposes, Ray Tune schedules, ASHA and the non-convergence
-policy stop bad trials early, W&B logs each trial, and a static report is written at the end.
+"""Launch a search: Optuna (TPE, seeded) proposes through ``search.searcher.OptunaAskTell``, Ray Tune
+schedules, ASHA and the non-convergence policy stop bad trials early, ``search.wandb_log`` logs every trial
+to W&B from the driver (complete runs whatever stopped a trial), and a static report is written at the end.
 
 ``run_search(SearchOptions(...))`` is what ``mitogan search`` calls. The search directory is
 ``<storage>/<name>/``: Ray's trial folders (config, results, checkpoints, sample grids), ``optuna.log``
-(the Optuna study, a journal file), ``wandb/`` (offline runs), ``search.json`` (how it was launched)
-and ``report/`` (the HTML page).
+(the Optuna study, a journal file: ``optuna-dashboard optuna.log``), ``wandb/`` (offline runs: one per
+trial and one for the search), ``search.json`` (how it was launched) and ``report/`` (the HTML page).
+Ray's own console output stays off unless ``verbose``; ``dashboard`` starts Ray's dashboard on 127.0.0.1.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import os
@@ -20,13 +24,12 @@ import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import ConcurrencyLimiter
-from ray.tune.search.optuna import OptunaSearch
 
 from mitogan.errors import MitoganError
 from search.space import Space, load_space
 from search.trainable import make_trainable
 
-__all__ = ["SearchOptions", "run_search", "PruningOptunaSearch"]
+__all__ = ["SearchOptions", "run_search"]
 
 log = logging.getLogger(__name__)
 
@@ -56,37 +59,9 @@ class SearchOptions:
     sim_videos: int | None = None  # size of the built-in dataset (None: the simulator's defaults)
     sim_frames: int | None = None
     report: bool = True  # write the HTML report at the end
-    progress: bool = True
-
-
-class PruningOptunaSearch(OptunaSearch):
-    """OptunaSearch that tells Optuna a trial was *pruned* when it did not run to the end.
-
-    Ray's OptunaSearch records any trial with a metric as COMPLETE, so a diverged WGAN stopped early
-    would count as a good result. Here a trial whose last result has a ``stop_reason`` (non-convergence)
-    or ``finished == 0`` (stopped by ASHA) is PRUNED, and Optuna's TPE learns to avoid its region.
-    """
-
-    def on_trial_complete(self, trial_id: str, result=None, error: bool = False):
-        if result and not error and _ended_early(result):
-            import optuna
-
-            if trial_id in self._completed_trials:
-                return
-            try:
-                self._ot_study.tell(self._ot_trials[trial_id], state=optuna.trial.TrialState.PRUNED)
-            except Exception as e:  # Optuna rejects a second tell, NaN, ...
-                log.warning("optuna: could not record pruned trial %s: %s", trial_id, e)
-            self._completed_trials.add(trial_id)
-            return
-        super().on_trial_complete(trial_id, result=result, error=error)
-
-
-def _ended_early(result: dict) -> bool:
-    """Stopped (non-convergence or ASHA) rather than trained to its last step."""
-    from search.report import ran_to_end
-
-    return not ran_to_end(result, (result.get("config") or {}).get("train.steps"))
+    progress: bool = True  # MitoGAN's one-line progress bar (off with -q)
+    verbose: bool = False  # Ray's own console output (results folder, TensorBoard hint, warnings)
+    dashboard: bool = False  # start the Ray dashboard on 127.0.0.1 (local Ray) and print its URL
 
 
 def run_search(opts: SearchOptions):
@@ -103,10 +78,11 @@ def run_search(opts: SearchOptions):
     _write_launch(search_dir, opts, space, name)
     # Ray warns about checkpoint syncing after every few reports of short trials; it is harmless here
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    _init_ray(opts.address)
+    _init_ray(opts.address, dashboard=opts.dashboard, verbose=opts.verbose)
     try:
         tuner = _build_tuner(opts, space, name, storage, search_dir, videos, PRIMARY_MODE)
-        tuner.fit()
+        with _quiet_stdout(not opts.verbose):
+            tuner.fit()
     finally:
         ray.shutdown()
     if opts.report:
@@ -132,25 +108,30 @@ def _build_tuner(opts, space: Space, name, storage, search_dir: Path, videos, mo
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    from mitogan.metrics import PRIMARY_COMPONENTS
+    from search.searcher import OptunaAskTell
+
+    optuna.logging.set_verbosity(optuna.logging.INFO if opts.verbose else optuna.logging.ERROR)
     steps = space.base_config().train.steps
-    searcher = PruningOptunaSearch(
-        space.define, metric="primary", mode=mode, seed=opts.seed, study_name=name,
-        sampler=_sampler(opts),
-        storage=JournalStorage(JournalFileBackend(str(search_dir / "optuna.log"))))
+    searcher = OptunaAskTell(space.define, metric="primary", mode=mode, study_name=name, sampler=_sampler(opts),
+                             storage=JournalStorage(JournalFileBackend(str(search_dir / "optuna.log"))),
+                             components=PRIMARY_COMPONENTS)
     limit = opts.max_concurrent or max(1, int(ray.cluster_resources().get("CPU", 1) // opts.cpus_per_trial))
     scheduler = None
     if opts.asha:
         # max_t beyond the last step: ASHA stops a trial that *reaches* max_t, before its final report
         scheduler = ASHAScheduler(time_attr="step", max_t=steps + 1, reduction_factor=3,
                                   grace_period=opts.grace_steps or max(1, steps // 4))
-    trainable = make_trainable(videos=videos, fixed=space.fixed, search_name=name,
-                               wandb_dir=str(search_dir) if opts.wandb else None,
-                               cpus=opts.cpus_per_trial, gpus=opts.gpus_per_trial,
+    trainable = make_trainable(videos=videos, fixed=space.fixed, cpus=opts.cpus_per_trial, gpus=opts.gpus_per_trial,
                                policy=None if opts.stop_nonconvergent else {"enabled": False})
-    if not opts.wandb:
-        os.environ["WANDB_MODE"] = "disabled"
     from search.progress import SearchProgress
+
+    callbacks = [SearchProgress(opts.trials, mode, enabled=opts.progress)]
+    if opts.wandb:  # logged from the driver: complete runs whatever stops a trial (search.wandb_log)
+        from search.wandb_log import WandbSearchLogger
+
+        callbacks.append(WandbSearchLogger(search_name=name, space_name=space.name, fixed=space.fixed,
+                                           wandb_dir=search_dir))
 
     return tune.Tuner(
         trainable,
@@ -159,7 +140,7 @@ def _build_tuner(opts, space: Space, name, storage, search_dir: Path, videos, mo
                                     scheduler=scheduler, trial_dirname_creator=_trial_dirname),
         run_config=tune.RunConfig(
             name=name, storage_path=storage, verbose=0,
-            callbacks=[SearchProgress(opts.trials, mode, enabled=opts.progress)],
+            callbacks=callbacks,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             failure_config=tune.FailureConfig(max_failures=2)),
     )
@@ -180,15 +161,39 @@ def _trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def _init_ray(address: str | None) -> None:
-    """Start a local Ray (``address="local"``: never attach to a stale cluster) or join ``address``."""
+def _init_ray(address: str | None, dashboard: bool = False, verbose: bool = False) -> None:
+    """Start a local Ray (``address="local"``: never attach to a stale cluster) or join ``address``.
+
+    ``dashboard``: a local Ray starts its dashboard bound to 127.0.0.1 (a cluster has its own) and the URL
+    is printed. Without ``verbose`` Ray's token-auth notice stays off the terminal (token auth itself is
+    left as Ray sets it).
+    """
     address = address or os.environ.get("RAY_ADDRESS") or "local"
-    kwargs = dict(address=address, include_dashboard=False, log_to_driver=False,
-                  logging_level=logging.WARNING, configure_logging=True)
+    kwargs = dict(address=address, log_to_driver=verbose, logging_level=logging.INFO if verbose else logging.WARNING,
+                  configure_logging=True)
+    if address == "local":
+        kwargs.update(include_dashboard=dashboard, **({"dashboard_host": "127.0.0.1"} if dashboard else {}))
+    if not verbose:
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     try:
-        ray.init(**kwargs)
+        context = ray.init(**kwargs)
     except ConnectionError as e:
         raise _unreachable(address, e) from None
+    if dashboard:
+        url = getattr(context, "dashboard_url", None)
+        print(f"Ray dashboard: http://{url}" if url else "Ray dashboard: not available (is `ray[default]` installed?)",
+              flush=True)
+
+
+@contextlib.contextmanager
+def _quiet_stdout(quiet: bool):
+    """Ray Tune prints "View detailed results here" and a TensorBoard hint to stdout whatever its verbosity;
+    MitoGAN's progress bar is on stderr, so a quiet stdout keeps only MitoGAN's own lines."""
+    if not quiet:
+        yield
+        return
+    with contextlib.redirect_stdout(io.StringIO()):
+        yield
 
 
 def _unreachable(address: str, error: Exception) -> MitoganError:

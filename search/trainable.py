@@ -3,11 +3,15 @@
 This is the only module that calls ``ray.tune.report`` and ``ray.tune.get_checkpoint`` (Ray's report API
 has changed four times; keeping it here keeps the churn in one file). Everything else is MitoGAN's:
 the trial's config is built from the flat dotted keys Optuna sampled, the stop decision comes from
-``search.stopping.NonConvergencePolicy``, and W&B goes through ``mitogan.tracking.WandbRun``.
+``search.stopping.NonConvergencePolicy``. W&B is logged from the driver (``search.wandb_log``), not here:
+Ray kills a stopped trial's actor before any code after the loop could finish a run.
 
-Every Ray result carries: ``step``, the trainer's scalar metrics, ``primary`` (the search objective from
-``mitogan.metrics``), ``stop_reason`` ("" while running or when the trial finished) and ``finished``
-(1 only on the trial's last result when it ran all its steps).
+Every Ray result carries: ``step`` (also as ``timesteps_total``, so TensorBoard's x-axis is the generator
+step), the trainer's scalar metrics, ``primary`` (the search objective from ``mitogan.metrics``; its
+components ``fidelity`` and ``diversity_gap`` on the results where it was evaluated), ``objective`` and
+``objective_mode``, ``stop_reason`` ("" while running or when the trial finished), ``finished`` (1 only on
+the trial's last result when it ran all its steps) and, on results with a new sample grid, ``samples_png``
+(its path relative to the trial folder).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import numpy as np
 import ray
 from ray import tune
 
-from mitogan.config import Config, from_flat, to_flat
+from mitogan.config import Config, from_flat
 from search.stopping import NonConvergencePolicy
 
 __all__ = ["train_trial", "make_trainable", "worst_primary"]
@@ -34,20 +38,17 @@ def worst_primary(mode: str) -> float:
     return 1e9 if mode == "min" else -1e9
 
 
-def make_trainable(*, videos, fixed: dict, search_name: str, wandb_dir: str | None, cpus: float, gpus: float,
-                   policy: dict | None = None):
+def make_trainable(*, videos, fixed: dict, cpus: float, gpus: float, policy: dict | None = None):
     """``train_trial`` with its data put in Ray's object store (so remote nodes need no shared disk)."""
-    fn = tune.with_parameters(train_trial, videos=videos, fixed=fixed, search_name=search_name,
-                              wandb_dir=wandb_dir, policy=policy or {})
+    fn = tune.with_parameters(train_trial, videos=videos, fixed=fixed, policy=policy or {})
     return tune.with_resources(fn, {"cpu": cpus, "gpu": gpus})
 
 
-def train_trial(config: dict, *, videos, fixed: dict, search_name: str, wandb_dir: str | None, policy: dict):
+def train_trial(config: dict, *, videos, fixed: dict, policy: dict):
     """Run one trial. ``config`` holds the flat dotted keys Optuna sampled (plus the fixed ones)."""
-    from mitogan.metrics import PRIMARY_MODE, PRIMARY_NAME, InTrainingEvaluator
+    from mitogan.metrics import PRIMARY_COMPONENTS, PRIMARY_MODE, PRIMARY_NAME, InTrainingEvaluator
     from mitogan.metrics.protocol import training_tiles
     from mitogan.preprocess import Pipeline
-    from mitogan.tracking import WandbRun
     from mitogan.train import train
 
     cfg = from_flat(Config, {**fixed, **config})
@@ -61,9 +62,7 @@ def train_trial(config: dict, *, videos, fixed: dict, search_name: str, wandb_di
     _write_data_info(trial_dir / "data.json", tiles, evaluator.reference.split)
     # a WGAN critic swings early on: no decision (but NaN) in the first fifth of the run
     stopper = NonConvergencePolicy(**{"grace_steps": max(cfg.train.report_every, cfg.train.steps // 5), **policy})
-    run = WandbRun(project=os.environ.get("WANDB_PROJECT", "mitogan"), name=ctx.get_trial_name(),
-                   group=search_name, config=to_flat(cfg), dir=wandb_dir, run_id=_wandb_id(search_name, ctx))
-    state: dict[str, Any] = {"reason": None, "last": {}}
+    state: dict[str, Any] = {"reason": None, "last": {}, "components": {}}
 
     def on_report(report: dict) -> None:
         reason = stopper.check(report)
@@ -71,19 +70,20 @@ def train_trial(config: dict, *, videos, fixed: dict, search_name: str, wandb_di
             state["reason"] = reason
         metrics = _scalars(report)
         metrics.setdefault("primary", state["last"].get("primary", worst_primary(PRIMARY_MODE)))
-        metrics.update(stop_reason=state["reason"] or "", finished=0, objective=PRIMARY_NAME, objective_mode=PRIMARY_MODE)
-        state["last"] = metrics
-        run.log(report, step=int(report.get("step", 0)))
+        step = int(report.get("step", 0))
+        metrics.update(stop_reason=state["reason"] or "", finished=0, objective=PRIMARY_NAME,
+                       objective_mode=PRIMARY_MODE, timesteps_total=step)
+        if isinstance(report.get("samples"), np.ndarray):
+            metrics["samples_png"] = f"samples/step_{step:06d}.png"  # the name mitogan.train writes
+        state["last"] = {k: v for k, v in metrics.items() if k != "samples_png"}
+        state["components"].update({c: metrics[c] for c in PRIMARY_COMPONENTS if c in metrics})
         _report(metrics, report.get("checkpoint"), trial_dir)
 
     result = train(cfg, tiles, out_dir=trial_dir, on_report=on_report, should_stop=lambda: state["reason"] is not None,
                    resume=_resume_path(trial_dir), evaluate=evaluator)
-    final = dict(state["last"], finished=int(state["reason"] is None and not result.stopped),
-                 stop_reason=state["reason"] or "", node=ray.get_runtime_context().get_node_id())
-    run.summary({"stop_reason": final["stop_reason"] or "finished", "primary": final.get("primary")})
-    for png in sorted(trial_dir.glob("samples/*.png"))[-1:]:
-        run.log_image("final_samples", png)
-    run.finish()
+    # the final result repeats the last step, with the components of the last evaluation
+    final = {**state["components"], **state["last"], "finished": int(state["reason"] is None and not result.stopped),
+             "stop_reason": state["reason"] or "", "node": ray.get_runtime_context().get_node_id()}
     tune.report(final)
 
 
@@ -144,9 +144,3 @@ def _resume_path(trial_dir: Path) -> Path | None:
         shutil.copy2(Path(d) / "checkpoint.pt", dest)
     return dest
 
-
-def _wandb_id(search_name: str, ctx) -> str:
-    """A stable W&B run id per trial, so a restarted trial appends to the same run."""
-    import hashlib
-
-    return hashlib.blake2b(f"{search_name}/{ctx.get_trial_id()}".encode(), digest_size=8).hexdigest()

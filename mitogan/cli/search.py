@@ -11,8 +11,11 @@ import argparse
 
 def register(sub) -> None:
     p = sub.add_parser("search", help="run a hyperparameter search on a local Ray or a cluster",
-                       description=__doc__.splitlines()[0],
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       description="Run a Ray Tune + Optuna search over preprocessing, architecture, loss and "
+                                   "initialisation; write a report and export the best generator.",
+                       epilog="Environment: WANDB_MODE (offline unless WANDB_API_KEY is set), WANDB_PROJECT "
+                              "(default mitogan), WANDB_API_KEY, RAY_ADDRESS (like --address).",
+                       formatter_class=_Formatter)
     p.add_argument("--data", nargs="+", default=[], metavar="PATH",
                    help="files/folders of frames (TIFF, OME-TIFF, GIF, AVI/MP4, PNG/JPEG); default: the built-in simulator")
     p.add_argument("--space", default="smoke", help="a shipped space (smoke, default) or a YAML space file")
@@ -36,6 +39,11 @@ def register(sub) -> None:
     p.add_argument("--z", default="max", help="z reduction for z-stacks: max, mean or an index")
     p.add_argument("--sim-videos", type=int, default=None, help="videos in the built-in dataset (smaller = faster)")
     p.add_argument("--sim-frames", type=int, default=None, help="frames per simulated video")
+    p.add_argument("--dashboard", action="store_true",
+                   help="start the Ray dashboard on 127.0.0.1 (local Ray) and print its URL (default: off)")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="show Ray's and Optuna's own console output (results folder, hints, warnings)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.add_argument("--report", metavar="SEARCH_DIR", default=None,
                    help="only (re)write the HTML report of an existing search and exit")
     p.set_defaults(func=run)
@@ -54,11 +62,24 @@ def run(args) -> int:
                          address=args.address, storage=args.storage, name=args.name, seed=args.seed,
                          asha=args.asha, stop_nonconvergent=args.stop_nonconvergent, sampler=args.sampler,
                          wandb=args.wandb, channel=args.channel, z=_z(args.z),
-                         sim_videos=args.sim_videos, sim_frames=args.sim_frames)
+                         sim_videos=args.sim_videos, sim_frames=args.sim_frames, progress=not args.quiet,
+                         verbose=args.verbose, dashboard=args.dashboard)
     search_dir = run_search(opts)
     print(f"search finished: {search_dir}")
     print(f"report: {search_dir / 'report' / 'index.html'}")
     return 0
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Shows a default only when there is one worth showing (not None, not a flag's False, not [])."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if "default" in text or default is None or isinstance(default, bool) or default == [] \
+                or default is argparse.SUPPRESS:
+            return text
+        return f"{text} (default: {action.default})"
 
 
 def _z(value: str):

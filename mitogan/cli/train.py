@@ -65,6 +65,9 @@ def run(args) -> int:
     finally:
         if tracker is not None:
             tracker.finish()
+            from mitogan.tracking import flush_all
+
+            flush_all()  # finish() can return before the offline .wandb file is complete
     r = result.report
     print(f"trained {result.steps} steps{' (stopped)' if result.stopped else ''}: loss_d {r['loss_d']:.4g}, "
           f"loss_g {r['loss_g']:.4g}, critic estimate {r['wasserstein']:.4g}, diversity {r['diversity']:.3g}; "

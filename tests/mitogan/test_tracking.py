@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from mitogan.tracking import WandbRun, wandb_mode
+from mitogan.tracking import WandbRun, flush_all, wandb_mode
 from tests.search.wandb_records import read_run
 
 
@@ -13,6 +13,7 @@ def test_offline_run_has_metrics_images_and_summary(tmp_path, monkeypatch):
     run.log({"step": 10, "loss_d": 1.5, "samples": np.zeros((4, 1, 8, 8), np.float32), "checkpoint": "/x"}, step=10)
     run.summary({"stop_reason": "collapse"})
     run.finish()
+    flush_all()  # finish() can return before the offline .wandb file is complete
     files = list(tmp_path.glob("wandb/offline-run-*/run-*.wandb"))
     assert len(files) == 1
     rec = read_run(files[0])
@@ -31,6 +32,7 @@ def test_failure_is_a_warning_not_an_exception(tmp_path, caplog):
     assert not run.active
     run.log({"loss_d": 1.0}, step=1)  # no-ops, no exception
     run.finish()
+    flush_all()  # finish() can return before the offline .wandb file is complete
     assert "W&B init failed" in caplog.text
 
 

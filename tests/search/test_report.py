@@ -2,8 +2,7 @@
 
 import json
 
-from search.report import TrialRecord, best_trial, collect_trials
-from search.run import _ended_early
+from search.report import TrialRecord, best_trial, collect_trials, stop_reason_of
 
 
 def write_trial(root, name, params, results, error=None):
@@ -36,9 +35,63 @@ def test_ties_are_broken_by_diversity(tmp_path):
     assert best_trial([a, b], "min").trial_id == "b"
 
 
-def test_optuna_is_told_pruned_only_for_early_ends():
-    cfg = {"train.steps": 100}
-    assert _ended_early({"step": 40, "finished": 0, "config": cfg})  # ASHA
-    assert _ended_early({"step": 100, "finished": 0, "stop_reason": "collapse", "config": cfg})
-    assert not _ended_early({"step": 100, "finished": 0, "config": cfg})  # reached the end
-    assert not _ended_early({"step": 100, "finished": 1, "config": cfg})
+def test_one_stop_reason_rule_for_report_wandb_and_optuna():
+    assert stop_reason_of({"step": 40, "finished": 0}, 100) == "asha"
+    assert stop_reason_of({"step": 100, "finished": 0, "stop_reason": "collapse"}, 100) == "collapse"
+    assert stop_reason_of({"step": 100, "finished": 0}, 100) == ""  # reached the end
+    assert stop_reason_of({"step": 100, "finished": 1}, 100) == ""
+    assert stop_reason_of({"step": 100, "finished": 1}, 100, error=True) == "error"
+
+
+def make_search(root, n_finished, n_stopped=2):
+    """A search folder as Ray and Optuna leave it: trial folders with sample grids, search.json, optuna.log."""
+    import numpy as np
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    from mitogan.viz import save_image_grid
+
+    root.mkdir()
+    (root / "search.json").write_text(json.dumps({"space": {"fixed": {"train.steps": 40}}}))
+    study = optuna.create_study(study_name=root.name, storage=JournalStorage(JournalFileBackend(str(root / "optuna.log"))))
+    rng = np.random.default_rng(0)
+    for i in range(n_finished + n_stopped):
+        lr, kind = float(10 ** rng.uniform(-4, -2)), ["bce", "hinge"][i % 2]
+        done = i < n_finished
+        steps = [20, 40] if done else [20]
+        results = [{"step": s, "primary": lr * 100 + s / 100, "fidelity": 0.5, "diversity_gap": 0.2,
+                    "finished": int(done and s == 40), "stop_reason": "" if done else "collapse"} for s in steps]
+        write_trial(root, f"trial_{i:02d}", {"train.steps": 40, "optim.lr_d": lr, "loss.kind": kind}, results)
+        save_image_grid(np.zeros((4, 1, 8, 8), np.float32), root / f"trial_{i:02d}" / "samples" / "step_000020.png")
+        t = study.ask({"optim.lr_d": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True),
+                       "loss.kind": optuna.distributions.CategoricalDistribution(["bce", "hinge"])})
+        study.tell(t, results[-1]["primary"] if done else None,
+                   state=optuna.trial.TrialState.COMPLETE if done else optuna.trial.TrialState.PRUNED)
+    return root
+
+
+def test_report_views_and_no_importances_from_too_few_trials(tmp_path, capfd):
+    from search.report import write_report
+
+    search = make_search(tmp_path / "few", n_finished=4)
+    capfd.readouterr()  # Optuna's messages while the fixture was built
+    page = write_report(search).read_text()
+    summary = json.loads((tmp_path / "few" / "report" / "summary.json").read_text())
+    assert summary["importances"] == {} and "at least 10" in summary["importances_note"]
+    assert "parallel_coordinates.png" in page and "primary_vs_step.png" in page
+    assert page.count('src="samples/trial_') == 6  # one grid per trial, stopped ones included
+    assert "mode collapse" in page  # stop reasons explained
+    assert (tmp_path / "few" / "report" / "parallel_coordinates.png").stat().st_size > 5000
+    assert capfd.readouterr().err == ""
+
+
+def test_importances_once_enough_trials_finished_without_optuna_noise(tmp_path, capfd):
+    from search.report import write_report
+
+    search = make_search(tmp_path / "many", n_finished=12)
+    capfd.readouterr()
+    write_report(search)
+    summary = json.loads((tmp_path / "many" / "report" / "summary.json").read_text())
+    assert set(summary["importances"]) == {"optim.lr_d", "loss.kind"}
+    assert capfd.readouterr().err == ""

@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from tests.search.wandb_records import read_run
+
 pytestmark = pytest.mark.slow
 
 SHORT = ["--set", "train.steps=200", "--set", "train.eval_every=100", "--set", "train.report_every=100"]
@@ -19,14 +21,15 @@ def run_cli(args, tmp_path):
                           "--storage", str(tmp_path), "--name", "s", *SHORT, *args],
                          capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
-    return tmp_path / "s"
+    return tmp_path / "s", out
 
 
 def check_search(search_dir):
     summary = json.loads((search_dir / "report" / "summary.json").read_text())
     assert summary["trials"] == 2
     assert (search_dir / "report" / "index.html").exists()
-    assert len(list(search_dir.glob("wandb/offline-run-*/run-*.wandb"))) == 2
+    runs = [read_run(p) for p in search_dir.glob("wandb/offline-run-*/run-*.wandb")]
+    assert sorted(r["run"]["job_type"] for r in runs) == ["search", "trial", "trial"]
     if summary["best"] is not None:  # a finished trial was exported and loads
         import mitogan
 
@@ -35,11 +38,16 @@ def check_search(search_dir):
 
 
 def test_smoke_space_on_the_builtin_simulator(tmp_path):
-    check_search(run_cli(["--sim-videos", "4"], tmp_path))
+    search_dir, out = run_cli(["--sim-videos", "4", "-q"], tmp_path)
+    check_search(search_dir)
+    # -q: no progress bar; and Ray's own console lines stay off without -v
+    for noise in ("trials:", "View detailed results", "tensorboard --logdir", "Token authentication"):
+        assert noise not in out.stdout + out.stderr, noise
+    assert out.stdout.splitlines()[-1].startswith("report: ")
 
 
 def test_smoke_space_on_the_real_shared_data(tmp_path, shared_data):
-    search_dir = run_cli(["--data", str(shared_data)], tmp_path)
+    search_dir, _ = run_cli(["--data", str(shared_data)], tmp_path)
     check_search(search_dir)
     data = json.loads(next(search_dir.glob("trial_*/data.json")).read_text())
     assert data["n_tiles"] > 500 and any("deep-events" in s for s in data["sources"])

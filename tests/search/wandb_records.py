@@ -44,20 +44,27 @@ def iter_records(path):
 
 
 def read_run(path) -> dict:
-    """Summarise a run file: config, history rows (key → value), summary and run attributes."""
-    out = {"config": {}, "history": [], "summary": {}, "run": {}}
+    """Summarise a run file: config, history rows (key → value, plus ``_step``), summary, run attributes
+    (id, group, name, job_type, tags) and the exit record (``exit``: its exit code, None if absent)."""
+    out = {"config": {}, "history": [], "summary": {}, "run": {}, "exit": None}
     for rec in iter_records(path):
         kind = rec.WhichOneof("record_type")
         if kind == "run":
-            out["run"] = {"id": rec.run.run_id, "group": rec.run.run_group, "name": rec.run.display_name}
+            out["run"] = {"id": rec.run.run_id, "group": rec.run.run_group, "name": rec.run.display_name,
+                          "job_type": rec.run.job_type, "tags": list(rec.run.tags)}
             for item in rec.run.config.update:
                 out["config"][item.key] = json.loads(item.value_json)
         elif kind == "config":
             for item in rec.config.update:
                 out["config"][item.key] = json.loads(item.value_json)
         elif kind == "history":
-            out["history"].append({(i.key or "/".join(i.nested_key)): json.loads(i.value_json) for i in rec.history.item})
+            row = {(i.key or "/".join(i.nested_key)): json.loads(i.value_json) for i in rec.history.item}
+            if rec.history.HasField("step"):
+                row.setdefault("_step", rec.history.step.num)
+            out["history"].append(row)
         elif kind == "summary":
             for item in rec.summary.update:
                 out["summary"][item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
+        elif kind == "exit":
+            out["exit"] = rec.exit.exit_code
     return out

@@ -1,0 +1,48 @@
+"""Optuna through Ray's Searcher interface, fed the calls Ray would make (no Ray run): each Optuna trial
+carries its Ray trial id, stop reason and final metrics; intermediate values are keyed by generator step;
+only trials that ran all their steps are COMPLETE."""
+
+import optuna
+
+from search.searcher import OptunaAskTell
+from search.space import Param, Space
+
+COMPONENTS = ("fidelity", "diversity_gap")
+
+
+def space():
+    return Space(name="t", fixed={"train.steps": 60},
+                 params=[Param("optim.lr_d", "float", low=1e-4, high=1e-2, log=True)])
+
+
+def result(step, primary, reason="", finished=0, evaluated=True):
+    r = {"step": step, "primary": primary, "stop_reason": reason, "finished": finished, "training_iteration": step // 10,
+         "config": {"train.steps": 60}}
+    if evaluated:
+        r.update(fidelity=primary / 2, diversity_gap=0.1)
+    return r
+
+
+def test_trials_carry_ray_ids_stop_reasons_and_step_keyed_values():
+    searcher = OptunaAskTell(space().define, metric="primary", mode="min", study_name="t", components=COMPONENTS,
+                             sampler=optuna.samplers.RandomSampler(seed=0))
+    configs = {tid: searcher.suggest(tid) for tid in ("a", "b", "c", "d")}
+    assert all(c["train.steps"] == 60 and "optim.lr_d" in c for c in configs.values())
+    for step, value in ((20, 0.8), (30, 0.7), (40, 0.6), (60, 0.5)):
+        searcher.on_trial_result("a", result(step, value, evaluated=step % 20 == 0))
+    searcher.on_trial_complete("a", result(60, 0.5, finished=1))  # the final report repeats step 60
+    searcher.on_trial_complete("b", result(20, 0.9))  # ASHA: Ray sends its last result only here
+    searcher.on_trial_result("c", result(20, 2.0, reason="critic_explode"))
+    searcher.on_trial_complete("c", result(20, 2.0, reason="critic_explode"))
+    searcher.on_trial_complete("d", None, error=True)
+
+    trials = {t.user_attrs["ray_trial_id"]: t for t in searcher.study.trials}
+    S = optuna.trial.TrialState
+    assert {k: t.state for k, t in trials.items()} == {"a": S.COMPLETE, "b": S.PRUNED, "c": S.PRUNED, "d": S.FAIL}
+    assert trials["a"].value == 0.5
+    assert trials["a"].intermediate_values == {20: 0.8, 40: 0.6, 60: 0.5}  # evaluations only, by step
+    assert {k: t.user_attrs["stop_reason"] for k, t in trials.items()} == \
+        {"a": "finished", "b": "asha", "c": "critic_explode", "d": "error"}
+    assert trials["b"].intermediate_values == {20: 0.9}
+    assert trials["b"].user_attrs["final_step"] == 20 and trials["b"].user_attrs["primary"] == 0.9
+    assert trials["a"].user_attrs["fidelity"] == 0.25 and trials["a"].user_attrs["diversity_gap"] == 0.1

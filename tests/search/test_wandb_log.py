@@ -1,0 +1,102 @@
+"""The driver-side W&B logger, fed the callbacks Ray would make (no Ray run): every result becomes a row
+at its generator step, each ending (finished, ASHA, non-convergence, error) closes the run with its exit
+state and stop reason, and the search gets a run with a table of all trials. Runs are read back from the
+offline ``.wandb`` files."""
+
+from __future__ import annotations
+
+import json
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+
+from tests.search.wandb_records import read_run
+
+
+@dataclass
+class FakeTrial:  # the attributes of ray.tune.experiment.Trial the logger reads
+    trial_id: str
+    config: dict
+    local_path: str
+    path: str | None = None
+    last_result: dict = field(default_factory=dict)
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    return tmp_path
+
+
+def results(steps, reason_at=None):
+    out = []
+    for i, step in enumerate(steps):
+        r = {"step": step, "loss_d": 0.5 + i, "primary": 0.9 - 0.1 * i, "training_iteration": i + 1,
+             "stop_reason": "", "finished": 0, "objective": "realism_gap", "pid": 123}
+        if step % 20 == 0:
+            r.update(fidelity=0.3, diversity_gap=0.2, samples_png=f"samples/step_{step:06d}.png")
+        if reason_at is not None and step >= reason_at:
+            r["stop_reason"] = "critic_explode"
+        out.append(r)
+    return out
+
+
+def make_trial(root, tid, cfg, steps):
+    d = root / f"trial_{tid}"
+    (d / "samples").mkdir(parents=True)
+    from mitogan.viz import save_image_grid
+
+    for s in steps:
+        if s % 20 == 0:
+            save_image_grid(np.zeros((4, 1, 8, 8), np.float32), d / "samples" / f"step_{s:06d}.png")
+    return FakeTrial(tid, {"train.steps": 60, "loss.kind": "wgan_gp", "model.arch": "dcgan", **cfg}, str(d))
+
+
+def test_every_ending_gives_a_complete_run_and_the_search_a_table(offline):
+    from search.wandb_log import WandbSearchLogger
+
+    logger = WandbSearchLogger(search_name="s", space_name="e2e", fixed={"train.steps": 60}, wandb_dir=offline)
+    plan = {"fin": ([10, 20, 40, 60], None, "complete"), "asha": ([10, 20], None, "complete"),
+            "boom": ([10, 20, 30], 30, "complete"), "err": ([10], None, "error")}
+    trials, sent = [], {}
+    for tid, (steps, reason_at, how) in plan.items():
+        t = make_trial(offline, tid, {"optim.lr_d": 0.001 if tid != "err" else 1.0}, steps)
+        trials.append(t)
+        sent[tid] = results(steps, reason_at)
+        for r in sent[tid]:
+            t.last_result = r
+            logger.on_trial_result(0, trials, t, r)
+        if tid == "fin":
+            t.last_result = dict(r, finished=1)  # the trainable's final report repeats the last step
+            logger.on_trial_result(0, trials, t, t.last_result)
+        (logger.on_trial_error if how == "error" else logger.on_trial_complete)(0, trials, t)
+    logger.on_experiment_end(trials)
+
+    runs = {rec["run"]["name"]: rec for rec in map(read_run, offline.glob("wandb/offline-run-*/run-*.wandb"))}
+    assert set(runs) == {"trial_fin", "trial_asha", "trial_boom", "trial_err", "search_s"}
+    want = {"fin": ("finished", 0), "asha": ("asha", 0), "boom": ("critic_explode", 0), "err": ("error", 1)}
+    for tid, (reason, code) in want.items():
+        rec = runs[f"trial_{tid}"]
+        assert rec["exit"] == code and rec["summary"]["stop_reason"] == reason
+        assert rec["run"]["group"] == "s" and rec["run"]["job_type"] == "trial"
+        assert set(rec["run"]["tags"]) == {"space:e2e", "loss:wgan_gp", "arch:dcgan"}
+        rows = {row["_step"]: row for row in rec["history"]}
+        assert sorted(rows) == [r["step"] for r in sent[tid]]  # one row per Ray result, keyed by step
+        for r in sent[tid]:
+            row = rows[r["step"]]
+            assert row["loss_d"] == r["loss_d"] and row["primary"] == r["primary"]
+            assert (row.get("samples/_type") == "image-file") == ("samples_png" in r)
+            assert "pid" not in row
+    search = runs["search_s"]
+    assert search["run"]["job_type"] == "search"
+    assert search["summary"]["trials/_type"] == "table-file" and search["summary"]["trials/nrows"] == 4
+    table = json.loads(next(offline.glob(f"wandb/*/files/{search['summary']['trials/path']}")).read_text())
+    cols = table["columns"]
+    assert {"realism_gap", "fidelity", "diversity_gap", "stop_reason", "optim.lr_d", "samples"} <= set(cols)
+    assert "train.steps" not in cols  # fixed keys are not parameters
+    reasons = {row[cols.index("trial_id")]: row[cols.index("stop_reason")] for row in table["data"]}
+    assert reasons == {tid: r for tid, (r, _) in want.items()}
