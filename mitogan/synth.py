@@ -72,7 +72,10 @@ class TiffSpec:
 
     @classmethod
     def from_bundle(cls, config: dict, opts: SynthOptions) -> "TiffSpec":
-        it = (config.get("output") or {}).get("intensity")
+        from mitogan.export import intensity_mapping
+
+        # {"lo", "hi", "dtype"}; bundles exported before it was summarised carry the per-video list
+        it = intensity_mapping((config.get("output") or {}).get("intensity"))
         px = opts.pixel_size_um or config.get("pixel_size_um")
         if not it:
             return cls(pixel_size=px, ome=opts.ome)
