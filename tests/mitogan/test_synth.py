@@ -160,3 +160,14 @@ def test_bad_options(bundle, tmp_path):
         synthesize(bundle, tmp_path / "x", SynthOptions(stack=True), progress=False)
     with pytest.raises(MitoganError, match="--pixel-size"):
         synthesize(bundle, tmp_path / "x", SynthOptions(format="tiff", pixel_size_um=-1.0), progress=False)
+
+
+def test_tiff_mapping_from_bundles_that_kept_per_video_intensity_lists():
+    # bundles exported before the mapping was summarised carry the tiles' per-video list: still readable
+    from mitogan.synth import TiffSpec
+
+    per_video = [{"source": "a.tif", "range": [100.0, 900.0], "dtype": "uint16"},
+                 {"source": "b.tif", "range": [120.0, 1100.0], "dtype": "uint16"}]
+    spec = TiffSpec.from_bundle({"output": {"intensity": per_video}}, SynthOptions())
+    assert spec.dtype == "uint16" and spec.lo < spec.hi
+    assert TiffSpec.from_bundle({"output": {"intensity": None}}, SynthOptions()).hi == 65535.0
