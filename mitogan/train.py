@@ -65,7 +65,7 @@ from torch import nn
 
 from mitogan import losses
 from mitogan.augment import AdaptiveP, diff_augment
-from mitogan.config import Config, save_config, to_dict, to_flat
+from mitogan.config import Config, save_config, to_flat
 from mitogan.errors import ConfigError, InputError
 from mitogan.models import build_discriminator, build_generator, init_weights
 
