@@ -19,6 +19,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from mitogan.errors import MitoganError
 
 __all__ = ["TrialRecord", "collect_trials", "best_trial", "write_report", "ran_to_end", "stop_reason_of"]
@@ -159,12 +161,46 @@ def write_report(search_dir) -> Path:
                "importance": _plot_importances(importances, out / "importance.png")}
     if best and best.samples():
         figures["best trial's samples"] = Path(shutil.copy2(best.samples()[-1], out / "best_samples.png"))
+        side = _real_vs_generated(best, out / "real_vs_generated.png", PRIMARY_NAME)
+        if side is not None:
+            figures["held-out real tiles vs the best trial's samples"] = side
     samples = _copy_samples(trials, out / "samples")
     page = out / "index.html"
     page.write_text(_html(search_dir.name, trials, best, (importances, imp_note), figures, samples,
                           PRIMARY_NAME, PRIMARY_MODE))
     (out / "summary.json").write_text(json.dumps(_summary(trials, best, importances, imp_note), indent=2))
     return page
+
+
+def _real_vs_generated(best, path: Path, primary_name: str) -> Path | None:
+    """Held-out real tiles (from the preprocessing cache the trial used) beside the best trial's last
+    sample grid, titled with the objective and its components. None when the cached tiles are gone
+    (e.g. a search folder copied off a cluster): the page then shows the samples alone."""
+    from PIL import Image, ImageDraw
+
+    from mitogan.metrics.protocol import split_real
+    from mitogan.preprocess import cache_dir
+    from mitogan.tiles import load_tiles
+    from mitogan.viz import image_grid, save_png
+
+    try:
+        info = json.loads((best.dir / "data.json").read_text())
+        ts = load_tiles(cache_dir() / "tiles" / f"{info['cache_key']}.npz")
+    except Exception:  # no data.json, no cache key, cache cleared: nothing to compare with
+        return None
+    holdout = float(best.params.get("train.holdout", 0.25))
+    held = split_real(ts.source, ts.frame, holdout, 0).heldout
+    pick = np.sort(np.random.default_rng(0).choice(held, min(64, len(held)), replace=False))
+    real = image_grid(ts.tiles[pick], nrow=8)
+    fake = np.asarray(Image.open(best.samples()[-1]).convert("L").resize(real.shape[::-1], Image.NEAREST))
+    body = np.concatenate([real, np.full((real.shape[0], 12), 255, np.uint8), fake], 1)
+    canvas = Image.new("L", (body.shape[1], body.shape[0] + 22), 255)
+    canvas.paste(Image.fromarray(body), (0, 22))
+    last = best.last
+    parts = ", ".join(f"{k} {last[k]:.3g}" for k in ("fidelity", "diversity_gap") if k in last)
+    ImageDraw.Draw(canvas).text((4, 5), f"left: held-out real tiles   right: best trial {best.trial_id} at step "
+                                        f"{best.step}   {primary_name} {best.primary:.3g} ({parts})", fill=0)
+    return save_png(np.asarray(canvas), path)
 
 
 def _copy_samples(trials, dest: Path) -> dict[str, Path]:

@@ -95,3 +95,25 @@ def test_importances_once_enough_trials_finished_without_optuna_noise(tmp_path, 
     summary = json.loads((tmp_path / "many" / "report" / "summary.json").read_text())
     assert set(summary["importances"]) == {"optim.lr_d", "loss.kind"}
     assert capfd.readouterr().err == ""
+
+
+def test_real_vs_generated_panel_from_the_trials_cached_tiles(tmp_path, monkeypatch):
+    import numpy as np
+
+    from mitogan.tiles import TileSet, save_tiles
+    from search.report import write_report
+
+    monkeypatch.setenv("MITOGAN_CACHE_DIR", str(tmp_path / "cache"))
+    search = make_search(tmp_path / "s", n_finished=2)
+    page = write_report(search).read_text()
+    assert "real_vs_generated.png" not in page  # no cached tiles: the samples alone, no error
+    n = 80  # the tiles the best trial used, in the preprocessing cache under its key
+    ts = TileSet(np.random.default_rng(0).uniform(-1, 1, (n, 1, 8, 8)).astype(np.float32),
+                 np.repeat(np.arange(5), 16).astype(np.int32), np.tile(np.arange(16), 5).astype(np.int32),
+                 np.zeros((n, 2), np.int32))
+    save_tiles(tmp_path / "cache" / "tiles" / "k123.npz", ts)
+    for trial in search.glob("trial_*"):
+        (trial / "data.json").write_text(json.dumps({"cache_key": "k123"}))
+    page = write_report(search).read_text()
+    assert "real_vs_generated.png" in page
+    assert (search / "report" / "real_vs_generated.png").stat().st_size > 1000
