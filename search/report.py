@@ -295,8 +295,10 @@ def _html(name, trials, best, importance, figures, samples, primary_name, mode) 
                           f"<td>{html.escape(STOP_REASONS_EXPLAINED.get(k, ''))}</td></tr>" for k, v in reasons.most_common())
     imp_rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.3f}</td></tr>"
                        for k, v in sorted(importances.items(), key=lambda kv: -kv[1]))
-    imgs = "".join(f'<figure><img src="{p.name}" alt="{html.escape(k)}"><figcaption>{html.escape(k)}</figcaption>'
-                   f'</figure>' for k, p in figures.items() if p)
+    # parallel coordinates get the page's full width: one axis per searched parameter
+    imgs = "".join(f'<figure{" class=wide" if p.name.startswith("parallel") else ""}><img src="{p.name}" '
+                   f'alt="{html.escape(k)}"><figcaption>{html.escape(k)}</figcaption></figure>'
+                   for k, p in figures.items() if p)
     best_line = "no trial finished" if best is None else \
         f"best trial <b>{html.escape(best.trial_id)}</b>: {primary_name} = {best.primary:.4g} (" + \
         ", ".join(f"{c} = {_num(_last(best, c))}" for c in PRIMARY_COMPONENTS) + ")"
@@ -349,7 +351,7 @@ _PAGE = """<!doctype html>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1200px}} table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:left}} code{{font-size:11px}}
 figure{{display:inline-block;margin:0.5em;vertical-align:top}} img{{max-width:560px;border:1px solid #ddd}}
-figure.s img{{max-width:260px}} figure.s figcaption{{font-size:12px;max-width:260px}}</style></head>
+figure.wide img{{max-width:1150px}} figure.s img{{max-width:260px}} figure.s figcaption{{font-size:12px;max-width:260px}}</style></head>
 <body><h1>MitoGAN search <code>{name}</code></h1>
 <p>{n} trials; objective <b>{primary}</b> ({mode}imise). {best}</p>
 {imgs}
