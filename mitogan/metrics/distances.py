@@ -10,34 +10,8 @@ import numpy as np
 
 from mitogan.errors import ConfigError
 
-__all__ = ["standardise", "whiten", "kid", "frechet_distance", "prdc", "vendi_score", "knn_radii",
+__all__ = ["kid", "frechet_distance", "prdc", "vendi_score", "knn_radii",
            "nearest_distances", "vendi_score_rbf", "median_nn_distance"]
-
-
-def standardise(real: np.ndarray, *others: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Centre and scale every column with the REAL set's mean and std (a constant column keeps scale 1).
-
-    Returns the standardised ``real`` followed by each array in ``others``.
-    """
-    mu = real.mean(0)
-    sd = real.std(0)
-    sd = np.where(sd > 1e-8 * max(1.0, float(np.abs(mu).max(initial=0))), sd, 1.0)
-    return tuple((a - mu) / sd for a in (real, *others))
-
-
-def whiten(real: np.ndarray, *others: np.ndarray, var: float = 0.99) -> tuple[np.ndarray, ...]:
-    """Project onto the real set's principal components that hold ``var`` of its variance, each scaled
-    to unit variance (centred on the real mean). Distinct images then point in nearly orthogonal
-    directions, which is what a cosine-kernel Vendi score needs to count them."""
-    mu = real.mean(0)
-    ev, vec = np.linalg.eigh(np.atleast_2d(np.cov(real, rowvar=False)))
-    order = np.argsort(ev)[::-1]
-    ev, vec = np.clip(ev[order], 0, None), vec[:, order]
-    if ev.sum() <= 0:
-        return tuple(a - mu for a in (real, *others))
-    keep = int(np.searchsorted(np.cumsum(ev) / ev.sum(), var) + 1)
-    proj = vec[:, :keep] / np.sqrt(np.maximum(ev[:keep], 1e-12))
-    return tuple((a - mu) @ proj for a in (real, *others))
 
 
 def _cubic(a: np.ndarray, b: np.ndarray, d: int) -> np.ndarray:
@@ -138,7 +112,8 @@ def prdc(real: np.ndarray, fake: np.ndarray, k: int = 5, chunk: int = 1024) -> d
 
 
 def vendi_score(x: np.ndarray) -> float:
-    """Vendi score (Friedman & Dieng 2023) with the cosine-similarity kernel: the effective number of
+    """Vendi score (Friedman & Dieng 2023) with the cosine-similarity kernel (the ``vendi-score`` package's
+    default, which it matches; the objective uses ``vendi_score_rbf``): the effective number of
     distinct rows, exp(entropy of the eigenvalues of K/n). n identical rows -> 1; n orthogonal rows -> n.
 
     Rows that are all zero are treated as one shared direction (so they count as one image).

@@ -26,9 +26,9 @@ def _stable(result):
     return bad
 
 
-def _check(result, seconds=()):
+def _check(result, sources=()):
     for s in SEEDS:
-        assert rule_violations(result["scores"][s], seconds) == [], f"seed {s}"
+        assert rule_violations(result["scores"][s], sources) == [], f"seed {s}"
     assert _stable(result) == []
 
 
