@@ -1,4 +1,6 @@
-"""The ``mitogan`` command. Each sub-command lives in its own module here with ``register(subparsers)``.
+"""The ``mitogan`` command. Each sub-command lives in its own module here with ``register(subparsers)``,
+or comes from an installed plugin (entry point group ``mitogan.commands``: the search layer's
+``search.cli``), so the core never imports the packages built on top of it.
 
 Errors meant for a person (``MitoganError``) print as one line, ``mitogan: error: ...``, exit status 2.
 Every sub-command gets the same conventions here, after it registers: ``-v/--verbose`` (repeatable: more
@@ -14,10 +16,11 @@ import logging
 import re
 import sys
 import textwrap
+from importlib.metadata import entry_points
 
 from mitogan.errors import MitoganError
 
-__all__ = ["main", "build_parser", "HelpFormatter", "ENVIRONMENT"]
+__all__ = ["main", "build_parser", "plugin", "HelpFormatter", "ENVIRONMENT"]
 
 # sub-command modules, in the order shown by --help
 COMMANDS = ["simulate", "preprocess", "train", "evaluate", "search", "export", "synth"]
@@ -101,16 +104,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"mitogan {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    plugins = {ep.name: ep for ep in entry_points(group="mitogan.commands")}
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"mitogan.cli.{name}")
-        except ModuleNotFoundError as e:
-            if e.name == f"mitogan.cli.{name}":
-                continue  # command not built yet
-            raise
+        if name in plugins:
+            module = plugins[name].load()
+        else:
+            try:
+                module = importlib.import_module(f"mitogan.cli.{name}")
+            except ModuleNotFoundError as e:
+                if e.name == f"mitogan.cli.{name}":
+                    continue  # neither built in nor installed as a plugin
+                raise
         module.register(sub)
         _common_options(sub.choices[name])
     return parser
+
+
+def plugin(name: str):
+    """The object an installed package registered under ``name`` in the ``mitogan.plugins`` entry point
+    group (e.g. ``export_search`` from the search layer), or None when nothing provides it."""
+    found = list(entry_points(group="mitogan.plugins", name=name))
+    return found[0].load() if found else None
 
 
 def _configure_logging(args) -> None:

@@ -32,8 +32,12 @@ def run(args) -> int:
         bundle = export_bundle(ckpt, args.out, metrics=metrics, source={"run_dir": str(run_dir.resolve())},
                                data=_data_info(run_dir / "data.json"))
     else:
-        from search.report import export_search
+        from mitogan.cli import plugin
 
+        export_search = plugin("export_search")  # the search layer's, when it is installed
+        if export_search is None:
+            raise MitoganError(f"{src}: exporting a search folder needs MitoGAN's search layer; install the "
+                               f"project (make install) rather than the mitogan package alone")
         bundle = export_search(src, out=args.out, trial_id=args.trial)
     print(f"bundle: {bundle}")
     return 0

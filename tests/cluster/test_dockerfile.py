@@ -95,7 +95,7 @@ def test_copied_files_are_enough_for_the_install(tmp_path):
     import zipfile
 
     names = set(zipfile.ZipFile(built).namelist())
-    assert {"search/spaces/default.yaml", "search/spaces/smoke.yaml", "mitogan/cli/search.py"} <= names
+    assert {"search/spaces/default.yaml", "search/spaces/smoke.yaml", "search/cli.py"} <= names
 
 
 def _ignored(path: str, patterns: list[str]) -> bool:

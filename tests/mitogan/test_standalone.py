@@ -1,16 +1,17 @@
-"""The core package stands alone: importing every mitogan module pulls in neither Ray, Optuna nor wandb."""
+"""The core package stands alone: importing every mitogan module pulls in neither Ray, Optuna, wandb nor
+the search layer (which reaches the CLI as a plugin, through an entry point)."""
 
 import subprocess
 import sys
 
 
-def test_mitogan_imports_no_ray_optuna_or_wandb():
+def test_mitogan_imports_no_ray_optuna_wandb_or_search():
     code = (
         "import importlib, pkgutil, sys, mitogan\n"
         "for m in pkgutil.walk_packages(mitogan.__path__, 'mitogan.'):\n"
         "    if m.name != 'mitogan.__main__':\n"
         "        importlib.import_module(m.name)\n"
-        "bad = sorted(k for k in sys.modules if k.split('.')[0] in ('ray', 'optuna', 'wandb'))\n"
+        "bad = sorted(k for k in sys.modules if k.split('.')[0] in ('ray', 'optuna', 'wandb', 'search'))\n"
         "print(','.join(bad))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -27,3 +28,13 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path):
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"mitogan: error: {bad}: train.stepz: unknown config key")
     assert "Traceback" not in out.stderr
+
+
+def test_search_command_and_search_export_come_from_the_search_plugin():
+    from mitogan.cli import build_parser, plugin
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert sub.choices["search"].get_default("func").__module__ == "search.cli"
+    from search.report import export_search
+
+    assert plugin("export_search") is export_search and plugin("no_such_plugin") is None

@@ -1,7 +1,8 @@
 """``mitogan search``: a Ray Tune + Optuna search over preprocessing × architecture × loss × init.
 
-Ray lives in the ``search`` package; it is imported only when this command runs, so the core stays
-free of it.
+The command belongs to the search layer and reaches the ``mitogan`` CLI as a plugin (the entry point
+``mitogan.commands: search`` in pyproject.toml), so the core package never imports the search layer.
+Ray itself is imported only when the command runs.
 """
 
 from __future__ import annotations
