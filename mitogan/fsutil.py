@@ -12,6 +12,9 @@ The rules, each with one home here:
 - **Output folders** (:func:`claim_output_dir`): a command writes into a folder that does not exist yet, an
   empty folder, or a folder MitoGAN made itself (it holds the marker file ``.mitogan.json`` naming the kind
   of output). Anything else is refused with one line saying how to go on; nothing is changed.
+- **Cache entries** (:func:`cached_file`, :func:`cached_dir`): used only when their ``.sha256`` checksum
+  file matches and they load; a damaged entry is warned about, discarded and recomputed; computed once per
+  node under a :class:`FileLock` and published atomically.
 - **Locks** (:class:`FileLock`): ``fcntl.flock`` on a lock file, so that concurrent processes on one node
   compute a cache entry once.
 """
@@ -20,18 +23,23 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO, Callable, Iterator, TypeVar
 
 from mitogan.errors import MitoganError
 
 __all__ = ["cache_root", "default_mode", "atomic_write", "atomic_dir", "fsync_dir", "claim_output_dir",
-           "read_marker", "write_marker", "MARKER", "FileLock", "check_writable_dir"]
+           "read_marker", "write_marker", "MARKER", "FileLock", "check_writable_dir", "json_safe",
+           "cached_file", "cached_dir", "CHECKSUM_SUFFIX"]
+
+T = TypeVar("T")
 
 MARKER = ".mitogan.json"
 
@@ -136,6 +144,8 @@ def read_marker(path) -> dict | None:
 def check_writable_dir(path, option: str = "--out") -> Path:
     """Fail early, with one line, when ``path`` cannot become a folder we can write into."""
     path = Path(path)
+    if path.is_symlink() and not path.exists():
+        raise MitoganError(f"{option} {path}: is a dangling symbolic link; choose another {option}")
     if path.exists() and not path.is_dir():
         raise MitoganError(f"{option} {path}: is a file, not a folder; choose another {option}")
     probe = path
@@ -151,17 +161,26 @@ def check_writable_dir(path, option: str = "--out") -> Path:
 
 
 def claim_output_dir(path, kind: str, *, overwrite: bool = False, resume: bool = False,
-                     option: str = "--out", info: dict | None = None) -> str:
+                     option: str = "--out", info: dict | None = None, legacy: tuple[str, ...] = (),
+                     create: bool = True) -> str:
     """Decide whether a command may write its ``kind`` of output (e.g. ``"run"``, ``"synth"``) into ``path``.
 
     Returns ``"new"`` (the folder did not exist or was empty: it now exists and holds the marker),
     ``"resume"`` (it holds MitoGAN's ``kind`` output and ``resume`` is set) or ``"overwrite"`` (it holds
     MitoGAN's ``kind`` output and ``overwrite`` is set: the caller replaces its own files, ideally with
     :func:`atomic_dir`). Raises one-line :class:`MitoganError` otherwise; nothing is changed then.
+
+    ``legacy``: file names that together mark an unmarked folder as ``kind`` output of an older MitoGAN (it
+    gets its marker when resumed or overwritten). ``create=False`` only checks (nothing is created or
+    marked), so a command can refuse before it reads any data and claim once the inputs are known good.
     """
     path = check_writable_dir(path, option)
     if path.is_dir() and any(path.iterdir()):
         marker = read_marker(path)
+        if marker is None and legacy and all((path / name).exists() for name in legacy):
+            marker = {"kind": kind}  # made by an older MitoGAN, before markers
+            if create and (resume or overwrite):
+                write_marker(path, kind, info)
         if marker is None:
             raise MitoganError(f"{option} {path}: the folder holds files MitoGAN did not write; choose an empty "
                                f"or new {option} (nothing was changed)")
@@ -175,9 +194,24 @@ def claim_output_dir(path, kind: str, *, overwrite: bool = False, resume: bool =
         raise MitoganError(f"{option} {path}: already holds a MitoGAN {kind} output; pass --overwrite to replace "
                            f"it{' or --resume to continue it' if kind in ('run', 'synth') else ''}, or choose "
                            f"another {option}")
-    path.mkdir(parents=True, exist_ok=True)
-    write_marker(path, kind, info)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+        write_marker(path, kind, info)
     return "new"
+
+
+def json_safe(obj):
+    """``obj`` with every non-finite float (NaN, ±Inf) replaced by None, recursively: JSON has no NaN, and
+    ``json.dumps`` would write the non-standard ``NaN``/``Infinity`` that strict readers reject."""
+    if isinstance(obj, float):
+        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if hasattr(obj, "item") and getattr(obj, "ndim", None) == 0:  # numpy/torch scalars
+        return json_safe(obj.item())
+    return obj
 
 
 def write_marker(path, kind: str, info: dict | None = None) -> Path:
@@ -210,3 +244,163 @@ class FileLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+
+# ------------------------------------------------------------------------------------------ cache entries
+log = logging.getLogger(__name__)
+
+CHECKSUM_SUFFIX = ".sha256"  # beside each cache entry, in `sha256sum` format: "<hex>  <name>[/<file>]"
+
+
+def cached_file(path, compute: Callable[[], T], save: Callable[[T, BinaryIO], None],
+                load: Callable[[Path], T], *, label: str) -> T:
+    """The value cached in the file ``path``: loaded when intact, else computed once per node and published.
+
+    ``compute()`` makes the value, ``save(value, f)`` writes it to a binary file object, ``load(path)`` reads
+    it back. The rules, shared by every MitoGAN cache (see :func:`_cached`): an entry is used only when its
+    checksum file matches and it loads; a damaged one is warned about (one line naming the file), deleted
+    and recomputed; concurrent processes compute it once (:class:`FileLock`) and never see a partial entry
+    (:func:`atomic_write`). When the cache location cannot be written the value is computed and returned
+    uncached, with a warning.
+    """
+    def publish(p: Path) -> T:
+        value = compute()
+        try:
+            atomic_write(p, lambda f: save(value, f))
+        except OSError as e:
+            log.warning("%s", _one_line(f"cache entry {p} ({label}) could not be written ({e}); continuing "
+                                        f"without caching it"))
+        return value
+
+    def uncached(p: Path, e: OSError) -> T:
+        log.warning("%s", _one_line(f"cache {p.parent} ({label}) cannot be used ({e}); computing without it"))
+        return compute()
+
+    return _cached(Path(path), publish, load, label, uncached)
+
+
+def cached_dir(path, build: Callable[[Path], None], load: Callable[[Path], T], *, label: str) -> T:
+    """The folder ``path`` of the cache, built once per node by ``build(tmp)`` into an empty temporary folder
+    and moved into place complete (:func:`atomic_dir`); returns ``load(path)``. Same rules as
+    :func:`cached_file`, with a checksum for every file of the folder; a cache location that cannot be
+    written is an error (the folder is needed)."""
+    def publish(p: Path) -> T:
+        with atomic_dir(p) as tmp:
+            build(tmp)
+        return load(p)
+
+    def unusable(p: Path, e: OSError):
+        raise MitoganError(_one_line(f"cache folder {p.parent} cannot be written ({e}); set MITOGAN_CACHE_DIR "
+                                     f"to a writable folder"))
+
+    return _cached(Path(path), publish, load, label, unusable)
+
+
+def _cached(path: Path, publish: Callable[[Path], T], load: Callable[[Path], T], label: str,
+            on_unusable: Callable[[Path, OSError], T]) -> T:
+    """Load ``path`` if intact; else, under ``<path>.lock``, re-check, discard a damaged entry, publish anew.
+
+    The checksum file is written after the entry is in place, and removed before a damaged entry is, so an
+    entry is trusted only once complete; a crash in between leaves an entry without checksum, recomputed by
+    the next run. Readers take no lock: entries only ever appear by rename.
+    """
+    value = _load_intact(path, load, label, warn=False)
+    if value is not _MISS:
+        return value
+    try:
+        lock = FileLock(path.with_name(path.name + ".lock")).__enter__()
+    except OSError as e:
+        return on_unusable(path, e)
+    try:
+        value = _load_intact(path, load, label, warn=True)  # another process may have published it meanwhile
+        if value is not _MISS:
+            return value
+        _remove_entry(path)
+        value = publish(path)
+        if path.exists():
+            try:
+                atomic_write(path.with_name(path.name + CHECKSUM_SUFFIX), _checksums(path))
+            except OSError as e:  # the entry stays untrusted: the next run recomputes it
+                log.warning("%s", _one_line(f"checksum of cache entry {path} ({label}) could not be written "
+                                            f"({e})"))
+        return value
+    finally:
+        lock.__exit__()
+
+
+_MISS = object()
+
+
+def _load_intact(path: Path, load: Callable[[Path], T], label: str, warn: bool):
+    """``load(path)``, or ``_MISS`` when the entry is absent or damaged (warned about when ``warn``)."""
+    if not (path.exists() or path.is_symlink()):
+        return _MISS
+    problem = _verify(path)
+    if problem is None:
+        try:
+            return load(path)
+        except Exception as e:  # checksums match but it does not load (e.g. written by an older MitoGAN)
+            problem = f"it does not load ({type(e).__name__}: {e})"
+    if warn:
+        log.warning("%s", _one_line(f"cache entry {path} ({label}) is damaged: {problem}; discarding it and "
+                                    f"recomputing"))
+    return _MISS
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _entry_files(path: Path) -> list[str]:
+    """The files of the entry ``path`` (itself, or every file in the folder) relative to its parent."""
+    if not path.is_dir():
+        return [path.name]
+    return sorted(p.relative_to(path.parent).as_posix() for p in path.rglob("*") if p.is_file() or p.is_symlink())
+
+
+def _checksums(path: Path) -> str:
+    return "".join(f"{_sha256(path.parent / rel)}  {rel}\n" for rel in _entry_files(path))
+
+
+def _verify(path: Path) -> str | None:
+    """Why the entry ``path`` cannot be trusted, or None when every file matches its checksum file."""
+    side = path.with_name(path.name + CHECKSUM_SUFFIX)
+    try:
+        lines = side.read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return f"its checksum file {side.name} is missing or unreadable"
+    sums = {rel: digest for digest, rel in (line.split("  ", 1) for line in lines if "  " in line)}
+    if not sums or len(sums) != len(lines):
+        return f"its checksum file {side.name} is malformed"
+    try:
+        files = _entry_files(path)
+    except OSError as e:
+        return f"it cannot be listed ({e})"
+    if sorted(sums) != files:
+        return f"its files differ from those listed in {side.name}"
+    for rel, digest in sums.items():
+        try:
+            if _sha256(path.parent / rel) != digest:
+                return f"{'its content' if rel == path.name else rel} does not match its checksum"
+        except OSError as e:
+            return f"{rel} cannot be read ({e.strerror or type(e).__name__})"
+    return None
+
+
+def _remove_entry(path: Path) -> None:
+    """Delete one damaged cache entry of MitoGAN's: its checksum file first, then the file or folder."""
+    with contextlib.suppress(FileNotFoundError):
+        path.with_name(path.name + CHECKSUM_SUFFIX).unlink()
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()

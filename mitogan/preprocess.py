@@ -15,8 +15,12 @@ Before anything runs, ``quality_report`` estimates a signal-to-noise ratio per f
 ``quality.min_snr`` are reported and (by default) left out of the tiles.
 
 The cache: ``Pipeline.run(videos, cache=True)`` keys the result on the frames' bytes, their sources, the flat
-preprocess config and ``CODE_VERSION``, and stores it as ``$MITOGAN_CACHE_DIR/tiles/<key>.npz`` (default
-``~/.cache/mitogan``) with the atomic ``save_tiles``, so any process with the same inputs reuses it.
+preprocess config and ``CODE_VERSION``, and stores it as ``<cache root>/tiles/<key>.npz`` (``fsutil.cache_root``:
+``$MITOGAN_CACHE_DIR``, default ``~/.cache/mitogan``) beside its checksum ``<key>.npz.sha256``, through
+``fsutil.cached_file``: concurrent processes on one node (e.g. the trials of a search) compute it once, and a
+damaged entry (checksum mismatch, unreadable) is warned about, discarded and recomputed, never used.
+``cache=False`` (``mitogan preprocess --no-cache``) neither reads nor writes the cache: it recomputes and
+leaves the cache as it is (a damaged entry needs no flag: the next cached run heals it).
 """
 
 from __future__ import annotations
@@ -34,16 +38,17 @@ import numpy as np
 from mitogan.config import PreprocessConfig, to_flat
 from mitogan.errors import InputError
 from mitogan.frames import Video
-from mitogan.tiles import TileSet, load_tiles, save_tiles
+from mitogan.fsutil import cache_root, cached_file
+from mitogan.tiles import TileSet, load_tiles, write_tiles
 
 __all__ = [
     "CODE_VERSION", "to_unit", "percentile_range", "normalize_percentile", "correct_bleaching",
     "estimate_drift", "shift_frame", "correct_drift", "denoise_nlm", "enhance_laplace", "otsu_threshold",
-    "otsu", "tile_frames", "estimate_snr", "quality_report", "cache_dir", "cache_key", "Pipeline",
+    "otsu_thresholds", "otsu_histograms", "otsu_level", "OTSU_BINS", "otsu", "tile_frames", "estimate_snr", "quality_report", "cache_dir", "cache_key", "Pipeline",
 ]
 
 # Bump whenever a step's output changes for the same input and config: it invalidates every cached tile set.
-CODE_VERSION = "1"
+CODE_VERSION = "2"  # 2: one Otsu binning (256 bins over the frame's own range)
 
 _PERCENTILE_SAMPLES = 1 << 20  # percentiles of larger arrays come from a strided subsample of this size
 
@@ -254,23 +259,61 @@ def enhance_laplace(frame: np.ndarray, ksize: int = 3, weight: float = 0.5) -> n
     return np.clip(out, 0.0, 1.0, out=out)
 
 
+OTSU_BINS = 256  # Otsu's histogram: this many bins over the data's own [min, max], everywhere in MitoGAN
+
+
+def otsu_histograms(values: np.ndarray, bins: int = OTSU_BINS) -> tuple:
+    """Per-row histograms over each row's own [min, max], the binning of every Otsu threshold in MitoGAN.
+
+    Args:
+        values: ``(R, P)`` real; bins: ``OTSU_BINS`` (or a multiple of it, for finer quantiles whose
+            sums over groups of ``bins // OTSU_BINS`` are Otsu's histogram).
+    Returns:
+        (hist ``(R, bins)`` int64, lo ``(R,)``, span ``(R,)``, const ``(R,)`` bool) as float64; bin ``j``
+        of row ``r`` covers ``lo + [j, j + 1) / bins * span``; constant rows (``const``) have span 1.
+    """
+    r = values.shape[0]
+    lo, hi = values.min(1).astype(np.float64), values.max(1).astype(np.float64)
+    const = hi - lo <= 1e-6
+    span = np.where(const, 1.0, hi - lo)
+    q = np.minimum(((values - lo[:, None]) / span[:, None] * bins).astype(np.int64), bins - 1)  # (R, P)
+    hist = np.bincount((q + np.arange(r)[:, None] * bins).ravel(), minlength=r * bins).reshape(r, bins)
+    return hist, lo, span, const
+
+
+def otsu_level(hist: np.ndarray) -> np.ndarray:
+    """Otsu's criterion per row of ``hist`` (R, B): the last bin of the lower class (maximal between-class
+    variance), ``(R,)`` int."""
+    bins = hist.shape[1]
+    w0 = np.cumsum(hist, 1).astype(np.float64)  # pixels at or below each level
+    m0 = np.cumsum(hist * np.arange(bins), 1)
+    total, mtot = w0[:, -1:], m0[:, -1:]
+    w1 = total - w0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = w0 * w1 * (m0 / w0 - (mtot - m0) / w1) ** 2  # between-class variance
+    return np.nan_to_num(between, nan=-1.0, posinf=-1.0).argmax(1)
+
+
+def otsu_thresholds(values: np.ndarray) -> np.ndarray:
+    """Otsu's threshold of each row of ``values`` ``(R, P)``: ``OTSU_BINS`` bins over the row's own
+    [min, max] (``otsu_histograms``), the upper edge of the lower class's last bin; foreground is
+    ``> threshold``. Returns ``(R,)`` float64, NaN for a constant row (no foreground)."""
+    hist, lo, span, const = otsu_histograms(np.asarray(values).reshape(len(values), -1))
+    thr = lo + (otsu_level(hist) + 1) / OTSU_BINS * span
+    return np.where(const, np.nan, thr)
+
+
 def otsu_threshold(frame: np.ndarray) -> float | None:
-    """Otsu's threshold of ``frame`` on the unit scale (256-bin histogram, ``cv2.THRESH_OTSU``).
+    """Otsu's threshold of ``frame`` on the unit scale (see ``otsu_thresholds``: the one Otsu of MitoGAN).
 
     Args:
         frame: ``(H, W)`` uint8, uint16 (full dtype range) or float in [0, 1].
     Returns:
         the threshold in [0, 1] (foreground is ``> threshold``), or None for a constant image, which has
-        no foreground. It lies halfway between two 8-bit levels, so comparing the float image and its
-        8-bit version with it gives the same mask.
+        no foreground.
     """
-    u8 = np.asarray(frame)
-    if u8.dtype != np.uint8:
-        u8 = (to_unit(u8) * 255.0 + 0.5).astype(np.uint8)
-    if u8.min() == u8.max():
-        return None
-    t, _ = cv2.threshold(u8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    return (float(t) + 0.5) / 255.0
+    t = float(otsu_thresholds(to_unit(frame).reshape(1, -1))[0])
+    return None if np.isnan(t) else t
 
 
 def otsu(frame: np.ndarray, mode: str = "mask") -> np.ndarray:
@@ -406,9 +449,7 @@ def quality_report(video, min_snr: float = 3.0, executor=None) -> dict:
 # Content-hash cache
 
 
-def cache_dir() -> Path:
-    """Root of MitoGAN's caches: ``$MITOGAN_CACHE_DIR``, else ``~/.cache/mitogan``."""
-    return Path(os.environ.get("MITOGAN_CACHE_DIR") or Path.home() / ".cache" / "mitogan")
+cache_dir = cache_root  # the old name (search/report.py): the root of MitoGAN's caches, see fsutil.cache_root
 
 
 def cache_key(videos: Sequence[Video], cfg: PreprocessConfig) -> str:
@@ -480,28 +521,30 @@ class Pipeline:
 
         ``meta`` holds ``sources``, ``config`` (flat), ``quality`` (one ``quality_report`` per video),
         ``intensity`` (how each video's raw values were mapped to [0, 1]), ``steps`` and ``cache_key``.
-        With ``cache=True`` an identical earlier run (any process) is loaded instead of recomputed.
+        With ``cache=True`` an identical earlier run (any process) is loaded instead of recomputed, and
+        concurrent runs on one node compute it once (see the module docstring); ``cache=False`` neither reads
+        nor writes the cache.
         Raises InputError when no tile survives (all frames flagged, or all tiles empty).
         """
         videos = list(videos)
         if not videos:
             raise InputError("<input>", "no videos to preprocess")
         key = cache_key(videos, self.cfg)
-        path = cache_dir() / "tiles" / f"{key}.npz"
-        if cache and path.is_file():
-            try:
-                ts = load_tiles(path)
-                self.stats["cache_hits"] += 1
-                self.last_cache_path = path
-                return ts
-            except InputError:
-                pass  # a damaged cache file: recompute and overwrite it
-        ts = self._compute(videos, progress)
-        ts.meta["cache_key"] = key
-        self.stats["computed"] += 1
-        if cache:
-            save_tiles(path, ts)
-            self.last_cache_path = path
+        computed = []
+
+        def compute() -> TileSet:
+            ts = self._compute(videos, progress)
+            ts.meta["cache_key"] = key
+            computed.append(key)
+            return ts
+
+        if not cache:
+            ts = compute()
+        else:
+            path = cache_root() / "tiles" / f"{key}.npz"
+            ts = cached_file(path, compute, write_tiles, load_tiles, label="preprocessed tiles")
+            self.last_cache_path = path if path.is_file() else None
+        self.stats["computed" if computed else "cache_hits"] += 1
         return ts
 
     def _compute(self, videos: list[Video], progress: bool) -> TileSet:

@@ -66,9 +66,6 @@ import dataclasses
 import functools
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,6 +74,7 @@ import numpy as np
 
 from mitogan.config import Section, doc, to_dict
 from mitogan.errors import ConfigError, InputError
+from mitogan.fsutil import cache_root, cached_dir
 
 __all__ = ["SimParams", "simulate_video", "simulate_dataset", "default_dataset", "skeleton_at",
            "save_video", "TRUTH_FORMAT"]
@@ -648,32 +646,27 @@ def simulate_dataset(out_dir, videos: int = 20, frames: int = 30, size: int = 25
     return out
 
 
-def _cache_root() -> Path:
-    env = os.environ.get("MITOGAN_CACHE_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "mitogan"
-
-
 def default_dataset(videos: int = 20, frames: int = 30, size: int = 256, seed: int = 0,
                     params: SimParams | None = None, progress: bool = True) -> Path:
-    """The built-in dataset: simulated once into ``$MITOGAN_CACHE_DIR`` (or ``~/.cache/mitogan``)
-    ``/sim-<hash>`` and reused. Safe across processes: written to a temp folder, then renamed."""
+    """The built-in dataset: simulated once per node into ``<cache root>/sim-<hash>`` (``fsutil.cache_root``:
+    ``$MITOGAN_CACHE_DIR`` or ``~/.cache/mitogan``) and reused. Through ``fsutil.cached_dir``: built in a
+    temporary folder under a lock and renamed into place complete, with a checksum of every file beside it
+    (``sim-<hash>.sha256``); a damaged or partial folder is warned about, discarded and simulated again."""
     p = _dataset_params(videos, frames, size, params)
     key = json.dumps({"format": TRUTH_FORMAT, "videos": videos, "seed": seed, "params": to_dict(p)},
                      sort_keys=True)
-    root = _cache_root()
-    final = root / f"sim-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
-    if (final / "simulation.json").is_file():
-        return final
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-sim-", dir=root))
-    try:
+    final = cache_root() / f"sim-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+    def build(tmp: Path) -> None:
         simulate_dataset(tmp, videos=videos, frames=p.frames, size=p.size, seed=seed, params=p, progress=progress)
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if not (final / "simulation.json").is_file():  # not a finished copy from another process
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return final
+
+    return cached_dir(final, build, _check_dataset, label="simulated dataset")
+
+
+def _check_dataset(path: Path) -> Path:
+    """``path`` when it holds the complete dataset its ``simulation.json`` describes (else an error)."""
+    meta = json.loads((path / "simulation.json").read_text())
+    missing = [name for item in meta["items"] for name in (item["tif"], item["truth"]) if not (path / name).is_file()]
+    if missing or len(meta["items"]) != meta["videos"]:
+        raise InputError(path, f"incomplete simulated dataset (missing {missing[:3]})")
+    return path

@@ -14,31 +14,19 @@ Format: a NumPy ``.npz`` (no pickles) with
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from mitogan.errors import InputError
+from mitogan.fsutil import atomic_write, default_mode  # noqa: F401 (default_mode: re-exported)
 
-__all__ = ["TileSet", "save_tiles", "load_tiles", "tiles_path", "tile_pixel_size", "input_pixel_size", "default_mode",
+__all__ = ["TileSet", "save_tiles", "write_tiles", "load_tiles", "tiles_path", "tile_pixel_size", "input_pixel_size", "default_mode",
            "TILES_FORMAT_VERSION", "TILES_NAME"]
 
 TILES_FORMAT_VERSION = 1
 TILES_NAME = "tiles.npz"  # what `mitogan preprocess --out DIR` writes inside DIR
-
-
-def default_mode(is_dir: bool = False) -> int:
-    """The mode a new file (0o666) or folder (0o777) gets under the current umask.
-
-    ``tempfile.mkstemp``/``mkdtemp`` create 0600/0700 whatever the umask; atomic writers chmod their
-    temporary to this before the rename, so that others on shared storage can read the result.
-    """
-    mask = os.umask(0)
-    os.umask(mask)
-    return (0o777 if is_dir else 0o666) & ~mask
 
 
 def tiles_path(path) -> Path:
@@ -136,25 +124,19 @@ class TileSet:
 
 
 def save_tiles(path, tileset: TileSet) -> Path:
-    """Write ``tileset`` to ``path`` (.npz) atomically: a reader never sees a half-written file."""
+    """Write ``tileset`` to ``path`` (.npz) atomically (``fsutil.atomic_write``): a reader never sees a
+    half-written file, and an existing file is replaced only by a complete one."""
     path = Path(path)
     _check_tiles(path, tileset.tiles)
+    return atomic_write(path, lambda f: write_tiles(tileset, f))
+
+
+def write_tiles(tileset: TileSet, f) -> None:
+    """Write ``tileset`` in the tiles format to the binary file object ``f`` (see ``save_tiles``)."""
     meta = dict(tileset.meta)
     meta.setdefault("version", TILES_FORMAT_VERSION)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, tiles=tileset.tiles.astype(np.float32, copy=False),
-                     source=tileset.source.astype(np.int32), frame=tileset.frame.astype(np.int32),
-                     yx=tileset.yx.astype(np.int32), meta=np.array(json.dumps(meta)))
-        os.chmod(tmp, default_mode())  # mkstemp made it 0600
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    np.savez(f, tiles=tileset.tiles.astype(np.float32, copy=False), source=tileset.source.astype(np.int32),
+             frame=tileset.frame.astype(np.int32), yx=tileset.yx.astype(np.int32), meta=np.array(json.dumps(meta)))
 
 
 def load_tiles(path) -> TileSet:
@@ -176,14 +158,22 @@ def load_tiles(path) -> TileSet:
     with data:
         if "tiles" not in data.files:
             raise InputError(path, f"has no 'tiles' array (found {sorted(data.files)})")
-        tiles = _as_nchw(path, data["tiles"])
-        n = tiles.shape[0]
-        meta = json.loads(str(data["meta"])) if "meta" in data.files else {}
-        ts = TileSet(tiles,
-                     data["source"] if "source" in data.files else np.zeros(n, np.int32),
+        try:  # members are read (and their CRC checked) only here
+            tiles = data["tiles"]
+            n = tiles.shape[0]
+            meta = json.loads(str(data["meta"])) if "meta" in data.files else {}
+            parts = (data["source"] if "source" in data.files else np.zeros(n, np.int32),
                      data["frame"] if "frame" in data.files else np.arange(n, dtype=np.int32),
-                     data["yx"] if "yx" in data.files else np.zeros((n, 2), np.int32), meta)
-    if meta.get("version", TILES_FORMAT_VERSION) > TILES_FORMAT_VERSION:
+                     data["yx"] if "yx" in data.files else np.zeros((n, 2), np.int32))
+        except Exception as e:  # a damaged member: bad CRC, truncated data, broken JSON
+            raise InputError(path, " ".join(f"not a readable tiles file ({type(e).__name__}: {e})".split())) from None
+        if not isinstance(meta, dict):
+            raise InputError(path, "not a readable tiles file (its meta is not a JSON object)")
+        ts = TileSet(_as_nchw(path, tiles), *parts, meta)
+    version = meta.get("version", TILES_FORMAT_VERSION)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise InputError(path, f"not a readable tiles file (format version {version!r} is not an integer)")
+    if version > TILES_FORMAT_VERSION:
         raise InputError(path, f"tiles format version {meta['version']} is newer than this MitoGAN "
                                f"understands ({TILES_FORMAT_VERSION}); upgrade mitogan")
     return ts

@@ -37,6 +37,8 @@ from scipy import ndimage, sparse
 from scipy.sparse.csgraph import minimum_spanning_tree
 from skimage.morphology import skeletonize
 
+from mitogan.preprocess import OTSU_BINS, otsu_histograms, otsu_level, otsu_thresholds
+
 __all__ = ["FEATURE_NAMES", "morphology_features", "tile_thresholds", "group_thresholds",
            "dataset_threshold", "otsu_masks", "segment", "skan_degrees", "MIN_OBJECT_AREA", "NOISE_MARGIN"]
 
@@ -46,7 +48,7 @@ _PAD = 4  # zero rows/columns between stacked tiles: wider than every filter rad
 _BEAD_RADIUS = 3  # a bead is the widest skeleton point within this radius ...
 _BEAD_PROMINENCE = 1.3  # ... and this many times wider than the narrowest skeleton point nearby
 _EIGHT = np.ones((3, 3), bool)
-_OTSU_BINS = 256
+_OTSU_BINS = OTSU_BINS  # the one Otsu binning (mitogan.preprocess)
 _FINE = 4  # fine histogram = _OTSU_BINS * _FINE bins, for the background quantiles
 _LAP_SIGMA = 1.4826 / np.sqrt(20)  # MAD of the 4-neighbour Laplacian -> pixel noise sigma (white noise)
 
@@ -146,18 +148,17 @@ def dataset_threshold(tiles: np.ndarray, groups: np.ndarray | None = None) -> fl
     return float(np.median(thr[signal] if signal.any() else thr))
 
 
-def otsu_masks(x: np.ndarray, bins: int = _OTSU_BINS) -> tuple[np.ndarray, np.ndarray]:
-    """Plain per-tile Otsu threshold, vectorised over the batch (no noise margin).
+def otsu_masks(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Plain per-tile Otsu threshold (``preprocess.otsu_thresholds``), vectorised over the batch (no noise margin).
 
     ``x`` (N, S, S) float32 -> (mask (N, S, S) bool, threshold (N,) float). Constant tiles: empty mask.
     """
     n = x.shape[0]
-    hist, lo, span, const = _histograms(x.reshape(n, -1), bins)
-    level = _otsu_level(hist)
-    mask = x.reshape(n, -1) > (lo + (level + 1) / bins * span)[:, None]
-    mask[const] = False
-    thr = np.where(const, lo, lo + (level + 1) / bins * span)
-    return mask.reshape(x.shape), thr
+    flat = x.reshape(n, -1)
+    thr = otsu_thresholds(flat)
+    const = np.isnan(thr)
+    mask = flat > np.where(const, np.inf, thr)[:, None]
+    return mask.reshape(x.shape), np.where(const, flat.min(1), thr)
 
 
 # ------------------------------------------------------------------------------------------ thresholds
@@ -176,29 +177,6 @@ def _per_tile_threshold(threshold, n: int) -> np.ndarray:
     if np.isnan(thr).any():
         raise ValueError("threshold: NaN values")
     return thr
-
-
-def _histograms(v: np.ndarray, bins: int) -> tuple:
-    """Per-row histograms over each row's own [min, max]: (R, P) -> (hist (R, bins), lo, span, const)."""
-    r = v.shape[0]
-    lo, hi = v.min(1).astype(np.float64), v.max(1).astype(np.float64)
-    const = hi - lo <= 1e-6
-    span = np.where(const, 1.0, hi - lo)
-    q = np.minimum(((v - lo[:, None]) / span[:, None] * bins).astype(np.int64), bins - 1)  # (R, P)
-    hist = np.bincount((q + np.arange(r)[:, None] * bins).ravel(), minlength=r * bins).reshape(r, bins)
-    return hist, lo, span, const
-
-
-def _otsu_level(hist: np.ndarray) -> np.ndarray:
-    """Otsu's level per row of ``hist`` (R, B): the last bin of the lower class, (R,) int."""
-    bins = hist.shape[1]
-    w0 = np.cumsum(hist, 1).astype(np.float64)  # pixels at or below each level
-    m0 = np.cumsum(hist * np.arange(bins), 1)
-    total, mtot = w0[:, -1:], m0[:, -1:]
-    w1 = total - w0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        between = w0 * w1 * (m0 / w0 - (mtot - m0) / w1) ** 2  # between-class variance
-    return np.nan_to_num(between, nan=-1.0, posinf=-1.0).argmax(1)
 
 
 def _hist_quantile(hist: np.ndarray, rank: np.ndarray, lo, span) -> np.ndarray:
@@ -244,8 +222,8 @@ def _noise_aware(v: np.ndarray, lap_mad: np.ndarray) -> tuple[np.ndarray, np.nda
     floor = background + NOISE_MARGIN * sigma, threshold = max(otsu, floor); constant rows get their value
     (an empty mask).
     """
-    hist, lo, span, const = _histograms(v, _OTSU_BINS * _FINE)
-    level = _otsu_level(hist.reshape(len(v), _OTSU_BINS, _FINE).sum(2))
+    hist, lo, span, const = otsu_histograms(v, _OTSU_BINS * _FINE)
+    level = otsu_level(hist.reshape(len(v), _OTSU_BINS, _FINE).sum(2))  # Otsu's binning, summed
     otsu = lo + (level + 1) / _OTSU_BINS * span
     n_low = np.cumsum(hist, 1)[np.arange(len(v)), (level + 1) * _FINE - 1]  # Otsu's lower class
     bg = _hist_quantile(hist, n_low / 2, lo, span)

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from mitogan.errors import InputError
+from mitogan.fsutil import atomic_write, cache_root, cached_file
 from mitogan.metrics import distances as D
 from mitogan.metrics.features import FEATURES_VERSION, FeatureSpace, describe, feature_names
 from mitogan.metrics.protocol import RealSplit, duplicate_groups, split_real
@@ -130,15 +130,16 @@ class Reference:
         for a in (source, frame):
             h.update(b"-" if a is None else np.ascontiguousarray(np.asarray(a, np.int64)).tobytes())
         h.update(f"{tiles.shape}|{holdout}|{seed}|{max_tiles}|{FEATURES_VERSION}|{_REFERENCE_VERSION}".encode())
-        root = Path(os.environ.get("MITOGAN_CACHE_DIR", Path.home() / ".cache" / "mitogan"))
-        return root / "metrics" / f"reference-{h.hexdigest()[:16]}.npz"
+        return cache_root() / "metrics" / f"reference-{h.hexdigest()[:16]}.npz"
 
-    def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, heldout=self.heldout, train=self.train, f_heldout=self.f_heldout, f_train=self.f_train,
+    def save(self, path: Path) -> Path:
+        """Write this reference to ``path`` (.npz, no pickles) atomically."""
+        return atomic_write(path, self.write)
+
+    def write(self, f) -> None:
+        """Write this reference in the ``save`` format to the binary file object ``f``."""
+        np.savez(f, heldout=self.heldout, train=self.train, f_heldout=self.f_heldout, f_train=self.f_train,
                  meta=np.array(json.dumps({"threshold": self.threshold, "split": self.split, "seed": self.seed})))
-        os.replace(tmp, path)
 
     @classmethod
     def load(cls, path: Path) -> "Reference":
@@ -150,14 +151,9 @@ class Reference:
     @classmethod
     def cached(cls, tiles, source=None, frame=None, *, holdout: float = 0.25, seed: int = 0,
                max_tiles: int | None = None) -> "Reference":
-        """``build`` once per dataset, then read back from ``$MITOGAN_CACHE_DIR/metrics``."""
+        """``build`` once per dataset and node, then read back from ``<cache root>/metrics`` (a damaged entry
+        is warned about and rebuilt; see ``fsutil.cached_file``)."""
         tiles = np.asarray(tiles, np.float32)
         path = cls.cache_path(tiles, source, frame, holdout, seed, max_tiles)
-        if path.is_file():
-            try:
-                return cls.load(path)
-            except Exception:  # a torn or old cache file: rebuild it
-                pass
-        ref = cls.build(tiles, source, frame, holdout=holdout, seed=seed, max_tiles=max_tiles)
-        ref.save(path)
-        return ref
+        build = lambda: cls.build(tiles, source, frame, holdout=holdout, seed=seed, max_tiles=max_tiles)  # noqa: E731
+        return cached_file(path, build, lambda ref, f: ref.write(f), cls.load, label="metrics reference")

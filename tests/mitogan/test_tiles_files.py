@@ -65,3 +65,25 @@ def test_input_pixel_size_needs_every_source_to_agree(tmp_path):
     assert input_pixel_size([tmp_path / "a.tif", tmp_path / "a.tif"]) == pytest.approx(0.1)
     assert input_pixel_size([tmp_path / "a.tif", tmp_path / "b.tif"]) is None
     assert input_pixel_size([tmp_path / "a.tif", tmp_path / "frames"]) is None  # a folder: unknown
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "meta", "version"])
+def test_damaged_tiles_file_is_one_line_input_error(tmp_path, damage):
+    # a flipped byte used to escape as a BadZipFile traceback (when the array was read, after np.load)
+    path = tmp_path / "tiles.npz"
+    ts = TileSet.from_array(np.linspace(-1, 1, 4 * 16 * 16, dtype=np.float32).reshape(4, 1, 16, 16))
+    if damage == "version":
+        ts.meta = {"version": "1"}
+    save_tiles(path, ts)
+    data = bytearray(path.read_bytes())
+    if damage == "flip":
+        data[len(data) // 3] ^= 0xFF  # inside the tiles array: its CRC no longer matches
+    elif damage == "truncate":
+        data = data[: len(data) - 40]
+    elif damage == "meta":  # broken JSON
+        np.savez(path, tiles=ts.tiles, meta=np.array('{"version": 1,'))
+        data = bytearray(path.read_bytes())
+    path.write_bytes(bytes(data))
+    with pytest.raises(InputError) as e:
+        load_tiles(path)
+    assert str(path) in str(e.value) and "\n" not in str(e.value)
