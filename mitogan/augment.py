@@ -99,27 +99,30 @@ def diff_augment(x: torch.Tensor, cfg, p: float | None = None) -> torch.Tensor:
 class AdaptiveP:
     """ADA controller: every ``interval`` D steps, p += sign(E[sign(D(real))] - target) · (B·interval)/(kimg·1000).
 
-    ``state_dict()``/``load_state_dict()`` make it resumable. p stays in [0, 1].
+    As in StyleGAN2-ADA, the sign statistic accumulates on the discriminator's device and is read back
+    once per update (every ``interval`` D steps), never per step. ``state_dict()``/``load_state_dict()``
+    make it resumable. p stays in [0, 1].
     """
 
     def __init__(self, p: float, target: float, kimg: float, interval: int):
         self.p, self.target, self.kimg, self.interval = float(p), target, kimg, interval
-        self._sum, self._count, self._steps = 0.0, 0, 0
+        self._sum: torch.Tensor | float = 0.0  # sum of sign(D(real)) since the last update (a device tensor)
+        self._count, self._steps = 0, 0
         self.last_rt = float("nan")
 
     def observe(self, real_out: torch.Tensor) -> None:
         """Feed discriminator outputs on (augmented) real images, (B,); updates p every ``interval`` calls."""
-        self._sum += float(torch.sign(real_out.detach().float()).sum())
+        self._sum = self._sum + torch.sign(real_out.detach().float()).sum()  # stays on the device
         self._count += int(real_out.shape[0])
         self._steps += 1
         if self._steps % self.interval == 0 and self._count:
-            self.last_rt = self._sum / self._count
+            self.last_rt = float(self._sum) / self._count  # the one read-back per update
             adjust = (1.0 if self.last_rt > self.target else -1.0) * self._count / (self.kimg * 1000.0)
             self.p = min(1.0, max(0.0, self.p + adjust))
             self._sum, self._count = 0.0, 0
 
     def state_dict(self) -> dict:
-        return {"p": self.p, "sum": self._sum, "count": self._count, "steps": self._steps, "rt": self.last_rt}
+        return {"p": self.p, "sum": float(self._sum), "count": self._count, "steps": self._steps, "rt": self.last_rt}
 
     def load_state_dict(self, state: dict) -> None:
         self.p, self._sum, self._count = float(state["p"]), float(state["sum"]), int(state["count"])

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -25,8 +26,13 @@ __all__ = [
     "doc", "Section", "to_dict", "to_flat", "from_dict", "from_flat", "load_config", "apply_overrides", "parse_scalar",
     "save_config", "NormalizeConfig", "BleachConfig", "DriftConfig", "DenoiseConfig", "LaplaceConfig",
     "OtsuConfig", "TileConfig", "QualityConfig", "PreprocessConfig", "ModelConfig", "LossConfig",
-    "InitConfig", "OptimConfig", "AugmentConfig", "TrainConfig", "Config",
+    "InitConfig", "OptimConfig", "AugmentConfig", "TrainConfig", "StopConfig", "Config",
 ]
+
+
+# Largest integer any config field accepts (fields with their own `hi` have smaller ones): seeds, steps and
+# counts beyond it are typos or overflow torch/numpy.
+INT_LIMIT = 2**31 - 1
 
 
 def doc(help: str, *, lo=None, hi=None, choices=None) -> dict:
@@ -92,16 +98,25 @@ def _coerce(name: str, hint, value):
     if hint is int:
         if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
             raise ConfigError(f"{name}: expected an integer, got {value!r}")
+        if abs(value) > INT_LIMIT:  # no field means 1e23 (nor does torch/numpy accept it as a seed)
+            raise ConfigError(f"{name}: {value!r} is out of range (at most {INT_LIMIT})")
         return int(value)
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{name}: expected a number, got {value!r}")
+        if not math.isfinite(value):  # NaN passes every `<`/`>` range check, so it is refused here
+            raise ConfigError(f"{name}: {value!r} is not a finite number")
         return float(value)
     if hint is str:
         if not isinstance(value, str):
             raise ConfigError(f"{name}: expected a string, got {value!r}")
         return value
     return value
+
+
+# keys that moved: the stopping thresholds used to live in ``train`` (one home now: ``stop``)
+_MOVED = {"train.explode_limit": "stop.critic_limit", "train.drift_limit": "stop.drift_limit",
+          "train.grad_limit": "stop.grad_limit", "train.collapse_floor": "stop.diversity_floor"}
 
 
 def _build(cls, data: dict, prefix: str = ""):
@@ -111,6 +126,8 @@ def _build(cls, data: dict, prefix: str = ""):
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
+        if f"{prefix}{unknown[0]}" in _MOVED:
+            raise ConfigError(f"{prefix}{unknown[0]}: moved to {_MOVED[prefix + unknown[0]]} (rename it in the config)")
         raise ConfigError(f"{prefix}{unknown[0]}: unknown config key (known keys here: {sorted(names)})")
     hints = typing.get_type_hints(cls)
     kwargs = {}
@@ -440,13 +457,25 @@ class TrainConfig(Section):
     holdout: float = _f(0.25, "share of the real tiles held out (whole videos or time blocks) that the "
                         "generator is scored against and never trains on (mitogan.metrics.protocol)",
                         lo=0.05, hi=0.5)
-    explode_limit: float = _f(1e3, "signal_critic_explode when |critic estimate| exceeds this", lo=0.0)
-    drift_window: int = _f(10, "reports in the window of the critic-drift slope", lo=3, hi=10000)
-    drift_limit: float = _f(50.0, "signal_critic_drift when the critic estimate's robust change over the "
-                            "window exceeds this", lo=0.0)
-    grad_limit: float = _f(1e4, "signal_grad_blowup when a gradient norm exceeds this", lo=0.0)
-    collapse_floor: float = _f(0.1, "signal_collapse when diversity (relative to real) drops below this",
-                               lo=0.0, hi=10.0)
+    drift_window: int = _f(10, "reports in the window of the critic-drift measurement (critic_drift)", lo=3,
+                           hi=10000)
+
+
+@dataclass
+class StopConfig(Section):
+    """Non-convergence: the one set of thresholds behind the signals and the stopping policy (mitogan.stopping)."""
+
+    enabled: bool = _f(True, "stop a search trial that does not converge (a local `mitogan train` only reports "
+                       "the signals)")
+    grace: float = _f(0.25, "share of train.steps (at least one report) before which nothing but NaN/Inf stops a "
+                      "run: neither this policy nor ASHA", lo=0.0, hi=1.0)
+    patience: int = _f(2, "consecutive reports a signal must hold before the run is stopped", lo=1, hi=1000)
+    critic_limit: float = _f(1e3, "signal_critic_explode when |critic estimate| exceeds this", lo=0.0)
+    drift_limit: float = _f(50.0, "signal_critic_drift when the critic estimate's robust change over "
+                            "train.drift_window reports exceeds this", lo=0.0)
+    grad_limit: float = _f(1e4, "signal_grad_blowup when a gradient norm in the window exceeds this", lo=0.0)
+    diversity_floor: float = _f(0.1, "signal_collapse when diversity (relative to real) drops below this",
+                                lo=0.0, hi=10.0)
 
 
 @dataclass
@@ -460,6 +489,7 @@ class Config(Section):
     optim: OptimConfig = _sub(OptimConfig)
     augment: AugmentConfig = _sub(AugmentConfig)
     train: TrainConfig = _sub(TrainConfig)
+    stop: StopConfig = _sub(StopConfig)
 
     @property
     def image_size(self) -> int:

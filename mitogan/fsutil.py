@@ -157,6 +157,12 @@ def check_writable_dir(path, option: str = "--out") -> Path:
         raise MitoganError(f"{option} {path}: {probe} is a file, not a folder; choose another {option}")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise MitoganError(f"{option} {path}: {probe} is not writable; choose another {option}")
+    try:  # access() is not the whole story (read-only mounts seen as root, /proc, quotas): try it
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as e:
+        raise MitoganError(f"{option} {path}: cannot write in {probe} ({e.strerror or type(e).__name__}); choose "
+                           f"another {option}") from None
     return path
 
 

@@ -113,10 +113,13 @@ def read_inputs(
     """Read files and folders (recursively, name-sorted) into a list of Videos.
 
     Files inside folders with an unsupported suffix (LICENSE, *.yaml, README.md) and hidden files are
-    ignored silently. A supported file inside a folder that cannot be read is reported through
-    ``on_skip(path, problem)`` and a logged warning, then skipped — unless ``strict``, where its
-    InputError is raised. A file named explicitly in ``paths`` that cannot be read always raises.
-    Files given twice (or also found through a folder) are read once.
+    ignored silently. Anything else inside a folder that cannot be used — a supported file that cannot be
+    read, a subfolder that cannot be listed, a dangling symbolic link, a symbolic link loop — is reported
+    through ``on_skip(path, problem)`` and a logged warning, then skipped — unless ``strict``, where it
+    raises InputError. A video whose decoded frame count disagrees with its header (truncated or damaged)
+    keeps the frames it has, with a warning (``meta["frames_note"]``); under ``strict`` it raises.
+    A file named explicitly in ``paths`` that cannot be read always raises. Files given twice (or also
+    found through a folder) are read once.
 
     Raises:
         InputError: a named path does not exist or cannot be read, a folder file is bad with
@@ -137,7 +140,7 @@ def read_inputs(
             videos += found
             n_skipped += skipped
         elif _mark_seen(path, seen):
-            videos += read_file(path, channel=channel, z=z)
+            videos += _checked(read_file(path, channel=channel, z=z), strict)
     if not videos:
         names = ", ".join(str(p) for p in paths)
         why = f"{n_skipped} unreadable file(s) skipped" if n_skipped else "no supported files"
@@ -168,9 +171,22 @@ def _check_options(channel, z) -> tuple[int | None, str | int]:
     return channel, z
 
 
+def _checked(videos: list[Video], strict: bool) -> list[Video]:
+    """Videos as read, warning about (or, when ``strict``, refusing) those whose frame count disagrees."""
+    for v in videos:
+        note = v.meta.get("frames_note")
+        if note:
+            if strict:
+                raise InputError(v.source, note)
+            log.warning("%s: %s", v.source, note)
+    return videos
+
+
 def _check_file(path: Path) -> str:
     """Return the reader kind for ``path`` or raise InputError (missing, folder, empty, unknown suffix)."""
     if not path.exists():
+        if path.is_symlink():
+            raise InputError(path, f"dangling symbolic link (its target {os.readlink(path)} does not exist)")
         raise InputError(path, "no such file or folder")
     if path.is_dir():
         raise InputError(path, "is a folder; pass it to read_inputs to read the files inside")
@@ -211,35 +227,73 @@ def _natural_key(path: Path):
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", str(path))]
 
 
-def _folder_files(folder: Path) -> list[Path]:
-    """Supported, non-hidden files under ``folder``, recursively, in natural name order."""
-    files = []
-    for path in folder.rglob("*"):
-        rel = path.relative_to(folder)
-        if any(part.startswith(".") for part in rel.parts):
-            continue  # hidden files, macOS ._* resource forks, .git
-        if path.is_file() and path.suffix.lower() in SUPPORTED_SUFFIXES:
-            files.append(path)
-    return sorted(files, key=lambda p: _natural_key(p.relative_to(folder)))
+def _folder_files(folder: Path) -> tuple[list[Path], list[InputError]]:
+    """Supported, non-hidden files under ``folder``, recursively (through symbolic links to folders), in
+    natural name order; and what could not be looked into: unlistable subfolders, dangling links, link loops."""
+    files: list[Path] = []
+    problems: list[InputError] = []
+
+    def walk(d: Path, ancestors: frozenset) -> None:
+        try:
+            entries = sorted(os.scandir(d), key=lambda e: e.name)
+        except OSError as e:
+            problems.append(InputError(d, f"cannot list this folder ({e.strerror or type(e).__name__}); "
+                                          "its files were not read"))
+            return
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue  # hidden files, macOS ._* resource forks, .git
+            path = Path(entry.path)
+            try:
+                is_dir = entry.is_dir()  # follows links
+                is_file = not is_dir and entry.is_file()
+            except OSError:
+                is_dir = is_file = False
+            if entry.is_symlink() and not (is_dir or is_file):
+                if not os.path.exists(entry.path):
+                    problems.append(InputError(path, f"dangling symbolic link (its target {os.readlink(path)} "
+                                                     "does not exist)"))
+                elif path.suffix.lower() in SUPPORTED_SUFFIXES:
+                    problems.append(InputError(path, "symbolic link to something that is not a file or folder"))
+                continue
+            if is_dir:
+                real = os.path.realpath(path)
+                if real in ancestors:
+                    problems.append(InputError(path, f"symbolic link loop (points back to {real}); not followed"))
+                else:
+                    walk(path, ancestors | {real})
+            elif is_file and path.suffix.lower() in SUPPORTED_SUFFIXES:
+                files.append(path)
+
+    walk(folder, frozenset({os.path.realpath(folder)}))
+    return sorted(files, key=lambda p: _natural_key(p.relative_to(folder))), problems
 
 
 def _read_folder(folder, channel, z, strict, on_skip, seen) -> tuple[list[Video], int]:
-    """Read every supported file under ``folder``; returns (videos, number of files skipped)."""
+    """Read every supported file under ``folder``; returns (videos, number of files and folders skipped)."""
     from tqdm.auto import tqdm
 
-    files = [f for f in _folder_files(folder) if _mark_seen(f, seen)]
-    videos: list[Video] = []
+    found, problems = _folder_files(folder)
     skipped = 0
+
+    def skip(err: InputError) -> None:
+        nonlocal skipped
+        if strict:
+            raise err
+        skipped += 1
+        log.warning("skipped %s", err)
+        if on_skip is not None:
+            on_skip(err.path, err.problem)
+
+    for err in problems:
+        skip(err)
+    files = [f for f in found if _mark_seen(f, seen)]
+    videos: list[Video] = []
     for path in tqdm(files, desc=f"reading {folder.name}", unit="file", leave=False, disable=len(files) < 50):
         try:
-            videos += read_file(path, channel=channel, z=z)
+            videos += _checked(read_file(path, channel=channel, z=z), strict)
         except InputError as err:
-            if strict:
-                raise
-            skipped += 1
-            log.warning("skipped %s", err)
-            if on_skip is not None:
-                on_skip(str(path), err.problem)
+            skip(err)
     return _group_stills(videos), skipped
 
 
@@ -431,6 +485,9 @@ def _read_video(path: Path, channel, z) -> Video:
         raise InputError(path, "video contains zero frames")
     arr = np.stack(frames)  # (T, H, W, 3) or (T, H, W)
     meta = {"format": "video", "original_shape": tuple(arr.shape), "original_dtype": str(arr.dtype), "fps": fps}
+    if expected > 0 and len(frames) != expected:  # a truncated or damaged file decodes fewer frames
+        meta["frames_note"] = (f"decoded {len(frames)} of the {expected} frames its header announces (truncated or "
+                               "damaged?); re-export or re-copy the file")
     if arr.ndim == 3:
         return _to_video(path, arr, "TYX", channel, z, meta)
     return _to_video(path, arr, "TYXS", channel, z, meta, rgb=True)

@@ -2,11 +2,17 @@
 
 ``synthesize(bundle, n, out_dir)`` generates batches on the GPU when present (else CPU) while a thread
 pool encodes and writes the previous batch (PNG, TIFF, or one ``.npy`` array at the end). Image
-``i`` always comes from latent ``i`` of ``seed`` (``mitogan.export.sample_latents``), so a run is
-reproducible and an interrupted one resumes: each finished batch leaves ``parts/batch_XXXXXX.csv``
-(written after its images, atomically), and a restart skips those batches.
+``i`` always comes from latent ``i`` of ``seed`` (:func:`latents`: fixed chunks of 64 latents, whatever the
+batch size), so a run is reproducible and an interrupted one resumes: each finished batch leaves
+``parts/batch_XXXXXX.csv`` (written after its images, atomically; beside it the duplicate filter's features
+and the batch's drop counts), and a restart skips those batches and decides and counts exactly as an
+uninterrupted run would. ``stop()`` (e.g. on Ctrl-C) ends a run between batches in that resumable state.
+``out_dir`` must be new, empty, or a synth folder MitoGAN made (marker ``.mitogan.json``); a folder of
+other files is refused untouched.
 
-The manifest ``manifest.csv`` has one row per kept image: file, seed, latent_index, contrast (RMS
+The manifest ``manifest.csv`` has one row per kept image: file (``images/img_XXXXXXXX.png``/``.tif``, or
+``images.npy`` / ``images.tif`` whose row k of the manifest is item k of the array / slice k + 1 of the
+stack), seed, latent_index, contrast (RMS
 contrast: std of the image in [0, 1], a cheap quality score — near 0 for blank tiles), nn_set (distance to
 the nearest earlier image of the set, when the duplicate filter is on) and nn_train (distance to the
 nearest reference/training tile, when ``reference`` is given). Filters: ``min_set_distance`` drops
@@ -34,12 +40,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mitogan.errors import MitoganError
+from mitogan.errors import ConfigError, InputError, MitoganError
 
-__all__ = ["SynthOptions", "synthesize", "FORMATS", "TiffSpec"]
+__all__ = ["SynthOptions", "synthesize", "FORMATS", "TiffSpec", "latents", "check_options", "resolve_device",
+           "check_bundle_config"]
 
 FORMATS = ("png", "tiff", "npy")
+LATENT_CHUNK = 64  # latents are drawn in fixed chunks of this many: latent i never depends on the batch size
+MAX_BATCH = 8192  # images per generator batch (beyond this, memory runs out long before speed improves)
+MAX_IMAGES = 100_000_000
 _FIELDS = ["file", "seed", "latent_index", "contrast", "nn_set", "nn_train"]
+_DROPS = ("dropped_duplicate", "dropped_memorised")
 
 
 @dataclass
@@ -111,23 +122,150 @@ class TiffSpec:
                          resolution=(1 / px, 1 / px) if px else None)
 
 
-def synthesize(bundle, out_dir, opts: SynthOptions, reference: np.ndarray | None = None, progress: bool = True) -> dict:
-    """Generate ``opts.n`` images from ``bundle`` into ``out_dir``; returns the summary (also synth.json)."""
-    from mitogan.export import load_bundle_config, load_generator
-
+def check_options(opts: SynthOptions) -> None:
+    """Refuse impossible options with one line naming the option, before anything is read or written."""
     if opts.format not in FORMATS:
         raise MitoganError(f"--format {opts.format!r}: use one of {list(FORMATS)}")
     if (opts.stack or opts.ome) and opts.format != "tiff":
         raise MitoganError(f"--{'stack' if opts.stack else 'ome'} needs --format tiff (got --format {opts.format})")
-    if opts.pixel_size_um is not None and not opts.pixel_size_um > 0:
+    if opts.pixel_size_um is not None and not (np.isfinite(opts.pixel_size_um) and 0 < opts.pixel_size_um < 1e6):
         raise MitoganError(f"--pixel-size {opts.pixel_size_um}: give µm per pixel, > 0")
-    if opts.n < 1:
+    if isinstance(opts.n, (int, np.integer)) and opts.n < 1:
         raise MitoganError(f"-n {opts.n}: ask for at least one image")
-    device = torch.device("cuda" if opts.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if opts.device == "auto" else opts.device))
-    gen = load_generator(bundle, device=device)
-    spec = TiffSpec.from_bundle(load_bundle_config(bundle), opts)
+    for flag, value, lo, hi in (("-n", opts.n, 1, MAX_IMAGES), ("--batch-size", opts.batch_size, 1, MAX_BATCH),
+                                ("--seed", opts.seed, 0, 2**31 - 1)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
+            raise MitoganError(f"{flag} {value}: give a whole number from {lo} to {hi}")
+    if opts.max_batches is not None and not (isinstance(opts.max_batches, int) and opts.max_batches >= 1):
+        raise MitoganError(f"max_batches {opts.max_batches}: give a whole number >= 1 (or None)")
+    for flag, value in (("--min-set-distance", opts.min_set_distance), ("--min-novelty", opts.min_train_distance)):
+        if not (np.isfinite(value) and 0 <= value <= 2):  # RMS distances of images in [0, 1] are at most 1
+            raise MitoganError(f"{flag} {value}: give a distance from 0 (off) to 2")
+    resolve_device(opts.device)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda`` or ``cuda:N`` — checked against this machine."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        raise MitoganError(f"--device {name!r}: use auto, cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise MitoganError(f"--device {name!r}: use auto, cpu, cuda or cuda:N")
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise MitoganError(f"--device {name}: no CUDA GPU is available here; use --device cpu (or auto)")
+        if device.index is not None and device.index >= count:
+            raise MitoganError(f"--device {name}: this machine has {count} GPU(s) (cuda:0 to cuda:{count - 1})")
+    return device
+
+
+def check_bundle_config(bundle, config: dict) -> None:
+    """Validate a bundle's config.json like a config: the generator's settings and the trial's config."""
+    from mitogan.config import Config, from_flat
+
+    where = Path(bundle) / "config.json"
+    gen = config.get("generator")
+    if not isinstance(gen, dict):
+        raise InputError(where, "has no 'generator' settings (re-run `mitogan export`)")
+    names = {"arch": "model.arch", "latent_dim": "model.latent_dim", "width": "model.g_width",
+             "depth": "model.depth", "norm": "model.g_norm", "activation": "model.activation",
+             "image_size": "preprocess.tile.size"}
+    unknown = sorted(set(gen) - set(names))
+    if unknown or not {"arch", "latent_dim", "image_size"} <= set(gen):
+        raise InputError(where, f"generator settings {sorted(gen)} are not those of a MitoGAN generator"
+                                f"{f' (unknown: {unknown[0]})' if unknown else ''}")
+    for key, value in gen.items():
+        try:
+            from_flat(Config, {names[key]: value})
+        except ConfigError as e:
+            detail = str(e).split(": ", 1)[-1]
+            raise InputError(where, f"invalid setting generator.{key}: {detail}") from None
+    try:
+        tc = config.get("trial_config")
+        if tc is not None:
+            if not isinstance(tc, dict):
+                raise ConfigError(f"trial_config: expected a mapping of config keys, got {tc!r}")
+            from_flat(Config, tc)
+    except ConfigError as e:
+        raise InputError(where, f"invalid setting in trial_config: {e}") from None
+    px = config.get("pixel_size_um")
+    if px is not None and not (_finite(px) and px > 0):
+        raise InputError(where, f"pixel_size_um {px!r} is not a positive number")
+    from mitogan.export import intensity_mapping
+
+    try:
+        it = intensity_mapping((config.get("output") or {}).get("intensity"))
+    except (TypeError, ValueError, KeyError, AttributeError) as e:
+        raise InputError(where, f"output.intensity is not an intensity mapping ({type(e).__name__}: {e})") from None
+    if it and not (_finite(it.get("lo")) and _finite(it.get("hi")) and it["lo"] < it["hi"]):
+        raise InputError(where, f"output.intensity lo={it.get('lo')!r}, hi={it.get('hi')!r}: need finite lo < hi")
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and bool(np.isfinite(v))
+
+
+def _check_resources(out: Path, opts: SynthOptions, size: int) -> None:
+    """Refuse at once what cannot fit: the images on disk, or (npy, tiff --stack) the whole array in memory."""
+    import shutil
+
+    per_image = size * size * {"png": 1, "tiff": 2, "npy": 4}[opts.format]  # uncompressed upper bound
+    need = opts.n * per_image
+    probe = out
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if need > free + 2**20:
+        raise MitoganError(f"-n {opts.n}: {opts.n} images of {size}x{size} px need up to {need / 2**30:.1f} GiB and "
+                           f"{probe} has {free / 2**30:.1f} GiB free; ask for fewer or choose another --out")
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else None
+    if _in_parts(opts) and memory and opts.n * size * size * 4 * 2 > memory:
+        raise MitoganError(f"-n {opts.n}: --format {opts.format}{' --stack' if opts.stack else ''} assembles all "
+                           f"images in memory ({opts.n * size * size * 8 / 2**30:.1f} GiB) and this machine has "
+                           f"{memory / 2**30:.1f} GiB; use --format png/tiff or ask for fewer")
+
+
+def latents(latent_dim: int, seed: int, start: int, n: int) -> torch.Tensor:
+    """Latents ``start`` … ``start + n - 1`` of ``seed``: (n, latent_dim) float32, the same whatever ``n``.
+
+    They are drawn in fixed chunks of ``LATENT_CHUNK`` (chunk c = ``sample_latents(..., offset=c * 64)``), so
+    latent i is one fixed vector however the images are batched (and a resumed run draws the same ones).
+    """
+    from mitogan.export import sample_latents
+
+    first, last = start // LATENT_CHUNK, (start + n - 1) // LATENT_CHUNK
+    z = torch.cat([sample_latents(latent_dim, LATENT_CHUNK, seed=seed, offset=c * LATENT_CHUNK)
+                   for c in range(first, last + 1)])
+    skip = start - first * LATENT_CHUNK
+    return z[skip: skip + n]
+
+
+def synthesize(bundle, out_dir, opts: SynthOptions, reference: np.ndarray | None = None, progress: bool = True,
+               stop=None) -> dict:
+    """Generate ``opts.n`` images from ``bundle`` into ``out_dir``; returns the summary (also synth.json).
+
+    ``stop()`` (optional) is polled between batches: True ends the run after the batches in flight are
+    written, leaving a folder that the next call (same options) resumes; the summary then has ``stopped``.
+    """
+    from mitogan.export import load_bundle_config, load_generator
+    from mitogan.fsutil import claim_output_dir
+
+    check_options(opts)
+    device = resolve_device(opts.device)
+    config = load_bundle_config(bundle)
+    check_bundle_config(bundle, config)
+    if reference is not None and (np.ndim(reference) < 2 or np.shape(reference)[-1] != config["generator"]["image_size"]):
+        raise InputError("--reference", f"tiles of shape {np.shape(reference)} do not match the bundle's "
+                                        f"{config['generator']['image_size']} px images")
     out = Path(out_dir)
+    _check_resources(out, opts, int(config["generator"]["image_size"]))
+    claim_output_dir(out, "synth", resume=True, legacy=(".synth-run.json",))
+    gen = load_generator(bundle, device=device)
+    spec = TiffSpec.from_bundle(config, opts)
     (out / "parts").mkdir(parents=True, exist_ok=True)
     _check_same_run(out, bundle, opts)
     state = _resume(out, opts, spec)
@@ -137,22 +275,26 @@ def synthesize(bundle, out_dir, opts: SynthOptions, reference: np.ndarray | None
     with ThreadPoolExecutor(max_workers=2) as pool:
         pending: deque = deque()
         b = state["next_batch"]
-        while state["kept"] < opts.n and b < max_batches:
-            images, rows = _generate_batch(gen, device, opts, b, state, ref)
-            pending.append(pool.submit(_write_batch, out, b, images, rows, opts, spec))
+        while state["kept"] < opts.n and b < max_batches and not (stop is not None and stop()):
+            before = {k: state[k] for k in _DROPS}
+            images, rows, feats = _generate_batch(gen, device, opts, b, state, ref)
+            drops = {k: state[k] - before[k] for k in _DROPS}
+            pending.append(pool.submit(_write_batch, out, b, images, rows, opts, spec, feats, drops))
             _drain(pending)
             bar.update(len(rows))
             b += 1
         _drain(pending, wait_all=True)
     bar.close()
+    if state["kept"] < opts.n and stop is not None and stop():
+        return {"stopped": True, "kept": state["kept"], "out": str(out), "batches": b}
     return _finish(out, bundle, opts, state, b, spec)
 
 
 def _generate_batch(gen, device, opts: SynthOptions, b: int, state: dict, ref):
     """Generate batch ``b``, apply the filters, return kept images (B', S, S) in [-1, 1] and manifest rows."""
-    z = torch.cat([_latents(gen, opts.seed, b * opts.batch_size + i) for i in range(0, opts.batch_size, 64)])
+    z = latents(gen.config["latent_dim"], opts.seed, b * opts.batch_size, opts.batch_size)  # (B, Z)
     with torch.inference_mode():
-        x = gen(z[: opts.batch_size].to(device)).float().cpu()[:, 0]  # (B, S, S)
+        x = gen(z.to(device)).float().cpu()[:, 0]  # (B, S, S)
     dedup = opts.min_set_distance > 0
     feats = _features(x) if dedup or ref is not None else None  # (B, 256)
     nan = torch.full((len(x),), float("nan"))
@@ -180,13 +322,7 @@ def _generate_batch(gen, device, opts: SynthOptions, b: int, state: dict, ref):
              "latent_index": b * opts.batch_size + i, "contrast": round(float(c), 5),
              "nn_set": _fmt(nn_set[i]), "nn_train": _fmt(nn_train[i])} for i, c in zip(keep, contrast)]
     state["kept"] += len(rows)
-    return kept, rows
-
-
-def _latents(gen, seed: int, start: int) -> torch.Tensor:
-    from mitogan.export import sample_latents
-
-    return sample_latents(gen.config["latent_dim"], 64, seed=seed, offset=start)
+    return kept, rows, (feats[keep].numpy() if dedup else None)
 
 
 def _features(x: torch.Tensor) -> torch.Tensor:
@@ -211,6 +347,8 @@ def _name(index: int, opts: SynthOptions) -> str:
     tif = "ome.tif" if opts.ome else "tif"
     if opts.stack:
         return f"images.{tif}"  # one stack: row k of the manifest is slice k + 1
+    if opts.format == "npy":
+        return "images.npy"  # one array: row k of the manifest is images.npy[k]
     return f"images/img_{index:08d}.{tif if opts.format == 'tiff' else opts.format}"
 
 
@@ -220,8 +358,14 @@ def _in_parts(opts: SynthOptions) -> bool:
 
 
 def _write_batch(out: Path, b: int, images: np.ndarray, rows: list[dict], opts: SynthOptions,
-                 spec: TiffSpec) -> None:
-    """Write a batch's images (each atomically), then its manifest part: the part marks the batch done."""
+                 spec: TiffSpec, feats: np.ndarray | None = None, drops: dict | None = None) -> None:
+    """Write a batch's images (each atomically), then its manifest part: the part marks the batch done.
+    ``feats``: the kept images' duplicate-filter features and ``drops`` the batch's filter counts, kept so
+    that a resumed run filters and counts exactly as an uninterrupted one."""
+    if drops and any(drops.values()):
+        _atomic(out / "parts" / f"batch_{b:06d}.drops.json", lambda f: f.write(json.dumps(drops).encode()))
+    if feats is not None:
+        _atomic(out / "parts" / f"batch_{b:06d}.feat.npy", lambda f: np.save(f, feats.astype(np.float32)))
     if _in_parts(opts):
         _atomic(out / "parts" / f"batch_{b:06d}.npy", lambda f: np.save(f, images.astype(np.float32)))
     else:
@@ -297,14 +441,23 @@ def _resume(out: Path, opts: SynthOptions, spec: TiffSpec) -> dict:
         if p.name != f"batch_{done:06d}.csv":
             break
         done += 1
-    for p in parts[done:]:
-        p.unlink()
+    for p in parts[done:]:  # a batch after a gap: done again, with its side files
+        for side in (p, *(p.with_name(p.name.replace(".csv", ext)) for ext in (".drops.json", ".feat.npy"))):
+            side.unlink(missing_ok=True)
     for p in parts[:done]:
-        rows = list(csv.DictReader(p.open(), fieldnames=_FIELDS))
+        with p.open() as f:
+            rows = list(csv.DictReader(f, fieldnames=_FIELDS))
         state["kept"] += len(rows)
+        drops = p.with_name(p.name.replace(".csv", ".drops.json"))
+        if drops.is_file():
+            for k, v in json.loads(drops.read_text()).items():
+                state[k] += int(v)
         if opts.min_set_distance and rows:
-            imgs = _read_images(out, rows, opts, p, spec)
-            feats = _features(torch.as_tensor(imgs))
+            saved = p.with_name(p.name.replace(".csv", ".feat.npy"))
+            if saved.is_file():  # the features the filter used (exact)
+                feats = torch.from_numpy(np.load(saved))
+            else:  # written by an older MitoGAN: from the images (8-bit PNGs round the features slightly)
+                feats = _features(torch.as_tensor(_read_images(out, rows, opts, p, spec)))
             state["bank"] = feats if state["bank"] is None else torch.cat([state["bank"], feats])
     state["next_batch"] = state["resumed_batches"] = done
     return state
@@ -331,7 +484,7 @@ def _finish(out: Path, bundle, opts: SynthOptions, state: dict, batches: int, sp
             f.write(p.read_text())
     os.replace(out / "manifest.csv.tmp", out / "manifest.csv")
     if _in_parts(opts):
-        arrays = np.concatenate([np.load(p) for p in sorted((out / "parts").glob("batch_*.npy"))])  # (N, S, S)
+        arrays = np.concatenate([np.load(p.with_suffix(".npy")) for p in parts])  # (N, S, S), batch order
         if opts.stack:
             _atomic(out / _name(0, opts), lambda f: spec.write(f, spec.encode(arrays)))
         else:
@@ -344,7 +497,9 @@ def _finish(out: Path, bundle, opts: SynthOptions, state: dict, batches: int, sp
     if state["kept"] < opts.n:
         summary["warning"] = (f"only {state['kept']} of {opts.n} images passed the filters in {batches} batches; "
                               "lower --min-set-distance/--min-novelty")
-    (out / "synth.json").write_text(json.dumps(summary, indent=2))
+    from mitogan.fsutil import atomic_write, json_safe
+
+    atomic_write(out / "synth.json", json.dumps(json_safe(summary), indent=2))
     return summary
 
 

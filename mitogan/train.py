@@ -13,36 +13,18 @@ Hooks (all optional):
     evaluate(fakes)     at ``train.eval_every`` steps and at the end, with (N, 1, S, S) float32 EMA samples
                         in [-1, 1]; the returned dict is merged into that step's report.
 
-Report keys (scalars; averages over the steps since the previous report unless noted):
-    step                generator steps done
-    loss_d, loss_g      discriminator / generator loss (penalties included in loss_d)
-    penalty             gradient penalty / R1 term added to loss_d (0 when off)
-    d_real, d_fake      mean D output on augmented real / fake images (logits or critic values)
-    wasserstein         critic estimate E[D(real)] - E[D(fake)], reported for every loss
-    grad_norm_d/_g      global L2 gradient norm (mean), grad_norm_d_max/_g_max (max) over the window
-    diversity           mean pairwise L2 distance between EMA samples of the fixed latent batch, divided by
-                        that of a fixed batch of real tiles (≈1 healthy, → 0 collapse); at this step
-    aug_p               augmentation probability now (moves when augment.adaptive)
-    nonfinite           1 if any loss, output or gradient in the window was NaN/Inf, else 0
-    critic_drift        robust (Theil–Sen) slope of ``wasserstein`` over the last ``train.drift_window``
-                        reports, times the window's span in steps: how far the estimate moved
-    steps_per_s         throughput since the previous report (wall clock; not reproducible)
-Convergence signals, 0/1 each (measurements, not a stopping policy — that belongs to the search layer):
-    signal_nonfinite       nonfinite == 1
-    signal_critic_explode  |wasserstein| > train.explode_limit (or not finite)
-    signal_critic_drift    |critic_drift| > train.drift_limit
-    signal_grad_blowup     a gradient norm in the window > train.grad_limit (or not finite)
-    signal_collapse        diversity < train.collapse_floor. The EMA generator runs in eval mode, so for
-                           the first few dozen steps (until BatchNorm running statistics settle) its
-                           samples are nearly constant and this fires: callers want a grace period.
-    signal_any             max of the above
-Only at some steps:
-    samples     (n_samples, 1, S, S) float32 in [-1, 1] from the fixed latent batch (every train.sample_every)
-    checkpoint  str path of the checkpoint written at this step (every train.checkpoint_every, at the end)
-    ... plus whatever ``evaluate`` returned.
+Reports are ``mitogan.report.TrainReport`` dicts: the keys and their meaning are declared there, once.
+In short: ``step``, ``steps_total``, losses, mean D outputs, the critic estimate ``wasserstein``, gradient
+norms (mean and max over the window), ``diversity`` of the fixed-latent EMA samples relative to real tiles,
+``aug_p``, ``nonfinite``, ``critic_drift`` and ``steps_per_s``; then the 0/1 convergence signals
+(``signal_*``, ``signal_any``), which ``mitogan.stopping.signals`` derives from those measurements with the
+thresholds of ``cfg.stop``. The trainer only measures: whether a run stops is the caller's decision
+(``should_stop``; the search uses ``mitogan.stopping.NonConvergencePolicy``). At some steps only:
+``samples`` (every train.sample_every), ``checkpoint`` (every train.checkpoint_every and at the end) and
+whatever ``evaluate`` returned.
 
-Checkpoints are one file, ``out_dir/checkpoint.pt``, written atomically (temporary file, fsync,
-``os.replace``) and loadable with ``torch.load(weights_only=True)``. They hold G, D, EMA, optimisers,
+Checkpoints are one file, ``out_dir/checkpoint.pt``, written atomically (``mitogan.fsutil.atomic_write``)
+and loadable with ``torch.load(weights_only=True)``. They hold G, D, EMA, optimisers,
 AMP scalers, the RNG states of python/numpy/torch/CUDA and the data sampler, the step, the adaptive
 augmentation state and the report history, so ``resume=`` continues the very same run.
 """
@@ -52,7 +34,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -67,14 +48,15 @@ from mitogan import losses
 from mitogan.augment import AdaptiveP, diff_augment
 from mitogan.config import Config, save_config, to_flat
 from mitogan.errors import ConfigError, InputError
+from mitogan.fsutil import atomic_write
 from mitogan.models import build_discriminator, build_generator, init_weights
+from mitogan.report import SIGNALS, TrainReport, scalars
+from mitogan.stopping import signals
 
 __all__ = ["train", "TrainResult", "load_checkpoint", "save_checkpoint", "CHECKPOINT_NAME", "SIGNALS"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_VERSION = 1
-SIGNALS = ("signal_nonfinite", "signal_critic_explode", "signal_critic_drift", "signal_grad_blowup",
-           "signal_collapse")
 _ACCUM = ("loss_d", "loss_g", "penalty", "d_real", "d_fake", "grad_norm_d", "grad_norm_g")
 
 
@@ -84,7 +66,7 @@ class TrainResult:
 
     steps: int
     stopped: bool
-    report: dict
+    report: TrainReport
     history: list[dict]
     generator: nn.Module
     paths: dict[str, Path] = field(default_factory=dict)
@@ -168,7 +150,12 @@ def _build_state(cfg: Config, device: torch.device) -> _State:
 
 
 def _new_acc(device) -> dict:
-    """Window accumulators as device tensors, so the hot loop never synchronises with the GPU."""
+    """Window accumulators as device tensors: the metrics are read back once per report, not per step.
+
+    Between reports the loop reads nothing back from the GPU (the ADA statistic is read once per
+    ``augment.ada_interval`` D steps); under AMP, ``GradScaler.step`` still checks for Inf/NaN gradients on
+    the host every step, as it always does.
+    """
     acc = {k: torch.zeros((), device=device) for k in _ACCUM}
     acc.update(grad_norm_d_max=torch.zeros((), device=device), grad_norm_g_max=torch.zeros((), device=device),
                nonfinite=torch.zeros((), device=device), n_d=0, n_g=0, t0=time.perf_counter())
@@ -197,7 +184,8 @@ def _autocast(st: _State):
 def _d_step(st: _State, cfg: Config, data: torch.Tensor) -> None:
     """One discriminator update on a random real batch and a fresh fake batch."""
     b, kind = cfg.train.batch_size, cfg.loss.kind
-    idx = torch.randint(data.shape[0], (b,), generator=st.data_gen).to(st.device)
+    # CPU generator (checkpointed, same stream on any device); the copy needs no wait for the GPU
+    idx = torch.randint(data.shape[0], (b,), generator=st.data_gen).to(st.device, non_blocking=True)
     z = torch.randn(b, cfg.model.latent_dim, device=st.device)
     with _autocast(st):
         with torch.no_grad():
@@ -295,22 +283,13 @@ def _window_scalars(st: _State) -> dict:
     return out
 
 
-def _signals(r: dict, history: list[dict], train_cfg) -> dict:
-    """The convergence measurements from this report's scalars and the report history."""
+def _critic_drift(r: dict, history: list[dict], window: int) -> float:
+    """How far the critic estimate moved over the last ``window`` reports: Theil-Sen slope x span."""
     w = r["wasserstein"]
-    tail = [h for h in history if math.isfinite(h.get("wasserstein", math.nan))][-(train_cfg.drift_window - 1):]
+    tail = [h for h in history if math.isfinite(h.get("wasserstein", math.nan))][-(window - 1):]
     xs = [h["step"] for h in tail] + [r["step"]]
     ys = [h["wasserstein"] for h in tail] + [w]
-    drift = _theil_sen(xs, ys) * (xs[-1] - xs[0]) if len(xs) >= 3 and math.isfinite(w) else 0.0
-    gmax = max(r["grad_norm_d_max"], r["grad_norm_g_max"])
-    s = {"critic_drift": drift,
-         "signal_nonfinite": int(r["nonfinite"] > 0),
-         "signal_critic_explode": int(not math.isfinite(w) or abs(w) > train_cfg.explode_limit),
-         "signal_critic_drift": int(abs(drift) > train_cfg.drift_limit),
-         "signal_grad_blowup": int(not math.isfinite(gmax) or gmax > train_cfg.grad_limit),
-         "signal_collapse": int(not math.isfinite(r["diversity"]) or r["diversity"] < train_cfg.collapse_floor)}
-    s["signal_any"] = max(s[k] for k in SIGNALS)
-    return s
+    return _theil_sen(xs, ys) * (xs[-1] - xs[0]) if len(xs) >= 3 and math.isfinite(w) else 0.0
 
 
 @torch.no_grad()
@@ -320,9 +299,9 @@ def _ema_samples(st: _State, z: torch.Tensor, batch: int = 256) -> np.ndarray:
     return torch.cat(outs).numpy()
 
 
-def _make_report(st: _State, cfg: Config, real_spread: float) -> tuple[dict, np.ndarray]:
-    """Scalars for the current step plus the fixed-latent EMA samples (N, 1, S, S)."""
-    r = {"step": st.step}
+def _make_report(st: _State, cfg: Config, real_spread: float) -> tuple[TrainReport, np.ndarray]:
+    """The measurements at the current step and their signals, plus the fixed-latent EMA samples (N, 1, S, S)."""
+    r = {"step": st.step, "steps_total": cfg.train.steps}
     r.update(_window_scalars(st))
     r["wasserstein"] = r["d_real"] - r["d_fake"]
     samples = _ema_samples(st, st.z_fixed)
@@ -330,19 +309,9 @@ def _make_report(st: _State, cfg: Config, real_spread: float) -> tuple[dict, np.
     r["diversity"] = _mean_pairwise(torch.from_numpy(samples)) / real_spread if finite else float("nan")
     r["nonfinite"] = float(max(r["nonfinite"], 0.0 if finite else 1.0))
     r["aug_p"] = float(st.ada.p)
-    r.update(_signals(r, st.history, cfg.train))
+    r["critic_drift"] = _critic_drift(r, st.history, cfg.train.drift_window)
+    r.update(signals(r, cfg.stop))
     return r, samples
-
-
-def _scalars(report: dict) -> dict:
-    """The JSON-able scalar part of a report (arrays dropped, numpy scalars made plain)."""
-    out = {}
-    for k, v in report.items():
-        if isinstance(v, (np.generic, torch.Tensor)) and np.ndim(v) == 0:
-            v = v.item()
-        if isinstance(v, (bool, int, float, str)):
-            out[k] = v
-    return out
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -369,23 +338,11 @@ def _set_rng_state(st: _State, rng: dict) -> None:
 
 
 def save_checkpoint(path, obj: dict) -> Path:
-    """Write ``obj`` with torch.save atomically: temporary file in the same folder, fsync, os.replace.
+    """Write ``obj`` with torch.save atomically (``mitogan.fsutil.atomic_write``).
 
     A crash at any point leaves either the previous checkpoint or the new one, never a torn file.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def load_checkpoint(path, map_location="cpu") -> dict:
@@ -499,7 +456,7 @@ def _after_step(st: _State, cfg: Config, ev: dict, ctx: dict) -> Optional[dict]:
         report.update(ctx["evaluate"](_ema_samples(st, z)) or {})
     if ev["checkpoint"]:
         report["checkpoint"] = str(ctx["paths"]["checkpoint"])
-    st.history.append(_scalars(report))
+    st.history.append(scalars(report))
     if ev["checkpoint"]:
         save_checkpoint(ctx["paths"]["checkpoint"], _checkpoint_dict(st, cfg))
         ctx["paths"].update(_write_plots(ctx["out"], st.history))
@@ -511,7 +468,7 @@ def _after_step(st: _State, cfg: Config, ev: dict, ctx: dict) -> Optional[dict]:
     return report
 
 
-def train(cfg: Config, tiles, *, out_dir=None, on_report: Optional[Callable[[dict], None]] = None,
+def train(cfg: Config, tiles, *, out_dir=None, on_report: Optional[Callable[[TrainReport], None]] = None,
           should_stop: Optional[Callable[[], bool]] = None, resume=None,
           evaluate: Optional[Callable[[np.ndarray], dict]] = None, progress: bool = False) -> TrainResult:
     """Train a GAN on ``tiles`` ((N, 1, S, S) float32 in [-1, 1], or a TileSet) for ``cfg.train.steps``.

@@ -8,6 +8,7 @@ Ray itself is imported only when the command runs.
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def register(sub) -> None:
@@ -29,7 +30,13 @@ def register(sub) -> None:
                    help="GPUs per trial; fractional values share a GPU, e.g. 0.25 = four trials per GPU")
     p.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or a local Ray)")
     p.add_argument("--storage", default="runs", help="where searches are stored (directory, NFS, s3://, gs://)")
-    p.add_argument("--name", default=None, help="search name (default: <space>-<date>-<time>)")
+    p.add_argument("--name", default=None, help="search name, one folder name (default: <space>-<date>-<time>)")
+    p.add_argument("--resume", metavar="NAME", default=None,
+                   help="continue the stopped search NAME in --storage with the options it was started with "
+                        "(finished trials are kept, running ones continue from their last checkpoint)")
+    p.add_argument("--optuna-storage", metavar="URL", default=None,
+                   help="an RDB URL for the Optuna study, e.g. sqlite:////abs/study.db (default: the journal "
+                        "optuna.log in the search folder)")
     p.add_argument("--seed", type=int, default=0, help="seed of Optuna's TPE sampler")
     p.add_argument("--no-asha", dest="asha", action="store_false", help="turn ASHA early stopping off")
     p.add_argument("--no-stopper", dest="stop_nonconvergent", action="store_false",
@@ -50,25 +57,56 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+# options a resumed search takes from its search.json; giving them with --resume is refused
+_FROM_LAUNCH = ("space", "overrides", "data", "trials", "max_concurrent", "cpus_per_trial", "gpus_per_trial",
+                "name", "seed", "asha", "stop_nonconvergent", "sampler", "wandb", "channel", "z", "sim_videos",
+                "sim_frames", "optuna_storage")
+
+
 def run(args) -> int:
+    from mitogan.errors import MitoganError
+
     if args.report:
-        from search.report import write_report
+        from search.report import write_report_at
 
-        print(write_report(args.report))
+        print(write_report_at(args.report))
         return 0
-    from search.run import SearchOptions, run_search
+    from search.run import SearchInterrupted, SearchOptions, run_search
 
-    opts = SearchOptions(space=args.space, overrides=args.overrides, data=args.data, trials=args.trials, max_concurrent=args.max_concurrent,
-                         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-                         address=args.address, storage=args.storage, name=args.name, seed=args.seed,
-                         asha=args.asha, stop_nonconvergent=args.stop_nonconvergent, sampler=args.sampler,
-                         wandb=args.wandb, channel=args.channel, z=_z(args.z),
+    if args.resume:
+        defaults = vars(build_defaults())
+        given = [k for k in _FROM_LAUNCH if getattr(args, k) != defaults.get(k)]
+        if given:
+            flag = "--" + given[0].replace("_", "-").replace("overrides", "set")
+            raise MitoganError(f"{flag} with --resume: a resumed search keeps the options it was started with; "
+                               "give only --resume NAME --storage DIR (and --address, -q, -v, --dashboard)")
+    opts = SearchOptions(space=args.space, overrides=args.overrides, data=args.data, trials=args.trials,
+                         max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial,
+                         gpus_per_trial=args.gpus_per_trial, address=args.address, storage=args.storage,
+                         name=args.name, seed=args.seed, asha=args.asha, stop_nonconvergent=args.stop_nonconvergent,
+                         sampler=args.sampler, wandb=args.wandb, channel=args.channel, z=_z(args.z),
                          sim_videos=args.sim_videos, sim_frames=args.sim_frames, progress=not args.quiet,
-                         verbose=args.verbose, dashboard=args.dashboard)
-    search_dir = run_search(opts)
-    print(f"search finished: {search_dir}")
-    print(f"report: {search_dir / 'report' / 'index.html'}")
+                         verbose=args.verbose, dashboard=args.dashboard, resume=args.resume,
+                         optuna_storage=args.optuna_storage)
+    try:
+        search_dir = run_search(opts)
+    except SearchInterrupted as e:
+        print(f"mitogan: {e}", file=sys.stderr)
+        return e.exit_code
+    from search.storage import is_uri
+
+    where = f"{opts.storage.rstrip('/')}/{search_dir.name}" if is_uri(opts.storage) else str(search_dir)
+    print(f"search finished: {where}")
+    print(f"report: {where}/report/index.html")
     return 0
+
+
+def build_defaults():
+    """The parsed defaults of ``mitogan search`` (to tell what a user gave)."""
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers()
+    register(sub)
+    return sub.choices["search"].parse_args([])
 
 
 class _Formatter(argparse.HelpFormatter):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ray.tune import Callback
 
-from search.report import ran_to_end
+from search.trials import ran_to_end
 
 __all__ = ["SearchProgress"]
 
@@ -23,7 +23,8 @@ class SearchProgress(Callback):
         if self.enabled:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=self.total, desc="trials", unit="trial", dynamic_ncols=True)
+            self.bar = tqdm(total=self.total, desc="trials", unit="trial", dynamic_ncols=True,
+                            initial=sum(self.counts.values()))  # a resumed search starts where it stopped
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self.running.add(trial.trial_id)
@@ -36,7 +37,7 @@ class SearchProgress(Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.running.discard(trial.trial_id)
         last = trial.last_result or {}
-        if ran_to_end(last, (trial.config or {}).get("train.steps")):
+        if ran_to_end(last):
             self.counts["finished"] += 1
             value = last.get("primary")
             if value is not None and (self.best is None or (value < self.best if self.mode == "min" else value > self.best)):
@@ -49,6 +50,17 @@ class SearchProgress(Callback):
         self.running.discard(trial.trial_id)
         self.counts["errored"] += 1
         self._advance()
+
+    # Ray checkpoints this with the experiment: a resumed search's bar starts where the first one stopped
+    def get_state(self) -> dict:
+        return {"counts": dict(self.counts), "best": self.best}
+
+    def set_state(self, state: dict) -> None:
+        self.counts.update(state.get("counts", {}))
+        self.best = state.get("best")
+        if self.bar is not None:
+            self.bar.n = sum(self.counts.values())
+            self._refresh()
 
     def on_experiment_end(self, trials, **info):
         if self.bar is not None:

@@ -5,8 +5,10 @@
 laptop with no Ray running. It writes ``report/index.html`` with: a parallel-coordinates plot of the searched
 parameters vs the objective, learning curves by generator step, the top trials with the objective's
 components, why trials ended (each reason explained), every trial's last sample grid, and Optuna's
-hyperparameter importances once enough trials finished (the reason shown otherwise). ``collect_trials``
-and ``best_trial`` are also what the export step uses.
+hyperparameter importances once enough trials finished (the reason shown otherwise).
+
+The page only: reading the trials and the rule for how each ended are ``search.trials``; exporting the
+best generator is ``search.export`` (both re-exported here for older imports).
 """
 
 from __future__ import annotations
@@ -16,128 +18,36 @@ import json
 import math
 import shutil
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from mitogan.errors import MitoganError
+from search.export import export_search
+from search.trials import (STOP_REASONS_EXPLAINED, TrialRecord, best_trial, collect_trials, ran_to_end,
+                           stop_reason_of)
 
-__all__ = ["TrialRecord", "collect_trials", "best_trial", "write_report", "ran_to_end", "stop_reason_of"]
-
-
-def ran_to_end(result: dict, steps) -> bool:
-    """Whether a trial whose last result is ``result`` trained all its ``steps`` with no stop reason.
-
-    Also true when Ray ended the trial right at its last step, before the trainable's final report.
-    The one rule behind the report's status, the progress bar and what Optuna is told (pruned or not).
-    """
-    if result.get("stop_reason"):
-        return False
-    return bool(result.get("finished")) or (steps is not None and result.get("step", 0) >= int(steps))
-
-
-def stop_reason_of(result: dict, steps, error: bool = False) -> str:
-    """Why a trial whose last result is ``result`` ended early: ``error``, a non-convergence reason from
-    ``search.stopping``, or ``asha`` (Ray's scheduler ended it); "" when it ran to the end."""
-    if error:
-        return "error"
-    if result.get("stop_reason"):
-        return result["stop_reason"]
-    return "" if ran_to_end(result, steps) else "asha"
-
-
-@dataclass
-class TrialRecord:
-    """One trial as read back from disk."""
-
-    trial_id: str
-    dir: Path
-    params: dict
-    results: list[dict] = field(default_factory=list)
-    error: str | None = None
-    searched: dict | None = None  # params minus the space's fixed keys (set by write_report)
-
-    @property
-    def last(self) -> dict:
-        return self.results[-1] if self.results else {}
-
-    @property
-    def step(self) -> int:
-        return int(self.last.get("step", 0))
-
-    @property
-    def primary(self) -> float | None:
-        value = self.last.get("primary")
-        return None if value is None or not math.isfinite(value) else float(value)
-
-    @property
-    def done(self) -> bool:
-        """Trained all its steps without a stop reason (also when Ray ended it right at the last step)."""
-        return ran_to_end(self.last, self.params.get("train.steps"))
-
-    @property
-    def status(self) -> str:
-        """finished | stopped | error | running."""
-        if self.error:
-            return "error"
-        if self.done:
-            return "finished"
-        return "stopped" if self.results else "running"
-
-    @property
-    def stop_reason(self) -> str:
-        """Why the trial ended early: a non-convergence reason, ``asha``, ``error``; "" when it finished."""
-        return stop_reason_of(self.last, self.params.get("train.steps"), error=bool(self.error))
-
-    def samples(self) -> list[Path]:
-        return sorted(self.dir.glob("samples/*.png"))
-
-
-def collect_trials(search_dir) -> list[TrialRecord]:
-    """Every trial folder under ``search_dir`` (those with a ``params.json``), by trial id."""
-    search_dir = Path(search_dir)
-    if not search_dir.is_dir():
-        raise MitoganError(f"{search_dir}: no such search directory")
-    trials = []
-    for params_file in sorted(search_dir.glob("*/params.json")):
-        d = params_file.parent
-        results = [json.loads(line) for line in _lines(d / "result.json")]
-        results = [r for r in results if "step" in r]
-        error = (d / "error.txt").read_text()[-2000:] if (d / "error.txt").exists() else None
-        trial_id = results[-1].get("trial_id") if results else d.name
-        trials.append(TrialRecord(trial_id or d.name, d, json.loads(params_file.read_text()), results, error))
-    return trials
-
-
-def _lines(path: Path):
-    if not path.exists():
-        return []
-    return [line for line in path.read_text().splitlines() if line.strip()]
-
-
-def best_trial(trials: list[TrialRecord], mode: str) -> TrialRecord | None:
-    """The finished trial with the best final primary metric; ties broken by higher diversity."""
-    done = [t for t in trials if t.status == "finished" and t.primary is not None]
-    if not done:
-        return None
-    sign = 1.0 if mode == "min" else -1.0
-    return min(done, key=lambda t: (sign * t.primary, -float(t.last.get("diversity", 0.0))))
-
+__all__ = ["write_report", "write_report_at", "TrialRecord", "collect_trials", "best_trial", "ran_to_end",
+           "stop_reason_of", "export_search", "STOP_REASONS_EXPLAINED"]
 
 MIN_FINISHED_FOR_IMPORTANCE = 10  # below this, Optuna's importances are noise (8 trials gave 1/12 each)
 
-STOP_REASONS_EXPLAINED = {
-    "finished": "trained all its steps",
-    "asha": "ASHA (Ray's scheduler) stopped it at a rung: its objective was not in the top third of the "
-            "trials that had reached the same generator step",
-    "nonfinite": "a loss, the critic estimate or a gradient norm became NaN/Inf",
-    "critic_explode": "the critic's Wasserstein estimate grew beyond the limit (an exploding critic)",
-    "critic_drift": "the critic estimate kept moving one way without bound",
-    "grad_blowup": "a gradient norm went beyond the limit",
-    "collapse": "the generated batch lost its diversity (mode collapse: one image over and over)",
-    "error": "the trial raised an error (see error.txt in its folder)",
-}
+
+def write_report_at(target: str) -> str:
+    """``mitogan search --report TARGET``: a search folder, or ``s3://.../NAME`` (its files are fetched
+    into the local staging folder, the page is written there and uploaded). Returns where the page is."""
+    from search.storage import SearchStore, is_uri
+
+    if not is_uri(str(target)):
+        return str(write_report(target))
+    parent, _, name = str(target).rstrip("/").rpartition("/")
+    store = SearchStore(parent, name, "--report")
+    if not store.exists("search.json"):
+        raise MitoganError(f"--report {target}: no search there (no search.json)")
+    store.sync_down_for_report()
+    write_report(store.local)
+    store.upload("report")
+    return f"{store.uri}/report/index.html"
 
 
 def write_report(search_dir) -> Path:
@@ -367,35 +277,3 @@ figure.wide img{{max-width:1150px}} figure.s img{{max-width:260px}} figure.s fig
 }});</script>
 </body></html>
 """
-
-
-def export_search(search_dir, out=None, trial_id: str | None = None) -> Path:
-    """Export the best finished trial (or ``trial_id``) of a search as a generator bundle.
-
-    Default destination: ``<search_dir>/best`` (or ``<search_dir>/trial-<id>`` for ``trial_id``).
-    """
-    from mitogan.export import export_bundle
-    from mitogan.metrics import PRIMARY_MODE, PRIMARY_NAME
-
-    search_dir = Path(search_dir)
-    trials = collect_trials(search_dir)
-    if trial_id:
-        match = [t for t in trials if t.trial_id == trial_id or t.dir.name == trial_id]
-        if not match:
-            raise MitoganError(f"--trial {trial_id}: no such trial in {search_dir} "
-                               f"(trials: {', '.join(t.trial_id for t in trials)})")
-        chosen = match[0]
-    else:
-        chosen = best_trial(trials, PRIMARY_MODE)
-        if chosen is None:
-            raise MitoganError(f"{search_dir}: no trial finished, so there is no best generator; pick one "
-                               "with --trial ID (see the report) or run a longer search")
-    ckpt = chosen.dir / "checkpoint.pt"
-    if not ckpt.is_file():
-        raise MitoganError(f"{ckpt}: the trial left no checkpoint to export")
-    data = json.loads((chosen.dir / "data.json").read_text()) if (chosen.dir / "data.json").exists() else {}
-    metrics = {k: v for k, v in chosen.last.items() if isinstance(v, (int, float, str)) and k not in ("trial_id",)}
-    source = {"search": search_dir.name, "search_dir": str(search_dir), "trial_id": chosen.trial_id,
-              "primary_name": PRIMARY_NAME, "primary_mode": PRIMARY_MODE, "data": data.get("sources")}
-    dest = Path(out) if out else search_dir / ("best" if not trial_id else f"trial-{chosen.trial_id}")
-    return export_bundle(ckpt, dest, metrics=metrics, source=source, intensity=data.get("intensity"))

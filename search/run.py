@@ -5,19 +5,28 @@ to W&B from the driver (complete runs whatever stopped a trial), and a static re
 ``run_search(SearchOptions(...))`` is what ``mitogan search`` calls. The search directory is
 ``<storage>/<name>/``: Ray's trial folders (config, results, checkpoints, sample grids), ``optuna.log``
 (the Optuna study, a journal file: ``optuna-dashboard optuna.log``), ``wandb/`` (offline runs: one per
-trial and one for the search), ``search.json`` (how it was launched) and ``report/`` (the HTML page).
+trial and one for the search), ``search.json`` (how it was launched, and its status: running,
+interrupted, finished) and ``report/`` (the HTML page). ``--storage`` may be an object store (s3://,
+gs://): ``search.storage.SearchStore`` puts every file there (docs/resilience.md).
 Ray's own console output stays off unless ``verbose``; ``dashboard`` starts Ray's dashboard on 127.0.0.1.
+
+Searches survive: SIGINT/SIGTERM stop a search with its state saved (``SearchInterrupted`` carries the
+resume command); ``SearchOptions(resume=NAME)`` continues it with ``Tuner.restore``: finished trials are
+kept, running ones continue from their last checkpoint, the Optuna sampler continues from its saved state
+over the same study. A lost worker is retried from the trial's last checkpoint (``FailureConfig``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
-import json
 import logging
+import math
 import os
+import signal
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import ray
@@ -27,9 +36,10 @@ from ray.tune.search import ConcurrencyLimiter
 
 from mitogan.errors import MitoganError
 from search.space import Space, load_space
+from search.storage import JOURNAL, SearchStore, validate_name
 from search.trainable import make_trainable
 
-__all__ = ["SearchOptions", "run_search"]
+__all__ = ["SearchOptions", "run_search", "SearchInterrupted", "validate_options", "resume_command"]
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +60,9 @@ class SearchOptions:
     name: str | None = None  # default: <space>-<timestamp>
     seed: int = 0
     asha: bool = True  # ASHA early stopping on the primary metric
-    stop_nonconvergent: bool = True  # stop diverging/collapsing trials (search.stopping)
+    stop_nonconvergent: bool = True  # stop diverging/collapsing trials (mitogan.stopping; thresholds: stop.*)
     sampler: str = "tpe"  # tpe (Optuna's TPE, seeded) or random (seeded; same trials whatever the results)
-    grace_steps: int | None = None  # ASHA grace period (default: a quarter of train.steps)
+    grace_steps: int | None = None  # ASHA grace period (default: mitogan.stopping.grace_steps, from stop.grace)
     wandb: bool = True  # one W&B run per trial (offline unless WANDB_API_KEY / WANDB_MODE say otherwise)
     channel: int | None = None  # reader options for --data
     z: str = "max"
@@ -62,85 +72,357 @@ class SearchOptions:
     progress: bool = True  # MitoGAN's one-line progress bar (off with -q)
     verbose: bool = False  # Ray's own console output (results folder, TensorBoard hint, warnings)
     dashboard: bool = False  # start the Ray dashboard on 127.0.0.1 (local Ray) and print its URL
+    resume: str | None = None  # continue the search of this name in ``storage`` (its saved options are used)
+    optuna_storage: str | None = None  # an RDB URL for the Optuna study (default: the journal optuna.log)
+
+
+class SearchInterrupted(Exception):
+    """SIGINT/SIGTERM stopped the search; its state is saved and ``command`` continues it."""
+
+    def __init__(self, name: str, command: str, signal_name: str):
+        super().__init__(f"search {name} interrupted ({signal_name}); its state is saved. Resume it with: {command}")
+        self.command, self.signal_name = command, signal_name
+        self.exit_code = 143 if signal_name == "SIGTERM" else 130
+
+
+# What Ray pickles into its experiment state must not hold this driver's objects (a resumed search runs in
+# another process, maybe on another machine): the callbacks and the Optuna storage are looked up here.
+_LIVE: dict = {"callbacks": [], "optuna_storage": None}
+# Ray saves its experiment state (trials, searcher) at most this often: a driver killed right after a trial
+# ended loses at most this much bookkeeping (a trial resumed from its final checkpoint trains no step again)
+EXPERIMENT_STATE_PERIOD_S = "2"
+
+
+def _optuna_storage():
+    """The Optuna storage of the search this driver runs (``OptunaAskTell`` calls this lazily)."""
+    return _LIVE["optuna_storage"]
+
+
+class _LiveCallbacks(tune.Callback):
+    """Forwards Ray's callback hooks to the callbacks this driver set up (fresh ones after a resume)."""
+
+    def get_state(self):
+        states = {type(cb).__name__: cb.get_state() for cb in _LIVE["callbacks"]}
+        return {k: v for k, v in states.items() if v} or None
+
+    def set_state(self, state):
+        for cb in _LIVE["callbacks"]:
+            if state.get(type(cb).__name__):
+                cb.set_state(state[type(cb).__name__])
+
+
+def _forward(hook):
+    def method(self, *args, **kwargs):
+        for cb in _LIVE["callbacks"]:
+            getattr(cb, hook)(*args, **kwargs)
+
+    method.__name__ = hook
+    return method
+
+
+for _hook in ("setup", "on_step_begin", "on_step_end", "on_trial_start", "on_trial_restore", "on_trial_save",
+              "on_trial_result", "on_trial_complete", "on_trial_recover", "on_trial_error", "on_checkpoint",
+              "on_experiment_end"):
+    setattr(_LiveCallbacks, _hook, _forward(_hook))
+
+
+class _PushJournal(tune.Callback):
+    """Object-store searches: the Optuna journal (local, POSIX) is uploaded whenever a trial starts or ends."""
+
+    def __init__(self, store: SearchStore):
+        self.store = store
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.store.upload(JOURNAL)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.store.upload(JOURNAL)
+
+    on_trial_error = on_trial_complete
+
+
+def validate_options(opts: SearchOptions) -> None:
+    """Every option checked before data is read or Ray starts; one line naming the option otherwise."""
+    def integer(value, option, low, allow_none=False):
+        if value is None and allow_none:
+            return
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise MitoganError(f"{option} {value!r}: must be a whole number >= {low}")
+
+    integer(opts.trials, "--trials", 1)
+    integer(opts.max_concurrent, "--max-concurrent", 1, allow_none=True)
+    integer(opts.seed, "--seed", 0)
+    integer(opts.grace_steps, "--grace-steps", 1, allow_none=True)
+    integer(opts.sim_videos, "--sim-videos", 1, allow_none=True)
+    integer(opts.sim_frames, "--sim-frames", 1, allow_none=True)
+    integer(opts.channel, "--channel", 0, allow_none=True)
+    for d in opts.data:  # read after Ray starts: a typo must not wait for it
+        if not Path(d).expanduser().exists():
+            raise MitoganError(f"--data {d}: no such file or folder")
+    if opts.trials > 100_000:
+        raise MitoganError(f"--trials {opts.trials}: more than 100000 trials; run a smaller search and --resume it")
+    for option, value in (("--cpus-per-trial", opts.cpus_per_trial), ("--gpus-per-trial", opts.gpus_per_trial)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise MitoganError(f"{option} {value!r}: must be a finite number >= 0")
+    if opts.cpus_per_trial <= 0:
+        raise MitoganError(f"--cpus-per-trial {opts.cpus_per_trial}: a trial needs more than 0 CPUs (e.g. 1)")
+    if opts.gpus_per_trial > 1 and opts.gpus_per_trial != int(opts.gpus_per_trial):
+        raise MitoganError(f"--gpus-per-trial {opts.gpus_per_trial}: above 1 GPU a trial takes whole GPUs (2, 3, ...)")
+    if opts.sampler not in ("tpe", "random"):
+        raise MitoganError(f"--sampler {opts.sampler!r}: use tpe or random")
+    if opts.name is not None:
+        validate_name(opts.name)
+    if opts.resume is not None:
+        validate_name(opts.resume, "--resume")
+        if opts.name is not None and opts.name != opts.resume:
+            raise MitoganError(f"--name {opts.name} with --resume {opts.resume}: give only --resume NAME")
+    if not isinstance(opts.storage, str) or not opts.storage.strip():
+        raise MitoganError("--storage: give a folder or an s3:// / gs:// URI")
+    if opts.optuna_storage is not None and "://" not in opts.optuna_storage:
+        raise MitoganError(f"--optuna-storage {opts.optuna_storage!r}: an RDB URL such as sqlite:////abs/path.db "
+                           "or postgresql://user@host/db")
+
+
+def resume_command(opts: SearchOptions, name: str) -> str:
+    """The exact command that continues the search ``name``."""
+    import shlex
+
+    parts = ["mitogan", "search", "--resume", name, "--storage", opts.storage]
+    if opts.address:
+        parts += ["--address", opts.address]
+    return " ".join(shlex.quote(str(p)) for p in parts)
 
 
 def run_search(opts: SearchOptions):
-    """Run the whole search; returns the search directory (``<storage>/<name>``)."""
-    from mitogan.metrics import PRIMARY_MODE
-
+    """Run the whole search (or continue it: ``opts.resume``); returns the local search folder (for an
+    object store: the local copy holding the report and the exported bundle)."""
+    validate_options(opts)
+    if opts.resume:
+        return _resume(opts)
     space = load_space(opts.space, opts.overrides)  # a malformed space fails here, before Ray starts
     name = opts.name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    storage = _storage_path(opts.storage)
-    search_dir = Path(storage) / name
-    search_dir.mkdir(parents=True, exist_ok=True)
-    _check_reachable(opts.address or os.environ.get("RAY_ADDRESS") or "local")  # before minutes of data loading
-    videos = _load_videos(opts)
-    _write_launch(search_dir, opts, space, name)
-    # Ray warns about checkpoint syncing after every few reports of short trials; it is harmless here
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    store = _open_store(opts.storage, name)
+    if store.exists():
+        raise MitoganError(f"--name {name}: {store.uri} already holds a search; continue it with "
+                           f"`{resume_command(opts, name)}` or choose another --name (nothing was changed)")
+    opts = replace(opts, name=name, data=[str(Path(d).expanduser().resolve()) for d in opts.data])
+    _start_ray(opts)  # an unreachable cluster or an impossible resource request fails before anything is written
+    try:
+        launch = _launch_info(opts, space, name)
+        store.write_json("search.json", launch)
+        if not store.remote:
+            from mitogan.fsutil import write_marker
+
+            write_marker(store.local, "search")
+    except BaseException:
+        ray.shutdown()
+        raise
+    return _fit(store, opts, space, launch, restore=False)
+
+
+def _start_ray(opts: SearchOptions) -> None:
+    _check_reachable(opts.address or os.environ.get("RAY_ADDRESS") or "local")  # ray.init retries for minutes
     _init_ray(opts.address, dashboard=opts.dashboard, verbose=opts.verbose)
     try:
-        tuner = _build_tuner(opts, space, name, storage, search_dir, videos, PRIMARY_MODE)
-        with _quiet_stdout(not opts.verbose):
-            tuner.fit()
-    finally:
+        _check_resources(opts)
+    except BaseException:
         ray.shutdown()
-    if opts.report:
-        from search.report import write_report
-
-        write_report(search_dir)
-    _export_best(search_dir)
-    return search_dir
+        raise
 
 
-def _export_best(search_dir: Path) -> None:
-    """Export the best trial to ``<search_dir>/best``; a search where no trial finished just says so."""
-    from search.report import export_search
+def _open_store(storage: str, name: str, option: str = "--name") -> SearchStore:
+    store = SearchStore(storage, name, option)
+    if not store.remote:
+        from mitogan.fsutil import check_writable_dir
 
+        check_writable_dir(store.local, "--storage")
+    return store
+
+
+def _resume(opts: SearchOptions):
+    """Continue a stopped search with the options it was started with (address and console flags may
+    change); a finished one is reported as such and nothing is written."""
+    store = _open_store(opts.storage, opts.resume, "--resume")
+    launch = store.read_json("search.json")
+    if launch is None:
+        raise MitoganError(f"--resume {opts.resume}: no search of that name in {store.storage} (no search.json); "
+                           "check --storage and the name")
+    if launch.get("status") == "finished":
+        print(f"search {opts.resume} already finished ({launch.get('trials_ended', '?')} trials); nothing to do. "
+              f"Report: {store.uri}/report/index.html")
+        return store.local
+    known = {f.name for f in fields(SearchOptions)}
+    saved = SearchOptions(**{k: v for k, v in (launch.get("options") or {}).items() if k in known})
+    opts = replace(saved, storage=opts.storage, address=opts.address or saved.address, progress=opts.progress,
+                   verbose=opts.verbose, dashboard=opts.dashboard, report=opts.report, resume=opts.resume,
+                   name=opts.resume)
+    validate_options(replace(opts, resume=None))
+    space = load_space(opts.space, opts.overrides)
+    store.pull_journal()
+    if store.remote:
+        store.download("wandb")  # the offline runs continue in the same folders
+    restore = tune.Tuner.can_restore(store.ray_path, storage_filesystem=store.fs)  # False: stopped before trials
+    launch = {**launch, "resumed": [*launch.get("resumed", []), time.strftime("%Y-%m-%d %H:%M:%S")]}
+    _start_ray(opts)
+    return _fit(store, opts, space, launch, restore=restore)
+
+
+def _fit(store: SearchStore, opts: SearchOptions, space: Space, launch: dict, restore: bool):
+    """Load the data and run (or continue) Ray Tune, which ``_start_ray`` started; on SIGINT/SIGTERM leave
+    the search resumable and raise SearchInterrupted."""
+    from mitogan.metrics import PRIMARY_MODE
+
+    # Ray warns about checkpoint syncing after every few reports of short trials; it is harmless here
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", EXPERIMENT_STATE_PERIOD_S)
+    got = {}
+    previous = signal.signal(signal.SIGTERM, functools.partial(_on_sigterm, got))
+    results = None
     try:
-        print(f"best generator exported to {export_search(search_dir)}")
-    except MitoganError as e:
-        print(f"no generator exported: {e}")
+        try:
+            store.write_json("search.json", {**launch, "status": "running"})
+            _setup_live(store, opts, space)
+            trainable = _trainable(opts, space, _load_videos(opts))
+            if restore:
+                tuner = tune.Tuner.restore(store.ray_path, trainable, resume_errored=True,
+                                           storage_filesystem=store.fs)
+            else:
+                tuner = _build_tuner(opts, space, store, trainable, PRIMARY_MODE)
+            with _quiet_stdout(not opts.verbose):
+                results = tuner.fit()
+        finally:
+            ray.shutdown()
+            _LIVE["callbacks"], _LIVE["optuna_storage"] = [], None
+            store.upload(JOURNAL, "wandb")
+    except KeyboardInterrupt:  # before Ray's own handler was in place, or a second Ctrl-C
+        got.setdefault("signal", "SIGINT")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    ended = 0 if results is None else results.num_terminated + results.num_errors
+    if got or ended < opts.trials:
+        store.write_json("search.json", {**launch, "status": "interrupted", "trials_ended": ended})
+        raise SearchInterrupted(store.name, resume_command(opts, store.name), got.get("signal", "SIGINT"))
+    if opts.report:
+        _write_report(store)
+    _export_best(store)
+    store.write_json("search.json", {**launch, "status": "finished", "trials_ended": ended,
+                                     "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
+    return store.local
 
 
-def _build_tuner(opts, space: Space, name, storage, search_dir: Path, videos, mode: str) -> tune.Tuner:
+def _on_sigterm(got: dict, signum, frame) -> None:
+    """SIGTERM stops like Ctrl-C: Ray Tune's SIGINT handler saves the experiment state and returns."""
+    if "signal" not in got:
+        got["signal"] = "SIGTERM"
+        signal.raise_signal(signal.SIGINT)
+
+
+def _check_resources(opts: SearchOptions) -> None:
+    """A trial needs its CPUs and GPUs on one node: fail, naming what the cluster has, rather than wait
+    forever for resources that do not exist. A local Ray is checked at once; a cluster (``--address``) may
+    be autoscaling (GPU workers from 0, cluster/kuberay), so it gets ``MITOGAN_RESOURCE_WAIT_S`` (default
+    300) seconds for such a node to join."""
+    need = {"CPU": opts.cpus_per_trial, "GPU": opts.gpus_per_trial}
+    address = opts.address or os.environ.get("RAY_ADDRESS") or "local"
+    wait = 0.0 if address == "local" else float(os.environ.get("MITOGAN_RESOURCE_WAIT_S", "300"))
+    deadline, told = time.monotonic() + wait, False
+    while True:
+        nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+        if any(all(res.get(k, 0) >= v for k, v in need.items() if v) for res in nodes):
+            return
+        have = "; ".join(f"node {i + 1}: {res.get('CPU', 0):g} CPU, {res.get('GPU', 0):g} GPU"
+                         for i, res in enumerate(nodes)) or "no nodes"
+        if time.monotonic() >= deadline:
+            raise MitoganError(f"--cpus-per-trial {opts.cpus_per_trial:g} --gpus-per-trial {opts.gpus_per_trial:g}: "
+                               f"no node of the Ray cluster has that ({have}); ask for less or use a cluster with "
+                               "more")
+        if not told:
+            print(f"waiting up to {wait:.0f} s for a node with {opts.cpus_per_trial:g} CPU and "
+                  f"{opts.gpus_per_trial:g} GPU to join (an autoscaling cluster); now: {have}", flush=True)
+            told = True
+        time.sleep(5)
+
+
+def _setup_live(store: SearchStore, opts: SearchOptions, space: Space) -> None:
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    from mitogan.metrics import PRIMARY_COMPONENTS
-    from search.searcher import OptunaAskTell
+    from mitogan.metrics import PRIMARY_MODE
+    from search.progress import SearchProgress
 
     optuna.logging.set_verbosity(optuna.logging.INFO if opts.verbose else optuna.logging.ERROR)
+    if not opts.verbose:  # Ray's "resume with Tuner.restore(...)": MitoGAN prints its own resume command
+        logging.getLogger("ray.tune.tune").setLevel(logging.ERROR)
+    store.local.mkdir(parents=True, exist_ok=True)
+    _LIVE["optuna_storage"] = opts.optuna_storage or JournalStorage(JournalFileBackend(str(store.journal)))
+    callbacks = [SearchProgress(opts.trials, PRIMARY_MODE, enabled=opts.progress)]
+    if opts.wandb:  # logged from the driver: complete runs whatever stops a trial (search.wandb_log)
+        from search.wandb_log import WandbSearchLogger
+
+        callbacks.append(WandbSearchLogger(search_name=store.name, space_name=space.name, fixed=space.fixed,
+                                           wandb_dir=store.local))
+    if store.remote:
+        callbacks.append(_PushJournal(store))
+    _LIVE["callbacks"] = callbacks
+
+
+def _trainable(opts: SearchOptions, space: Space, videos):
+    return make_trainable(videos=videos, fixed=space.fixed, cpus=opts.cpus_per_trial, gpus=opts.gpus_per_trial,
+                          policy=None if opts.stop_nonconvergent else {"enabled": False})
+
+
+def _write_report(store: SearchStore) -> None:
+    from search.report import write_report
+
+    if store.remote:
+        store.sync_down_for_report()
+    try:
+        write_report(store.local)
+    except MitoganError as e:
+        print(f"no report written: {e}")
+        return
+    store.upload("report")
+
+
+def _export_best(store: SearchStore) -> None:
+    """Export the best trial to ``<search>/best``; a search where no trial finished just says so."""
+    from search.report import export_search
+
+    try:
+        bundle = export_search(store.local)
+    except MitoganError as e:
+        print(f"no generator exported: {e}")
+        return
+    store.upload("best")
+    print(f"best generator exported to {store.uri}/best" if store.remote else f"best generator exported to {bundle}")
+
+
+def _build_tuner(opts, space: Space, store: SearchStore, trainable, mode: str) -> tune.Tuner:
+
+    from mitogan.metrics import PRIMARY_COMPONENTS
+    from mitogan.stopping import grace_steps
+    from search.searcher import OptunaAskTell
+
     steps = space.base_config().train.steps
-    searcher = OptunaAskTell(space.define, metric="primary", mode=mode, study_name=name, sampler=_sampler(opts),
-                             storage=JournalStorage(JournalFileBackend(str(search_dir / "optuna.log"))),
-                             components=PRIMARY_COMPONENTS)
+    searcher = OptunaAskTell(space.define, metric="primary", mode=mode, study_name=store.name, sampler=_sampler(opts),
+                             storage=_optuna_storage, components=PRIMARY_COMPONENTS)
     limit = opts.max_concurrent or max(1, int(ray.cluster_resources().get("CPU", 1) // opts.cpus_per_trial))
     scheduler = None
     if opts.asha:
         # max_t beyond the last step: ASHA stops a trial that *reaches* max_t, before its final report
         scheduler = ASHAScheduler(time_attr="step", max_t=steps + 1, reduction_factor=3,
-                                  grace_period=opts.grace_steps or max(1, steps // 4))
-    trainable = make_trainable(videos=videos, fixed=space.fixed, cpus=opts.cpus_per_trial, gpus=opts.gpus_per_trial,
-                               policy=None if opts.stop_nonconvergent else {"enabled": False})
-    from search.progress import SearchProgress
-
-    callbacks = [SearchProgress(opts.trials, mode, enabled=opts.progress)]
-    if opts.wandb:  # logged from the driver: complete runs whatever stops a trial (search.wandb_log)
-        from search.wandb_log import WandbSearchLogger
-
-        callbacks.append(WandbSearchLogger(search_name=name, space_name=space.name, fixed=space.fixed,
-                                           wandb_dir=search_dir))
-
+                                  grace_period=opts.grace_steps or grace_steps(space.base_config()))
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(metric="primary", mode=mode, num_samples=opts.trials,
                                     search_alg=ConcurrencyLimiter(searcher, max_concurrent=limit),
                                     scheduler=scheduler, trial_dirname_creator=_trial_dirname),
         run_config=tune.RunConfig(
-            name=name, storage_path=storage, verbose=0,
-            callbacks=callbacks,
+            name=store.name, storage_path=store.fs_storage, storage_filesystem=store.fs, verbose=0,
+            callbacks=[_LiveCallbacks()],
+            # an object store gets the trial folders too (sample grids, data.json: the report reads them)
+            sync_config=tune.SyncConfig(sync_artifacts=store.remote),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             failure_config=tune.FailureConfig(max_failures=2)),
     )
@@ -214,12 +496,6 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
         raise _unreachable(address, e) from None
 
 
-def _storage_path(storage: str) -> str:
-    if "://" in storage:
-        return storage
-    return str(Path(storage).expanduser().resolve())
-
-
 def _load_videos(opts: SearchOptions):
     from mitogan.io import read_inputs
 
@@ -231,8 +507,8 @@ def _load_videos(opts: SearchOptions):
     return read_inputs([default_dataset(**kwargs)])
 
 
-def _write_launch(search_dir: Path, opts: SearchOptions, space: Space, name: str) -> None:
-    info = {"name": name, "options": asdict(opts), "space": {"name": space.name, "source": space.source,
-                                                           "fixed": space.fixed},
+def _launch_info(opts: SearchOptions, space: Space, name: str) -> dict:
+    """``search.json``: how the search was launched (``--resume`` reads its options back)."""
+    return {"name": name, "options": asdict(opts), "space": {"name": space.name, "source": space.source,
+                                                            "fixed": space.fixed},
             "started": time.strftime("%Y-%m-%d %H:%M:%S")}
-    (search_dir / "search.json").write_text(json.dumps(info, indent=2, default=str))

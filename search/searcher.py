@@ -22,7 +22,7 @@ from typing import Callable
 
 from ray.tune.search import Searcher
 
-from search.report import ran_to_end, stop_reason_of
+from search.trials import ran_to_end, stop_reason_of
 
 __all__ = ["OptunaAskTell"]
 
@@ -30,7 +30,10 @@ log = logging.getLogger(__name__)
 
 
 class OptunaAskTell(Searcher):
-    """``space_fn(trial) -> constants`` is a define-by-run space (``search.space.Space.define``)."""
+    """``space_fn(trial) -> constants`` is a define-by-run space (``search.space.Space.define``).
+
+    ``storage``: an Optuna storage, an RDB URL, or a function returning one (called when the study is first
+    needed, so a restored search can put its journal somewhere else than the first run did)."""
 
     def __init__(self, space_fn: Callable, *, metric: str, mode: str, study_name: str, storage=None,
                  sampler=None, components: tuple[str, ...] = ()):
@@ -46,7 +49,10 @@ class OptunaAskTell(Searcher):
         if self.study is None:
             import optuna
 
-            self.study = optuna.create_study(study_name=self.study_name, storage=self.storage, sampler=self.sampler,
+            storage = self.storage() if callable(self.storage) else self.storage
+            # kept: a restore re-opens trials through the storage's public API
+            self._storage = optuna.storages.get_storage(storage)
+            self.study = optuna.create_study(study_name=self.study_name, storage=self._storage, sampler=self.sampler,
                                              direction="minimize" if self.mode == "min" else "maximize",
                                              load_if_exists=True)
         return self.study
@@ -69,7 +75,10 @@ class OptunaAskTell(Searcher):
         step, value = int(result.get("step", 0)), result.get(self.metric)
         if value is None or not math.isfinite(value) or step <= self.reported.get(trial_id, -1):
             return
-        self.trials[trial_id].report(float(value), step)
+        try:
+            self.trials[trial_id].report(float(value), step)
+        except Exception as e:  # told before a driver died: a resumed search replays its last result
+            log.warning("optuna: trial %s: %s", trial_id, e)
         self.reported[trial_id] = step
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
@@ -81,31 +90,53 @@ class OptunaAskTell(Searcher):
         if ot_trial is None:
             return
         result = result or {}
-        steps = (result.get("config") or {}).get("train.steps")
-        reason = stop_reason_of(result, steps, error=error or not result)
+        reason = stop_reason_of(result, error=error or not result)
         value = result.get(self.metric)
-        done = not error and bool(result) and ran_to_end(result, steps) and value is not None and math.isfinite(value)
+        done = not error and bool(result) and ran_to_end(result) and value is not None and math.isfinite(value)
         attrs = {"stop_reason": reason or "finished", "status": "finished" if done else "error" if reason == "error"
                  else "stopped", "final_step": int(result.get("step", 0))}
         if value is not None and math.isfinite(value):
             attrs[self.metric] = float(value)
         attrs.update({c: float(v) for c, v in {**self.evaluated.pop(trial_id, {}),
                                                 **{c: result[c] for c in self.components if c in result}}.items()})
-        for key, v in attrs.items():
-            ot_trial.set_user_attr(key, v)
         state = optuna.trial.TrialState
-        try:
+        try:  # a trial told before the driver died (Ray's saved state lagged) is finished in the study
+            for key, v in attrs.items():
+                ot_trial.set_user_attr(key, v)
             if done:
                 self._study().tell(ot_trial, float(value))
             else:
                 self._study().tell(ot_trial, state=state.FAIL if reason == "error" else state.PRUNED)
-        except Exception as e:  # Optuna rejects a second tell
+        except Exception as e:  # Optuna rejects updating a finished trial
             log.warning("optuna: could not record trial %s: %s", trial_id, e)
 
+    # -- Ray's searcher checkpoint (experiment state): what a restored search needs --------------------------
     def save(self, checkpoint_path: str) -> None:
+        """The sampler (with its random state), which Optuna trial each Ray trial is, and the step
+        bookkeeping. The study itself is not pickled: it lives in its storage (the journal)."""
+        state = {"sampler": self.sampler, "reported": dict(self.reported), "evaluated": dict(self.evaluated),
+                 "trial_numbers": {rid: t.number for rid, t in self.trials.items()}}
         with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.__dict__.copy(), f)
+            pickle.dump(state, f)
 
     def restore(self, checkpoint_path: str) -> None:
+        """Continue a search: re-attach the Ray trials to their Optuna trials in the study's storage and
+        mark Optuna trials that no Ray trial will continue (asked just before the driver died) as FAIL."""
+        import optuna
+
         with open(checkpoint_path, "rb") as f:
-            self.__dict__.update(pickle.load(f))
+            state = pickle.load(f)
+        self.sampler, self.study = state["sampler"], None
+        self.reported, self.evaluated = state["reported"], state["evaluated"]
+        study = self._study()
+        study_id = self._storage.get_study_id_from_name(self.study_name)
+        trial_id = self._storage.get_trial_id_from_study_id_trial_number  # trial number -> storage id
+        self.trials = {rid: optuna.trial.Trial(study, trial_id(study_id, n)) for rid, n in state["trial_numbers"].items()}
+        kept = {t.number for t in self.trials.values()}
+        for frozen in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            if frozen.number not in kept:
+                try:
+                    study.tell(frozen.number, state=optuna.trial.TrialState.FAIL)
+                except Exception as e:  # already ended meanwhile
+                    log.warning("optuna: could not close orphaned trial %s: %s", frozen.number, e)
+

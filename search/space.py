@@ -13,12 +13,15 @@ A space file::
 ``name`` is a flat dotted key of ``mitogan.config.Config``; ``type`` is ``categorical`` (``choices``),
 ``int`` or ``float`` (``low``, ``high``, optional ``log``, optional ``step``); ``when`` maps earlier
 parameters (or fixed keys) to a value or a list of allowed values. ``load_space`` checks every entry
-before any trial starts — unknown keys, empty ranges, values the config would reject — and raises a
-``ConfigError`` naming the entry. No Ray here: the space only needs an Optuna trial-like object.
+before any trial starts (before Ray is started) — unknown keys, non-finite or empty ranges, ``log`` with
+``low <= 0`` or with a ``step``, steps that are not positive, do not fit the range or (for ``int``) are not
+whole, values the config would reject — and raises a one-line ``ConfigError`` naming the space file and
+the entry. No Ray here: the space only needs an Optuna trial-like object.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,6 +115,8 @@ def load_space(name_or_path: str | Path, overrides: list[str] | None = None) -> 
         raise ConfigError(f"{path}: not valid YAML ({e})") from None
     if not isinstance(data, dict) or "params" not in data:
         raise ConfigError(f"{path}: a space file needs a top-level mapping with a 'params' list")
+    if not isinstance(data["params"], list) or not isinstance(data.get("fixed") or {}, dict):
+        raise ConfigError(f"{path}: 'params' must be a list of entries and 'fixed' a mapping of config keys")
     if overrides:
         data["fixed"] = {**(data.get("fixed") or {}), **_parse_overrides(overrides, data)}
     try:
@@ -169,12 +174,16 @@ def _param(entry, known: dict, seen: set) -> Param:
     if set(entry) - allowed:
         raise ConfigError(f"unknown field {sorted(set(entry) - allowed)[0]!r} (allowed: {sorted(allowed)})")
     name, kind = entry.get("name"), entry.get("type")
-    if name not in known:
+    if not isinstance(name, str) or name not in known:
         raise ConfigError(f"unknown parameter {name!r}: not a config key (see `mitogan train --help-config`)")
     if name in seen:
         raise ConfigError(f"{name} is defined twice (or is also fixed)")
     if kind not in _TYPES:
         raise ConfigError(f"type {kind!r} is not a distribution (use one of {list(_TYPES)})")
+    if not isinstance(entry.get("when") or {}, dict):
+        raise ConfigError(f"'when' must map earlier parameters to allowed values, got {entry.get('when')!r}")
+    if not isinstance(entry.get("log", False), bool):
+        raise ConfigError(f"'log' must be true or false, got {entry.get('log')!r}")
     for key in entry.get("when") or {}:
         if key not in seen:
             raise ConfigError(f"condition on {key!r}, which is not a parameter defined above nor fixed")
@@ -183,14 +192,46 @@ def _param(entry, known: dict, seen: set) -> Param:
     if kind == "categorical":
         if not isinstance(p.choices, list) or not p.choices:
             raise ConfigError("categorical needs a non-empty 'choices' list")
+        if any(c is not None and not isinstance(c, (bool, int, float, str)) for c in p.choices):
+            raise ConfigError(f"choices must be plain values (numbers, strings, true/false, null), got {p.choices!r}")
+        if len({repr(c) for c in p.choices}) != len(p.choices):
+            raise ConfigError(f"choices {p.choices!r} repeat a value")
+        if p.low is not None or p.high is not None or p.step is not None or p.log:
+            raise ConfigError("categorical takes 'choices' only (no low/high/step/log)")
     else:
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (p.low, p.high)):
-            raise ConfigError(f"{kind} needs numeric 'low' and 'high'")
-        if not p.low < p.high:
-            raise ConfigError(f"empty range: low={p.low} must be below high={p.high}")
-        if p.log and p.low <= 0:
-            raise ConfigError(f"log scale needs low > 0, got {p.low}")
+        _check_range(p)
     return p
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_range(p: Param) -> None:
+    """low/high/step/log of an int or float parameter: finite, a non-empty range, steps that fit it."""
+    if p.choices is not None:
+        raise ConfigError(f"{p.type} takes low/high (and step/log), not 'choices'")
+    if not all(_is_number(v) for v in (p.low, p.high)):
+        raise ConfigError(f"{p.type} needs numeric 'low' and 'high'")
+    if not (math.isfinite(p.low) and math.isfinite(p.high)):
+        raise ConfigError(f"low={p.low} and high={p.high} must be finite numbers")
+    if p.type == "int" and not all(float(v).is_integer() for v in (p.low, p.high)):
+        raise ConfigError(f"int needs whole-number bounds, got low={p.low}, high={p.high}")
+    if not p.low < p.high:
+        raise ConfigError(f"empty range: low={p.low} must be below high={p.high}")
+    if p.log and p.low <= 0:
+        raise ConfigError(f"log scale needs low > 0, got {p.low}")
+    if p.step is None:
+        return
+    if not _is_number(p.step) or not math.isfinite(p.step) or p.step <= 0:
+        raise ConfigError(f"step must be a positive number, got {p.step!r}")
+    if p.log:
+        raise ConfigError("step and log cannot be combined (Optuna samples a log scale continuously)")
+    if p.type == "int" and not float(p.step).is_integer():
+        raise ConfigError(f"int needs a whole-number step, got {p.step}")
+    n = (p.high - p.low) / p.step
+    if p.step > p.high - p.low or abs(n - round(n)) > 1e-9 * max(1.0, abs(n)):
+        raise ConfigError(f"step {p.step} does not divide the range {p.low}..{p.high} into whole steps")
 
 
 def _check_values(p: Param, fixed: dict) -> None:

@@ -3,7 +3,7 @@
 This is the only module that calls ``ray.tune.report`` and ``ray.tune.get_checkpoint`` (Ray's report API
 has changed four times; keeping it here keeps the churn in one file). Everything else is MitoGAN's:
 the trial's config is built from the flat dotted keys Optuna sampled, the stop decision comes from
-``search.stopping.NonConvergencePolicy``. W&B is logged from the driver (``search.wandb_log``), not here:
+``mitogan.stopping.NonConvergencePolicy`` (thresholds: the config's ``stop`` section). W&B is logged from the driver (``search.wandb_log``), not here:
 Ray kills a stopped trial's actor before any code after the loop could finish a run.
 
 Every Ray result carries: ``step`` (also as ``timesteps_total``, so TensorBoard's x-axis is the generator
@@ -16,7 +16,7 @@ the trial's last result when it ran all its steps) and, on results with a new sa
 
 from __future__ import annotations
 
-import math
+import json
 import os
 import shutil
 import tempfile
@@ -28,7 +28,8 @@ import ray
 from ray import tune
 
 from mitogan.config import Config, from_flat
-from search.stopping import NonConvergencePolicy
+from mitogan.report import TrainReport, scalars
+from mitogan.stopping import NonConvergencePolicy
 
 __all__ = ["train_trial", "make_trainable", "worst_primary"]
 
@@ -60,19 +61,23 @@ def train_trial(config: dict, *, videos, fixed: dict, policy: dict):
     evaluator = _safe_evaluator(InTrainingEvaluator(tiles, holdout=cfg.train.holdout), PRIMARY_MODE)
     tiles = training_tiles(tiles, cfg.train.holdout)
     _write_data_info(trial_dir / "data.json", tiles, evaluator.reference.split)
-    # a WGAN critic swings early on: no decision (but NaN) in the first fifth of the run
-    stopper = NonConvergencePolicy(**{"grace_steps": max(cfg.train.report_every, cfg.train.steps // 5), **policy})
+    stopper = NonConvergencePolicy(cfg, **policy)  # thresholds and grace period: cfg.stop
+    resume, start_step = _resume_path(trial_dir)
+    if resume is not None and start_step >= cfg.train.steps:  # it had ended when its driver died
+        tune.report(_ended_result(resume, start_step))
+        return
     state: dict[str, Any] = {"reason": None, "last": {}, "components": {}}
 
-    def on_report(report: dict) -> None:
+    def on_report(report: TrainReport) -> None:
         reason = stopper.check(report)
         if reason and state["reason"] is None:
             state["reason"] = reason
-        metrics = _scalars(report)
+        metrics = scalars(report, finite=True)
+        metrics.pop("checkpoint", None)  # handed to Ray as a Checkpoint, not a metric
         metrics.setdefault("primary", state["last"].get("primary", worst_primary(PRIMARY_MODE)))
         step = int(report.get("step", 0))
         metrics.update(stop_reason=state["reason"] or "", finished=0, objective=PRIMARY_NAME,
-                       objective_mode=PRIMARY_MODE, timesteps_total=step)
+                       objective_mode=PRIMARY_MODE, timesteps_total=step, start_step=start_step)
         if isinstance(report.get("samples"), np.ndarray):
             metrics["samples_png"] = f"samples/step_{step:06d}.png"  # the name mitogan.train writes
         state["last"] = {k: v for k, v in metrics.items() if k != "samples_png"}
@@ -80,18 +85,34 @@ def train_trial(config: dict, *, videos, fixed: dict, policy: dict):
         _report(metrics, report.get("checkpoint"), trial_dir)
 
     result = train(cfg, tiles, out_dir=trial_dir, on_report=on_report, should_stop=lambda: state["reason"] is not None,
-                   resume=_resume_path(trial_dir), evaluate=evaluator)
+                   resume=resume, evaluate=evaluator)
     # the final result repeats the last step, with the components of the last evaluation
     final = {**state["components"], **state["last"], "finished": int(state["reason"] is None and not result.stopped),
              "stop_reason": state["reason"] or "", "node": ray.get_runtime_context().get_node_id()}
     tune.report(final)
 
 
+def _ended_result(checkpoint: Path, step: int) -> dict:
+    """The final result of a trial that had trained all its steps before its driver died, when Ray's saved
+    state did not know yet that it ended: rebuilt from the checkpoint's report history, no step trained."""
+    from mitogan.metrics import PRIMARY_COMPONENTS, PRIMARY_MODE, PRIMARY_NAME
+    from mitogan.train import load_checkpoint
+
+    history = [scalars(h, finite=True) for h in load_checkpoint(checkpoint).get("history") or []]
+    final = dict(history[-1]) if history else {}
+    for key in ("primary", *PRIMARY_COMPONENTS):  # from the last evaluation
+        final.setdefault(key, next((h[key] for h in reversed(history) if key in h), None))
+    final = {k: v for k, v in final.items() if v is not None and k != "checkpoint"}
+    final.setdefault("primary", worst_primary(PRIMARY_MODE))
+    final.update(step=step, timesteps_total=step, start_step=step, stop_reason="", finished=1,
+                 objective=PRIMARY_NAME, objective_mode=PRIMARY_MODE,
+                 node=ray.get_runtime_context().get_node_id() if ray.is_initialized() else "")
+    return final
+
+
 def _write_data_info(path: Path, tiles, split: dict) -> None:
     """What the trial trained on (sources, intensity mapping, tile count, the held-out split it was
     scored against): the export reads it."""
-    import json
-
     info = {"n_tiles": len(tiles), "size": tiles.size, "sources": tiles.meta.get("sources"),
             "intensity": tiles.meta.get("intensity"), "cache_key": tiles.meta.get("cache_key"), "evaluation": split}
     path.write_text(json.dumps(info, indent=2, default=str))
@@ -109,38 +130,49 @@ def _safe_evaluator(evaluator, mode: str):
     return evaluate
 
 
-def _scalars(report: dict) -> dict:
-    out = {}
-    for k, v in report.items():
-        if isinstance(v, (bool, int, float, np.integer, np.floating)):
-            v = float(v)
-            out[k] = v if math.isfinite(v) else (1e30 if v > 0 else -1e30 if v < 0 else float("nan"))
-    return out
-
-
 def _report(metrics: dict, checkpoint_file: str | None, trial_dir: Path) -> None:
     """``tune.report``, with the trainer's checkpoint file as a Ray checkpoint when one was just written."""
     if not checkpoint_file:
         tune.report(metrics)
         return
-    tmp = Path(tempfile.mkdtemp(prefix=".ckpt-", dir=trial_dir))
+    # outside the trial folder: Ray syncs that folder as artifacts and must not see a half-removed copy
+    tmp = Path(tempfile.mkdtemp(prefix="mitogan-ckpt-"))
     try:
         try:
             os.link(checkpoint_file, tmp / "checkpoint.pt")  # no copy on the same disk
         except OSError:
             shutil.copy2(checkpoint_file, tmp / "checkpoint.pt")
+        (tmp / "step.json").write_text(json.dumps({"step": int(metrics.get("step", 0))}))
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(tmp)))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _resume_path(trial_dir: Path) -> Path | None:
-    """The checkpoint Ray restored this trial from (after a lost worker or a restored search), if any."""
-    ckpt = tune.get_checkpoint()
-    if ckpt is None:
-        return None
-    dest = trial_dir / "resume.pt"
-    with ckpt.as_directory() as d:
-        shutil.copy2(Path(d) / "checkpoint.pt", dest)
-    return dest
+def _resume_path(trial_dir: Path) -> tuple[Path | None, int]:
+    """Where this trial continues from, and its generator step; ``(None, 0)`` for a fresh start.
 
+    Two candidates: the checkpoint Ray restored (after a lost worker or a restored search; Ray's experiment
+    state may lag a few reports behind) and the trainer's own ``checkpoint.pt`` in the trial folder,
+    when the trial restarts where its folder still is (same node, same Ray session). The
+    newer wins. ``start_step`` goes into every result: a resumed trial shows where it continued from, and
+    one restarted from scratch shows 0 twice."""
+    from mitogan.train import CHECKPOINT_NAME, load_checkpoint
+
+    best: tuple[Path | None, int] = (None, 0)
+    ckpt = tune.get_checkpoint()
+    if ckpt is not None:
+        dest = trial_dir / "resume.pt"
+        with ckpt.as_directory() as d:
+            shutil.copy2(Path(d) / "checkpoint.pt", dest)
+            meta = Path(d) / "step.json"
+            step = json.loads(meta.read_text())["step"] if meta.is_file() else -1
+        best = (dest, int(step))
+    own = trial_dir / CHECKPOINT_NAME
+    if own.is_file():
+        try:
+            step = int(load_checkpoint(own)["step"])
+        except Exception:  # torn or foreign: Ray's copy (or a fresh start) it is
+            step = -1
+        if step > best[1]:
+            best = (own, step)
+    return best

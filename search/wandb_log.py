@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ray.tune import Callback
 
-from search.report import ran_to_end, stop_reason_of
+from search.trials import ran_to_end, stop_reason_of
 
 __all__ = ["WandbSearchLogger", "trial_run_id"]
 
@@ -89,9 +89,8 @@ class WandbSearchLogger(Callback):
 
     def _end(self, trial, error: bool) -> None:
         last = dict(trial.last_result or {})
-        steps = (trial.config or {}).get("train.steps")
-        reason = stop_reason_of(last, steps, error=error) or "finished"
-        status = "error" if error else "finished" if ran_to_end(last, steps) else "stopped"
+        reason = stop_reason_of(last, error=error) or "finished"
+        status = "error" if error else "finished" if ran_to_end(last) else "stopped"
         from mitogan.metrics import PRIMARY_COMPONENTS, PRIMARY_NAME
 
         final = {k: last.get(k) for k in ("primary", *PRIMARY_COMPONENTS) if last.get(k) is not None}
@@ -103,12 +102,30 @@ class WandbSearchLogger(Callback):
         self.ended[trial.trial_id] = {"trial": trial, "reason": reason, "status": status, "final": final,
                                       "last": last}
 
+    # Ray checkpoints this with the experiment: after a resume, steps W&B already has are not logged again
+    # and the search's table still lists the trials that ended before
+    def get_state(self) -> dict:
+        return {"last_step": dict(self.last_step),
+                "ended": {tid: {k: v for k, v in end.items() if k != "trial"} for tid, end in self.ended.items()}}
+
+    def set_state(self, state: dict) -> None:
+        self.last_step.update(state.get("last_step", {}))
+        self.ended.update(state.get("ended", {}))
+
     # -- the search ------------------------------------------------------------------------------------
     def on_experiment_end(self, trials, **info):
-        for trial in trials:  # interrupted searches: close what is still open
-            if trial.trial_id in self.runs:
+        interrupted = False
+        for trial in trials:  # an interrupted search: its unfinished trials continue after --resume
+            run = self.runs.pop(trial.trial_id, None)
+            if run is not None and getattr(trial, "status", "TERMINATED") not in ("TERMINATED", "ERROR"):
+                run.summary({"status": "interrupted"})
+                run.finish(exit_code=0)  # the resumed search reopens the same run id and continues it
+                interrupted = True
+            elif run is not None:
+                self.runs[trial.trial_id] = run
                 self._end(trial, error=False)
-        self._search_run(trials)
+        if not interrupted and len(self.ended) >= len(trials):
+            self._search_run(trials)
         from mitogan.tracking import flush_all
 
         flush_all()  # the offline files are complete when the search returns

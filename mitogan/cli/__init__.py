@@ -2,7 +2,10 @@
 or comes from an installed plugin (entry point group ``mitogan.commands``: the search layer's
 ``search.cli``), so the core never imports the packages built on top of it.
 
-Errors meant for a person (``MitoganError``) print as one line, ``mitogan: error: ...``, exit status 2.
+Errors meant for a person (``MitoganError``, and the file system's ``OSError``) print as one line,
+``mitogan: error: ...``, exit status 2; so do usage errors, and library warnings print as one line each.
+Ctrl-C ends a command with status 130 and SIGTERM with 143, after the command's own cleanup (long loops poll
+a :class:`StopRequest` and stop at a consistent point, saying how to resume).
 Every sub-command gets the same conventions here, after it registers: ``-v/--verbose`` (repeatable: more
 log detail), ``-q/--quiet`` (no progress bars; results and errors still print) and plain-text ``--help``
 whose defaults are shown only when there is a real one.
@@ -14,16 +17,19 @@ import argparse
 import importlib
 import logging
 import re
+import signal
 import sys
 import textwrap
+import threading
+import warnings
 from importlib.metadata import entry_points
 
 from mitogan.errors import MitoganError
 
-__all__ = ["main", "build_parser", "plugin", "HelpFormatter", "ENVIRONMENT"]
+__all__ = ["main", "build_parser", "plugin", "HelpFormatter", "ENVIRONMENT", "StopRequest", "Terminated", "one_line"]
 
 # sub-command modules, in the order shown by --help
-COMMANDS = ["simulate", "preprocess", "train", "evaluate", "search", "export", "synth"]
+COMMANDS = ["simulate", "preprocess", "train", "evaluate", "search", "export", "synth", "explain"]
 
 # Every environment variable MitoGAN reads (or hands to the library that does), for `mitogan --help`.
 ENVIRONMENT = {
@@ -36,6 +42,11 @@ ENVIRONMENT = {
     "WANDB_DIR": "where W&B writes its run files (read by wandb; default: the run or search folder)",
     "RAY_ADDRESS": "Ray cluster for `mitogan search` when --address is not given (default: a local Ray)",
     "RAY_AUTH_MODE, RAY_AUTH_TOKEN": "Ray token authentication for multi-node clusters (see cluster/)",
+    "AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_S3, AWS_DEFAULT_REGION": "S3-compatible server and region for "
+                                                                 "`mitogan search --storage s3://...` (credentials: "
+                                                                 "the usual AWS chain)",
+    "MITOGAN_RESOURCE_WAIT_S": "with --address: how long `mitogan search` waits for a node that can hold one "
+                               "trial's CPUs/GPUs to join (autoscaling clusters) before it fails (default: 300)",
     "CUDA_VISIBLE_DEVICES": "GPUs that train, synth and search may use (read by PyTorch and Ray)",
 }
 
@@ -95,8 +106,15 @@ def _epilog() -> str:
             "`mitogan synth B --out S`.")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line too (``mitogan train: error: ...; see `mitogan train --help```), exit 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mitogan", description="MitoGAN: find stable GANs for small fluorescence-microscopy datasets of "
                                     "mitochondria (Ray Tune + Optuna), then generate synthetic data.",
         epilog=_epilog(), formatter_class=HelpFormatter)
@@ -140,14 +158,84 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     _configure_logging(args)
+    previous = _on_sigterm(_raise_terminated)
+    show, warnings.showwarning = warnings.showwarning, _show_warning
     try:
         return int(args.func(args) or 0)
     except MitoganError as e:
-        print(f"mitogan: error: {e}", file=sys.stderr)
+        print(f"mitogan: error: {one_line(str(e))}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("mitogan: interrupted", file=sys.stderr)
-        return 130
+    except OSError as e:  # the file system said no (disk full, permissions, a path gone): one line, not a traceback
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"mitogan: error: {where}{one_line(e.strerror or str(e))} ({type(e).__name__})", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated) from a scheduler or `kill`
+        term = isinstance(e, Terminated)
+        print(f"mitogan: {'terminated' if term else 'interrupted'}" + (f"; {e}" if str(e) else ""), file=sys.stderr)
+        return 143 if term else 130
+    finally:
+        _on_sigterm(previous)
+        warnings.showwarning = show
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """A library's warning as one line (Python's own format adds the source line, and some span several)."""
+    print(f"mitogan: warning: {one_line(str(message), 300)} ({category.__name__})", file=file or sys.stderr)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C's KeyboardInterrupt so that the same cleanup runs; exit status 143."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+_NOT_SET = object()
+
+
+def _on_sigterm(handler):
+    """Install ``handler`` for SIGTERM (main thread only); returns the previous one (to install back)."""
+    if handler is _NOT_SET or threading.current_thread() is not threading.main_thread():
+        return _NOT_SET
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL if handler is None else handler)
+    return previous
+
+
+def one_line(message: str, limit: int = 600) -> str:
+    """A message as one line (library errors such as unpickling ones span several), at most ``limit`` chars."""
+    text = " ".join(part.strip() for part in message.splitlines() if part.strip())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class StopRequest:
+    """``with StopRequest() as stop:`` — the first SIGINT/SIGTERM only sets ``stop.signum`` (a loop polls
+    ``stop()`` and ends at a consistent point); a second one interrupts at once as usual."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._old: dict = {}
+
+    def __call__(self) -> bool:
+        return self.signum is not None
+
+    @property
+    def exit_status(self) -> int:
+        return 128 + int(self.signum or signal.SIGINT)
+
+    def _handle(self, signum, frame):
+        if self.signum is not None:
+            raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+        self.signum = signum  # the command prints one line when it has stopped
+
+    def __enter__(self) -> "StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)
 
 
 if __name__ == "__main__":

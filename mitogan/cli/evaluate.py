@@ -25,10 +25,13 @@ def register(subparsers) -> None:
                               description=__doc__)
     p.add_argument("real", help="real tiles file or the folder `mitogan preprocess` wrote, image folder, or video/TIFF")
     p.add_argument("fake", help="generated images: .npy/.npz, the folder `mitogan synth --format npy` wrote, image folder, or TIFF")
-    p.add_argument("--out", required=True, help="folder for metrics.json, histograms.png, nearest_neighbours.png")
+    p.add_argument("--out", required=True, help="folder for metrics.json, histograms.png, nearest_neighbours.png "
+                                                "(new or empty)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier `mitogan evaluate` output in --out (once the new one is complete)")
     p.add_argument("--seed", type=int, default=0, help="seed of the held-out split, subsamples and bootstrap")
     p.add_argument("--k", type=int, default=5, help="neighbours for precision/recall/density/coverage")
-    p.add_argument("--size", type=int, default=64, help="tile size when both inputs are frames")
+    p.add_argument("--size", type=int, default=64, help="tile size when both inputs are frames (16-1024 px)")
     p.add_argument("--max-images", type=int, default=None, help="seeded random subset per side")
     p.add_argument("--holdout", type=float, default=0.25,
                    help="share of REAL held out (whole videos or time blocks) as the reference; the rest is "
@@ -89,9 +92,27 @@ def _quality_checked(video) -> np.ndarray:
     return np.delete(video.frames, flagged, axis=0)
 
 
+def _check_args(args) -> None:
+    """Every option in range, and --out usable, before any image is read (one line naming the option)."""
+    from mitogan.errors import MitoganError
+    from mitogan.fsutil import claim_output_dir
+
+    checks = [("--k", args.k, 1, 1000), ("--size", args.size, 16, 1024), ("--seed", args.seed, 0, 2**31 - 1)]
+    if args.max_images is not None:
+        checks.append(("--max-images", args.max_images, 2, 10**9))
+    for flag, value, lo, hi in checks:
+        if not lo <= value <= hi:
+            raise MitoganError(f"{flag} {value}: give a whole number from {lo} to {hi}")
+    if not (0.05 <= args.holdout <= 0.5):  # also refuses NaN
+        raise MitoganError(f"--holdout {args.holdout}: give a share from 0.05 to 0.5")
+    claim_output_dir(Path(args.out), "evaluate", overwrite=args.overwrite, create=False, legacy=("metrics.json",))
+
+
 def run(args) -> int:
+    from mitogan.fsutil import atomic_dir, write_marker
     from mitogan.metrics.evaluate import evaluate
 
+    _check_args(args)
     real_p, fake_p = _resolve(Path(args.real)), _resolve(Path(args.fake))
     # a tiles file fixes the tile size; frames on the other side are cut to match it
     if _is_tiles(real_p):
@@ -103,14 +124,29 @@ def run(args) -> int:
     if real.size != fake.size:
         raise InputError(fake_p, f"tiles are {fake.size} px but {real_p} has {real.size} px tiles; "
                                  f"evaluate tiles of one size")
-    result = evaluate(real, fake.tiles, seed=args.seed, k=args.k, out_dir=Path(args.out), progress=not args.quiet,
-                      holdout=args.holdout)
+    _check_args(args)
+    with atomic_dir(Path(args.out)) as tmp:  # an earlier output (--overwrite) is replaced once this one is complete
+        write_marker(tmp, "evaluate")
+        if (Path(args.out) / "metrics.jsonl").is_file():  # keep the history of evaluations into this folder
+            import shutil
+
+            shutil.copyfile(Path(args.out) / "metrics.jsonl", tmp / "metrics.jsonl")
+        result = evaluate(real, fake.tiles, seed=args.seed, k=args.k, out_dir=tmp, progress=not args.quiet,
+                          holdout=args.holdout)
     prim, proto = result["primary"], result["protocol"]
-    print(f"{prim['name']} = {prim['value']:.4f} ({prim['mode']}; fidelity {prim['components']['fidelity']:.3f}, "
-          f"diversity gap {prim['components']['diversity_gap']:.3f}; generated {result['n_fake']} vs "
+    print(f"{prim['name']} = {_num(prim['value'])} ({prim['mode']}; fidelity {_num(prim['components']['fidelity'], 3)}, "
+          f"diversity gap {_num(prim['components']['diversity_gap'], 3)}; generated {result['n_fake']} vs "
           f"{proto['n_heldout']} held-out real tiles, split by {proto['split']}) -> {Path(args.out) / 'metrics.json'}")
     top = ", ".join(f"{t['feature']} {100 * t['share']:.0f}%" for t in result["top_features"][:4])
     print(f"largest differences: {top}")
     if not args.quiet:
-        print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in result["metrics"].items()}))
+        from mitogan.fsutil import json_safe
+
+        print(json.dumps(json_safe({k: (round(v, 4) if isinstance(v, float) else v)
+                                    for k, v in result["metrics"].items()})))
     return 0
+
+
+def _num(v, digits: int = 4) -> str:
+    """A metric for the summary line: n/a when it has no finite value."""
+    return f"{v:.{digits}f}" if isinstance(v, (int, float)) and np.isfinite(v) else "n/a"

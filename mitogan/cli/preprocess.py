@@ -26,13 +26,16 @@ def register(subparsers) -> None:
                    help="YAML/JSON with a top-level `preprocess:` section, or bare preprocess keys")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="override a preprocess key, e.g. --set denoise.enabled=true (repeatable)")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (new or empty)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier `mitogan preprocess` output in DIR (once the new one is complete)")
     p.add_argument("--preview", metavar="PNG", help="before/after contact sheet (default: OUT/preview.png)")
     p.add_argument("--channel", default=None, help="channel index for multi-channel inputs")
     p.add_argument("--z", default="max", help="z-stacks: max or mean projection, or a plane index")
-    p.add_argument("--strict", action="store_true", help="stop at the first unreadable file in a folder")
+    p.add_argument("--strict", action="store_true",
+                   help="fail at the first unreadable file or folder inside a folder (default: skip it with a warning)")
     p.add_argument("--no-cache", action="store_true", help="recompute even if these tiles are cached")
-    p.add_argument("--samples", type=int, default=4, help="sample frames in the preview")
+    p.add_argument("--samples", type=int, default=4, help="sample frames in the preview (1-32)")
     p.set_defaults(func=run)
 
 
@@ -43,20 +46,48 @@ def run(args) -> int:
 
     # --set accepts "denoise.h=5" and the Ray spelling "preprocess.denoise.h=5"
     overrides = [o.removeprefix("preprocess.") for o in args.overrides]
+    from mitogan.fsutil import atomic_dir, json_safe, write_marker
+
     cfg = load_config(args.config, PreprocessConfig, overrides=overrides, section="preprocess")
+    out = Path(args.out)
+    _check_outputs(args, out)  # before any input is read
     videos = _read(args)
     pipeline = Pipeline(cfg)
     tiles = pipeline.run(videos, progress=not args.quiet, cache=not args.no_cache)
     _record_pixel_size(tiles, videos)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    save_tiles(out / "tiles.npz", tiles)
-    _save_config(cfg, out / "config.yaml")
     quality = _quality_summary(tiles.meta["quality"], cfg.quality)
-    (out / "quality.json").write_text(json.dumps(quality, indent=1))
-    preview = save_preview(pipeline, videos, tiles, Path(args.preview or out / "preview.png"), args.samples)
+    _check_outputs(args, out)
+    with atomic_dir(out) as tmp:  # an earlier output (--overwrite) is replaced only once this one is complete
+        write_marker(tmp, "preprocess")
+        save_tiles(tmp / "tiles.npz", tiles)
+        _save_config(cfg, tmp / "config.yaml")
+        (tmp / "quality.json").write_text(json.dumps(json_safe(quality), indent=1, allow_nan=False))
+        preview = save_preview(pipeline, videos, tiles, Path(args.preview) if args.preview else tmp / "preview.png",
+                               args.samples)
+    preview = Path(args.preview) if args.preview else out / preview.name
     _print_summary(tiles, videos, quality, pipeline, out, preview)
     return 0
+
+
+# the files that mark a preprocess folder written before output folders carried a marker
+PREPROCESS_FILES = ("tiles.npz", "config.yaml", "quality.json")
+
+
+def _check_outputs(args, out: Path) -> None:
+    """--out may be new, empty or our own earlier output (with --overwrite); --preview a writable file path."""
+    from mitogan.errors import MitoganError
+    from mitogan.fsutil import check_writable_dir, claim_output_dir
+
+    if not 1 <= args.samples <= 32:
+        raise MitoganError(f"--samples {args.samples}: give 1 to 32 sample frames")
+    claim_output_dir(out, "preprocess", overwrite=args.overwrite, create=False, legacy=PREPROCESS_FILES)
+    if args.preview:
+        preview = Path(args.preview)
+        if preview.is_dir():
+            raise MitoganError(f"--preview {preview}: is a folder; give a .png file name")
+        if preview.suffix.lower() != ".png":
+            raise MitoganError(f"--preview {preview}: give a .png file name")
+        check_writable_dir(preview.parent, "--preview")
 
 
 def _record_pixel_size(tiles, videos) -> None:

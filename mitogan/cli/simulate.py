@@ -17,7 +17,9 @@ def register(subparsers) -> None:
         description="Simulate mitochondria time-lapses (uint16 TIFF (T, H, W) + JSON ground truth per video, "
                     "simulation.json for the dataset). Deterministic from --seed.",
 )
-    p.add_argument("--out", required=True, type=Path, help="output folder (created)")
+    p.add_argument("--out", required=True, type=Path, help="output folder (created; must be new or empty)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier `mitogan simulate` output in --out (once the new one is complete)")
     p.add_argument("--videos", type=int, default=20, help="number of videos")
     p.add_argument("--frames", type=int, default=30, help="frames per video")
     p.add_argument("--size", type=int, default=256, help="frame height and width (px, >= 32)")
@@ -55,13 +57,43 @@ def _preview(out: Path, png: Path, frames: int) -> Path:
     return contact_sheet(rows, png, title=f"simulated frames {picks} of {out}")
 
 
+# one video's frames as float64 while simulating: beyond this a request is a typo, not a dataset
+MAX_VIDEO_BYTES = 8 * 2**30
+
+
+def _check_args(args) -> None:
+    from mitogan.fsutil import check_writable_dir, claim_output_dir
+
+    if not 1 <= args.videos <= 100_000:
+        raise ConfigError(f"videos: {args.videos} must be at least 1 (and at most 100000)")
+    if not 0 <= args.seed <= 2**31 - 1:
+        raise ConfigError(f"--seed {args.seed}: give a whole number from 0 to {2**31 - 1}")
+    if args.frames * args.size ** 2 * 8 > MAX_VIDEO_BYTES:
+        raise ConfigError(f"--frames {args.frames} x --size {args.size}: one video would need "
+                          f"{args.frames * args.size ** 2 * 8 / 2**30:.0f} GiB of memory; ask for fewer frames or "
+                          "smaller ones")
+    claim_output_dir(args.out, "simulation", overwrite=args.overwrite, create=False, legacy=("simulation.json",))
+    if args.preview is not None:
+        if args.preview.is_dir():
+            raise ConfigError(f"--preview {args.preview}: is a folder; give a .png file name")
+        check_writable_dir(args.preview.parent, "--preview")
+
+
 def run(args) -> int:
+    from mitogan.fsutil import atomic_dir, write_marker
     from mitogan.simulate import simulate_dataset
 
     params = _params(args.overrides)
+    from mitogan.simulate import _dataset_params
+
+    _dataset_params(args.videos, args.frames, args.size, params)  # --size/--frames ranges, named
+    _check_args(args)
     start = time.perf_counter()
-    out = simulate_dataset(args.out, videos=args.videos, frames=args.frames, size=args.size, seed=args.seed,
-                           params=params, progress=not args.quiet)
+    with atomic_dir(args.out) as tmp:  # an earlier output (--overwrite) is replaced once this one is complete
+        write_marker(tmp, "simulation")
+        simulate_dataset(tmp, videos=args.videos, frames=args.frames, size=args.size, seed=args.seed,
+                         params=params, progress=not args.quiet)
+    out = args.out
     elapsed = time.perf_counter() - start
     print(f"wrote {args.videos} videos x {args.frames} frames ({args.size}x{args.size}) to {out} "
           f"in {elapsed:.1f} s")

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import sys
+
 
 def register(sub) -> None:
     p = sub.add_parser("synth", help="generate a synthetic dataset from a generator bundle",
                        description="Generate N images from a bundle (GPU when present): PNG or TIFF tiles, an "
                                    "ImageJ/OME-TIFF stack, or one .npy array; a manifest.csv; reproducible from "
-                                   "--seed, resumable. TIFFs carry the pixel size in µm when known and intensities "
+                                   "--seed (image i comes from latent i whatever --batch-size), resumable with --resume "
+                                   "after an interruption. TIFFs carry the pixel size in µm when known and intensities "
                                    "in the data's units when the bundle records the mapping.")
     p.add_argument("bundle", help="a generator bundle directory (from `mitogan export`), or a search folder "
                                   "whose best/ bundle was exported")
     p.add_argument("-n", type=int, default=1000, help="number of images to write")
-    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--out", required=True, help="output directory (new, empty, or an earlier synth output with "
+                                                "--resume/--overwrite)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted synth in --out (same bundle and options): the same images as an "
+                        "uninterrupted run")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the earlier synth output in --out (only once the new one is complete)")
     p.add_argument("--format", default="png", choices=["png", "tiff", "npy"],
                    help="png (8-bit), tiff (ImageJ, in the data's units when the bundle knows them), npy (float32)")
     p.add_argument("--seed", type=int, default=0, help="latent seed (same seed = same images)")
@@ -33,21 +42,52 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from mitogan.errors import MitoganError
-    from mitogan.synth import SynthOptions, synthesize
+    from pathlib import Path
 
+    from mitogan.cli import StopRequest
+    from mitogan.errors import MitoganError
+    from mitogan.fsutil import atomic_dir, claim_output_dir, write_marker
+    from mitogan.synth import SynthOptions, check_options, synthesize
+
+    opts = SynthOptions(n=args.n, seed=args.seed, batch_size=args.batch_size, format=args.format, device=args.device,
+                        min_set_distance=args.min_set_distance, min_train_distance=args.min_novelty,
+                        stack=args.stack, ome=args.ome, pixel_size_um=args.pixel_size)
+    check_options(opts)
+    if args.min_novelty and not args.reference:
+        raise MitoganError("--min-novelty needs --reference TILES (the training tiles to compare with)")
+    if args.resume and args.overwrite:
+        raise MitoganError("--resume continues the synth in --out and --overwrite replaces it: pass one of them")
+    out = Path(args.out)
+    mode = claim_output_dir(out, "synth", resume=args.resume, overwrite=args.overwrite, create=False,
+                            legacy=(".synth-run.json",))
+    bundle = _bundle_dir(args.bundle)
     reference = None
     if args.reference:
         from mitogan.tiles import load_tiles
 
         reference = load_tiles(args.reference).tiles
-    elif args.min_novelty:
-        raise MitoganError("--min-novelty needs --reference TILES (the training tiles to compare with)")
-    opts = SynthOptions(n=args.n, seed=args.seed, batch_size=args.batch_size, format=args.format, device=args.device,
-                        min_set_distance=args.min_set_distance, min_train_distance=args.min_novelty,
-                        stack=args.stack, ome=args.ome, pixel_size_um=args.pixel_size)
-    summary = synthesize(_bundle_dir(args.bundle), args.out, opts, reference=reference, progress=not args.quiet)
-    print(f"wrote {summary['kept']} images to {summary['out']} (dropped: {summary['dropped_duplicate']} "
+    with StopRequest() as stop:
+        if mode != "overwrite":
+            summary = synthesize(bundle, out, opts, reference=reference, progress=not args.quiet, stop=stop)
+        else:  # the earlier output stays until the new one is complete
+            try:
+                with atomic_dir(out) as tmp:
+                    write_marker(tmp, "synth")
+                    summary = synthesize(bundle, tmp, opts, reference=reference, progress=not args.quiet, stop=stop)
+                    if summary.get("stopped"):
+                        raise KeyboardInterrupt
+                    _relocate_summary(tmp, out, summary)
+            except KeyboardInterrupt:
+                if not stop():
+                    raise
+                print(f"mitogan: stopped before the new output was complete; {out} still holds the earlier one",
+                      file=sys.stderr)
+                return stop.exit_status
+    if summary.get("stopped"):
+        print(f"mitogan: stopped after {summary['kept']} images; run the same command with --resume to continue "
+              "(it writes the same images an uninterrupted run would)", file=sys.stderr)
+        return stop.exit_status
+    print(f"wrote {summary['kept']} images to {out} (dropped: {summary['dropped_duplicate']} "
           f"near-duplicates, {summary['dropped_memorised']} too close to training tiles; resumed "
           f"{summary['resumed_batches']} batches)")
     if opts.format == "tiff":
@@ -56,6 +96,16 @@ def run(args) -> int:
     if "warning" in summary:
         print(f"warning: {summary['warning']}")
     return 0
+
+
+def _relocate_summary(tmp, out, summary: dict) -> None:
+    """synth.json of an output built in a temporary folder names the final one."""
+    import json
+
+    from mitogan.fsutil import atomic_write
+
+    summary["out"] = str(out)
+    atomic_write(tmp / "synth.json", json.dumps(summary, indent=2))
 
 
 def _bundle_dir(path: str):

@@ -16,10 +16,13 @@ __all__ = ["write_report", "save_histograms", "save_nn_panel"]
 
 
 def write_report(out: Path, result: dict, ctx: MetricContext) -> None:
+    from mitogan.fsutil import json_safe
+
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(result, indent=1, sort_keys=True))
+    safe = json_safe(result)  # NaN/Inf are not JSON: a metric that has no value is written as null
+    (out / "metrics.json").write_text(json.dumps(safe, indent=1, sort_keys=True, allow_nan=False))
     with open(out / "metrics.jsonl", "a") as f:  # history of evaluations into this folder
-        f.write(json.dumps(result, sort_keys=True) + "\n")
+        f.write(json.dumps(safe, sort_keys=True, allow_nan=False) + "\n")
     names = ctx.ref.names
     cols = [names.index(t["feature"]) for t in result["top_features"]]
     save_histograms(ctx.ref.f_heldout[:, cols], ctx.fake_raw[:, cols], [names[c] for c in cols],

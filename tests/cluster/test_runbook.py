@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 
 import pytest
-import yaml
 
 from tests.cluster.schemas import CLUSTER, KUBERAY, REPO, load_yaml, search_args
 
@@ -65,16 +64,18 @@ def _cost_table() -> dict[str, str]:
 
 
 def test_cost_table_follows_from_the_default_space():
-    from ray.tune.schedulers import ASHAScheduler
+    from mitogan.stopping import grace_steps
+    from search.space import load_space
 
     table = _cost_table()
-    steps = yaml.safe_load((REPO / "search" / "spaces" / "default.yaml").read_text())["fixed"]["train.steps"]
+    space = load_space(str(REPO / "search" / "spaces" / "default.yaml"))
+    steps = space.base_config().train.steps
     trials = search_args(load_yaml(KUBERAY["RayJob"])["spec"]["entrypoint"]).trials
     assert int(table["steps per trial"]) == steps and int(table["trials"]) == trials
-    # ASHA as search/run.py builds it: grace period steps // 4, reduction factor 3, max_t steps + 1
-    asha = ASHAScheduler(time_attr="step", metric="primary", mode="min", max_t=steps + 1,
-                         grace_period=max(1, steps // 4), reduction_factor=3)
-    rungs = sorted(milestone for milestone, _ in asha._brackets[0]._rungs)
+    # ASHA as search/run.py builds it: grace period mitogan.stopping.grace_steps, reduction factor 3, max_t
+    # steps + 1; its rungs (one bracket) are grace * 3^k below max_t, as Ray's ASHA documents them
+    grace = grace_steps(space.base_config())
+    rungs = [grace * 3 ** k for k in range(20) if grace * 3 ** k <= steps + 1]
     assert table["ASHA rungs (steps)"] == ", ".join(map(str, rungs))
     # each rung keeps 1/3 of the trials that reach it; the rest stop there
     expected = sum((b - a) / 3 ** i for i, (a, b) in enumerate(zip([0, *rungs], [*rungs, steps])))

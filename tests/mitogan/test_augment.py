@@ -87,3 +87,17 @@ def test_adaptive_p_moves_towards_target():
     other = AdaptiveP(0.0, 0.6, 1.0, 1)
     other.load_state_dict(state)
     assert other.p == 1.0
+
+
+def test_adaptive_p_reads_its_statistic_back_once_per_update(monkeypatch):
+    # as in StyleGAN2-ADA the sign statistic stays a device tensor between updates: one host read-back per
+    # `interval` D steps (on a GPU, every read-back is a synchronisation)
+    reads = []
+    for name in ("__float__", "item", "tolist", "__bool__"):
+        real = getattr(torch.Tensor, name)
+        monkeypatch.setattr(torch.Tensor, name, lambda self, *a, _real=real, **kw: reads.append(1) or _real(self, *a, **kw))
+    ada = AdaptiveP(p=0.5, target=0.6, kimg=1.0, interval=4)
+    for _ in range(12):
+        ada.observe(torch.ones(8))
+    assert len(reads) == 3  # three updates in twelve steps
+    assert ada.p == pytest.approx(0.5 + 3 * 32 / 1000)

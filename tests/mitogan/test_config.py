@@ -26,6 +26,12 @@ def test_flat_round_trip_is_identity():
     ({"train.amp": 1}, "train.amp: expected true/false"),
     ({"preprocess.normalize.low": 99.9, "preprocess.normalize.high": 1.0}, "preprocess.normalize.low: 99.9 must be below"),
     ({"optim.lr_g": None}, "optim.lr_g: must not be empty"),
+    # NaN passes every `<`/`>` range check: non-finite numbers are refused for every float field
+    ({"preprocess.tile.scale": float("nan")}, "preprocess.tile.scale: nan is not a finite number"),
+    ({"optim.lr_g": float("inf")}, "optim.lr_g: inf is not a finite number"),
+    ({"preprocess.quality.min_snr": float("inf")}, "min_snr: inf is not a finite"),  # no upper bound of its own
+    ({"train.seed": 1e23}, "train.seed: 1e.23 is out of range"),  # an int field without its own upper bound
+    ({"train.steps": 10**30}, "train.steps: 1000000000000000000000000000000 is out of range"),
 ])
 def test_bad_values_name_the_key(flat, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):

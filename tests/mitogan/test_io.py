@@ -489,3 +489,67 @@ def test_shared_mitosplit_second_channel(shared_data):
     np.testing.assert_array_equal(v1.frames, raw[..., 1])
     with pytest.raises(InputError, match="has 2 channels"):
         read_file(shared_data / "mitosplit/sample_input_v2.tif", channel=2)
+
+
+# ------------------------------------------------------------------------ nothing dropped without a word
+
+
+def _truncated_avi(path, n=60):
+    rng = np.random.default_rng(0)
+    write_avi(path, [rng.integers(0, 255, (32, 32, 3), dtype=np.uint8) for _ in range(n)])
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 45 // 100])  # a copy cut short
+
+
+def test_truncated_video_keeps_its_frames_with_a_warning_and_fails_under_strict(tmp_path, caplog):
+    _truncated_avi(tmp_path / "t.avi")
+    with caplog.at_level(logging.WARNING, logger="mitogan.io"):
+        video, = read_inputs([tmp_path / "t.avi"])
+    assert 0 < video.n_frames < 60 and "of the 60 frames its header announces" in video.meta["frames_note"]
+    assert "t.avi" in caplog.text and "60 frames" in caplog.text
+    with pytest.raises(InputError, match=r"t\.avi: decoded \d+ of the 60 frames"):
+        read_inputs([tmp_path], strict=True)
+
+
+def test_complete_video_has_no_frames_note(tmp_path):
+    write_avi(tmp_path / "v.avi", [np.full((24, 32, 3), v, np.uint8) for v in (30, 90)])
+    assert "frames_note" not in one(tmp_path / "v.avi").meta
+
+
+def test_links_dangling_and_looping_are_reported_and_fail_under_strict(tmp_path):
+    root = tmp_path / "data"
+    (root / "sub").mkdir(parents=True)
+    tifffile.imwrite(root / "sub" / "a.tif", np.zeros((2, 8, 8), np.uint8))
+    (root / "gone.tif").symlink_to(tmp_path / "nowhere.tif")
+    (root / "sub" / "loop").symlink_to(root)  # data/sub/loop -> data
+    (root / "alias").symlink_to(root / "sub")  # a link to a folder is followed (not a loop)
+    skipped = []
+    videos = read_inputs([root], on_skip=lambda p, m: skipped.append((p, m)))
+    assert [v.source for v in videos] == [str(root / "alias" / "a.tif")]  # one file, reached twice, read once
+    problems = dict(skipped)
+    assert "dangling symbolic link" in problems[str(root / "gone.tif")]
+    assert "symbolic link loop" in problems[str(root / "sub" / "loop")]
+    with pytest.raises(InputError, match="dangling symbolic link|symbolic link loop"):
+        read_inputs([root], strict=True)
+    with pytest.raises(InputError, match=r"gone\.tif: dangling symbolic link"):
+        read_inputs([root / "gone.tif"])
+
+
+@pytest.mark.skipif(hasattr(__import__("os"), "geteuid") and __import__("os").geteuid() == 0,
+                    reason="root can list a folder without permissions")
+def test_unlistable_subfolder_is_reported_and_fails_under_strict(tmp_path):
+    import os
+
+    root = tmp_path / "data"
+    (root / "locked").mkdir(parents=True)
+    tifffile.imwrite(root / "a.tif", np.zeros((2, 8, 8), np.uint8))
+    tifffile.imwrite(root / "locked" / "b.tif", np.zeros((2, 8, 8), np.uint8))
+    os.chmod(root / "locked", 0)
+    try:
+        skipped = []
+        assert len(read_inputs([root], on_skip=lambda p, m: skipped.append((p, m)))) == 1
+        assert skipped[0][0] == str(root / "locked") and "cannot list this folder" in skipped[0][1]
+        with pytest.raises(InputError, match="cannot list this folder"):
+            read_inputs([root], strict=True)
+    finally:
+        os.chmod(root / "locked", 0o755)

@@ -304,8 +304,8 @@ def test_cli_preprocess_writes_all_outputs(tmp_path, capsys):
     assert quality["n_frames"] == 3 and quality["n_flagged"] == 0
     assert preview.stat().st_size > 1000 and preview.read_bytes()[:4] == b"\x89PNG"
     assert "tiles of 32×32 from 3 frames of 1 videos" in capsys.readouterr().out
-    # the second run is served from the cache
-    assert main(argv) == 0 and "(from cache)" in capsys.readouterr().out
+    # the second run (into its own earlier output: --overwrite) is served from the cache
+    assert main(argv + ["--overwrite"]) == 0 and "(from cache)" in capsys.readouterr().out
 
 
 def test_cli_without_input_uses_the_simulated_dataset(tmp_path, monkeypatch, capsys):

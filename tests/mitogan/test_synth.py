@@ -4,6 +4,7 @@ import csv
 
 import numpy as np
 import pytest
+import torch
 
 from mitogan.errors import MitoganError
 from mitogan.export import export_bundle
@@ -171,3 +172,112 @@ def test_tiff_mapping_from_bundles_that_kept_per_video_intensity_lists():
     spec = TiffSpec.from_bundle({"output": {"intensity": per_video}}, SynthOptions())
     assert spec.dtype == "uint16" and spec.lo < spec.hi
     assert TiffSpec.from_bundle({"output": {"intensity": None}}, SynthOptions()).hi == 65535.0
+
+
+def test_image_i_is_the_same_whatever_the_batch_size(bundle, tmp_path):
+    # latent i is one fixed vector: batches of 7, 64 and 100 (not multiples of each other) give the same images
+    runs = {}
+    for bs in (7, 64, 100):
+        synthesize(bundle, tmp_path / f"b{bs}", SynthOptions(n=130, batch_size=bs, format="npy"), progress=False)
+        runs[bs] = np.load(tmp_path / f"b{bs}" / "images.npy")
+        assert [int(r["latent_index"]) for r in read_manifest(tmp_path / f"b{bs}")] == list(range(130))
+    assert np.array_equal(runs[7], runs[64]) and np.array_equal(runs[64], runs[100])
+    assert not np.array_equal(runs[7][0], runs[7][1])  # and the images differ from one another
+
+
+def test_latents_do_not_depend_on_how_they_are_asked_for():
+    from mitogan.synth import latents
+
+    whole = latents(8, seed=3, start=0, n=200)
+    assert torch.equal(torch.cat([latents(8, 3, s, 25) for s in range(0, 200, 25)]), whole)
+    assert torch.equal(latents(8, 3, 63, 2), whole[63:65])  # across a chunk boundary
+
+
+def test_npy_manifest_names_real_files(bundle, tmp_path):
+    synthesize(bundle, tmp_path / "n", SynthOptions(n=5, batch_size=3, format="npy"), progress=False)
+    rows = read_manifest(tmp_path / "n")
+    assert {r["file"] for r in rows} == {"images.npy"} and (tmp_path / "n" / "images.npy").is_file()
+    assert len(np.load(tmp_path / "n" / "images.npy")) == len(rows)  # row k is images.npy[k]
+
+
+def test_a_folder_of_other_files_is_refused_untouched(bundle, tmp_path):
+    out = tmp_path / "mine"
+    (out / "images").mkdir(parents=True)
+    (out / "images" / "img_00000000.png").write_bytes(b"my own picture")
+    (out / "manifest.csv").write_text("mine\n")
+    with pytest.raises(MitoganError, match="files MitoGAN did not write"):
+        synthesize(bundle, out, SynthOptions(n=2, batch_size=2), progress=False)
+    assert (out / "images" / "img_00000000.png").read_bytes() == b"my own picture"
+    assert (out / "manifest.csv").read_text() == "mine\n" and sorted(p.name for p in out.iterdir()) == [
+        "images", "manifest.csv"]
+
+
+@pytest.mark.parametrize("opts, message", [
+    (SynthOptions(batch_size=0), "--batch-size 0"), (SynthOptions(batch_size=10**9), "--batch-size"),
+    (SynthOptions(device="tpu"), "--device 'tpu'"), (SynthOptions(min_set_distance=float("nan")), "--min-set"),
+    (SynthOptions(min_train_distance=-1.0), "--min-novelty"), (SynthOptions(seed=-1), "--seed -1"),
+    (SynthOptions(format="tiff", pixel_size_um=float("inf")), "--pixel-size"),
+])
+def test_impossible_options_are_refused_before_any_work(bundle, tmp_path, opts, message):
+    with pytest.raises(MitoganError, match=message):
+        synthesize(bundle, tmp_path / "x", opts, progress=False)
+    assert not (tmp_path / "x").exists()
+
+
+def test_stop_leaves_a_folder_that_resumes_to_the_same_images(bundle, tmp_path):
+    synthesize(bundle, tmp_path / "full", SynthOptions(n=30, batch_size=8), progress=False)
+    calls = iter(range(100))
+    s = synthesize(bundle, tmp_path / "part", SynthOptions(n=30, batch_size=8), progress=False,
+                   stop=lambda: next(calls) >= 2)  # stop after two batches
+    assert s["stopped"] and s["kept"] == 16 and not (tmp_path / "part" / "manifest.csv").exists()
+    s = synthesize(bundle, tmp_path / "part", SynthOptions(n=30, batch_size=8), progress=False)
+    assert s["resumed_batches"] == 2 and read_manifest(tmp_path / "part") == read_manifest(tmp_path / "full")
+    assert np.array_equal(_load_all(tmp_path / "part", "png"), _load_all(tmp_path / "full", "png"))
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"generator": {"latent_dim": float("nan")}}, "generator.latent_dim: expected an integer"),
+    ({"generator": {"width": -3}}, "generator.width: -3 is below the minimum"),
+    ({"generator": {"arch": "vit"}}, "generator.arch: 'vit' is not one of"),
+    ({"generator": {"bogus": 1}}, "unknown: bogus"),
+    ({"trial_config": {"optim.lr_g": float("nan")}}, "trial_config: optim.lr_g: nan is not a finite number"),
+    ({"output": {"intensity": {"lo": 5.0, "hi": 1.0}}}, "need finite lo < hi"),
+    ({"pixel_size_um": float("inf")}, "pixel_size_um inf is not a positive number"),
+])
+def test_a_bundle_config_is_validated_like_a_config(bundle, change, message):
+    import json
+
+    from mitogan.errors import InputError
+    from mitogan.synth import check_bundle_config
+
+    config = json.loads((bundle / "config.json").read_text())
+    check_bundle_config(bundle, config)  # the exported one is valid
+    for key, value in change.items():
+        config[key] = {**config[key], **value} if key == "generator" else value
+    with pytest.raises(InputError, match=message.replace("(", r"\(")):
+        check_bundle_config(bundle, config)
+
+
+@pytest.mark.slow
+def test_resume_with_the_duplicate_filter_is_exact_counts_included(bundle, tmp_path):
+    # the filter's features of kept images are saved per batch: PNG rounding cannot change a resumed decision
+    opts = dict(n=40, batch_size=8, min_set_distance=0.02, max_batches=40)
+    full = synthesize(bundle, tmp_path / "full", SynthOptions(**opts), progress=False)
+    calls = iter(range(100))
+    synthesize(bundle, tmp_path / "part", SynthOptions(**opts), progress=False, stop=lambda: next(calls) >= 3)
+    s = synthesize(bundle, tmp_path / "part", SynthOptions(**opts), progress=False)
+    assert full["dropped_duplicate"] > 0  # the filter was at work
+    assert s["resumed_batches"] == 3 and read_manifest(tmp_path / "part") == read_manifest(tmp_path / "full")
+    assert {k: s[k] for k in ("kept", "dropped_duplicate", "batches")} == {
+        k: full[k] for k in ("kept", "dropped_duplicate", "batches")}
+
+
+def test_a_synth_folder_from_before_markers_still_resumes(bundle, tmp_path):
+    import json
+
+    out = tmp_path / "old"
+    synthesize(bundle, out, SynthOptions(n=8, batch_size=4, max_batches=1), progress=False)  # "interrupted"
+    (out / ".mitogan.json").unlink()  # as the previous version left it: recognised by its .synth-run.json
+    s = synthesize(bundle, out, SynthOptions(n=8, batch_size=4), progress=False)
+    assert s["resumed_batches"] == 1 and s["kept"] == 8
+    assert json.loads((out / ".mitogan.json").read_text())["kind"] == "synth"

@@ -10,16 +10,18 @@ import numpy as np
 import pytest
 import torch
 
-from mitogan.config import Config, from_flat
+from mitogan.config import Config, from_flat, to_flat
 from mitogan.errors import ConfigError, InputError
 from mitogan.models import INIT_SCHEMES, generator_from_config
+from mitogan.report import MEASURED
 from mitogan.tiles import TileSet, save_tiles
 from mitogan.train import SIGNALS, load_checkpoint, train
 
 TINY = {"preprocess.tile.size": 32, "model.g_width": 8, "model.d_width": 8, "model.latent_dim": 16,
         "train.batch_size": 4, "train.steps": 2, "train.report_every": 1, "train.n_samples": 8,
         "train.eval_samples": 8, "train.threads": 1}
-VOLATILE = ("steps_per_s", "checkpoint")  # wall-clock and path: differ between otherwise equal runs
+# wall-clock, path, and the planned length (resume tests extend a run): differ between otherwise equal runs
+VOLATILE = ("steps_per_s", "checkpoint", "steps_total")
 
 
 def _cfg(**kw) -> Config:
@@ -75,6 +77,8 @@ def test_report_contents_and_hooks(tiles, tmp_path):
         for key in ("loss_d", "loss_g", "d_real", "d_fake", "wasserstein", "grad_norm_d", "grad_norm_g",
                     "diversity", "aug_p", "nonfinite", "critic_drift", "signal_any", *SIGNALS):
             assert isinstance(r[key], (int, float)), key
+        # every key the typed report (mitogan.report.TrainReport) declares for every report is there
+        assert set(MEASURED) <= set(r) and r["steps_total"] == 4
         assert r["checkpoint"] == str(tmp_path / "checkpoint.pt")
         assert r["kid_test"] == 0.5
     assert "samples" not in seen[0] and seen[1]["samples"].shape == (8, 1, 32, 32)
@@ -186,6 +190,10 @@ def test_bad_wgan_init_shows_divergence_signals(tiles):
     assert max(h["signal_grad_blowup"] for h in hist) == 1
     assert max(h["signal_critic_drift"] for h in hist) == 1
     assert all(h["signal_any"] == 1 for h in hist)
+    # the thresholds are cfg.stop's: raised beyond any value, the same run raises neither signal
+    lax = train(from_flat(Config, {**to_flat(cfg), "stop.critic_limit": 1e300, "stop.grad_limit": 1e300}), tiles)
+    assert max(h["signal_critic_explode"] + h["signal_grad_blowup"] for h in lax.history) == 0
+    np.testing.assert_array_equal([h["wasserstein"] for h in lax.history], [h["wasserstein"] for h in hist])
     # the same model with a sane init and learning rate raises none of the divergence signals
     sane = train(_cfg(**{"loss.kind": "wgan_clip", "train.steps": 6}), tiles).history
     for h in sane:
@@ -254,7 +262,21 @@ def test_cli_errors(tiles, tmp_path, capsys):
     assert _cli(["train", "--smoke", "--data", str(data), "--out", out, "--set", "optim.lr_g=-1"]) == 2
     assert "optim.lr_g: -1" in capsys.readouterr().err
     assert _cli(["train", "--data", str(data), "--out", out, "--set", "preprocess.tile.size=32", "--resume"]) == 2
-    assert "no checkpoint to resume from" in capsys.readouterr().err
+    assert "no run to resume here" in capsys.readouterr().err  # an empty --out: nothing to resume
+
+
+def test_cli_help_config_lists_every_key(capsys):
+    from mitogan.config import to_flat
+
+    with pytest.raises(SystemExit) as e:
+        _cli(["train", "--help-config"])  # no --out needed, like --help
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line.split()[1] for line in out.splitlines() if line.startswith("  ")}
+    flat = to_flat(Config())
+    assert set(rows) == set(flat)
+    assert rows["loss.kind"] == "bce" and rows["stop.critic_limit"] == "1000.0" and rows["train.threads"] == "null"
+    assert "{bce, wgan_clip, wgan_gp, hinge}" in out and "[0.0, 1.0]  share of train.steps" in out
 
 
 def test_cli_wandb_offline(tiles, tmp_path, monkeypatch):

@@ -1,6 +1,7 @@
 """Reading trials back: finished vs stopped (ASHA or a non-convergence reason), and best-trial choice."""
 
 import json
+import shutil
 
 from search.report import TrialRecord, best_trial, collect_trials, stop_reason_of
 
@@ -117,3 +118,25 @@ def test_real_vs_generated_panel_from_the_trials_cached_tiles(tmp_path, monkeypa
     page = write_report(search).read_text()
     assert "real_vs_generated.png" in page
     assert (search / "report" / "real_vs_generated.png").stat().st_size > 1000
+
+
+def test_damaged_trial_files_give_one_line_and_a_torn_last_line_is_dropped(tmp_path, capsys):
+    from mitogan.cli import main
+
+    p = {"train.steps": 100}
+    write_trial(tmp_path, "a", p, [{"step": 50, "primary": 1.5}, {"step": 100, "primary": 1.2, "finished": 1}])
+    with open(tmp_path / "a" / "result.json", "a") as f:
+        f.write('{"step": 100, "prim')  # the driver was killed mid-write
+    assert [t.step for t in collect_trials(tmp_path)] == [100]
+    for name, damage in (("result.json", '{"step": 1}\n\x00garbage\n{"step": 2}\n'), ("params.json", "{not json"),
+                         ("result.json", b"\xff\xfe\x00")):
+        bad = tmp_path / "b"
+        shutil.rmtree(bad, ignore_errors=True)
+        write_trial(tmp_path, "b", p, [{"step": 1}])
+        (bad / name).write_bytes(damage if isinstance(damage, bytes) else damage.encode())
+        for argv in (["search", "--report", str(tmp_path)], ["export", str(tmp_path), "--out", str(tmp_path / "x")]):
+            (tmp_path / "search.json").write_text("{}")  # `mitogan export` recognises a search folder by it
+            assert main(argv) == 2, (name, argv)
+            err = capsys.readouterr().err
+            assert err.startswith("mitogan: error: ") and len(err.strip().splitlines()) == 1, err
+            assert str(bad / name) in err, err

@@ -58,3 +58,20 @@ def test_dashboard_listens_on_loopback_and_its_url_is_printed(capsys):
         assert status in (200, 401)
     finally:
         ray.shutdown()
+
+
+@pytest.mark.slow
+def test_gpus_the_machine_does_not_have_fail_in_seconds_and_write_nothing(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    t0 = time.monotonic()
+    out = subprocess.run([sys.executable, "-m", "mitogan", "search", "--gpus-per-trial", "1", "--storage",
+                          str(tmp_path / "runs"), "--name", "g", "--sim-videos", "1", "--sim-frames", "2", "-q"],
+                         capture_output=True, text=True, timeout=300,
+                         env={**__import__("os").environ, "CUDA_VISIBLE_DEVICES": ""})
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert "--gpus-per-trial 1: no node of the Ray cluster has that" in out.stderr and "0 GPU" in out.stderr
+    assert time.monotonic() - t0 < 120  # Ray's start-up, not a wait for a GPU that never comes
+    assert not (tmp_path / "runs" / "g").exists()

@@ -46,3 +46,57 @@ def test_trials_carry_ray_ids_stop_reasons_and_step_keyed_values():
     assert trials["b"].intermediate_values == {20: 0.9}
     assert trials["b"].user_attrs["final_step"] == 20 and trials["b"].user_attrs["primary"] == 0.9
     assert trials["a"].user_attrs["fidelity"] == 0.25 and trials["a"].user_attrs["diversity_gap"] == 0.1
+
+
+def _journal(path):
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
+def _finish(searcher, tid, config):
+    value = (config["optim.lr_d"] - 3e-3) ** 2  # a smooth objective TPE can learn
+    searcher.on_trial_complete(tid, result(60, value, finished=1))
+
+
+def test_a_restored_searcher_proposes_what_the_uninterrupted_one_does(tmp_path):
+    import shutil
+
+    def make(journal, seed):
+        return OptunaAskTell(space().define, metric="primary", mode="min", study_name="t", components=COMPONENTS,
+                             storage=lambda: _journal(journal),
+                             sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=2))
+
+    a = make(tmp_path / "a.log", seed=0)
+    for i in range(4):  # past TPE's 2 random start-up trials: later proposals depend on these results
+        _finish(a, f"t{i}", a.suggest(f"t{i}"))
+    running = a.suggest("t4")  # running while the driver stops
+    a.save(str(tmp_path / "searcher.pkl"))
+    shutil.copy(tmp_path / "a.log", tmp_path / "b.log")  # the journal as the stopped search left it
+    _finish(a, "t4", running)
+    uninterrupted = [a.suggest(f"t{i}") for i in range(5, 8)]
+
+    b = make(tmp_path / "b.log", seed=123)  # a new driver process; restore brings the sampler's state back
+    b.restore(str(tmp_path / "searcher.pkl"))
+    _finish(b, "t4", running)  # the running trial continues under its own Optuna trial
+    resumed = [b.suggest(f"t{i}") for i in range(5, 8)]
+    assert resumed == uninterrupted
+    fresh = make(tmp_path / "c.log", seed=0)  # what the same seed proposes without the first results
+    assert [fresh.suggest(f"t{i}")["optim.lr_d"] for i in range(8)][5:] != [c["optim.lr_d"] for c in resumed]
+    numbers = [t.number for t in b.study.trials if t.user_attrs.get("ray_trial_id") == "t4"]
+    assert numbers == [4] and b.study.trials[4].state == optuna.trial.TrialState.COMPLETE
+
+
+def test_trials_asked_after_the_last_checkpoint_are_closed_on_restore(tmp_path):
+    a = OptunaAskTell(space().define, metric="primary", mode="min", study_name="t",
+                      storage=lambda: _journal(tmp_path / "a.log"), sampler=optuna.samplers.RandomSampler(seed=0))
+    _finish(a, "t0", a.suggest("t0"))
+    a.suggest("t1")
+    a.save(str(tmp_path / "searcher.pkl"))
+    a.suggest("t2")  # asked, then the driver died before Ray saved its state: no Ray trial will continue it
+    b = OptunaAskTell(space().define, metric="primary", mode="min", study_name="t",
+                      storage=lambda: _journal(tmp_path / "a.log"))
+    b.restore(str(tmp_path / "searcher.pkl"))
+    S = optuna.trial.TrialState
+    assert [t.state for t in b.study.trials] == [S.COMPLETE, S.RUNNING, S.FAIL]

@@ -57,6 +57,23 @@ BAD = {
     "condition on nothing": ("- {name: loss.clip, type: float, low: 0.01, high: 0.1, when: {loss.kind: wgan_clip}}",
                              r"condition on 'loss.kind', which is not a parameter defined above"),
     "typo in a field": ("- {name: loss.clip, type: float, low: 0.01, hihg: 0.1}", r"unknown field 'hihg'"),
+    "NaN bound": ("- {name: optim.lr_g, type: float, low: .nan, high: 0.1}", r"\(optim.lr_g\): low=nan and high=0.1 must be finite"),
+    "infinite bound": ("- {name: train.steps, type: int, low: 10, high: .inf}", r"must be finite"),
+    "zero step": ("- {name: train.steps, type: int, low: 10, high: 100, step: 0}", r"\(train.steps\): step must be a positive"),
+    "negative step": ("- {name: optim.lr_g, type: float, low: 0.1, high: 0.5, step: -0.1}", r"step must be a positive"),
+    "NaN step": ("- {name: optim.lr_g, type: float, low: 0.1, high: 0.5, step: .nan}", r"step must be a positive"),
+    "text step": ("- {name: optim.lr_g, type: float, low: 0.1, high: 0.5, step: big}", r"step must be a positive"),
+    "step too big": ("- {name: train.steps, type: int, low: 10, high: 20, step: 50}", r"does not divide the range"),
+    "step not dividing": ("- {name: optim.lr_g, type: float, low: 0.1, high: 0.5, step: 0.3}", r"does not divide"),
+    "fractional int step": ("- {name: train.steps, type: int, low: 10, high: 20, step: 2.5}", r"whole-number step"),
+    "fractional int bound": ("- {name: train.steps, type: int, low: 10.5, high: 20}", r"whole-number bounds"),
+    "step with log": ("- {name: optim.lr_g, type: float, low: 0.001, high: 0.1, step: 0.001, log: true}", r"step and log"),
+    "log not a flag": ("- {name: optim.lr_g, type: float, low: 0.001, high: 0.1, log: maybe}", r"'log' must be true or false"),
+    "when not a mapping": ("- {name: loss.clip, type: float, low: 0.01, high: 0.1, when: wgan}", r"'when' must map"),
+    "repeated choice": ("- {name: model.arch, type: categorical, choices: [dcgan, dcgan]}", r"repeat a value"),
+    "nested choice": ("- {name: model.arch, type: categorical, choices: [[dcgan]]}", r"plain values"),
+    "range on a categorical": ("- {name: model.arch, type: categorical, choices: [dcgan], low: 1}", r"choices' only"),
+    "value out of the config's range": ("- {name: optim.lr_g, type: float, low: 0.001, high: 50}", r"value 50 is rejected"),
 }
 
 
@@ -87,3 +104,15 @@ def test_set_overrides_fixed_keys_but_not_sampled_ones():
         load_space("smoke", ["train.stepz=3"])
     with pytest.raises(ConfigError, match=r"train.steps: expected an integer"):
         load_space("smoke", ["train.steps=lots"])
+
+
+def test_errors_are_one_line_naming_the_file_and_the_parameter(tmp_path):
+    f = tmp_path / "bad.yaml"
+    f.write_text("name: bad\nparams:\n  - {name: model.arch, type: categorical, choices: [dcgan]}\n"
+                 "  - {name: train.steps, type: int, low: 10, high: 100, step: .nan}\n")
+    with pytest.raises(ConfigError) as e:
+        load_space(f)
+    assert str(e.value).startswith(f"{f}: params[1] (train.steps): step") and "\n" not in str(e.value)
+    f.write_text("name: bad\nparams: {a: 1}\n")
+    with pytest.raises(ConfigError, match="'params' must be a list"):
+        load_space(f)

@@ -1,0 +1,57 @@
+"""Export a search's best finished trial (or a chosen one) as a generator bundle (``mitogan export``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mitogan.errors import MitoganError
+from search.trials import best_trial, collect_trials
+
+__all__ = ["export_search"]
+
+
+def export_search(search_dir, out=None, trial_id: str | None = None) -> Path:
+    """Export the best finished trial (or ``trial_id``) of a search as a generator bundle.
+
+    Default destination: ``<search_dir>/best`` (or ``<search_dir>/trial-<id>`` for ``trial_id``).
+    """
+    from mitogan.export import export_bundle
+    from mitogan.metrics import PRIMARY_MODE, PRIMARY_NAME
+
+    search_dir = Path(search_dir)
+    trials = collect_trials(search_dir)
+    if trial_id:
+        match = [t for t in trials if t.trial_id == trial_id or t.dir.name == trial_id]
+        if not match:
+            raise MitoganError(f"--trial {trial_id}: no such trial in {search_dir} "
+                               f"(trials: {', '.join(t.trial_id for t in trials)})")
+        chosen = match[0]
+    else:
+        chosen = best_trial(trials, PRIMARY_MODE)
+        if chosen is None:
+            raise MitoganError(f"{search_dir}: no trial finished, so there is no best generator; pick one "
+                               "with --trial ID (see the report) or run a longer search")
+    ckpt = _checkpoint_of(chosen.dir)
+    try:
+        data = json.loads((chosen.dir / "data.json").read_text()) if (chosen.dir / "data.json").exists() else {}
+    except (OSError, ValueError) as e:
+        raise MitoganError(f"{chosen.dir / 'data.json'}: not readable JSON ({type(e).__name__}); the trial "
+                           "folder is damaged") from None
+    metrics = {k: v for k, v in chosen.last.items() if isinstance(v, (int, float, str)) and k not in ("trial_id",)}
+    source = {"search": search_dir.name, "search_dir": str(search_dir), "trial_id": chosen.trial_id,
+              "primary_name": PRIMARY_NAME, "primary_mode": PRIMARY_MODE, "data": data.get("sources")}
+    dest = Path(out) if out else search_dir / ("best" if not trial_id else f"trial-{chosen.trial_id}")
+    return export_bundle(ckpt, dest, metrics=metrics, source=source, intensity=data.get("intensity"))
+
+
+def _checkpoint_of(trial_dir: Path) -> Path:
+    """The trial's final weights: the trainer's ``checkpoint.pt`` in the trial folder or, where only Ray's
+    copies reached the storage (another node's disk), its newest ``checkpoint_*/checkpoint.pt``."""
+    ckpt = trial_dir / "checkpoint.pt"
+    if ckpt.is_file():
+        return ckpt
+    ray_ckpts = sorted(trial_dir.glob("checkpoint_*/checkpoint.pt"))
+    if ray_ckpts:
+        return ray_ckpts[-1]
+    raise MitoganError(f"{ckpt}: the trial left no checkpoint to export")

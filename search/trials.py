@@ -1,0 +1,160 @@
+"""The trials of a search as read back from its folder, and the one rule for how each ended.
+
+``ran_to_end`` / ``stop_reason_of`` decide whether a trial trained all its steps or why it ended early; the
+report, the progress bar, the W&B logger and what Optuna is told (COMPLETE or PRUNED) all use them.
+``collect_trials`` reads Ray's per-trial ``params.json`` / ``result.json`` (no Ray needed) and
+``best_trial`` picks the best finished one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mitogan.errors import MitoganError
+
+__all__ = ["TrialRecord", "collect_trials", "best_trial", "ran_to_end", "stop_reason_of", "STOP_REASONS_EXPLAINED"]
+
+
+def ran_to_end(result: dict, steps=None) -> bool:
+    """Whether a trial whose last result is ``result`` trained all its steps with no stop reason.
+
+    The planned steps are the result's own ``steps_total`` (every trainer report carries it, see
+    ``mitogan.report.TrainReport``); ``steps`` is only the fallback for results written without it.
+    Also true when Ray ended the trial right at its last step, before the trainable's final report.
+    The one rule behind the report's status, the progress bar and what Optuna is told (pruned or not).
+    """
+    if result.get("stop_reason"):
+        return False
+    steps = result.get("steps_total", steps)
+    return bool(result.get("finished")) or (steps is not None and result.get("step", 0) >= int(steps))
+
+
+def stop_reason_of(result: dict, steps=None, error: bool = False) -> str:
+    """Why a trial whose last result is ``result`` ended early: ``error``, a non-convergence reason from
+    ``mitogan.stopping``, or ``asha`` (Ray's scheduler ended it); "" when it ran to the end."""
+    if error:
+        return "error"
+    if result.get("stop_reason"):
+        return result["stop_reason"]
+    return "" if ran_to_end(result, steps) else "asha"
+
+
+@dataclass
+class TrialRecord:
+    """One trial as read back from disk."""
+
+    trial_id: str
+    dir: Path
+    params: dict
+    results: list[dict] = field(default_factory=list)
+    error: str | None = None
+    searched: dict | None = None  # params minus the space's fixed keys (set by write_report)
+
+    @property
+    def last(self) -> dict:
+        return self.results[-1] if self.results else {}
+
+    @property
+    def step(self) -> int:
+        return int(self.last.get("step", 0))
+
+    @property
+    def primary(self) -> float | None:
+        value = self.last.get("primary")
+        return None if value is None or not math.isfinite(value) else float(value)
+
+    @property
+    def done(self) -> bool:
+        """Trained all its steps without a stop reason (also when Ray ended it right at the last step)."""
+        return ran_to_end(self.last, self.params.get("train.steps"))
+
+    @property
+    def status(self) -> str:
+        """finished | stopped | error | running."""
+        if self.error:
+            return "error"
+        if self.done:
+            return "finished"
+        return "stopped" if self.results else "running"
+
+    @property
+    def stop_reason(self) -> str:
+        """Why the trial ended early: a non-convergence reason, ``asha``, ``error``; "" when it finished."""
+        return stop_reason_of(self.last, self.params.get("train.steps"), error=bool(self.error))
+
+    def samples(self) -> list[Path]:
+        return sorted(self.dir.glob("samples/*.png"))
+
+
+def collect_trials(search_dir) -> list[TrialRecord]:
+    """Every trial folder under ``search_dir`` (those with a ``params.json``), by trial id. A damaged
+    ``params.json`` or ``result.json`` is one line naming the file (a torn last line, from a driver killed
+    while writing, is dropped)."""
+    search_dir = Path(search_dir)
+    if not search_dir.is_dir():
+        raise MitoganError(f"{search_dir}: no such search directory")
+    trials = []
+    for params_file in sorted(search_dir.glob("*/params.json")):
+        d = params_file.parent
+        params = _json(params_file)
+        if not isinstance(params, dict):
+            raise MitoganError(f"{params_file}: not a JSON object; the trial folder is damaged")
+        results = [r for r in _results(d / "result.json") if "step" in r]
+        error = (d / "error.txt").read_text(errors="replace")[-2000:] if (d / "error.txt").exists() else None
+        trial_id = results[-1].get("trial_id") if results else d.name
+        trials.append(TrialRecord(str(trial_id or d.name), d, params, results, error))
+    return trials
+
+
+def _json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise MitoganError(f"{path}: not readable JSON ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
+                           "the trial folder is damaged: move it out of the search folder") from None
+
+
+def _results(path: Path) -> list[dict]:
+    """The JSON lines of a ``result.json``; only its last line may be torn (then dropped)."""
+    try:
+        lines = [line for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    except (OSError, UnicodeDecodeError) as e:
+        raise MitoganError(f"{path}: not readable ({type(e).__name__}); the trial folder is damaged") from None
+    out = []
+    for i, line in enumerate(lines):
+        try:
+            row = json.loads(line)
+        except ValueError:
+            if i == len(lines) - 1:
+                break  # a write cut short by a kill
+            raise MitoganError(f"{path}: line {i + 1} is not JSON; the trial folder is damaged: move it out of "
+                               "the search folder") from None
+        if not isinstance(row, dict):
+            raise MitoganError(f"{path}: line {i + 1} is not a JSON object; the trial folder is damaged")
+        out.append(row)
+    return out
+
+
+def best_trial(trials: list[TrialRecord], mode: str) -> TrialRecord | None:
+    """The finished trial with the best final primary metric; ties broken by higher diversity."""
+    done = [t for t in trials if t.status == "finished" and t.primary is not None]
+    if not done:
+        return None
+    sign = 1.0 if mode == "min" else -1.0
+    return min(done, key=lambda t: (sign * t.primary, -float(t.last.get("diversity", 0.0))))
+
+
+STOP_REASONS_EXPLAINED = {
+    "finished": "trained all its steps",
+    "asha": "ASHA (Ray's scheduler) stopped it at a rung: its objective was not in the top third of the "
+            "trials that had reached the same generator step",
+    "nonfinite": "a loss, the critic estimate or a gradient norm became NaN/Inf",
+    "critic_explode": "the critic's Wasserstein estimate grew beyond the limit (an exploding critic)",
+    "critic_drift": "the critic estimate kept moving one way without bound",
+    "grad_blowup": "a gradient norm went beyond the limit",
+    "collapse": "the generated batch lost its diversity (mode collapse: one image over and over)",
+    "error": "the trial raised an error (see error.txt in its folder)",
+}

@@ -1,0 +1,118 @@
+"""Searches that survive their driver: SIGTERM stops a search with the exact resume command and a non-zero
+status; a driver SIGKILLed mid-search (with its local Ray) is finished by `mitogan search --resume`; every
+requested trial ends with a result, no finished trial trains again, interrupted trials continue from their
+checkpoints; a finished search says so and rewrites nothing (the driver kill on an S3-compatible object
+store is in test_lost_worker.py). Real processes throughout: the CLI, Ray, Optuna's journal, W&B offline runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+
+from tests.search.resilience import (CHECKPOINT_EVERY, SPACE, check_completed, finished, kill_tree,
+                                     new_search_args, restarts, rows, run, short_tmp, snapshot, start, wait_for)
+
+
+def _kill_point(trials: dict) -> bool:
+    """A trial finished and another is running with at least two checkpoints since it (re)started."""
+    done = [t for t in trials.values() if finished(t)]
+    running = [t for t in trials.values() if t and not finished(t)
+               and t[-1]["step"] - restarts(t)[-1:][0] >= 2 * CHECKPOINT_EVERY]
+    return bool(done and running)
+
+
+def _status(storage: str, name: str) -> str:
+    from search.storage import SearchStore
+
+    return SearchStore(storage, name).read_json("search.json")["status"]
+
+
+def _optuna_states(storage: str, name: str) -> list[str]:
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    from search.storage import SearchStore
+
+    store = SearchStore(storage, name)
+    store.download("optuna.log")
+    study = optuna.load_study(study_name=name, storage=JournalStorage(JournalFileBackend(str(store.journal))))
+    return sorted(t.state.name for t in study.trials)
+
+
+@pytest.mark.slow
+def test_a_stopped_and_a_killed_search_resume_to_the_end(tmp_path):
+    # (on an object store: test_lost_worker.py, where the same search also loses a worker, to keep CI short)
+    env = {**os.environ, "TMPDIR": str(short_tmp(tmp_path))}
+    storage = str(tmp_path / "runs")
+    space = tmp_path / "tiny.yaml"
+    space.write_text(SPACE)
+    resume = ["--resume", "r", "--storage", storage, "-q"]
+
+    # 1. SIGTERM, as a batch scheduler preempting the job sends it
+    proc = start(new_search_args(space, storage, "r"), env)
+    wait_for(lambda: any(len(t) >= 2 for t in rows(storage, "r").values()), 300, proc, "the first results")
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 143, err[-3000:]
+    assert f"Resume it with: mitogan search --resume r --storage {storage}" in err
+    assert "Traceback" not in err and _status(storage, "r") == "interrupted"
+    proc = start(resume, env)
+
+    # 2. the driver and its Ray die at once (SIGKILL by PID), mid-search
+    wait_for(lambda: _kill_point(rows(storage, "r")), 400, proc, "a finished trial and a checkpointed running one")
+    kill_tree(proc)
+    at_kill = snapshot(rows(storage, "r"))
+
+    # 3. --resume finishes it
+    out = run(resume, env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    after = rows(storage, "r")
+    measured = check_completed(after, at_kill, trials=3)
+    assert measured["rerun_from_scratch"] == 0 and measured["finished_ran_again"] == 0, measured
+    assert measured["steps_lost"] and all(0 <= lost <= CHECKPOINT_EVERY for lost in measured["steps_lost"]), measured
+    assert _optuna_states(storage, "r") == ["COMPLETE"] * 3  # one Optuna trial per Ray trial, all told
+    assert _status(storage, "r") == "finished"
+
+    # 4. a finished search says so and rewrites nothing
+    files = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("*") if p.is_file()}
+    again = run(resume, env)
+    assert again.returncode == 0 and "already finished" in again.stdout
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("*") if p.is_file()} == files
+    from mitogan.fsutil import default_mode
+
+    search = tmp_path / "runs" / "r"
+    for p in [search / "search.json", search / "optuna.log", *(search / "best").rglob("*"), search / "report"]:
+        assert p.stat().st_mode & 0o777 == default_mode(p.is_dir()), p  # a lab's shared storage: the umask rules
+    from search.wandb_log import trial_run_id
+
+    # offline-run-<time>-<run id>: one per driver that logged the trial; the ids are the trials' own
+    # (resumed trials continued their W&B run under the same id: none duplicated under a new one)
+    ids = {p.name.rsplit("-", 1)[-1] for p in (tmp_path / "runs" / "r").glob("wandb/offline-run-*")}
+    assert ids == {trial_run_id("r", t[-1]["trial_id"]) for t in after.values()} | {trial_run_id("r", "search")}
+
+
+def test_reusing_a_name_or_a_bad_name_is_refused_before_anything_runs(tmp_path, capsys):
+    from mitogan.cli import main
+
+    def cli(args):
+        code = main(["search", *args])
+        return code, capsys.readouterr().err
+
+    storage = tmp_path / "runs"
+    (storage / "r").mkdir(parents=True)
+    (storage / "r" / "search.json").write_text(json.dumps({"name": "r", "status": "interrupted"}))
+    code, err = cli(["--name", "r", "--storage", str(storage)])
+    assert code == 2 and f"mitogan search --resume r --storage {storage}" in err
+    for name in ("../../x", "a/b", "..", ".hidden"):
+        code, err = cli(["--name", name, "--storage", str(storage)])
+        assert code == 2 and "--name" in err, name
+    assert sorted(p.name for p in storage.iterdir()) == ["r"] and not (tmp_path / "x").exists()
+    for args in (["--trials", "-1"], ["--trials", "0"], ["--cpus-per-trial", "nan"], ["--gpus-per-trial", "-1"],
+                 ["--gpus-per-trial", "1.5"], ["--max-concurrent", "0"], ["--resume", "r", "--trials", "3"],
+                 ["--resume", "nothing-here"], ["--resume", "../r"]):
+        code, err = cli([*args, "--storage", str(storage)])
+        assert code == 2 and len(err.strip().splitlines()) == 1 and err.startswith("mitogan: error: "), (args, err)
