@@ -4,6 +4,8 @@ A bundle is a directory::
 
     generator.safetensors EMA generator state_dict (safetensors; the generator config in its metadata)
     generator.pt          the same tensors for ``torch.load(..., weights_only=True)``
+    discriminator.safetensors  the trained discriminator/critic's state_dict (weights only, its config in the
+                          metadata and in config.json), so that ``mitogan explain`` can interpret a bundle later
     config.json           format + version, the generator's constructor args, latent size, image size,
                           how to map outputs back to intensities, pixel size, the trial's full flat config
     metrics.json          the trial's metrics (no Ray bookkeeping) and where it came from (relative paths)
@@ -14,7 +16,10 @@ A bundle is a directory::
     checksums.sha256      sha256 of every file above
 
 ``export_bundle(checkpoint, out_dir, ...)`` writes one from a training checkpoint; ``load_generator(dir)``
-verifies it (every file present, checksums, known format version) and returns the generator in eval mode.
+verifies it (every file present, checksums, known format version) and returns the generator in eval mode;
+``load_discriminator(dir)`` the discriminator (bundles written before it was kept have none: one-line error).
+The bundle folder is MitoGAN's own output (marker ``.mitogan.json``, kind ``"bundle"``): an existing folder
+is replaced only with ``overwrite`` and only when it is a bundle, and only once the new bundle is complete.
 Modules are never pickled: the bundle is config + weights. Files and the folder get the modes the umask
 gives (not tempfile's 0600/0700), so others on shared storage can read a bundle.
 """
@@ -24,9 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import statistics
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -34,33 +37,35 @@ import torch
 from torch import nn
 
 from mitogan.errors import InputError
+from mitogan.fsutil import cache_root
 
-__all__ = ["export_bundle", "load_generator", "load_bundle_config", "BUNDLE_FORMAT", "BUNDLE_VERSION",
-           "sample_latents", "intensity_mapping"]
+__all__ = ["export_bundle", "load_generator", "load_discriminator", "load_bundle_config", "BUNDLE_FORMAT",
+           "BUNDLE_VERSION", "sample_latents", "intensity_mapping"]
 
 BUNDLE_FORMAT = "mitogan-generator-bundle"
 BUNDLE_VERSION = 1
-_FILES = ("generator.safetensors", "generator.pt", "config.json", "metrics.json", "generator.pt2",
+_FILES = ("generator.safetensors", "generator.pt", "discriminator.safetensors", "config.json", "metrics.json", "generator.pt2",
           "generator.torchscript", "samples.png", "README.md")
 # Ray Tune's per-result bookkeeping: not properties of the generator, left out of metrics.json and the card
 _BOOKKEEPING = {"pid", "hostname", "node_ip", "done", "iterations_since_restore", "training_iteration",
                 "timestamp", "date", "trial_id", "experiment_id", "experiment_tag", "checkpoint_dir_name",
                 "should_checkpoint", "checkpoint", "timesteps_total", "timesteps_since_restore", "episodes_total",
                 "time_this_iter_s", "time_total_s", "time_since_restore", "warmup_time", "config"}
-
-
 def sample_latents(latent_dim: int, n: int, seed: int, offset: int = 0) -> torch.Tensor:
     """Latents z_offset … z_{offset+n-1} of seed ``seed``: (n, latent_dim) float32, identical on any device.
 
-    Each latent index has its own stream, so a subset (a resumed batch) reproduces exactly.
+    One stream per (seed, offset): the same call gives the same latents on any machine. Latent *i* of a
+    synthetic dataset comes from :func:`mitogan.synth.latents`, which always draws fixed chunks of 64
+    through this function, so it does not depend on the batch size.
     """
     g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(offset))
     return torch.randn(n, latent_dim, generator=g)
 
 
 def export_bundle(checkpoint, out_dir, *, metrics: dict | None = None, source: dict | None = None,
-                  intensity=None, data: dict | None = None) -> Path:
-    """Write a bundle from a ``mitogan.train`` checkpoint file (its EMA generator) to ``out_dir``.
+                  intensity=None, data: dict | None = None, overwrite: bool = False) -> Path:
+    """Write a bundle from a ``mitogan.train`` checkpoint file (its EMA generator and its discriminator) to
+    ``out_dir``.
 
     ``metrics``: the trial's metrics (Ray bookkeeping keys are dropped); ``source``: where it came from
     (search, trial id; absolute paths are written relative to the bundle); ``data``: what it trained on
@@ -68,33 +73,32 @@ def export_bundle(checkpoint, out_dir, *, metrics: dict | None = None, source: d
     ``tile_pixel_size_um`` or the frames' ``pixel_size_um``); ``intensity``: how [-1, 1] maps back to data
     units, either ``{"lo", "hi"}`` or the tiles' per-video mappings (default: ``data["intensity"]``),
     summarised by ``intensity_mapping``.
-    The bundle is built in a temporary folder and renamed into place, so a crash leaves no half bundle.
+    ``out_dir`` must be new, empty, or a bundle MitoGAN wrote; the latter is replaced only with ``overwrite``.
+    Anything else is refused with one line and left
+    as it was. The bundle is built in a temporary folder and renamed into place, so a crash leaves no half
+    bundle and the old one stays until the new one is complete.
     """
+    from mitogan.fsutil import atomic_dir, claim_output_dir, write_marker
     from mitogan.models import generator_from_config
     from mitogan.train import load_checkpoint
 
+    out_dir = Path(out_dir)
+    # bundles written before they carried the marker are recognised by their config + checksums
+    claim_output_dir(out_dir, "bundle", overwrite=overwrite,
+                     create=False, legacy=("config.json", "checksums.sha256"))
     ckpt = load_checkpoint(checkpoint)
     gen = generator_from_config(ckpt["generator_config"])
     gen.load_state_dict(ckpt["EMA"])
     gen.eval()
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
     base = out_dir.resolve()
     data = _portable(dict(data or {}), base)
     data.setdefault("intensity", None)
     info = {"metrics": {k: v for k, v in (metrics or {}).items() if not _is_bookkeeping(k)},
             "source": _portable(dict(source or {}), base), "data": data,
             "intensity": intensity_mapping(intensity if intensity is not None else data.get("intensity"))}
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:
         _write_files(tmp, gen, ckpt, info)
-        _chmod_tree(tmp)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        write_marker(tmp, "bundle", {"format": BUNDLE_FORMAT})
     return out_dir
 
 
@@ -136,19 +140,10 @@ def _portable(value, base: Path):
     if not isinstance(value, str) or not os.path.isabs(value) or "\n" in value:
         return value
     path = Path(value).resolve()
-    cache = Path(os.environ.get("MITOGAN_CACHE_DIR") or Path.home() / ".cache" / "mitogan").resolve()
+    cache = cache_root().resolve()
     if path.is_relative_to(cache):
         return "$MITOGAN_CACHE_DIR/" + path.relative_to(cache).as_posix()
     return Path(os.path.relpath(path, base)).as_posix()
-
-
-def _chmod_tree(d: Path) -> None:
-    """mkdtemp made the folder 0700: give it and its files the umask's modes."""
-    from mitogan.tiles import default_mode
-
-    for f in d.iterdir():
-        f.chmod(default_mode(f.is_dir()))
-    d.chmod(default_mode(is_dir=True))
 
 
 def _write_files(d: Path, gen: nn.Module, ckpt: dict, info: dict) -> None:
@@ -158,8 +153,10 @@ def _write_files(d: Path, gen: nn.Module, ckpt: dict, info: dict) -> None:
     state = {k: v.detach().cpu().contiguous() for k, v in gen.state_dict().items()}
     torch.save(state, d / "generator.pt")
     _save_safetensors(state, cfg, d / "generator.safetensors")
+    d_cfg = _save_discriminator(ckpt, d / "discriminator.safetensors")
     intensity = info["intensity"]
     config = {"format": BUNDLE_FORMAT, "format_version": BUNDLE_VERSION, "generator": cfg,
+              "discriminator": d_cfg, "discriminator_weights": "discriminator.safetensors",
               "latent_dim": cfg["latent_dim"], "image_size": cfg["image_size"],
               "output": {"range": [-1.0, 1.0], "to_unit": "u = (x + 1) / 2",
                          "to_intensity": "I = lo + u * (hi - lo), lo/hi in output.intensity (data units)"
@@ -188,10 +185,23 @@ def _pixel_size(data: dict, trial_config: dict) -> float | None:
     return tile_pixel_size({"pixel_size_um": data.get("pixel_size_um"), "config": trial_config})
 
 
-def _save_safetensors(state: dict, cfg: dict, path: Path) -> None:
+def _save_safetensors(state: dict, cfg: dict, path: Path, key: str = "mitogan_generator") -> None:
     from safetensors.torch import save_file
 
-    save_file(state, str(path), metadata={"format": "pt", "mitogan_generator": json.dumps(cfg)})
+    save_file(state, str(path), metadata={"format": "pt", key: json.dumps(cfg)})
+
+
+def _save_discriminator(ckpt: dict, path: Path) -> dict:
+    """The checkpoint's discriminator (the one trained against the generator; there is no EMA of D),
+    weights only, rebuilt once from its config so a bundle never holds weights its config cannot load."""
+    from mitogan.models import discriminator_from_config
+
+    d_cfg = dict(ckpt["discriminator_config"])
+    disc = discriminator_from_config(d_cfg)
+    disc.load_state_dict(ckpt["D"])
+    state = {k: v.detach().cpu().contiguous() for k, v in disc.state_dict().items()}
+    _save_safetensors(state, d_cfg, path, key="mitogan_discriminator")
+    return d_cfg
 
 
 def _save_programs(gen: nn.Module, z: torch.Tensor, d: Path) -> None:
@@ -258,6 +268,29 @@ def load_generator(bundle, device: str | torch.device = "cpu") -> nn.Module:
     return gen.eval().to(device)
 
 
+def load_discriminator(bundle, device: str | torch.device = "cpu") -> nn.Module:
+    """The bundle's discriminator/critic, verified, in eval mode on ``device`` (images (B, 1, S, S) -> (B,)).
+
+    Bundles exported before MitoGAN kept the discriminator have none: that is a one-line ``InputError``.
+    """
+    from safetensors.torch import load_file
+
+    from mitogan.models import discriminator_from_config
+
+    bundle = Path(bundle)
+    config = load_bundle_config(bundle)
+    path = bundle / str(config.get("discriminator_weights") or "discriminator.safetensors")
+    if not config.get("discriminator") or not path.is_file():
+        raise InputError(bundle, "the bundle has no discriminator (it was exported before bundles kept one); "
+                                 "re-export it from its run or search with `mitogan export`")
+    disc = discriminator_from_config(config["discriminator"])
+    try:
+        disc.load_state_dict(load_file(str(path), device="cpu"))
+    except Exception as e:
+        raise InputError(path, f"cannot load the weights ({type(e).__name__}: {e})") from None
+    return disc.eval().to(device)
+
+
 def _model_card(config: dict, info: dict) -> str:
     """README.md in the Hugging Face model-card layout: YAML front matter, then the card's sections."""
     import yaml
@@ -288,7 +321,8 @@ def _card_model(config: dict) -> list[str]:
             f"D {tc.get('optim.lr_d')}), batch {tc.get('train.batch_size')}, EMA decay {tc.get('train.ema_decay')}",
             "- files: `generator.safetensors` (weights; the config in its metadata), `generator.pt` (the same, for "
             "`torch.load(weights_only=True)`), `generator.pt2` (`torch.export` program), `generator.torchscript`, "
-            "`config.json`, `metrics.json`, `checksums.sha256`", ""]
+            "`discriminator.safetensors` (the trained discriminator/critic, weights only, its config in `config.json` "
+            "under `discriminator`: for `mitogan explain`), `config.json`, `metrics.json`, `checksums.sha256`", ""]
 
 
 def _card_use(config: dict) -> list[str]:

@@ -8,13 +8,14 @@ from pathlib import Path
 from mitogan.errors import MitoganError
 from search.trials import best_trial, collect_trials
 
-__all__ = ["export_search"]
+__all__ = ["export_search", "checkpoint_of"]
 
 
-def export_search(search_dir, out=None, trial_id: str | None = None) -> Path:
+def export_search(search_dir, out=None, trial_id: str | None = None, overwrite: bool = False) -> Path:
     """Export the best finished trial (or ``trial_id``) of a search as a generator bundle.
 
-    Default destination: ``<search_dir>/best`` (or ``<search_dir>/trial-<id>`` for ``trial_id``).
+    Default destination: ``<search_dir>/best`` (or ``<search_dir>/trial-<id>`` for ``trial_id``); an earlier
+    bundle there is replaced only with ``overwrite`` (and only once the new one is complete).
     """
     from mitogan.export import export_bundle
     from mitogan.metrics import PRIMARY_MODE, PRIMARY_NAME
@@ -32,7 +33,7 @@ def export_search(search_dir, out=None, trial_id: str | None = None) -> Path:
         if chosen is None:
             raise MitoganError(f"{search_dir}: no trial finished, so there is no best generator; pick one "
                                "with --trial ID (see the report) or run a longer search")
-    ckpt = _checkpoint_of(chosen.dir)
+    ckpt = checkpoint_of(chosen.dir)
     try:
         data = json.loads((chosen.dir / "data.json").read_text()) if (chosen.dir / "data.json").exists() else {}
     except (OSError, ValueError) as e:
@@ -42,10 +43,11 @@ def export_search(search_dir, out=None, trial_id: str | None = None) -> Path:
     source = {"search": search_dir.name, "search_dir": str(search_dir), "trial_id": chosen.trial_id,
               "primary_name": PRIMARY_NAME, "primary_mode": PRIMARY_MODE, "data": data.get("sources")}
     dest = Path(out) if out else search_dir / ("best" if not trial_id else f"trial-{chosen.trial_id}")
-    return export_bundle(ckpt, dest, metrics=metrics, source=source, intensity=data.get("intensity"))
+    return export_bundle(ckpt, dest, metrics=metrics, source=source, intensity=data.get("intensity"),
+                         overwrite=overwrite)
 
 
-def _checkpoint_of(trial_dir: Path) -> Path:
+def checkpoint_of(trial_dir: Path) -> Path:
     """The trial's final weights: the trainer's ``checkpoint.pt`` in the trial folder or, where only Ray's
     copies reached the storage (another node's disk), its newest ``checkpoint_*/checkpoint.pt``."""
     ckpt = trial_dir / "checkpoint.pt"

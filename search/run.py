@@ -390,7 +390,7 @@ def _export_best(store: SearchStore) -> None:
     from search.report import export_search
 
     try:
-        bundle = export_search(store.local)
+        bundle = export_search(store.local, overwrite=True)  # its own best/ (a resumed search re-exports)
     except MitoganError as e:
         print(f"no generator exported: {e}")
         return

@@ -10,7 +10,10 @@ def register(sub) -> None:
                                    "from a training run or checkpoint. Files follow the umask.")
     p.add_argument("source", help="a search directory (from `mitogan search`) or a checkpoint.pt / run directory "
                                   "(from `mitogan train`)")
-    p.add_argument("--out", default=None, help="bundle directory (default: SEARCH_DIR/best)")
+    p.add_argument("--out", default=None, help="bundle directory (default: SEARCH_DIR/best); must be new, empty or "
+                                               "a bundle MitoGAN wrote, and not inside the run being exported")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing bundle at --out (only once the new one is complete)")
     p.add_argument("--trial", default=None, help="export this trial id instead of the best one")
     p.set_defaults(func=run)
 
@@ -20,17 +23,18 @@ def run(args) -> int:
 
     from mitogan.errors import MitoganError
 
+    from mitogan.export import export_bundle
+
     src = Path(args.source)
     ckpt = src if src.is_file() else src / "checkpoint.pt"
     if ckpt.is_file() and not (src / "search.json").exists():
         if not args.out:
             raise MitoganError("--out is required when exporting a training run or checkpoint")
-        from mitogan.export import export_bundle
-
         run_dir = ckpt.parent
+        _check_out(Path(args.out), run_dir, inside_ok=False)
         metrics = _last_metrics(run_dir / "metrics.jsonl")
         bundle = export_bundle(ckpt, args.out, metrics=metrics, source={"run_dir": str(run_dir.resolve())},
-                               data=_data_info(run_dir / "data.json"))
+                               data=_data_info(run_dir / "data.json"), overwrite=args.overwrite)
     else:
         from mitogan.cli import plugin
 
@@ -38,9 +42,25 @@ def run(args) -> int:
         if export_search is None:
             raise MitoganError(f"{src}: exporting a search folder needs MitoGAN's search layer; install the "
                                f"project (make install) rather than the mitogan package alone")
-        bundle = export_search(src, out=args.out, trial_id=args.trial)
+        if args.out:
+            _check_out(Path(args.out), src, inside_ok=True)
+        bundle = export_search(src, out=args.out, trial_id=args.trial, overwrite=args.overwrite)
     print(f"bundle: {bundle}")
     return 0
+
+
+def _check_out(out, source, *, inside_ok: bool) -> None:
+    """Refuse an --out that would replace the run/search being exported (or a folder holding it); a bundle
+    inside a search folder (its ``best/``) is fine, one inside a run folder is not (re-exports would nest)."""
+    from mitogan.errors import MitoganError
+
+    out, source = out.resolve(), source.resolve()
+    if out == source or source.is_relative_to(out):
+        raise MitoganError(f"--out {out}: it is or holds the {source} being exported; choose another --out "
+                           f"(nothing was changed)")
+    if not inside_ok and out.is_relative_to(source):
+        raise MitoganError(f"--out {out}: it is inside the run {source} being exported; choose a folder outside "
+                           f"it (nothing was changed)")
 
 
 def _data_info(path) -> dict:

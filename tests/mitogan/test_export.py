@@ -182,3 +182,108 @@ def test_not_a_bundle(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match=r"checksums.sha256: missing"):
         load_generator(tmp_path / "empty")
+
+
+# ------------------------------------------------------------------------------ the discriminator in the bundle
+def test_bundle_keeps_the_discriminator_weights_only(trained, bundle):
+    from safetensors import safe_open
+
+    from mitogan.export import load_discriminator
+    from mitogan.models import discriminator_from_config
+
+    ckpt = load_checkpoint(trained)
+    ref = discriminator_from_config(ckpt["discriminator_config"])
+    ref.load_state_dict(ckpt["D"])
+    ref.eval()
+    x = torch.rand(4, 1, 32, 32) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(ref(x), load_discriminator(bundle)(x))  # same critic values as the checkpoint's D
+    config = load_bundle_config(bundle)
+    assert config["discriminator"] == ckpt["discriminator_config"]
+    assert "discriminator.safetensors" in (bundle / "checksums.sha256").read_text()
+    with safe_open(str(bundle / "discriminator.safetensors"), "pt") as f:
+        assert json.loads(f.metadata()["mitogan_discriminator"]) == ckpt["discriminator_config"]
+    assert "discriminator.safetensors" in (bundle / "README.md").read_text()
+
+
+def test_bundle_without_a_discriminator_is_one_clear_line(bundle):
+    from mitogan.export import load_discriminator
+
+    config = json.loads((bundle / "config.json").read_text())
+    del config["discriminator"]  # as bundles exported before they kept D
+    (bundle / "config.json").write_text(json.dumps(config))
+    (bundle / "discriminator.safetensors").unlink()
+    import hashlib
+    names = [n for n in (line.split("  ")[1] for line in (bundle / "checksums.sha256").read_text().splitlines())
+             if (bundle / n).exists()]
+    (bundle / "checksums.sha256").write_text("".join(f"{hashlib.sha256((bundle / n).read_bytes()).hexdigest()}  {n}\n"
+                                                     for n in names))
+    load_generator(bundle)  # the generator still loads
+    with pytest.raises(InputError, match="the bundle has no discriminator") as e:
+        load_discriminator(bundle)
+    assert "\n" not in str(e.value)
+
+
+# ------------------------------------------------------------------------- export never destroys others' files
+def _cli(argv, capsys):
+    from mitogan.cli import main
+
+    rc = main(argv)
+    return rc, capsys.readouterr().err
+
+
+def _tree(d):
+    return {p.relative_to(d).as_posix(): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+def test_export_refuses_a_folder_of_user_files(trained, tmp_path, capsys):
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "notes.txt").write_text("my thesis")
+    rc, err = _cli(["export", str(trained.parent), "--out", str(user), "--overwrite"], capsys)
+    assert rc == 2 and "MitoGAN did not write" in err and err.count("\n") == 1
+    assert (user / "notes.txt").read_text() == "my thesis" and len(list(user.iterdir())) == 1
+
+
+@pytest.mark.parametrize("where", ["run", "inside", "parent"])
+def test_export_refuses_out_that_is_or_holds_the_run(trained, where, capsys):
+    run = trained.parent
+    out = {"run": run, "inside": run / "bundle", "parent": run.parent}[where]
+    before = _tree(run)
+    rc, err = _cli(["export", str(run), "--out", str(out), "--overwrite"], capsys)
+    assert rc == 2 and "being exported" in err and err.count("\n") == 1
+    assert _tree(run) == before and not (run / "bundle").exists()
+
+
+def test_export_replaces_its_own_bundle_only_with_overwrite(trained, tmp_path, capsys):
+    out = tmp_path / "b"
+    assert _cli(["export", str(trained.parent), "--out", str(out)], capsys)[0] == 0
+    assert json.loads((out / ".mitogan.json").read_text())["kind"] == "bundle"
+    first = _tree(out)
+    rc, err = _cli(["export", str(trained.parent), "--out", str(out)], capsys)
+    assert rc == 2 and "--overwrite" in err and _tree(out) == first  # refused, untouched
+    (out / "extra.txt").write_text("x")
+    assert _cli(["export", str(trained.parent), "--out", str(out), "--overwrite"], capsys)[0] == 0
+    assert not (out / "extra.txt").exists() and load_bundle_config(out)["image_size"] == 32
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left behind
+
+
+def test_export_refuses_another_mitogan_output(trained, tmp_path, capsys):
+    from mitogan.fsutil import write_marker
+
+    other = tmp_path / "synth"
+    other.mkdir()
+    write_marker(other, "synth")
+    (other / "manifest.csv").write_text("a\n")
+    rc, err = _cli(["export", str(trained.parent), "--out", str(other), "--overwrite"], capsys)
+    assert rc == 2 and "not a bundle" in err and (other / "manifest.csv").read_text() == "a\n"
+
+
+def test_a_failed_export_keeps_the_old_bundle(trained, tmp_path, capsys):
+    out = tmp_path / "b"
+    export_bundle(trained, out)
+    before = _tree(out)
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    rc, err = _cli(["export", str(bad), "--out", str(out), "--overwrite"], capsys)
+    assert rc == 2 and _tree(out) == before

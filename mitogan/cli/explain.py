@@ -1,0 +1,140 @@
+"""``mitogan explain``: which geometric features of mitochondria the discriminator relies on.
+
+    mitogan explain RUN_OR_BUNDLE_OR_SEARCH --data TILES_OR_FOLDER --out DIR [--wandb]
+
+Explains the discriminator of a training run (its folder or checkpoint.pt), of an exported bundle, or of
+the best trial of a search folder, on real tiles (a tiles file or the folder `mitogan preprocess --out`
+wrote) and as many generated tiles from the same run's generator. DIR receives overlay_real.png and
+overlay_generated.png (tile | map | map over tile | structures), ranked.csv and ranked.md (geometry,
+features, edits, with effect sizes and 95 % intervals), geometry.csv, features.csv, edits.csv,
+summary.json and index.html. Attribution methods that fail the model-randomisation check are not
+reported. See docs/explain.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("explain", help="explain which geometric features the discriminator relies on",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("source", type=Path, help="a run folder, a checkpoint.pt, an exported bundle or a search folder")
+    p.add_argument("--data", type=Path, required=True, metavar="TILES",
+                   help="real tiles: a tiles .npz or the folder `mitogan preprocess --out` wrote")
+    p.add_argument("--out", type=Path, required=True, help="folder for the explanation (new, empty or an earlier "
+                                                           "`mitogan explain` output with --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier explanation in --out")
+    p.add_argument("--max-tiles", type=int, default=1000, help="real tiles explained (a random subset; as many "
+                                                                "generated ones)")
+    p.add_argument("--no-generated", dest="generated", action="store_false",
+                   help="explain real tiles only (no generated tiles from the source's generator)")
+    p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    p.add_argument("--seed", type=int, default=0, help="which tiles and latents are drawn")
+    p.add_argument("--wandb", action="store_true", help="also log the overlays and the table to W&B (offline "
+                                                         "by default)")
+    p.set_defaults(func=run)
+
+
+def _check_args(args) -> None:
+    from mitogan.errors import MitoganError
+    from mitogan.fsutil import claim_output_dir
+
+    if not 2 <= args.max_tiles <= 10**6:
+        raise MitoganError(f"--max-tiles {args.max_tiles}: give a whole number from 2 to 1000000")
+    if not 0 <= args.seed < 2**31:
+        raise MitoganError(f"--seed {args.seed}: give a whole number from 0 to 2147483647")
+    if args.device is not None:
+        import torch
+
+        try:
+            torch.empty(0, device=args.device)
+        except Exception as e:
+            raise MitoganError(f"--device {args.device}: not usable here ({type(e).__name__}); try cpu") from None
+    for p in (args.data, args.source):
+        if args.out.resolve() == p.resolve() or p.resolve().is_relative_to(args.out.resolve()):
+            raise MitoganError(f"--out {args.out}: it is or holds {p}; choose another --out (nothing was changed)")
+    claim_output_dir(args.out, "explain", overwrite=args.overwrite, create=False)
+
+
+def _real_tiles(args, size: int):
+    import numpy as np
+
+    from mitogan.errors import InputError
+    from mitogan.tiles import load_tiles, tiles_path
+
+    ts = load_tiles(args.data)
+    if ts.size != size:
+        raise InputError(tiles_path(args.data), f"tiles are {ts.size}x{ts.size} px but the discriminator takes "
+                                                f"{size}x{size} px tiles; explain it on tiles of its own size")
+    if len(ts) < 2:
+        raise InputError(tiles_path(args.data), "holds fewer than 2 tiles; an explanation needs more")
+    idx = np.sort(np.random.default_rng(args.seed).permutation(len(ts))[: args.max_tiles])
+    return ts.tiles[idx]
+
+
+def _generated(g, n: int, seed: int, device):
+    import numpy as np
+    import torch
+
+    from mitogan.export import sample_latents
+
+    out = []
+    with torch.inference_mode():
+        for i in range(0, n, 256):
+            z = sample_latents(g.config["latent_dim"], min(256, n - i), seed=seed, offset=i).to(device)
+            out.append(g(z).float().cpu().numpy())
+    return np.concatenate(out).astype(np.float32)
+
+
+def run(args) -> int:
+    import torch
+
+    from mitogan.explain.pipeline import explain_discriminator
+    from mitogan.explain.source import load_source
+    from mitogan.fsutil import atomic_dir, write_marker
+
+    _check_args(args)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    src = load_source(args.source)
+    real = _real_tiles(args, src.image_size)
+    d = src.d.to(device)
+    fake = _generated(src.g.to(device), len(real), args.seed, device) if args.generated and src.g is not None else None
+    info = {"source": str(args.source), "data": str(args.data), "device": str(device), **{
+        f"source_{k}": v for k, v in src.info.items()}}
+    with atomic_dir(args.out) as tmp:  # an earlier explanation (--overwrite) is replaced once this one is complete
+        write_marker(tmp, "explain")
+        result = explain_discriminator(d, real, fake, tmp, info=info, progress=not args.quiet)
+    if args.wandb:
+        _log_wandb(args, result)
+    s = result["summary"]
+    top = [r for r in result["rows"] if r["level"] == "geometry" and r["set"] == "real" and r["rank"] == 1]
+    feat = [r for r in result["rows"] if r["level"] == "feature" and r["rank"] == 1]
+    print(f"explained {s['n_real']} real + {s['n_fake']} generated tiles in {s['seconds']} s; methods reported: "
+          f"{', '.join(s['reported_methods']) or 'none (all failed the sanity check)'}"
+          + "".join(f"; {r['method']}: most attention on {r['name']} ({r['estimate']:.2f}x)" for r in top)
+          + (f"; top feature {feat[0]['name']}" if feat else ""), file=sys.stderr)
+    print(args.out / "index.html")
+    return 0
+
+
+def _log_wandb(args, result) -> None:
+    """The overlays as images and the ranked table as a W&B table, in one (offline by default) run."""
+    from mitogan.explain.report import TABLE_COLUMNS
+    from mitogan.tracking import WandbRun, flush_all
+
+    run = WandbRun(name=f"explain-{args.out.name}", job_type="explain", dir=args.out,
+                   config={"source": str(args.source), "data": str(args.data), "max_tiles": args.max_tiles})
+    try:
+        for p in result["overlays"]:
+            run.log_image(f"explain/{Path(p).stem}", args.out / Path(p).name)
+        run.log_table("explain/ranked", list(TABLE_COLUMNS),
+                      [[r.get(c) for c in TABLE_COLUMNS] for r in result["rows"]])
+        run.summary({k: v for k, v in result["summary"].items() if isinstance(v, (int, float, str))})
+    finally:
+        run.finish()
+        flush_all()

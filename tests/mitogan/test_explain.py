@@ -1,0 +1,131 @@
+"""mitogan.explain: attribution maps and their sanity check, structures of drawn tiles, edits (the
+command itself: test_explain_cli.py; the known-truth validation: test_explain_validate.py)."""
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from mitogan.explain import attribution, edits, geometry
+from mitogan.explain.validate import simulated_tiles, train_classifier
+
+
+def _draw(lines=(), disks=(), size=64, width=3):
+    """A tile in [-1, 1]: bright lines and disks on a dark noisy background, blurred like a PSF."""
+    img = np.zeros((size, size), np.float32)
+    for (a, b) in lines:
+        cv2.line(img, a, b, 1.0, width)
+    for (c, r) in disks:
+        cv2.circle(img, c, r, 1.0, -1)
+    img = cv2.GaussianBlur(img, (0, 0), 1.0)
+    img += np.random.default_rng(0).normal(0, 0.03, img.shape).astype(np.float32)
+    return np.clip(img * 1.6 - 0.8, -1, 1)[None, None]
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    """A small real discriminator trained to tell beaded from plain simulated tubules (a few seconds)."""
+    torch.manual_seed(0)
+    kw = dict(videos=2, frames=2, frame_size=96, tile=32, seed=0)
+    thin = {"width_mean": 4.0, "width_sd": 0.5, "bead_amplitude": 1.0}
+    on, off = simulated_tiles({"bead_prob": 1.0, **thin}, **kw), simulated_tiles({"bead_prob": 0.0, **thin}, **kw)
+    return train_classifier(on, off, steps=150, width=8), on
+
+
+# ------------------------------------------------------------------------------------------- attribution
+@pytest.mark.slow  # trains a small discriminator (module fixture, ~9 s)
+def test_integrated_gradients_are_complete(classifier):
+    d, tiles = classifier
+    x = tiles[:4]
+    ig = attribution.integrated_gradients(d, x, steps=64)
+    with torch.no_grad():
+        xt = torch.as_tensor(x)
+        diff = (d(xt) - d(attribution.blur_baseline(xt))).numpy()
+    # the map sums to D(x) - D(baseline), up to the Riemann error
+    assert np.allclose(ig.reshape(4, -1).sum(1), diff, rtol=0.05, atol=0.05 * np.abs(diff).max())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", attribution.METHODS)
+def test_maps_have_the_tiles_shape_and_are_finite(classifier, method):
+    d, tiles = classifier
+    m = attribution.attribute(d, tiles[:5], method)
+    assert m.shape == (5, 32, 32) and np.isfinite(m).all() and np.abs(m).sum() > 0
+
+
+class _NoWeights(nn.Module):
+    """A 'discriminator' whose maps cannot depend on weights: it has none that matter."""
+
+    def __init__(self):
+        super().__init__()
+        self.unused = nn.Linear(1, 1)
+
+    def forward(self, x):
+        return (x ** 3).flatten(1).sum(1)
+
+
+@pytest.mark.slow  # trains a small discriminator (module fixture, ~9 s)
+def test_sanity_check_fails_a_map_that_ignores_the_weights(classifier):
+    _, tiles = classifier
+    res = attribution.sanity_check(_NoWeights(), tiles[:8], "gradient")
+    assert not res.passed and res.median_rank_corr > 0.99
+
+
+@pytest.mark.slow  # trains a small discriminator (module fixture, ~9 s)
+def test_sanity_check_passes_gradients_of_a_trained_discriminator(classifier):
+    d, tiles = classifier
+    res = attribution.sanity_check(d, tiles[:8], "gradient")
+    assert res.passed and res.n_images == 8
+
+
+# ---------------------------------------------------------------------------------------------- geometry
+def test_structures_of_a_drawn_y_junction():
+    tile = _draw(lines=[((32, 32), (32, 6)), ((32, 32), (10, 56)), ((32, 32), (54, 56))])
+    st = geometry.structures(tile)
+    assert st["branch_points"][0][30:35, 30:35].any()  # the junction at the centre
+    assert not st["branch_points"][0][:12].any()  # and nowhere near the ends
+    for (y, x) in ((6, 32), (56, 10), (56, 54)):
+        assert st["end_points"][0][y - 3:y + 4, x - 3:x + 4].any()
+    assert not (st["background"][0] & st.mask[0]).any() and st["background"][0][0, 0]
+
+
+def test_beads_are_found_on_a_string_of_pearls_and_not_on_a_plain_tube():
+    pearls = _draw(lines=[((4, 32), (60, 32))], disks=[((x, 32), 4) for x in (12, 26, 40, 54)], width=2)
+    plain = _draw(lines=[((4, 32), (60, 32))], width=3)
+    sp, sq = geometry.structures(pearls), geometry.structures(plain)
+    assert sp.counts[0, 0] >= 3 and sq.counts[0, 0] == 0
+
+
+def test_enrichment_is_one_for_a_uniform_map_and_high_where_the_map_is():
+    tile = _draw(lines=[((32, 32), (32, 6)), ((32, 32), (10, 56)), ((32, 32), (54, 56))])
+    st = geometry.structures(tile)
+    e, _ = geometry.enrichment(np.ones((1, 64, 64)), st)
+    assert np.allclose(e[np.isfinite(e)], 1.0)
+    e, _ = geometry.enrichment(st["branch_points"].astype(float), st)
+    names = list(geometry.STRUCTURES)
+    assert np.nanargmax(e[0]) == names.index("branch_points") and e[0, names.index("background")] == 0
+
+
+def test_bootstrap_interval_covers_the_mean_and_narrows_with_more_tiles():
+    rng = np.random.default_rng(0)
+    small, big = rng.normal(1, 1, 20), rng.normal(1, 1, 2000)
+    lo, hi = geometry.bootstrap_ci(small)
+    lo2, hi2 = geometry.bootstrap_ci(big)
+    assert lo < small.mean() < hi and (hi2 - lo2) < (hi - lo) / 4
+
+
+# ------------------------------------------------------------------------------------------------- edits
+def test_edits_change_what_they_say():
+    y = _draw(lines=[((32, 32), (32, 6)), ((32, 32), (10, 56)), ((32, 32), (54, 56))])
+    st = geometry.structures(y)
+    removed, ok = edits.apply_edit("remove_branch", y, st)
+    assert ok[0] and geometry.structures(removed).counts[0, 1] == 0  # no junction left
+    thick, _ = edits.apply_edit("thicken", y, st)
+    thin, _ = edits.apply_edit("thin", y, st)
+    w = [geometry.structures(t).skel_width[0] for t in (thin, y, thick)]
+    means = [v[v > 0].mean() for v in w]
+    assert means[0] < means[1] < means[2]
+    frag, ok = edits.apply_edit("fragment", y, st)
+    from scipy import ndimage
+    assert ok[0] and ndimage.label(geometry.structures(frag).mask[0])[1] > ndimage.label(st.mask[0])[1]
