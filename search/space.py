@@ -22,6 +22,7 @@ the entry. No Ray here: the space only needs an Optuna trial-like object.
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -229,8 +230,10 @@ def _check_range(p: Param) -> None:
         raise ConfigError("step and log cannot be combined (Optuna samples a log scale continuously)")
     if p.type == "int" and not float(p.step).is_integer():
         raise ConfigError(f"int needs a whole-number step, got {p.step}")
-    n = (p.high - p.low) / p.step
-    if p.step > p.high - p.low or abs(n - round(n)) > 1e-9 * max(1.0, abs(n)):
+    # decimal arithmetic on the written values, as Optuna checks it: a range Optuna would silently shrink
+    # (0.3 - 0.1 is not 2 x 0.1 in binary floating point) is refused here instead
+    span = Decimal(str(p.high)) - Decimal(str(p.low))
+    if p.step > p.high - p.low or span % Decimal(str(p.step)) != 0:
         raise ConfigError(f"step {p.step} does not divide the range {p.low}..{p.high} into whole steps")
 
 
