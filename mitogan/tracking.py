@@ -74,7 +74,8 @@ class WandbRun:
         try:
             import wandb
 
-            data = {k: float(v) for k, v in report.items() if _is_scalar(v) and k != "step"}
+            data = _numbers(report)
+            data.pop("step", None)
             samples = report.get("samples")
             if isinstance(samples, np.ndarray):
                 from mitogan.viz import image_grid
@@ -91,7 +92,7 @@ class WandbRun:
         try:
             import wandb
 
-            row = {k: float(v) for k, v in data.items() if _is_scalar(v)}
+            row = _numbers(data)
             row.update({k: wandb.Image(str(p), caption=f"step {step}") for k, p in (images or {}).items()})
             self.run.log(row, step=step)
         except Exception as e:
@@ -150,5 +151,8 @@ class WandbRun:
         self.run = None
 
 
-def _is_scalar(v) -> bool:
-    return isinstance(v, (bool, int, float, np.integer, np.floating))
+def _numbers(report: dict) -> dict[str, float]:
+    """The numbers of a report as floats, through the one scalar conversion (mitogan.report.scalars)."""
+    from mitogan.report import scalars
+
+    return {k: float(v) for k, v in scalars(report, finite=True).items() if not isinstance(v, str)}
