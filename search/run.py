@@ -248,8 +248,7 @@ def _resume(opts: SearchOptions):
         raise MitoganError(f"--resume {opts.resume}: no search of that name in {store.storage} (no search.json); "
                            "check --storage and the name")
     if launch.get("status") == "finished":
-        print(f"search {opts.resume} already finished ({launch.get('trials_ended', '?')} trials); nothing to do. "
-              f"Report: {store.uri}/report/index.html")
+        print(f"search {opts.resume} already finished ({launch.get('trials_ended', '?')} trials); nothing to do")
         return store.local
     known = {f.name for f in fields(SearchOptions)}
     saved = SearchOptions(**{k: v for k, v in (launch.get("options") or {}).items() if k in known})
