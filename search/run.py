@@ -25,6 +25,7 @@ import logging
 import math
 import os
 import signal
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -460,6 +461,12 @@ def _init_ray(address: str | None, dashboard: bool = False, verbose: bool = Fals
         context = ray.init(**kwargs)
     except ConnectionError as e:
         raise _unreachable(address, e) from None
+    except OSError as e:
+        if "AF_UNIX path length" in str(e):  # Ray's sockets live under the temp folder: 107 bytes at most
+            raise MitoganError(f"TMPDIR {tempfile.gettempdir()}: too long a path for Ray's socket files "
+                               f"({len(tempfile.gettempdir())} characters); run with a short one, e.g. "
+                               "TMPDIR=/tmp") from None
+        raise MitoganError(f"cannot start Ray: {' '.join(str(e).split())}") from None
     if dashboard:
         url = getattr(context, "dashboard_url", None)
         print(f"Ray dashboard: http://{url}" if url else "Ray dashboard: not available (is `ray[default]` installed?)",

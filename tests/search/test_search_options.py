@@ -75,3 +75,20 @@ def test_gpus_the_machine_does_not_have_fail_in_seconds_and_write_nothing(tmp_pa
     assert "--gpus-per-trial 1: no node of the Ray cluster has that" in out.stderr and "0 GPU" in out.stderr
     assert time.monotonic() - t0 < 120  # Ray's start-up, not a wait for a GPU that never comes
     assert not (tmp_path / "runs" / "g").exists()
+
+
+def test_a_temp_folder_too_long_for_rays_sockets_is_one_line(tmp_path):
+    """Ray puts its socket files under the temp folder (107 bytes at most): a long TMPDIR is named, not a
+    traceback, and the search writes nothing."""
+    import os
+    import subprocess
+    import sys
+
+    long_tmp = tmp_path / ("t" * 80)
+    long_tmp.mkdir()
+    out = subprocess.run([sys.executable, "-m", "mitogan", "search", "--storage", str(tmp_path / "runs"), "--name",
+                          "t", "--sim-videos", "1", "--sim-frames", "2", "-q"],
+                         capture_output=True, text=True, timeout=300, env={**os.environ, "TMPDIR": str(long_tmp)})
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert out.stderr.strip().count("\n") == 0 and "TMPDIR" in out.stderr and "too long" in out.stderr
+    assert not (tmp_path / "runs" / "t").exists()
