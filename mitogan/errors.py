@@ -7,7 +7,14 @@ __all__ = ["MitoganError", "InputError", "ConfigError"]
 
 
 class MitoganError(Exception):
-    """Base class: the message alone tells the user what went wrong and what to do."""
+    """Base class: the message alone tells the user what went wrong and what to do.
+
+    The message is always one line: line breaks that reach it from user input (a key or file name with a
+    newline in it) are shown escaped, as ``\\n``.
+    """
+
+    def __str__(self) -> str:
+        return super().__str__().replace("\r", "\\r").replace("\n", "\\n")
 
 
 class InputError(MitoganError):
