@@ -26,7 +26,6 @@ gives (not tempfile's 0600/0700), so others on shared storage can read a bundle.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import statistics
@@ -37,7 +36,7 @@ import torch
 from torch import nn
 
 from mitogan.errors import InputError
-from mitogan.fsutil import cache_root
+from mitogan.fsutil import cache_root, sha256_file
 
 __all__ = ["export_bundle", "load_generator", "load_discriminator", "load_bundle_config", "BUNDLE_FORMAT",
            "BUNDLE_VERSION", "sample_latents", "intensity_mapping"]
@@ -172,7 +171,7 @@ def _write_files(d: Path, gen: nn.Module, ckpt: dict, info: dict) -> None:
         save_image_grid(gen(z).numpy(), d / "samples.png", nrow=8)
     _save_programs(gen, z[:2], d)
     (d / "README.md").write_text(_model_card(config, info))
-    lines = [f"{_sha256(d / name)}  {name}" for name in _FILES]
+    lines = [f"{sha256_file(d / name)}  {name}" for name in _FILES]
     (d / "checksums.sha256").write_text("\n".join(lines) + "\n")
 
 
@@ -214,13 +213,6 @@ def _save_programs(gen: nn.Module, z: torch.Tensor, d: Path) -> None:
         torch.jit.trace(gen, z, check_trace=False).save(str(d / "generator.torchscript"))
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
 
 def load_bundle_config(bundle) -> dict:
     """Verify a bundle (files present, checksums, format version) and return its config.json."""
@@ -235,7 +227,7 @@ def load_bundle_config(bundle) -> dict:
         f = bundle / name
         if not f.is_file():
             raise InputError(f, "missing: the bundle is incomplete (re-run `mitogan export`)")
-        if _sha256(f) != digest:
+        if sha256_file(f) != digest:
             raise InputError(f, "checksum mismatch: the file was changed or damaged after export")
     try:
         config = json.loads((bundle / "config.json").read_text())

@@ -37,7 +37,7 @@ from mitogan.errors import MitoganError
 
 __all__ = ["cache_root", "default_mode", "atomic_write", "atomic_dir", "fsync_dir", "claim_output_dir",
            "read_marker", "write_marker", "MARKER", "FileLock", "check_writable_dir", "json_safe",
-           "cached_file", "cached_dir", "CHECKSUM_SUFFIX"]
+           "cached_file", "cached_dir", "CHECKSUM_SUFFIX", "sha256_file"]
 
 T = TypeVar("T")
 
@@ -357,7 +357,8 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path) -> str:
+    """The sha256 of a file's bytes, read in 1 MiB blocks (hex)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -373,7 +374,7 @@ def _entry_files(path: Path) -> list[str]:
 
 
 def _checksums(path: Path) -> str:
-    return "".join(f"{_sha256(path.parent / rel)}  {rel}\n" for rel in _entry_files(path))
+    return "".join(f"{sha256_file(path.parent / rel)}  {rel}\n" for rel in _entry_files(path))
 
 
 def _verify(path: Path) -> str | None:
@@ -394,7 +395,7 @@ def _verify(path: Path) -> str | None:
         return f"its files differ from those listed in {side.name}"
     for rel, digest in sums.items():
         try:
-            if _sha256(path.parent / rel) != digest:
+            if sha256_file(path.parent / rel) != digest:
                 return f"{'its content' if rel == path.name else rel} does not match its checksum"
         except OSError as e:
             return f"{rel} cannot be read ({e.strerror or type(e).__name__})"
