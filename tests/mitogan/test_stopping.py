@@ -3,7 +3,6 @@ grace period and patience; the trainer's own reports drive it."""
 
 import math
 
-import numpy as np
 import pytest
 
 from mitogan.config import Config, from_flat
@@ -118,17 +117,6 @@ def test_signals_name_every_reason():
 
 TINY = {"preprocess.tile.size": 32, "model.g_width": 8, "model.d_width": 8, "model.latent_dim": 16,
         "train.batch_size": 8, "train.n_samples": 8, "train.threads": 1, "train.report_every": 1}
-
-
-@pytest.fixture(scope="module")
-def tiles() -> np.ndarray:
-    rng = np.random.default_rng(0)
-    x = np.full((24, 1, 32, 32), -1.0, np.float32)
-    for t in x:
-        for _ in range(3):
-            y, xx = rng.integers(4, 28, 2)
-            t[0, y - 2:y + 2, xx - 4:xx + 4] = rng.uniform(0.3, 1.0)
-    return x
 
 
 def _run(tiles, **flat):

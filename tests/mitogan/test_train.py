@@ -28,18 +28,6 @@ def _cfg(**kw) -> Config:
     return from_flat(Config, {**TINY, **kw})
 
 
-@pytest.fixture(scope="module")
-def tiles() -> np.ndarray:
-    # bright blobs on a dark background, like mitochondria in [-1, 1]
-    rng = np.random.default_rng(0)
-    x = np.full((24, 1, 32, 32), -1.0, np.float32)
-    for t in x:
-        for _ in range(3):
-            y, xx = rng.integers(4, 28, 2)
-            t[0, y - 2:y + 2, xx - 4:xx + 4] = rng.uniform(0.3, 1.0)
-    return x
-
-
 def _stable(history):
     return [{k: v for k, v in h.items() if k not in VOLATILE} for h in history]
 

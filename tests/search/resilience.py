@@ -11,27 +11,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from tests.search.spaces import tiny_space
 
 # 3 trials of 60 steps, a checkpoint every 10: a few seconds each on one CPU
-SPACE = """
-name: tiny
-fixed:
-  preprocess.tile.size: 32
-  preprocess.tile.scale: 0.5
-  model.g_width: 8
-  model.d_width: 8
-  model.latent_dim: 16
-  train.steps: 60
-  train.batch_size: 16
-  train.report_every: 10
-  train.eval_every: 30
-  train.sample_every: 30
-  train.checkpoint_every: 10
-  train.eval_samples: 64
-  train.threads: 1
-params:
+SPACE = tiny_space("tiny", {"train.steps": 60, "train.report_every": 10, "train.eval_every": 30,
+                            "train.sample_every": 30, "train.checkpoint_every": 10,
+                            "train.eval_samples": 64}, """
   - {name: optim.lr_g, type: float, low: 1.0e-4, high: 1.0e-3, log: true}
-"""
+""")
 CHECKPOINT_EVERY = 10
 STEPS = 60
 

@@ -11,27 +11,14 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from tests.search.spaces import tiny_space
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
-SPACE = """
-name: cluster
-fixed:
-  preprocess.tile.size: 32
-  preprocess.tile.scale: 0.5
-  model.g_width: 8
-  model.d_width: 8
-  model.latent_dim: 16
-  train.steps: 40
-  train.batch_size: 16
-  train.report_every: 20
-  train.eval_every: 20
-  train.sample_every: 40
-  train.checkpoint_every: 20
-  train.threads: 1
-params:
+SPACE = tiny_space("cluster", {"train.steps": 40, "train.report_every": 20, "train.eval_every": 20,
+                               "train.sample_every": 40, "train.checkpoint_every": 20}, """
   - {name: optim.lr_g, type: float, low: 1.0e-4, high: 1.0e-3, log: true}
-"""
+""")
 
 
 def _free_port() -> int:

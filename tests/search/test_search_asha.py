@@ -9,28 +9,15 @@ import math
 import pytest
 
 from tests.search.wandb_records import read_run
+from tests.search.spaces import tiny_space
 
 pytestmark = pytest.mark.slow
 
-SPACE = """
-name: asha
-fixed:
-  preprocess.tile.size: 32
-  preprocess.tile.scale: 0.5
-  model.g_width: 8
-  model.d_width: 8
-  model.latent_dim: 16
-  train.steps: 60
-  train.batch_size: 16
-  train.report_every: 10
-  train.eval_every: 10
-  train.sample_every: 20
-  train.checkpoint_every: 30
-  train.threads: 1
-params:
+SPACE = tiny_space("asha", {"train.steps": 60, "train.report_every": 10, "train.eval_every": 10,
+                            "train.sample_every": 20, "train.checkpoint_every": 30}, """
   - {name: optim.lr_g, type: float, low: 0.00001, high: 0.01, log: true}
   - {name: augment.p, type: float, low: 0.0, high: 1.0}
-"""
+""")
 
 
 @pytest.fixture(scope="module")

@@ -15,32 +15,18 @@ import subprocess
 import pytest
 
 from tests.search.wandb_records import read_run
+from tests.search.spaces import tiny_space
 
 pytestmark = pytest.mark.slow
 
-SPACE = """
-name: e2e
-fixed:
-  preprocess.tile.size: 32
-  preprocess.tile.scale: 0.5
-  model.g_width: 8
-  model.d_width: 8
-  model.latent_dim: 16
-  loss.kind: wgan_gp
-  model.d_norm: none
-  train.steps: 60
-  train.batch_size: 16
-  train.report_every: 20
-  train.eval_every: 20
-  train.sample_every: 20
-  train.checkpoint_every: 20
-  train.threads: 1
-params:
+SPACE = tiny_space("e2e", {"loss.kind": "wgan_gp", "model.d_norm": "none", "train.steps": 60,
+                           "train.report_every": 20, "train.eval_every": 20, "train.sample_every": 20,
+                           "train.checkpoint_every": 20}, """
   # the known-bad corner: lr 1.0 with gain 20 and no spectral norm makes the critic explode in a few steps
   - {name: optim.lr_d, type: categorical, choices: [0.0002, 1.0]}
   - {name: init.gain, type: categorical, choices: [1.0, 20.0], when: {optim.lr_d: 1.0}}
   - {name: augment.p, type: float, low: 0.3, high: 1.0}
-"""
+""")
 
 
 @pytest.fixture(scope="module")
