@@ -77,7 +77,7 @@ def export_bundle(checkpoint, out_dir, *, metrics: dict | None = None, source: d
     as it was. The bundle is built in a temporary folder and renamed into place, so a crash leaves no half
     bundle and the old one stays until the new one is complete.
     """
-    from mitogan.fsutil import atomic_dir, claim_output_dir, write_marker
+    from mitogan.fsutil import atomic_dir, claim_output_dir
     from mitogan.models import generator_from_config
     from mitogan.train import load_checkpoint
 
@@ -95,9 +95,8 @@ def export_bundle(checkpoint, out_dir, *, metrics: dict | None = None, source: d
     info = {"metrics": {k: v for k, v in (metrics or {}).items() if not _is_bookkeeping(k)},
             "source": _portable(dict(source or {}), base), "data": data,
             "intensity": intensity_mapping(intensity if intensity is not None else data.get("intensity"))}
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, "bundle", {"format": BUNDLE_FORMAT}) as tmp:
         _write_files(tmp, gen, ckpt, info)
-        write_marker(tmp, "bundle", {"format": BUNDLE_FORMAT})
     return out_dir
 
 

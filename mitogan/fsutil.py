@@ -105,8 +105,11 @@ def _chmod_tree(d: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_dir(final) -> Iterator[Path]:
+def atomic_dir(final, kind: str | None = None, info: dict | None = None) -> Iterator[Path]:
     """Build a folder in a temporary sibling and move it to ``final`` when the block ends without error.
+
+    ``kind``: the folder is a MitoGAN output of this kind; its marker (:func:`write_marker`, with ``info``)
+    is written into the temporary folder first.
 
     An existing ``final`` is replaced only then: it is renamed aside, the new folder renamed in, and the old
     one removed, so a crash leaves the old folder or the new one (or both, the old under a ``.old-`` name),
@@ -117,6 +120,8 @@ def atomic_dir(final) -> Iterator[Path]:
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     try:
+        if kind is not None:
+            write_marker(tmp, kind, info)
         yield tmp
         _chmod_tree(tmp)
         old = None

@@ -109,7 +109,7 @@ def _check_args(args) -> None:
 
 
 def run(args) -> int:
-    from mitogan.fsutil import atomic_dir, write_marker
+    from mitogan.fsutil import atomic_dir
     from mitogan.metrics.evaluate import evaluate
 
     _check_args(args)
@@ -125,8 +125,7 @@ def run(args) -> int:
         raise InputError(fake_p, f"tiles are {fake.size} px but {real_p} has {real.size} px tiles; "
                                  f"evaluate tiles of one size")
     _check_args(args)
-    with atomic_dir(Path(args.out)) as tmp:  # an earlier output (--overwrite) is replaced once this one is complete
-        write_marker(tmp, "evaluate")
+    with atomic_dir(Path(args.out), "evaluate") as tmp:  # an earlier output (--overwrite) is replaced once this one is complete
         if (Path(args.out) / "metrics.jsonl").is_file():  # keep the history of evaluations into this folder
             import shutil
 

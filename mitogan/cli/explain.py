@@ -96,7 +96,7 @@ def run(args) -> int:
 
     from mitogan.explain.pipeline import explain_discriminator
     from mitogan.explain.source import load_source
-    from mitogan.fsutil import atomic_dir, write_marker
+    from mitogan.fsutil import atomic_dir
 
     _check_args(args)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -106,8 +106,7 @@ def run(args) -> int:
     fake = _generated(src.g.to(device), len(real), args.seed, device) if args.generated and src.g is not None else None
     info = {"source": str(args.source), "data": str(args.data), "device": str(device), **{
         f"source_{k}": v for k, v in src.info.items()}}
-    with atomic_dir(args.out) as tmp:  # an earlier explanation (--overwrite) is replaced once this one is complete
-        write_marker(tmp, "explain")
+    with atomic_dir(args.out, "explain") as tmp:  # an earlier explanation (--overwrite) is replaced once this one is complete
         result = explain_discriminator(d, real, fake, tmp, info=info, progress=not args.quiet)
     if args.wandb:
         _log_wandb(args, result)

@@ -46,7 +46,7 @@ def run(args) -> int:
 
     # --set accepts "denoise.h=5" and the Ray spelling "preprocess.denoise.h=5"
     overrides = [o.removeprefix("preprocess.") for o in args.overrides]
-    from mitogan.fsutil import atomic_dir, json_safe, write_marker
+    from mitogan.fsutil import atomic_dir, json_safe
 
     cfg = load_config(args.config, PreprocessConfig, overrides=overrides, section="preprocess")
     out = Path(args.out)
@@ -57,8 +57,7 @@ def run(args) -> int:
     _record_pixel_size(tiles, videos)
     quality = _quality_summary(tiles.meta["quality"], cfg.quality)
     _check_outputs(args, out)
-    with atomic_dir(out) as tmp:  # an earlier output (--overwrite) is replaced only once this one is complete
-        write_marker(tmp, "preprocess")
+    with atomic_dir(out, "preprocess") as tmp:  # an earlier output (--overwrite) is replaced only once this one is complete
         save_tiles(tmp / "tiles.npz", tiles)
         _save_config(cfg, tmp / "config.yaml")
         (tmp / "quality.json").write_text(json.dumps(json_safe(quality), indent=1, allow_nan=False))

@@ -80,7 +80,7 @@ def _check_args(args) -> None:
 
 
 def run(args) -> int:
-    from mitogan.fsutil import atomic_dir, write_marker
+    from mitogan.fsutil import atomic_dir
     from mitogan.simulate import simulate_dataset
 
     params = _params(args.overrides)
@@ -89,8 +89,7 @@ def run(args) -> int:
     _dataset_params(args.videos, args.frames, args.size, params)  # --size/--frames ranges, named
     _check_args(args)
     start = time.perf_counter()
-    with atomic_dir(args.out) as tmp:  # an earlier output (--overwrite) is replaced once this one is complete
-        write_marker(tmp, "simulation")
+    with atomic_dir(args.out, "simulation") as tmp:  # an earlier output (--overwrite) is replaced once this one is complete
         simulate_dataset(tmp, videos=args.videos, frames=args.frames, size=args.size, seed=args.seed,
                          params=params, progress=not args.quiet)
     out = args.out

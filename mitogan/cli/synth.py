@@ -46,7 +46,7 @@ def run(args) -> int:
 
     from mitogan.cli import StopRequest
     from mitogan.errors import MitoganError
-    from mitogan.fsutil import atomic_dir, claim_output_dir, write_marker
+    from mitogan.fsutil import atomic_dir, claim_output_dir
     from mitogan.synth import SynthOptions, check_options, synthesize
 
     opts = SynthOptions(n=args.n, seed=args.seed, batch_size=args.batch_size, format=args.format, device=args.device,
@@ -71,8 +71,7 @@ def run(args) -> int:
             summary = synthesize(bundle, out, opts, reference=reference, progress=not args.quiet, stop=stop)
         else:  # the earlier output stays until the new one is complete
             try:
-                with atomic_dir(out) as tmp:
-                    write_marker(tmp, "synth")
+                with atomic_dir(out, "synth") as tmp:
                     summary = synthesize(bundle, tmp, opts, reference=reference, progress=not args.quiet, stop=stop)
                     if summary.get("stopped"):
                         raise KeyboardInterrupt

@@ -132,10 +132,7 @@ def run(args) -> int:
             result = _train(args, cfg, tiles, args.out, stop)
         else:  # the earlier run stays until the new one is complete
             try:
-                with atomic_dir(args.out) as tmp:
-                    from mitogan.fsutil import write_marker
-
-                    write_marker(tmp, "run")
+                with atomic_dir(args.out, "run") as tmp:
                     result = _train(args, cfg, tiles, tmp, stop)
                     if stop():
                         raise KeyboardInterrupt
