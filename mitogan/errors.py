@@ -3,7 +3,7 @@
 The CLI prints ``mitogan: error: <message>`` for these and exits with status 2, never a traceback.
 """
 
-__all__ = ["MitoganError", "InputError", "ConfigError"]
+__all__ = ["MitoganError", "InputError", "ConfigError", "one_line"]
 
 
 class MitoganError(Exception):
@@ -28,3 +28,9 @@ class InputError(MitoganError):
 
 class ConfigError(MitoganError):
     """A configuration key is unknown or a value is out of range; the message names the dotted key."""
+
+
+def one_line(message: str, limit: int | None = None) -> str:
+    """A message as one line (library errors such as unpickling ones span several), at most ``limit`` chars."""
+    text = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+    return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator, TypeVar
 
-from mitogan.errors import MitoganError
+from mitogan.errors import MitoganError, one_line
 
 __all__ = ["cache_root", "default_mode", "atomic_write", "atomic_dir", "fsync_dir", "claim_output_dir",
            "read_marker", "write_marker", "MARKER", "FileLock", "check_writable_dir", "json_safe",
@@ -96,12 +96,13 @@ def atomic_write(path, data: bytes | str | Callable[[BinaryIO], None]) -> Path:
 
 
 def _chmod_tree(d: Path) -> None:
-    os.chmod(d, default_mode(True))
+    dir_mode, file_mode = default_mode(True), default_mode()  # the umask is read once, not per file
+    os.chmod(d, dir_mode)
     for root, dirs, files in os.walk(d):
         for name in dirs:
-            os.chmod(os.path.join(root, name), default_mode(True))
+            os.chmod(os.path.join(root, name), dir_mode)
         for name in files:
-            os.chmod(os.path.join(root, name), default_mode())
+            os.chmod(os.path.join(root, name), file_mode)
 
 
 @contextlib.contextmanager
@@ -279,12 +280,12 @@ def cached_file(path, compute: Callable[[], T], save: Callable[[T, BinaryIO], No
         try:
             atomic_write(p, lambda f: save(value, f))
         except OSError as e:
-            log.warning("%s", _one_line(f"cache entry {p} ({label}) could not be written ({e}); continuing "
+            log.warning("%s", one_line(f"cache entry {p} ({label}) could not be written ({e}); continuing "
                                         f"without caching it"))
         return value
 
     def uncached(p: Path, e: OSError) -> T:
-        log.warning("%s", _one_line(f"cache {p.parent} ({label}) cannot be used ({e}); computing without it"))
+        log.warning("%s", one_line(f"cache {p.parent} ({label}) cannot be used ({e}); computing without it"))
         return compute()
 
     return _cached(Path(path), publish, load, label, uncached)
@@ -301,7 +302,7 @@ def cached_dir(path, build: Callable[[Path], None], load: Callable[[Path], T], *
         return load(p)
 
     def unusable(p: Path, e: OSError):
-        raise MitoganError(_one_line(f"cache folder {p.parent} cannot be written ({e}); set MITOGAN_CACHE_DIR "
+        raise MitoganError(one_line(f"cache folder {p.parent} cannot be written ({e}); set MITOGAN_CACHE_DIR "
                                      f"to a writable folder"))
 
     return _cached(Path(path), publish, load, label, unusable)
@@ -332,7 +333,7 @@ def _cached(path: Path, publish: Callable[[Path], T], load: Callable[[Path], T],
             try:
                 atomic_write(path.with_name(path.name + CHECKSUM_SUFFIX), _checksums(path))
             except OSError as e:  # the entry stays untrusted: the next run recomputes it
-                log.warning("%s", _one_line(f"checksum of cache entry {path} ({label}) could not be written "
+                log.warning("%s", one_line(f"checksum of cache entry {path} ({label}) could not be written "
                                             f"({e})"))
         return value
     finally:
@@ -353,13 +354,9 @@ def _load_intact(path: Path, load: Callable[[Path], T], label: str, warn: bool):
         except Exception as e:  # checksums match but it does not load (e.g. written by an older MitoGAN)
             problem = f"it does not load ({type(e).__name__}: {e})"
     if warn:
-        log.warning("%s", _one_line(f"cache entry {path} ({label}) is damaged: {problem}; discarding it and "
+        log.warning("%s", one_line(f"cache entry {path} ({label}) is damaged: {problem}; discarding it and "
                                     f"recomputing"))
     return _MISS
-
-
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
 
 
 def sha256_file(path) -> str:

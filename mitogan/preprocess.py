@@ -44,7 +44,7 @@ from mitogan.tiles import TileSet, load_tiles, write_tiles
 __all__ = [
     "CODE_VERSION", "to_unit", "percentile_range", "normalize_percentile", "correct_bleaching",
     "estimate_drift", "shift_frame", "correct_drift", "denoise_nlm", "enhance_laplace", "otsu_threshold",
-    "otsu_thresholds", "otsu_histograms", "otsu_level", "OTSU_BINS", "otsu", "tile_frames", "estimate_snr", "quality_report", "cache_dir", "cache_key", "Pipeline",
+    "otsu_thresholds", "otsu_histograms", "otsu_level", "OTSU_BINS", "otsu", "tile_frames", "estimate_snr", "quality_report", "cache_key", "Pipeline",
 ]
 
 # Bump whenever a step's output changes for the same input and config: it invalidates every cached tile set.
@@ -449,7 +449,6 @@ def quality_report(video, min_snr: float = 3.0, executor=None) -> dict:
 # Content-hash cache
 
 
-cache_dir = cache_root  # the old name (search/report.py): the root of MitoGAN's caches, see fsutil.cache_root
 
 
 def cache_key(videos: Sequence[Video], cfg: PreprocessConfig) -> str:

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mitogan.errors import InputError
-from mitogan.fsutil import atomic_write, default_mode  # noqa: F401 (default_mode: re-exported)
+from mitogan.errors import InputError, one_line
+from mitogan.fsutil import atomic_write
 
-__all__ = ["TileSet", "save_tiles", "write_tiles", "load_tiles", "tiles_path", "tile_pixel_size", "input_pixel_size", "default_mode",
+__all__ = ["TileSet", "save_tiles", "write_tiles", "load_tiles", "tiles_path", "tile_pixel_size", "input_pixel_size",
            "TILES_FORMAT_VERSION", "TILES_NAME"]
 
 TILES_FORMAT_VERSION = 1
@@ -166,7 +166,7 @@ def load_tiles(path) -> TileSet:
                      data["frame"] if "frame" in data.files else np.arange(n, dtype=np.int32),
                      data["yx"] if "yx" in data.files else np.zeros((n, 2), np.int32))
         except Exception as e:  # a damaged member: bad CRC, truncated data, broken JSON
-            raise InputError(path, " ".join(f"not a readable tiles file ({type(e).__name__}: {e})".split())) from None
+            raise InputError(path, one_line(f"not a readable tiles file ({type(e).__name__}: {e})")) from None
         if not isinstance(meta, dict):
             raise InputError(path, "not a readable tiles file (its meta is not a JSON object)")
         ts = TileSet(_as_nchw(path, tiles), *parts, meta)

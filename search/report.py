@@ -89,13 +89,13 @@ def _real_vs_generated(best, path: Path, primary_name: str) -> Path | None:
     from PIL import Image, ImageDraw
 
     from mitogan.metrics.protocol import split_real
-    from mitogan.preprocess import cache_dir
+    from mitogan.fsutil import cache_root
     from mitogan.tiles import load_tiles
     from mitogan.viz import image_grid, save_png
 
     try:
         info = json.loads((best.dir / "data.json").read_text())
-        ts = load_tiles(cache_dir() / "tiles" / f"{info['cache_key']}.npz")
+        ts = load_tiles(cache_root() / "tiles" / f"{info['cache_key']}.npz")
     except Exception:  # no data.json, no cache key, cache cleared: nothing to compare with
         return None
     holdout = float(best.params.get("train.holdout", 0.25))

@@ -222,10 +222,11 @@ def run_search(opts: SearchOptions):
 
 
 def _start_ray(opts: SearchOptions) -> None:
-    _check_reachable(opts.address or os.environ.get("RAY_ADDRESS") or "local")  # ray.init retries for minutes
-    _init_ray(opts.address, dashboard=opts.dashboard, verbose=opts.verbose)
+    address = opts.address or os.environ.get("RAY_ADDRESS") or "local"
+    _check_reachable(address)  # ray.init retries for minutes
+    _init_ray(address, dashboard=opts.dashboard, verbose=opts.verbose)
     try:
-        _check_resources(opts)
+        _check_resources(opts, address)
     except BaseException:
         ray.shutdown()
         raise
@@ -317,13 +318,12 @@ def _on_sigterm(got: dict, signum, frame) -> None:
         signal.raise_signal(signal.SIGINT)
 
 
-def _check_resources(opts: SearchOptions) -> None:
+def _check_resources(opts: SearchOptions, address: str) -> None:
     """A trial needs its CPUs and GPUs on one node: fail, naming what the cluster has, rather than wait
     forever for resources that do not exist. A local Ray is checked at once; a cluster (``--address``) may
     be autoscaling (GPU workers from 0, cluster/kuberay), so it gets ``MITOGAN_RESOURCE_WAIT_S`` (default
     300) seconds for such a node to join."""
     need = {"CPU": opts.cpus_per_trial, "GPU": opts.gpus_per_trial}
-    address = opts.address or os.environ.get("RAY_ADDRESS") or "local"
     wait = 0.0 if address == "local" else float(os.environ.get("MITOGAN_RESOURCE_WAIT_S", "300"))
     deadline, told = time.monotonic() + wait, False
     while True:
@@ -387,7 +387,7 @@ def _write_report(store: SearchStore) -> None:
 
 def _export_best(store: SearchStore) -> None:
     """Export the best trial to ``<search>/best``; a search where no trial finished just says so."""
-    from search.report import export_search
+    from search.export import export_search
 
     try:
         bundle = export_search(store.local, overwrite=True)  # its own best/ (a resumed search re-exports)
@@ -433,8 +433,6 @@ def _sampler(opts: SearchOptions):
 
     if opts.sampler == "random":
         return optuna.samplers.RandomSampler(seed=opts.seed)
-    if opts.sampler != "tpe":
-        raise MitoganError(f"sampler {opts.sampler!r}: use tpe or random")
     return optuna.samplers.TPESampler(seed=opts.seed, n_startup_trials=min(5, opts.trials))
 
 

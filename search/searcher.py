@@ -97,8 +97,8 @@ class OptunaAskTell(Searcher):
                  else "stopped", "final_step": int(result.get("step", 0))}
         if value is not None and math.isfinite(value):
             attrs[self.metric] = float(value)
-        attrs.update({c: float(v) for c, v in {**self.evaluated.pop(trial_id, {}),
-                                                **{c: result[c] for c in self.components if c in result}}.items()})
+        # on_trial_result (above, for the last result too) has kept the trial's objective components
+        attrs.update({c: float(v) for c, v in self.evaluated.pop(trial_id, {}).items()})
         state = optuna.trial.TrialState
         try:  # a trial told before the driver died (Ray's saved state lagged) is finished in the study
             for key, v in attrs.items():

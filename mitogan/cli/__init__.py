@@ -24,7 +24,7 @@ import threading
 import warnings
 from importlib.metadata import entry_points
 
-from mitogan.errors import MitoganError
+from mitogan.errors import MitoganError, one_line
 
 __all__ = ["main", "build_parser", "plugin", "HelpFormatter", "ENVIRONMENT", "StopRequest", "Terminated", "one_line"]
 
@@ -110,7 +110,7 @@ class _Parser(argparse.ArgumentParser):
     """Usage errors as one line too (``mitogan train: error: ...; see `mitogan train --help```), exit 2."""
 
     def error(self, message):
-        self.exit(2, f"{self.prog}: error: {one_line(message)} (see `{self.prog} --help`)\n")
+        self.exit(2, f"{self.prog}: error: {one_line(message, 600)} (see `{self.prog} --help`)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -163,11 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except MitoganError as e:
-        print(f"mitogan: error: {one_line(str(e))}", file=sys.stderr)
+        print(f"mitogan: error: {one_line(str(e), 600)}", file=sys.stderr)
         return 2
     except OSError as e:  # the file system said no (disk full, permissions, a path gone): one line, not a traceback
         where = f"{e.filename}: " if e.filename else ""
-        print(f"mitogan: error: {where}{one_line(e.strerror or str(e))} ({type(e).__name__})", file=sys.stderr)
+        print(f"mitogan: error: {where}{one_line(e.strerror or str(e), 600)} ({type(e).__name__})", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated) from a scheduler or `kill`
         term = isinstance(e, Terminated)
@@ -200,12 +200,6 @@ def _on_sigterm(handler):
         return _NOT_SET
     previous = signal.signal(signal.SIGTERM, signal.SIG_DFL if handler is None else handler)
     return previous
-
-
-def one_line(message: str, limit: int = 600) -> str:
-    """A message as one line (library errors such as unpickling ones span several), at most ``limit`` chars."""
-    text = " ".join(part.strip() for part in message.splitlines() if part.strip())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class StopRequest:

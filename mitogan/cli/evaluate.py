@@ -36,7 +36,6 @@ def register(subparsers) -> None:
     p.add_argument("--holdout", type=float, default=0.25,
                    help="share of REAL held out (whole videos or time blocks) as the reference; the rest is "
                         "the training split that memorisation compares with (match train.holdout)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars, only the summary lines")
     p.set_defaults(func=run)
 
 

@@ -13,7 +13,6 @@ reported. See docs/explain.md.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -22,7 +21,7 @@ __all__ = ["register", "run"]
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("explain", help="explain which geometric features the discriminator relies on",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=__doc__)
     p.add_argument("source", type=Path, help="a run folder, a checkpoint.pt, an exported bundle or a search folder")
     p.add_argument("--data", type=Path, required=True, metavar="TILES",
                    help="real tiles: a tiles .npz or the folder `mitogan preprocess --out` wrote")
@@ -81,12 +80,12 @@ def _generated(g, n: int, seed: int, device):
     import numpy as np
     import torch
 
-    from mitogan.export import sample_latents
+    from mitogan.synth import latents
 
     out = []
-    with torch.inference_mode():
+    with torch.inference_mode():  # latent i is the one `mitogan synth --seed` draws for image i
         for i in range(0, n, 256):
-            z = sample_latents(g.config["latent_dim"], min(256, n - i), seed=seed, offset=i).to(device)
+            z = latents(g.config["latent_dim"], seed, i, min(256, n - i)).to(device)
             out.append(g(z).float().cpu().numpy())
     return np.concatenate(out).astype(np.float32)
 
@@ -124,6 +123,7 @@ def run(args) -> int:
 def _log_wandb(args, result) -> None:
     """The overlays as images and the ranked table as a W&B table, in one (offline by default) run."""
     from mitogan.explain.report import TABLE_COLUMNS
+    from mitogan.report import scalars
     from mitogan.tracking import WandbRun, flush_all
 
     run = WandbRun(name=f"explain-{args.out.name}", job_type="explain", dir=args.out,
@@ -133,7 +133,7 @@ def _log_wandb(args, result) -> None:
             run.log_image(f"explain/{Path(p).stem}", args.out / Path(p).name)
         run.log_table("explain/ranked", list(TABLE_COLUMNS),
                       [[r.get(c) for c in TABLE_COLUMNS] for r in result["rows"]])
-        run.summary({k: v for k, v in result["summary"].items() if isinstance(v, (int, float, str))})
+        run.summary(scalars(result["summary"]))
     finally:
         run.finish()
         flush_all()

@@ -33,7 +33,7 @@ SMOKE_OVERRIDES = ["model.g_width=8", "model.d_width=8", "model.latent_dim=16", 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("train", help="train one GAN locally and write a run folder",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=__doc__)
     p.add_argument("--config", type=Path, help="YAML/JSON config file (nested or flat dotted keys)")
     p.add_argument("--help-config", action=_HelpConfig,
                    help="list every config key with its default, allowed values and meaning, and exit")

@@ -18,7 +18,7 @@ import numpy as np
 __all__ = ["INTENSITY_NAMES", "intensity_features", "FEATURES_VERSION", "describe", "feature_names",
            "FeatureSpace", "robust_scale"]
 
-FEATURES_VERSION = "fluo-v2"  # part of the real-feature cache key: bump when any feature changes
+FEATURES_VERSION = "fluo-v2"  # with scattering.SCATTER_VERSION, part of the real-feature cache key: bump when any feature changes
 _QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 INTENSITY_NAMES = tuple(f"int_q{round(q * 100):02d}" for q in _QUANTILES) + (
     "int_std", "int_skew", "noise_sigma", "grad_mean", "grad_q95")

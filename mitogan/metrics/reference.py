@@ -19,6 +19,7 @@ from mitogan.errors import InputError
 from mitogan.fsutil import atomic_write, cache_root, cached_file
 from mitogan.metrics import distances as D
 from mitogan.metrics.features import FEATURES_VERSION, FeatureSpace, describe, feature_names
+from mitogan.metrics.scattering import SCATTER_VERSION
 from mitogan.metrics.protocol import RealSplit, duplicate_groups, split_real
 
 __all__ = ["Reference", "CALIBRATION_DRAWS", "fidelity_distance"]
@@ -129,7 +130,8 @@ class Reference:
         h = hashlib.sha256(np.ascontiguousarray(tiles).tobytes())
         for a in (source, frame):
             h.update(b"-" if a is None else np.ascontiguousarray(np.asarray(a, np.int64)).tobytes())
-        h.update(f"{tiles.shape}|{holdout}|{seed}|{max_tiles}|{FEATURES_VERSION}|{_REFERENCE_VERSION}".encode())
+        h.update(f"{tiles.shape}|{holdout}|{seed}|{max_tiles}|{FEATURES_VERSION}|{SCATTER_VERSION}|{_REFERENCE_VERSION}"
+                 .encode())
         return cache_root() / "metrics" / f"reference-{h.hexdigest()[:16]}.npz"
 
     def save(self, path: Path) -> Path:
