@@ -33,7 +33,13 @@ def register(sub) -> None:
     p.add_argument("--name", default=None, help="search name, one folder name (default: <space>-<date>-<time>)")
     p.add_argument("--resume", metavar="NAME", default=None,
                    help="continue the stopped search NAME in --storage with the options it was started with "
-                        "(finished trials are kept, running ones continue from their last checkpoint)")
+                        "(finished trials are kept, running ones continue from their last checkpoint). Ray "
+                        "unpickles the search's state from the folder, so whoever can write there can run code "
+                        "as you: a folder (or state file) that is group/world-writable or not yours is refused")
+    p.add_argument("--trust-storage", action="store_true",
+                   help="with --resume: resume although the folder is writable by others, or is in an object "
+                        "store (s3://, gs://), whose permissions MitoGAN cannot check; only when everyone who "
+                        "can write there is trusted")
     p.add_argument("--optuna-storage", metavar="URL", default=None,
                    help="an RDB URL for the Optuna study, e.g. sqlite:////abs/study.db (default: the journal "
                         "optuna.log in the search folder)")
@@ -87,7 +93,7 @@ def run(args) -> int:
                          sampler=args.sampler, wandb=args.wandb, channel=args.channel, z=_z(args.z),
                          sim_videos=args.sim_videos, sim_frames=args.sim_frames, progress=not args.quiet,
                          verbose=args.verbose, dashboard=args.dashboard, resume=args.resume,
-                         optuna_storage=args.optuna_storage)
+                         optuna_storage=args.optuna_storage, trust_storage=args.trust_storage)
     try:
         search_dir = run_search(opts)
     except SearchInterrupted as e:

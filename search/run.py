@@ -12,8 +12,8 @@ Ray's own console output stays off unless ``verbose``; ``dashboard`` starts Ray'
 
 Searches survive: SIGINT/SIGTERM stop a search with its state saved (``SearchInterrupted`` carries the
 resume command); ``SearchOptions(resume=NAME)`` continues it with ``Tuner.restore``: finished trials are
-kept, running ones continue from their last checkpoint, the Optuna sampler continues from its saved state
-over the same study. A lost worker is retried from the trial's last checkpoint (``FailureConfig``).
+kept, running ones continue from their last checkpoint, the seeded Optuna sampler proposes what it would have over the
+same study. A lost worker is retried from the trial's last checkpoint (``FailureConfig``).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import json
 import logging
 import math
 import os
@@ -75,6 +76,7 @@ class SearchOptions:
     dashboard: bool = False  # start the Ray dashboard on 127.0.0.1 (local Ray) and print its URL
     resume: str | None = None  # continue the search of this name in ``storage`` (its saved options are used)
     optuna_storage: str | None = None  # an RDB URL for the Optuna study (default: the journal optuna.log)
+    trust_storage: bool = False  # --resume: skip the owner/permission check (needed for object stores)
 
 
 class SearchInterrupted(Exception):
@@ -103,13 +105,21 @@ class _LiveCallbacks(tune.Callback):
     """Forwards Ray's callback hooks to the callbacks this driver set up (fresh ones after a resume)."""
 
     def get_state(self):
+        """JSON text (Ray pickles what this returns; nothing of MitoGAN's needs unpickling to read it)."""
         states = {type(cb).__name__: cb.get_state() for cb in _LIVE["callbacks"]}
-        return {k: v for k, v in states.items() if v} or None
+        states = {k: v for k, v in states.items() if v}
+        return {"json": json.dumps(states, default=_plain)} if states else None
 
     def set_state(self, state):
+        states = json.loads(state["json"]) if "json" in state else state  # a search saved before JSON states
         for cb in _LIVE["callbacks"]:
-            if state.get(type(cb).__name__):
-                cb.set_state(state[type(cb).__name__])
+            if states.get(type(cb).__name__):
+                cb.set_state(states[type(cb).__name__])
+
+
+def _plain(value):
+    """NumPy scalars as plain numbers; anything else not JSON as its text."""
+    return value.item() if hasattr(value, "item") else str(value)
 
 
 def _forward(hook):
@@ -254,9 +264,12 @@ def _resume(opts: SearchOptions):
         return store.local
     known = {f.name for f in fields(SearchOptions)}
     saved = SearchOptions(**{k: v for k, v in (launch.get("options") or {}).items() if k in known})
+    store.check_trusted(opts.trust_storage)  # before Ray unpickles its state from the folder
+    if not store.remote:
+        _check_searcher_state(store.local)
     opts = replace(saved, storage=opts.storage, address=opts.address or saved.address, progress=opts.progress,
                    verbose=opts.verbose, dashboard=opts.dashboard, report=opts.report, resume=opts.resume,
-                   name=opts.resume)
+                   name=opts.resume, trust_storage=opts.trust_storage)
     validate_options(replace(opts, resume=None))
     space = load_space(opts.space, opts.overrides)
     store.pull_journal()
@@ -266,6 +279,16 @@ def _resume(opts: SearchOptions):
     launch = {**launch, "resumed": [*launch.get("resumed", []), time.strftime("%Y-%m-%d %H:%M:%S")]}
     _start_ray(opts)
     return _fit(store, opts, space, launch, restore=restore)
+
+
+def _check_searcher_state(folder: Path) -> None:
+    """The searcher state Ray will hand to ``OptunaAskTell.restore`` (the newest, as Ray picks it) is
+    MitoGAN's JSON: refused in one line here, before Ray starts, rather than inside Ray's restore."""
+    from search.searcher import read_state
+
+    states = sorted(folder.glob("searcher-state-*.pkl"))
+    if states:
+        read_state(states[-1])
 
 
 def _fit(store: SearchStore, opts: SearchOptions, space: Space, launch: dict, restore: bool):
@@ -428,12 +451,10 @@ def _build_tuner(opts, space: Space, store: SearchStore, trainable, mode: str) -
     )
 
 
-def _sampler(opts: SearchOptions):
-    import optuna
+def _sampler(opts: SearchOptions) -> dict:
+    from search.searcher import sampler_spec
 
-    if opts.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=opts.seed)
-    return optuna.samplers.TPESampler(seed=opts.seed, n_startup_trials=min(5, opts.trials))
+    return sampler_spec(opts.sampler, opts.seed, n_startup_trials=min(5, opts.trials))
 
 
 def _trial_dirname(trial) -> str:

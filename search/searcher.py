@@ -11,34 +11,94 @@ trial with no trace of the Ray trial. Here, for every Optuna trial:
   non-convergence policy ended it; FAIL on an error.
 
 So ``optuna-dashboard optuna.log`` and ``optuna.visualization`` tell the same story as the report.
+
+What Ray saves of this searcher (``save``: ``searcher-state-*.pkl``, the name is Ray's) is JSON, and a
+restore refuses anything else: a search folder can be shared (NFS, a bucket), so nothing MitoGAN reads back
+from it is unpickled. The sampler needs no saved random state: :class:`TrialSeeded` draws each trial with a
+seed derived from the search's seed and the trial's number, so its spec (JSON) is all a restore needs.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
-import pickle
 from typing import Callable
 
+import numpy as np
+import optuna
+from optuna.samplers import BaseSampler
 from ray.tune.search import Searcher
 
+from mitogan.errors import MitoganError
 from search.trials import ran_to_end, stop_reason_of
 
-__all__ = ["OptunaAskTell"]
+__all__ = ["OptunaAskTell", "TrialSeeded", "sampler_spec"]
 
 log = logging.getLogger(__name__)
+STATE_VERSION = 1  # of the JSON that ``save`` writes
+
+
+def sampler_spec(kind: str, seed: int, n_startup_trials: int = 5) -> dict:
+    """The JSON description of a seeded sampler: ``kind`` is ``tpe`` or ``random``."""
+    if kind not in ("tpe", "random"):
+        raise ValueError(f"sampler kind {kind!r}: tpe or random")
+    return {"kind": kind, "seed": int(seed), "n_startup_trials": int(n_startup_trials)}
+
+
+class TrialSeeded(BaseSampler):
+    """Optuna's TPE or random sampler, built afresh for every trial with a seed derived from ``(seed, trial
+    number)``. A trial's proposal is then a function of the seed, its number and the study's history (which
+    lives in the study's storage), never of random state held in this process: a restored search proposes
+    exactly what the uninterrupted one would, and the sampler is saved as its spec (:func:`sampler_spec`)."""
+
+    def __init__(self, spec: dict):
+        self.spec = sampler_spec(**spec)
+        self._live: dict[int, BaseSampler] = {}  # trial number -> its sampler, while the trial is sampled
+
+    def _of(self, trial) -> BaseSampler:
+        sampler = self._live.get(trial.number)
+        if sampler is None:
+            seed = int(np.random.SeedSequence([self.spec["seed"], trial.number]).generate_state(1)[0])
+            if self.spec["kind"] == "random":
+                sampler = optuna.samplers.RandomSampler(seed=seed)
+            else:
+                sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=self.spec["n_startup_trials"])
+            self._live[trial.number] = sampler
+        return sampler
+
+    def infer_relative_search_space(self, study, trial):
+        return self._of(trial).infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study, trial, search_space):
+        return self._of(trial).sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self._of(trial).sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study, trial) -> None:
+        self._of(trial).before_trial(study, trial)
+
+    def after_trial(self, study, trial, state, values) -> None:
+        self._of(trial).after_trial(study, trial, state, values)
+        self._live.pop(trial.number, None)
+
+    def reseed_rng(self) -> None:
+        """Nothing to reseed: every trial's seed is derived from the spec's seed and its number."""
 
 
 class OptunaAskTell(Searcher):
     """``space_fn(trial) -> constants`` is a define-by-run space (``search.space.Space.define``).
 
     ``storage``: an Optuna storage, an RDB URL, or a function returning one (called when the study is first
-    needed, so a restored search can put its journal somewhere else than the first run did)."""
+    needed, so a restored search can put its journal somewhere else than the first run did).
+    ``sampler``: a :func:`sampler_spec` (JSON); None: Optuna's default sampler, unseeded."""
 
     def __init__(self, space_fn: Callable, *, metric: str, mode: str, study_name: str, storage=None,
-                 sampler=None, components: tuple[str, ...] = ()):
+                 sampler: dict | None = None, components: tuple[str, ...] = ()):
         super().__init__(metric=metric, mode=mode)
-        self.space_fn, self.study_name, self.storage, self.sampler = space_fn, study_name, storage, sampler
+        self.space_fn, self.study_name, self.storage = space_fn, study_name, storage
+        self.sampler = None if sampler is None else sampler_spec(**sampler)
         self.components = tuple(components)
         self.study = None
         self.trials: dict = {}  # Ray trial id -> optuna.Trial
@@ -47,12 +107,11 @@ class OptunaAskTell(Searcher):
 
     def _study(self):
         if self.study is None:
-            import optuna
-
             storage = self.storage() if callable(self.storage) else self.storage
             # kept: a restore re-opens trials through the storage's public API
             self._storage = optuna.storages.get_storage(storage)
-            self.study = optuna.create_study(study_name=self.study_name, storage=self._storage, sampler=self.sampler,
+            sampler = None if self.sampler is None else TrialSeeded(self.sampler)
+            self.study = optuna.create_study(study_name=self.study_name, storage=self._storage, sampler=sampler,
                                              direction="minimize" if self.mode == "min" else "maximize",
                                              load_if_exists=True)
         return self.study
@@ -82,8 +141,6 @@ class OptunaAskTell(Searcher):
         self.reported[trial_id] = step
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        import optuna
-
         if result:  # Ray passes a trial's last result here, not to on_trial_result, when it stops the trial
             self.on_trial_result(trial_id, result)
         ot_trial = self.trials.pop(trial_id, None)
@@ -112,20 +169,18 @@ class OptunaAskTell(Searcher):
 
     # -- Ray's searcher checkpoint (experiment state): what a restored search needs --------------------------
     def save(self, checkpoint_path: str) -> None:
-        """The sampler (with its random state), which Optuna trial each Ray trial is, and the step
-        bookkeeping. The study itself is not pickled: it lives in its storage (the journal)."""
-        state = {"sampler": self.sampler, "reported": dict(self.reported), "evaluated": dict(self.evaluated),
+        """JSON: the sampler's spec, which Optuna trial each Ray trial is, and the step bookkeeping. The
+        study itself is not saved here: it lives in its storage (the journal)."""
+        state = {"version": STATE_VERSION, "sampler": self.sampler, "reported": dict(self.reported),
+                 "evaluated": dict(self.evaluated),
                  "trial_numbers": {rid: t.number for rid, t in self.trials.items()}}
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(state, f)
+        with open(checkpoint_path, "w") as f:
+            json.dump(state, f, default=_plain)
 
     def restore(self, checkpoint_path: str) -> None:
         """Continue a search: re-attach the Ray trials to their Optuna trials in the study's storage and
         mark Optuna trials that no Ray trial will continue (asked just before the driver died) as FAIL."""
-        import optuna
-
-        with open(checkpoint_path, "rb") as f:
-            state = pickle.load(f)
+        state = read_state(checkpoint_path)
         self.sampler, self.study = state["sampler"], None
         self.reported, self.evaluated = state["reported"], state["evaluated"]
         study = self._study()
@@ -140,3 +195,30 @@ class OptunaAskTell(Searcher):
                 except Exception as e:  # already ended meanwhile
                     log.warning("optuna: could not close orphaned trial %s: %s", frozen.number, e)
 
+
+
+def _plain(value):
+    """NumPy scalars in results (np.float32 is no float) as plain numbers."""
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def read_state(path) -> dict:
+    """The JSON a searcher saved at ``path``, checked; anything else (a pickle, a damaged file) is refused
+    in one line and never executed."""
+    try:
+        with open(path, "rb") as f:
+            state = json.loads(f.read().decode("utf-8"))
+        ok = isinstance(state, dict) and state.get("version") == STATE_VERSION
+        ok = ok and all(isinstance(state.get(k), dict) for k in ("reported", "evaluated", "trial_numbers"))
+        if ok and state["sampler"] is not None:
+            state["sampler"] = sampler_spec(**state["sampler"])
+    except (ValueError, TypeError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise MitoganError(f"{path}: not MitoGAN's searcher state (JSON) ({type(e).__name__}); it was replaced "
+                           "or damaged, and MitoGAN never unpickles it: restore the search folder from a copy "
+                           "you trust or start a new search") from None
+    if not ok:
+        raise MitoganError(f"{path}: not MitoGAN's searcher state (version {STATE_VERSION} JSON); restore the "
+                           "search folder from a copy you trust or start a new search")
+    return state

@@ -18,6 +18,13 @@ The Optuna journal needs POSIX file locks, so on an object store it lives in the
 downloads it first (the longer of the two copies wins: the journal is append-only).
 
 Everything created here follows the umask (``mitogan.fsutil.default_mode``).
+
+Trust: a resumed search runs Ray Tune's ``Tuner.restore``, which unpickles Ray's experiment state from the
+search folder (``tuner.pkl``, ``experiment_state-*.json``, ``search_gen_state-*.json``,
+``callback-states-*.pkl``); whoever can write those files can run code as whoever resumes.
+:meth:`SearchStore.check_trusted` refuses a local folder that others can write to before Ray reads it; an
+object store's permissions cannot be checked from here, so resuming from one needs ``--trust-storage``.
+MitoGAN's own state there is JSON (``search.searcher``) and is never unpickled.
 """
 
 from __future__ import annotations
@@ -187,6 +194,26 @@ class SearchStore:
                 _fetch(self.fs, f.path, dest / relpath)
         return dest
 
+    def check_trusted(self, trust: bool) -> None:
+        """Before Ray unpickles its state on ``--resume``: the search folder and the top-level files Ray
+        reads back (``*.pkl``, ``*.json``) must be owned by this user (or root) and writable by nobody else;
+        an object store needs ``trust`` (``--trust-storage``). One line naming the file otherwise."""
+        if trust:
+            return
+        how = ("pass --trust-storage if everyone who can write there is someone you would let run code as you "
+               "(Ray unpickles the search's state on resume)")
+        if self.remote:
+            raise MitoganError(f"--resume {self.name}: {self.uri} is in an object store, where MitoGAN cannot check "
+                               f"who may write; {how}")
+        files = sorted(p for p in self.local.iterdir() if p.suffix in (".pkl", ".json"))
+        for path in (self.local, *files):
+            why = _untrusted(path.stat())
+            if why:
+                fix = f"chmod go-w {self.local} {self.local}/*.pkl {self.local}/*.json" if "writable" in why else \
+                    "resume it as its owner"
+                raise MitoganError(f"--resume {self.name}: {path} is {why}, so others could plant code that Ray "
+                                   f"would run on resume; {fix}, or {how}")
+
     @property
     def journal(self) -> Path:
         """The local POSIX path of the Optuna journal."""
@@ -224,6 +251,23 @@ def _filesystem(storage: str):
         fs = pafs.S3FileSystem(endpoint_override=url.netloc or url.path, scheme=url.scheme or "https", **kwargs)
         return fs, rest.split("?", 1)[0]
     return pafs.FileSystem.from_uri(storage)
+
+
+def _untrusted(st: os.stat_result) -> str | None:
+    """Why a file with this (followed) stat is writable by someone other than this user, or None."""
+    if st.st_uid not in (os.geteuid(), 0):
+        import pwd
+
+        try:
+            owner = pwd.getpwuid(st.st_uid).pw_name
+        except KeyError:
+            owner = f"uid {st.st_uid}"
+        return f"owned by another user ({owner})"
+    if st.st_mode & 0o002:
+        return "world-writable"
+    if st.st_mode & 0o020:
+        return "group-writable"
+    return None
 
 
 def _fetch(fs, src: str, dest: Path) -> None:

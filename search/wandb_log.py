@@ -105,8 +105,11 @@ class WandbSearchLogger(Callback):
     # Ray checkpoints this with the experiment: after a resume, steps W&B already has are not logged again
     # and the search's table still lists the trials that ended before
     def get_state(self) -> dict:
+        # plain data only: the table needs each ended trial's last step, not its whole last result
         return {"last_step": dict(self.last_step),
-                "ended": {tid: {k: v for k, v in end.items() if k != "trial"} for tid, end in self.ended.items()}}
+                "ended": {tid: {"reason": end["reason"], "status": end["status"], "final": end["final"],
+                                "last": {"step": int(end["last"].get("step", 0))}}
+                          for tid, end in self.ended.items()}}
 
     def set_state(self, state: dict) -> None:
         self.last_step.update(state.get("last_step", {}))

@@ -4,7 +4,7 @@ only trials that ran all their steps are COMPLETE."""
 
 import optuna
 
-from search.searcher import OptunaAskTell
+from search.searcher import OptunaAskTell, sampler_spec
 from search.space import Param, Space
 
 COMPONENTS = ("fidelity", "diversity_gap")
@@ -25,7 +25,7 @@ def result(step, primary, reason="", finished=0, evaluated=True):
 
 def test_trials_carry_ray_ids_stop_reasons_and_step_keyed_values():
     searcher = OptunaAskTell(space().define, metric="primary", mode="min", study_name="t", components=COMPONENTS,
-                             sampler=optuna.samplers.RandomSampler(seed=0))
+                             sampler=sampler_spec("random", 0))
     configs = {tid: searcher.suggest(tid) for tid in ("a", "b", "c", "d")}
     assert all(c["train.steps"] == 60 and "optim.lr_d" in c for c in configs.values())
     for step, value in ((20, 0.8), (30, 0.7), (40, 0.6), (60, 0.5)):
@@ -66,19 +66,19 @@ def test_a_restored_searcher_proposes_what_the_uninterrupted_one_does(tmp_path):
     def make(journal, seed):
         return OptunaAskTell(space().define, metric="primary", mode="min", study_name="t", components=COMPONENTS,
                              storage=lambda: _journal(journal),
-                             sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=2))
+                             sampler=sampler_spec("tpe", seed, n_startup_trials=2))
 
     a = make(tmp_path / "a.log", seed=0)
     for i in range(4):  # past TPE's 2 random start-up trials: later proposals depend on these results
         _finish(a, f"t{i}", a.suggest(f"t{i}"))
     running = a.suggest("t4")  # running while the driver stops
-    a.save(str(tmp_path / "searcher.pkl"))
+    a.save(str(tmp_path / "searcher-state.pkl"))
     shutil.copy(tmp_path / "a.log", tmp_path / "b.log")  # the journal as the stopped search left it
     _finish(a, "t4", running)
     uninterrupted = [a.suggest(f"t{i}") for i in range(5, 8)]
 
     b = make(tmp_path / "b.log", seed=123)  # a new driver process; restore brings the sampler's state back
-    b.restore(str(tmp_path / "searcher.pkl"))
+    b.restore(str(tmp_path / "searcher-state.pkl"))
     _finish(b, "t4", running)  # the running trial continues under its own Optuna trial
     resumed = [b.suggest(f"t{i}") for i in range(5, 8)]
     assert resumed == uninterrupted
@@ -90,13 +90,49 @@ def test_a_restored_searcher_proposes_what_the_uninterrupted_one_does(tmp_path):
 
 def test_trials_asked_after_the_last_checkpoint_are_closed_on_restore(tmp_path):
     a = OptunaAskTell(space().define, metric="primary", mode="min", study_name="t",
-                      storage=lambda: _journal(tmp_path / "a.log"), sampler=optuna.samplers.RandomSampler(seed=0))
+                      storage=lambda: _journal(tmp_path / "a.log"), sampler=sampler_spec("random", 0))
     _finish(a, "t0", a.suggest("t0"))
     a.suggest("t1")
-    a.save(str(tmp_path / "searcher.pkl"))
+    a.save(str(tmp_path / "searcher-state.pkl"))
     a.suggest("t2")  # asked, then the driver died before Ray saved its state: no Ray trial will continue it
     b = OptunaAskTell(space().define, metric="primary", mode="min", study_name="t",
                       storage=lambda: _journal(tmp_path / "a.log"))
-    b.restore(str(tmp_path / "searcher.pkl"))
+    b.restore(str(tmp_path / "searcher-state.pkl"))
     S = optuna.trial.TrialState
     assert [t.state for t in b.study.trials] == [S.COMPLETE, S.RUNNING, S.FAIL]
+
+
+class _Planted:
+    """A pickle that creates ``path`` when it is loaded: what an attacker with write access to a shared
+    search folder would put there."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return open, (self.path, "w")
+
+
+def test_the_saved_state_is_json_and_a_planted_pickle_is_refused_never_run(tmp_path):
+    import json
+    import pickle
+
+    import pytest
+
+    from mitogan.errors import MitoganError
+
+    a = OptunaAskTell(space().define, metric="primary", mode="min", study_name="t",
+                      storage=lambda: _journal(tmp_path / "a.log"), sampler=sampler_spec("tpe", 7))
+    a.suggest("t0")
+    state_file = tmp_path / "searcher-state.pkl"  # the file name is Ray's; the content is JSON
+    a.save(str(state_file))
+    assert json.loads(state_file.read_text())["sampler"] == {"kind": "tpe", "seed": 7, "n_startup_trials": 5}
+    marker = tmp_path / "ran"
+    for planted in (pickle.dumps(_Planted(marker)), b'{"version": 1}', b"[]", b"\x80\x04junk"):
+        state_file.write_bytes(planted)
+        b = OptunaAskTell(space().define, metric="primary", mode="min", study_name="t",
+                          storage=lambda: _journal(tmp_path / "a.log"))
+        with pytest.raises(MitoganError) as e:
+            b.restore(str(state_file))
+        assert len(str(e.value).splitlines()) == 1 and str(state_file) in str(e.value)
+    assert not marker.exists()  # refused, never unpickled
