@@ -9,7 +9,11 @@ Each enabled transform is applied to each image independently with probability `
 - rot90: a random multiple of 90° (k ∈ {1, 2, 3}) with probability p;
 - translation: integer shift by up to 1/8 of the side, revealed border filled with -1 (background);
 - cutout: a square of half the side set to -1 (background);
-- color: brightness shift U(-0.25, 0.25) and contrast scale U(0.5, 1.5) about the image mean.
+- color: brightness shift U(-0.25, 0.25) and contrast scale U(0.5, 1.5) about the image mean;
+- gain: intensity scale g = 2^U(-0.5, 0.5) about the black level, x → (x + 1)·g - 1: a brighter or dimmer
+  sample (laser power, labelling) on the same dark background, which ``color``'s shift would lift.
+
+All of them suit single-channel fluorescence: there is no colour or saturation to jitter.
 
 Randomness comes from the global torch RNG on the images' device (seeded and checkpointed by the
 trainer), so a run is reproducible. ``AdaptiveP`` implements ADA's controller (Karras et al. 2020):
@@ -74,6 +78,11 @@ def _color(x: torch.Tensor, p: float) -> torch.Tensor:
     return _pick(x, (x - mean) * contrast + mean + bright, p)
 
 
+def _gain(x: torch.Tensor, p: float) -> torch.Tensor:
+    g = torch.exp2(torch.rand(x.shape[0], 1, 1, 1, device=x.device, dtype=x.dtype) - 0.5)  # in [0.71, 1.41]
+    return _pick(x, (x + 1.0) * g - 1.0, p)
+
+
 def diff_augment(x: torch.Tensor, cfg, p: float | None = None) -> torch.Tensor:
     """Augment a batch (B, 1, S, S) per ``cfg`` (an ``AugmentConfig``) with probability ``p`` (default cfg.p).
 
@@ -89,6 +98,8 @@ def diff_augment(x: torch.Tensor, cfg, p: float | None = None) -> torch.Tensor:
         x = _rot90(x, p)
     if cfg.color:
         x = _color(x, p)
+    if cfg.gain:
+        x = _gain(x, p)
     if cfg.translation:
         x = _translate(x, p)
     if cfg.cutout:

@@ -376,7 +376,8 @@ class PreprocessConfig(Section):
 class ModelConfig(Section):
     """Generator/discriminator architecture."""
 
-    arch: str = _f("dcgan", "network family", choices=("dcgan", "resnet"))
+    arch: str = _f("dcgan", "network family (fastgan: skip-layer excitation generator, self-supervised "
+                   "discriminator; Liu et al. 2021)", choices=("dcgan", "resnet", "fastgan"))
     latent_dim: int = _f(64, "size of the latent vector z", lo=2, hi=1024)
     g_width: int = _f(32, "generator channels at full resolution (doubles per stage down)", lo=4, hi=1024)
     d_width: int = _f(32, "discriminator channels at full resolution", lo=4, hi=1024)
@@ -385,7 +386,10 @@ class ModelConfig(Section):
     d_norm: str = _f("spectral", "discriminator normalisation",
                      choices=("batch", "instance", "layer", "spectral", "none"))
     activation: str = _f("leaky_relu", "hidden activation (the DCGAN generator uses relu where this says "
-                         "leaky_relu, as in DCGAN)", choices=("relu", "leaky_relu", "elu", "silu"))
+                         "leaky_relu, as in DCGAN; fastgan's generator uses it in its excitation gates only)",
+                         choices=("relu", "leaky_relu", "elu", "silu"))
+    recon_weight: float = _f(1.0, "fastgan only: weight of the discriminator's self-supervised reconstruction "
+                             "loss on real images (0: no decoders)", lo=0.0, hi=100.0)
 
 
 @dataclass
@@ -428,6 +432,8 @@ class AugmentConfig(Section):
     translation: bool = _f(True, "random translation by up to 1/8 of the image")
     cutout: bool = _f(False, "random square cutout of half the image side")
     color: bool = _f(True, "random brightness/contrast")
+    gain: bool = _f(False, "random intensity gain about the black level (-1), as laser power and labelling "
+                    "vary while the background stays dark")
     flips: bool = _f(True, "random horizontal/vertical flips (label-preserving for microscopy)")
     rot90: bool = _f(True, "random 90-degree rotations")
     p: float = _f(1.0, "probability of augmenting each image", lo=0.0, hi=1.0)

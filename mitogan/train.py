@@ -49,7 +49,7 @@ from mitogan.augment import AdaptiveP, diff_augment
 from mitogan.config import Config, save_config, to_flat
 from mitogan.errors import ConfigError, InputError
 from mitogan.fsutil import atomic_write
-from mitogan.models import build_discriminator, build_generator, init_weights
+from mitogan.models import build_discriminator, build_generator, discriminate_real, init_weights
 from mitogan.report import SIGNALS, TrainReport, scalars
 from mitogan.stopping import signals
 
@@ -191,9 +191,10 @@ def _d_step(st: _State, cfg: Config, data: torch.Tensor) -> None:
         with torch.no_grad():
             fake = st.G(z)  # (B, 1, S, S)
         real_a, fake_a = diff_augment(data[idx], cfg.augment, st.ada.p), diff_augment(fake, cfg.augment, st.ada.p)
-        out_r, out_f = st.D(real_a), st.D(fake_a)  # (B,), (B,)
+        out_r, aux = discriminate_real(st.D, real_a)  # (B,), a scalar (a self-supervised D's extra loss)
+        out_f = st.D(fake_a)  # (B,)
         loss = losses.d_loss(kind, out_r, out_f)
-    penalty = torch.zeros((), device=st.device)
+    penalty = aux.float()
     with torch.autocast(device_type=st.device.type, enabled=False):  # penalties in fp32: double backprop
         if kind == "wgan_gp" and cfg.loss.gp_lambda > 0:
             penalty = penalty + cfg.loss.gp_lambda * losses.gradient_penalty(st.D, real_a.float(), fake_a.float())

@@ -4,34 +4,60 @@
 ``build_discriminator(model_cfg, image_size)`` maps (B, 1, S, S) → logits / critic values (B,).
 Every network stores its constructor arguments in ``.config`` so it can be rebuilt from a plain dict:
 ``generator_from_config(g.config)`` + ``load_state_dict`` (export never pickles modules).
+
+A family is one entry of ``FAMILIES``: its generator and discriminator classes and the ``model.*`` keys
+its discriminator takes beyond the common ones. A discriminator that learns more from real images than
+real/fake (FastGAN's reconstruction decoders) defines ``forward_real(x) -> (logits, aux_loss)``; the
+trainer calls it through ``discriminate_real`` and needs no case per family.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import torch
 from torch import nn
 
 from mitogan.models.dcgan import DCGANDiscriminator, DCGANGenerator
+from mitogan.models.fastgan import FastGANDiscriminator, FastGANGenerator
 from mitogan.models.init import INIT_SCHEMES, init_weights
 from mitogan.models.resnet import ResNetDiscriminator, ResNetGenerator
 
 __all__ = ["build_generator", "build_discriminator", "generator_from_config", "discriminator_from_config",
-           "init_weights", "INIT_SCHEMES", "DCGANGenerator", "DCGANDiscriminator", "ResNetGenerator",
-           "ResNetDiscriminator", "count_params"]
+           "discriminate_real", "init_weights", "INIT_SCHEMES", "FAMILIES", "Family", "DCGANGenerator",
+           "DCGANDiscriminator", "ResNetGenerator", "ResNetDiscriminator", "FastGANGenerator",
+           "FastGANDiscriminator", "count_params"]
 
-_G = {"dcgan": DCGANGenerator, "resnet": ResNetGenerator}
-_D = {"dcgan": DCGANDiscriminator, "resnet": ResNetDiscriminator}
+
+@dataclass(frozen=True)
+class Family:
+    """A model family: its networks and the extra ``model.*`` keys its discriminator is built with."""
+
+    generator: type
+    discriminator: type
+    d_keys: tuple[str, ...] = ()
+
+
+FAMILIES = {
+    "dcgan": Family(DCGANGenerator, DCGANDiscriminator),
+    "resnet": Family(ResNetGenerator, ResNetDiscriminator),
+    "fastgan": Family(FastGANGenerator, FastGANDiscriminator, d_keys=("recon_weight",)),
+}
 
 
 def build_generator(model_cfg, image_size: int) -> nn.Module:
     """The generator described by a ``ModelConfig`` for ``image_size`` px tiles (not yet initialised)."""
-    return _G[model_cfg.arch](image_size=image_size, latent_dim=model_cfg.latent_dim, width=model_cfg.g_width,
-                              depth=model_cfg.depth, norm=model_cfg.g_norm, activation=_g_act(model_cfg))
+    return FAMILIES[model_cfg.arch].generator(
+        image_size=image_size, latent_dim=model_cfg.latent_dim, width=model_cfg.g_width, depth=model_cfg.depth,
+        norm=model_cfg.g_norm, activation=_g_act(model_cfg))
 
 
 def build_discriminator(model_cfg, image_size: int) -> nn.Module:
     """The discriminator/critic described by a ``ModelConfig`` (not yet initialised)."""
-    return _D[model_cfg.arch](image_size=image_size, width=model_cfg.d_width, depth=model_cfg.depth,
-                              norm=model_cfg.d_norm, activation=model_cfg.activation)
+    family = FAMILIES[model_cfg.arch]
+    extra = {k: getattr(model_cfg, k) for k in family.d_keys}
+    return family.discriminator(image_size=image_size, width=model_cfg.d_width, depth=model_cfg.depth,
+                                norm=model_cfg.d_norm, activation=model_cfg.activation, **extra)
 
 
 def _g_act(model_cfg) -> str:
@@ -39,22 +65,31 @@ def _g_act(model_cfg) -> str:
     return "relu" if model_cfg.activation == "leaky_relu" and model_cfg.arch == "dcgan" else model_cfg.activation
 
 
+def discriminate_real(disc: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """D's outputs (B,) on real images (B, 1, S, S) and its auxiliary loss on them (a scalar, 0 for most)."""
+    forward_real = getattr(disc, "forward_real", None)
+    if forward_real is None:
+        out = disc(x)
+        return out, out.new_zeros(())
+    return forward_real(x)
+
+
 def generator_from_config(config: dict) -> nn.Module:
     """Rebuild a generator from its ``.config`` dict (then ``load_state_dict`` the weights)."""
-    return _from_config(_G, config, "generator")
+    return _from_config("generator", config)
 
 
 def discriminator_from_config(config: dict) -> nn.Module:
     """Rebuild a discriminator from its ``.config`` dict."""
-    return _from_config(_D, config, "discriminator")
+    return _from_config("discriminator", config)
 
 
-def _from_config(table: dict, config: dict, kind: str) -> nn.Module:
+def _from_config(kind: str, config: dict) -> nn.Module:
     config = dict(config)
     arch = config.pop("arch")
-    if arch not in table:
-        raise ValueError(f"unknown {kind} arch {arch!r} (one of {sorted(table)})")
-    return table[arch](**config)
+    if arch not in FAMILIES:
+        raise ValueError(f"unknown {kind} arch {arch!r} (one of {sorted(FAMILIES)})")
+    return getattr(FAMILIES[arch], kind)(**config)
 
 
 def count_params(module: nn.Module) -> int:

@@ -9,7 +9,7 @@ import torch
 from mitogan.augment import AdaptiveP, diff_augment
 from mitogan.config import AugmentConfig
 
-NONE = dict(translation=False, cutout=False, color=False, flips=False, rot90=False)
+NONE = dict(translation=False, cutout=False, color=False, gain=False, flips=False, rot90=False)
 
 
 def _imgs(b=16, s=16):
@@ -22,7 +22,7 @@ def test_p_zero_is_identity():
     assert diff_augment(x, AugmentConfig(p=0.0)) is x
 
 
-@pytest.mark.parametrize("name", ["translation", "cutout", "color", "flips", "rot90"])
+@pytest.mark.parametrize("name", ["translation", "cutout", "color", "gain", "flips", "rot90"])
 def test_each_transform_changes_images_and_keeps_shape(name):
     x = _imgs()
     y = diff_augment(x, AugmentConfig(**{**NONE, name: True}, p=1.0))
@@ -45,6 +45,18 @@ def test_translation_fills_background():
     assert vals <= {1.0, -1.0} and -1.0 in vals  # revealed border is background, the rest is moved
     shifted = (y == -1).flatten(1).sum(1)
     assert shifted.max() <= 16 * 16 - 14 * 14  # at most a 2-px (1/8 of 16) border in each direction
+
+
+def test_gain_scales_intensity_about_the_black_level():
+    # fluorescence: a brighter or dimmer sample on the same dark background; one factor per image in [2^-0.5, 2^0.5]
+    x = _imgs(b=64)
+    x[:, :, :4] = -1.0  # background rows
+    y = diff_augment(x, AugmentConfig(**{**NONE, "gain": True}, p=1.0))
+    assert torch.equal(y[:, :, :4], x[:, :, :4])
+    g = (y + 1).flatten(1).sum(1) / (x + 1).flatten(1).sum(1)  # (B,) the factor of each image
+    assert torch.allclose(y, (x + 1) * g[:, None, None, None] - 1, atol=1e-5)
+    assert g.min() >= 2 ** -0.5 - 1e-5 and g.max() <= 2 ** 0.5 + 1e-5
+    assert g.std() > 0.1  # drawn per image
 
 
 def test_cutout_area():
