@@ -3,7 +3,7 @@
 The CLI prints ``mitogan: error: <message>`` for these and exits with status 2, never a traceback.
 """
 
-__all__ = ["MitoganError", "InputError", "ConfigError", "one_line"]
+__all__ = ["MitoganError", "InputError", "ConfigError", "one_line", "torch_load_problem"]
 
 
 class MitoganError(Exception):
@@ -34,3 +34,16 @@ def one_line(message: str, limit: int | None = None) -> str:
     """A message as one line (library errors such as unpickling ones span several), at most ``limit`` chars."""
     text = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
     return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
+
+
+def torch_load_problem(e: Exception) -> str:
+    """Why ``torch.load(..., weights_only=True)`` refused a file, as the ``problem`` of an ``InputError``.
+
+    Torch's own text advises re-running with ``weights_only=False``, which runs whatever code the file holds;
+    that advice is never passed on.
+    """
+    text = str(e)
+    if "weights_only" in text or "Weights only" in text or type(e).__name__ == "UnpicklingError":
+        return ("holds Python objects other than tensors (or is damaged); MitoGAN reads tensors only and never "
+                "runs code from a file: re-create it with MitoGAN")
+    return f"cannot be read as PyTorch tensors ({type(e).__name__}: {one_line(text, 200)}); re-create it with MitoGAN"

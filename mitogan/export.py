@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import statistics
 import warnings
 from pathlib import Path
@@ -35,16 +36,17 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mitogan.errors import InputError
+from mitogan.errors import InputError, MitoganError, one_line, torch_load_problem
 from mitogan.fsutil import cache_root, sha256_file
 
 __all__ = ["export_bundle", "load_generator", "load_discriminator", "load_bundle_config", "BUNDLE_FORMAT",
-           "BUNDLE_VERSION", "sample_latents", "intensity_mapping"]
+           "BUNDLE_VERSION", "sample_latents", "intensity_mapping", "checked_checkpoint", "flagged_copying"]
 
 BUNDLE_FORMAT = "mitogan-generator-bundle"
 BUNDLE_VERSION = 1
 _FILES = ("generator.safetensors", "generator.pt", "discriminator.safetensors", "config.json", "metrics.json", "generator.pt2",
           "generator.torchscript", "samples.png", "README.md")
+_READ = ("config.json", "generator.pt", "generator.safetensors")  # what load_generator reads: always listed
 # Ray Tune's per-result bookkeeping: not properties of the generator, left out of metrics.json and the card
 _BOOKKEEPING = {"pid", "hostname", "node_ip", "done", "iterations_since_restore", "training_iteration",
                 "timestamp", "date", "trial_id", "experiment_id", "experiment_tag", "checkpoint_dir_name",
@@ -62,7 +64,8 @@ def sample_latents(latent_dim: int, n: int, seed: int, offset: int = 0) -> torch
 
 
 def export_bundle(checkpoint, out_dir, *, metrics: dict | None = None, source: dict | None = None,
-                  intensity=None, data: dict | None = None, overwrite: bool = False) -> Path:
+                  intensity=None, data: dict | None = None, overwrite: bool = False,
+                  allow_copying: bool = False) -> Path:
     """Write a bundle from a ``mitogan.train`` checkpoint file (its EMA generator and its discriminator) to
     ``out_dir``.
 
@@ -73,19 +76,28 @@ def export_bundle(checkpoint, out_dir, *, metrics: dict | None = None, source: d
     units, either ``{"lo", "hi"}`` or the tiles' per-video mappings (default: ``data["intensity"]``),
     summarised by ``intensity_mapping``.
     ``out_dir`` must be new, empty, or a bundle MitoGAN wrote; the latter is replaced only with ``overwrite``.
-    Anything else is refused with one line and left
+    A generator whose metrics flag it as copying its training data (:func:`flagged_copying`) is refused in one
+    line unless ``allow_copying``; then the bundle records ``"allow_copying": true`` (config.json, card) and a
+    warning is issued. Anything else is refused with one line and left
     as it was. The bundle is built in a temporary folder and renamed into place, so a crash leaves no half
     bundle and the old one stays until the new one is complete.
     """
     from mitogan.fsutil import atomic_dir, claim_output_dir
     from mitogan.models import generator_from_config
-    from mitogan.train import load_checkpoint
 
     out_dir = Path(out_dir)
+    copying = flagged_copying(metrics or {})
+    if copying and not allow_copying:
+        raise MitoganError(f"{checkpoint}: its metrics flag the generator as copying its training data (copying = "
+                           f"{(metrics or {}).get('copying')!r}): a bundle would share near-copies of training tiles; "
+                           "nothing was exported (pass --allow-copying to export it anyway)")
+    if copying:
+        warnings.warn(f"{checkpoint}: exporting a generator flagged as copying its training data (--allow-copying); "
+                      "the bundle records allow_copying: true", UserWarning, stacklevel=2)
     # bundles written before they carried the marker are recognised by their config + checksums
     claim_output_dir(out_dir, "bundle", overwrite=overwrite,
                      create=False, legacy=("config.json", "checksums.sha256"))
-    ckpt = load_checkpoint(checkpoint)
+    ckpt = checked_checkpoint(checkpoint)
     gen = generator_from_config(ckpt["generator_config"])
     gen.load_state_dict(ckpt["EMA"])
     gen.eval()
@@ -94,10 +106,34 @@ def export_bundle(checkpoint, out_dir, *, metrics: dict | None = None, source: d
     data.setdefault("intensity", None)
     info = {"metrics": {k: v for k, v in (metrics or {}).items() if not _is_bookkeeping(k)},
             "source": _portable(dict(source or {}), base), "data": data,
-            "intensity": intensity_mapping(intensity if intensity is not None else data.get("intensity"))}
+            "intensity": intensity_mapping(intensity if intensity is not None else data.get("intensity")),
+            "allow_copying": copying}
     with atomic_dir(out_dir, "bundle", {"format": BUNDLE_FORMAT}) as tmp:
         _write_files(tmp, gen, ckpt, info)
     return out_dir
+
+
+def checked_checkpoint(path) -> dict:
+    """``mitogan.train.load_checkpoint``, with torch's advice to retry with unsafe loading left out of the
+    one-line error (a checkpoint that is not tensors only is refused, never unpickled)."""
+    from mitogan.train import load_checkpoint
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's pickle-protocol chatter: the error says what matters
+            return load_checkpoint(path)
+    except InputError as e:
+        if "weights_only" in e.problem or "Weights only" in e.problem:
+            problem = torch_load_problem(Exception(e.problem))
+            raise InputError(e.path, f"not a MitoGAN checkpoint: it {problem}") from None
+        raise
+
+
+def flagged_copying(metrics: dict) -> bool:
+    """Whether a run's or trial's metrics flag its generator as copying its training data: ``copying`` is
+    True (the metrics layer's flag) or 1 (the same flag as a number, as search trial results carry it)."""
+    value = metrics.get("copying")
+    return value is True or (isinstance(value, (int, float)) and not isinstance(value, bool) and value == 1)
 
 
 def intensity_mapping(intensity) -> dict | None:
@@ -161,6 +197,8 @@ def _write_files(d: Path, gen: nn.Module, ckpt: dict, info: dict) -> None:
                          if intensity else None, "intensity": intensity},
               "pixel_size_um": _pixel_size(info["data"], ckpt["config"]),
               "trial_config": ckpt["config"], "step": int(ckpt["step"])}
+    if info["allow_copying"]:  # exported although its metrics flag it as copying its training data
+        config["allow_copying"] = True
     (d / "config.json").write_text(json.dumps(config, indent=2))
     (d / "metrics.json").write_text(json.dumps({"metrics": info["metrics"], "source": info["source"],
                                                 "data": info["data"], "step": int(ckpt["step"])},
@@ -214,34 +252,89 @@ def _save_programs(gen: nn.Module, z: torch.Tensor, d: Path) -> None:
 
 
 def load_bundle_config(bundle) -> dict:
-    """Verify a bundle (files present, checksums, format version) and return its config.json."""
-    bundle = Path(bundle)
+    """Verify a bundle completely and return its config.json, or raise a one-line ``InputError``.
+
+    Complete means: ``checksums.sha256`` lists every bundle file the folder holds (and at least the files the
+    loaders read: config.json, both generator weight files, the discriminator when config.json names one),
+    lists nothing else (no paths outside the bundle, no unknown names, no duplicates), every listed file
+    matches, config.json has a known format and version, and every path it names is a listed file of the
+    bundle. Checksums are integrity (the files are the ones export wrote, undamaged), not authenticity:
+    whoever can write the folder can also rewrite the list, so trust a bundle as you trust its source.
+    """
+    return _verified(Path(bundle))[0]
+
+
+def _verified(bundle: Path) -> tuple[dict, dict[str, Path]]:
+    """(config.json, {listed name: its path}) of a completely verified bundle (see ``load_bundle_config``)."""
     if not bundle.is_dir():
         raise InputError(bundle, "not a generator bundle directory (make one with `mitogan export`)")
-    sums = bundle / "checksums.sha256"
-    if not sums.is_file():
-        raise InputError(sums, "missing: the bundle is incomplete (re-run `mitogan export`)")
-    for line in sums.read_text().splitlines():
-        digest, _, name = line.partition("  ")
+    listed = _checksum_list(bundle)
+    files = {}
+    for name, digest in listed.items():
         f = bundle / name
         if not f.is_file():
             raise InputError(f, "missing: the bundle is incomplete (re-run `mitogan export`)")
+        if not f.resolve().is_relative_to(bundle.resolve()):
+            raise InputError(f, "links outside the bundle; a bundle's files must be its own (re-run `mitogan export`)")
         if sha256_file(f) != digest:
             raise InputError(f, "checksum mismatch: the file was changed or damaged after export")
+        files[name] = f
     try:
-        config = json.loads((bundle / "config.json").read_text())
-    except ValueError as e:
+        config = json.loads(files["config.json"].read_text())
+    except (ValueError, UnicodeDecodeError) as e:
         raise InputError(bundle / "config.json", f"not valid JSON ({e})") from None
-    if config.get("format") != BUNDLE_FORMAT:
-        raise InputError(bundle / "config.json", f"not a MitoGAN generator bundle (format {config.get('format')!r})")
+    if not isinstance(config, dict) or config.get("format") != BUNDLE_FORMAT:
+        raise InputError(bundle / "config.json", "not a MitoGAN generator bundle (format "
+                                                 f"{config.get('format') if isinstance(config, dict) else None!r})")
     if config.get("format_version") != BUNDLE_VERSION:
         raise InputError(bundle / "config.json", f"unknown bundle format version {config.get('format_version')!r} "
                                                  f"(this MitoGAN reads version {BUNDLE_VERSION}); upgrade mitogan")
-    return config
+    weights = config.get("discriminator_weights")
+    if weights not in (None, "discriminator.safetensors"):  # the one name a bundle uses; unlisted = absent
+        raise InputError(bundle / "config.json", f"discriminator_weights {weights!r} is not a file of this bundle's "
+                                                 "checksum list; paths in a bundle stay inside it (re-run `mitogan "
+                                                 "export`)")
+    return config, files
+
+
+def _checksum_list(bundle: Path) -> dict[str, str]:
+    """``checksums.sha256`` as {file name: sha256}, refused in one line unless it is complete and names only
+    the bundle's own files (never a path: nothing outside the folder is read because a list names it)."""
+    sums = bundle / "checksums.sha256"
+    if not sums.is_file():
+        raise InputError(sums, "missing: the bundle is incomplete (re-run `mitogan export`)")
+    try:
+        lines = sums.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(sums, f"unreadable ({type(e).__name__}); re-run `mitogan export`") from None
+    listed: dict[str, str] = {}
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        digest, sep, name = line.partition("  ")
+        if not sep or not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise InputError(sums, f"line {number} is not '<sha256>  <file>': the list is damaged (re-run "
+                                   "`mitogan export`)")
+        if name not in _FILES:
+            raise InputError(sums, f"line {number} names {name!r}, which is not a file of a bundle (the list may "
+                                   "name only the bundle's own files); re-run `mitogan export`")
+        if name in listed:
+            raise InputError(sums, f"line {number} lists {name} a second time; re-run `mitogan export`")
+        listed[name] = digest
+    if not listed:
+        raise InputError(sums, "lists no files, so nothing would be verified; re-run `mitogan export`")
+    unlisted = [n for n in _FILES if n not in listed and (n in _READ or (bundle / n).exists())]
+    if unlisted:
+        raise InputError(sums, f"does not list {unlisted[0]}, so it would be used unverified; the list is "
+                               "incomplete (re-run `mitogan export`)")
+    return listed
 
 
 def load_generator(bundle, device: str | torch.device = "cpu") -> nn.Module:
     """The bundle's generator, verified, in eval mode on ``device``: ready for ``torch.inference_mode()``.
+
+    Both weight files are read and must hold the same tensors (and ``generator.safetensors`` the same
+    generator config as config.json): a bundle whose copies disagree is refused, whichever one was changed.
 
     >>> G = load_generator("runs/my-search/best")             # doctest: +SKIP
     >>> with torch.inference_mode():                            # doctest: +SKIP
@@ -249,14 +342,59 @@ def load_generator(bundle, device: str | torch.device = "cpu") -> nn.Module:
     """
     from mitogan.models import generator_from_config
 
-    config = load_bundle_config(bundle)
+    config, files = _verified(Path(bundle))
     gen = generator_from_config(config["generator"])
+    state = _torch_weights(files["generator.pt"])
+    same, meta = _safetensors_weights(files["generator.safetensors"])
+    _check_agree(files["generator.safetensors"], state, same, meta.get("mitogan_generator"), config["generator"])
     try:
-        state = torch.load(Path(bundle) / "generator.pt", map_location="cpu", weights_only=True)
         gen.load_state_dict(state)
     except Exception as e:
-        raise InputError(Path(bundle) / "generator.pt", f"cannot load the weights ({type(e).__name__}: {e})") from None
+        raise InputError(files["generator.pt"], f"cannot load the weights ({type(e).__name__}: "
+                                                f"{one_line(str(e), 200)}); re-run `mitogan export`") from None
     return gen.eval().to(device)
+
+
+def _torch_weights(path: Path) -> dict:
+    """A ``torch.save``d state_dict, read with ``weights_only=True`` (anything but tensors is refused)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's pickle-protocol chatter: the error below says what matters
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise InputError(path, torch_load_problem(e)) from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise InputError(path, "does not hold a state_dict of tensors; re-run `mitogan export`")
+    return state
+
+
+def _safetensors_weights(path: Path) -> tuple[dict, dict]:
+    """A safetensors file's tensors and metadata; damage (truncation, a bad header) is one line."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt", device="cpu") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+    except Exception as e:
+        raise InputError(path, f"cannot be read ({type(e).__name__}: {one_line(str(e), 200)}); re-run "
+                               "`mitogan export`") from None
+
+
+def _check_agree(path: Path, state: dict, other: dict, other_cfg: str | None, cfg: dict) -> None:
+    """Refuse a bundle whose generator.safetensors differs from generator.pt (tensors or generator config)."""
+    def same(a: torch.Tensor, b: torch.Tensor) -> bool:  # bit for bit (NaNs included)
+        return a.dtype == b.dtype and a.shape == b.shape and torch.equal(
+            a.contiguous().flatten().view(torch.uint8), b.contiguous().flatten().view(torch.uint8))
+
+    differ = sorted(set(state) ^ set(other)) or [k for k in state if not same(state[k], other[k])]
+    try:
+        cfg_differs = other_cfg is None or json.loads(other_cfg) != cfg
+    except ValueError:
+        cfg_differs = True
+    if differ or cfg_differs:
+        what = f"tensor {differ[0]!r}" if differ else "the generator config in its metadata"
+        raise InputError(path, f"does not agree with generator.pt and config.json ({what} differs): the bundle's "
+                               "weight files are inconsistent; re-run `mitogan export`")
 
 
 def load_discriminator(bundle, device: str | torch.device = "cpu") -> nn.Module:
@@ -264,21 +402,21 @@ def load_discriminator(bundle, device: str | torch.device = "cpu") -> nn.Module:
 
     Bundles exported before MitoGAN kept the discriminator have none: that is a one-line ``InputError``.
     """
-    from safetensors.torch import load_file
-
     from mitogan.models import discriminator_from_config
 
     bundle = Path(bundle)
-    config = load_bundle_config(bundle)
-    path = bundle / str(config.get("discriminator_weights") or "discriminator.safetensors")
-    if not config.get("discriminator") or not path.is_file():
+    config, files = _verified(bundle)
+    path = files.get(config.get("discriminator_weights") or "discriminator.safetensors")
+    if not config.get("discriminator") or path is None:
         raise InputError(bundle, "the bundle has no discriminator (it was exported before bundles kept one); "
                                  "re-export it from its run or search with `mitogan export`")
     disc = discriminator_from_config(config["discriminator"])
+    state, _ = _safetensors_weights(path)
     try:
-        disc.load_state_dict(load_file(str(path), device="cpu"))
+        disc.load_state_dict(state)
     except Exception as e:
-        raise InputError(path, f"cannot load the weights ({type(e).__name__}: {e})") from None
+        raise InputError(path, f"cannot load the weights ({type(e).__name__}: {one_line(str(e), 200)}); re-run "
+                               "`mitogan export`") from None
     return disc.eval().to(device)
 
 
@@ -293,7 +431,13 @@ def _model_card(config: dict, info: dict) -> str:
              "mitogan": {"format": BUNDLE_FORMAT, "format_version": BUNDLE_VERSION, "image_size": config["image_size"],
                          "latent_dim": config["latent_dim"], "step": config["step"],
                          "pixel_size_um": config["pixel_size_um"]}}
+    if config.get("allow_copying"):
+        front["mitogan"]["allow_copying"] = True
+    warning = (["> **Warning: this generator copies its training data.** Its metrics flag it (`copying`) and it was "
+                "exported with `--allow-copying`: generated tiles may be near-copies of training tiles. Do not share "
+                "its output where the training data may not go.", ""] if config.get("allow_copying") else [])
     body = [f"# MitoGAN generator ({g.get('arch')}, {config['image_size']}×{config['image_size']} px)", "",
+            *warning,
             "Synthetic fluorescence-microscopy tiles of mitochondria from a GAN found by a MitoGAN search.", "",
             "![samples](samples.png)", "",
             *_card_model(config), *_card_use(config), *_card_intended(), *_card_data(config, info),

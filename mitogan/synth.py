@@ -263,9 +263,10 @@ def synthesize(bundle, out_dir, opts: SynthOptions, reference: np.ndarray | None
                                         f"{config['generator']['image_size']} px images")
     out = Path(out_dir)
     _check_resources(out, opts, int(config["generator"]["image_size"]))
-    claim_output_dir(out, "synth", resume=True, legacy=(".synth-run.json",))
     gen = load_generator(bundle, device=device)
     spec = TiffSpec.from_bundle(config, opts)
+    # claimed only once the inputs are known good: a refused bundle leaves no folder a rerun would refuse
+    claim_output_dir(out, "synth", resume=True, legacy=(".synth-run.json",))
     (out / "parts").mkdir(parents=True, exist_ok=True)
     _check_same_run(out, bundle, opts)
     state = _resume(out, opts, spec)

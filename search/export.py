@@ -11,8 +11,12 @@ from search.trials import best_trial, collect_trials
 __all__ = ["export_search", "checkpoint_of"]
 
 
-def export_search(search_dir, out=None, trial_id: str | None = None, overwrite: bool = False) -> Path:
+def export_search(search_dir, out=None, trial_id: str | None = None, overwrite: bool = False,
+                  allow_copying: bool = False) -> Path:
     """Export the best finished trial (or ``trial_id``) of a search as a generator bundle.
+
+    A trial whose results flag its generator as copying its training data (``copying`` 1) is refused in one
+    line unless ``allow_copying`` (see ``mitogan.export.export_bundle``).
 
     Default destination: ``<search_dir>/best`` (or ``<search_dir>/trial-<id>`` for ``trial_id``); an earlier
     bundle there is replaced only with ``overwrite`` (and only once the new one is complete).
@@ -44,7 +48,7 @@ def export_search(search_dir, out=None, trial_id: str | None = None, overwrite: 
               "primary_name": PRIMARY_NAME, "primary_mode": PRIMARY_MODE, "data": data.get("sources")}
     dest = Path(out) if out else search_dir / ("best" if not trial_id else f"trial-{chosen.trial_id}")
     return export_bundle(ckpt, dest, metrics=metrics, source=source, intensity=data.get("intensity"),
-                         overwrite=overwrite)
+                         overwrite=overwrite, allow_copying=allow_copying)
 
 
 def checkpoint_of(trial_dir: Path) -> Path:

@@ -15,6 +15,9 @@ def register(sub) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing bundle at --out (only once the new one is complete)")
     p.add_argument("--trial", default=None, help="export this trial id instead of the best one")
+    p.add_argument("--allow-copying", action="store_true",
+                   help="export a generator whose metrics flag it as copying its training data (refused without "
+                        "this; the bundle then records allow_copying: true)")
     p.set_defaults(func=run)
 
 
@@ -34,7 +37,8 @@ def run(args) -> int:
         _check_out(Path(args.out), run_dir, inside_ok=False)
         metrics = _last_metrics(run_dir / "metrics.jsonl")
         bundle = export_bundle(ckpt, args.out, metrics=metrics, source={"run_dir": str(run_dir.resolve())},
-                               data=_data_info(run_dir / "data.json"), overwrite=args.overwrite)
+                               data=_data_info(run_dir / "data.json"), overwrite=args.overwrite,
+                               allow_copying=args.allow_copying)
     else:
         from mitogan.cli import plugin
 
@@ -44,7 +48,8 @@ def run(args) -> int:
                                f"project (make install) rather than the mitogan package alone")
         if args.out:
             _check_out(Path(args.out), src, inside_ok=True)
-        bundle = export_search(src, out=args.out, trial_id=args.trial, overwrite=args.overwrite)
+        bundle = export_search(src, out=args.out, trial_id=args.trial, overwrite=args.overwrite,
+                               allow_copying=args.allow_copying)
     print(f"bundle: {bundle}")
     return 0
 

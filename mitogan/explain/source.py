@@ -26,10 +26,10 @@ class Source:
 
 
 def _from_checkpoint(ckpt_path: Path, info: dict) -> Source:
+    from mitogan.export import checked_checkpoint
     from mitogan.models import discriminator_from_config, generator_from_config
-    from mitogan.train import load_checkpoint
 
-    ckpt = load_checkpoint(ckpt_path)
+    ckpt = checked_checkpoint(ckpt_path)
     if "D" not in ckpt or "discriminator_config" not in ckpt:
         raise InputError(ckpt_path, "the checkpoint holds no discriminator (not a `mitogan train` checkpoint)")
     d = discriminator_from_config(ckpt["discriminator_config"])

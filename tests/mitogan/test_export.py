@@ -6,6 +6,7 @@ import os
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -57,6 +58,7 @@ def test_bundle_export_torchscript_and_checkpoint_give_identical_images(trained,
 # the editable-install finder removed, and ``mitogan`` blocked in sys.modules.
 _STANDALONE = """
 import sys
+from pathlib import Path
 sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in type(f).__module__ + repr(f)]
 sys.modules["mitogan"] = None
 import numpy as np, torch
@@ -287,3 +289,173 @@ def test_a_failed_export_keeps_the_old_bundle(trained, tmp_path, capsys):
     bad.write_bytes(b"not a checkpoint")
     rc, err = _cli(["export", str(bad), "--out", str(out), "--overwrite"], capsys)
     assert rc == 2 and _tree(out) == before
+
+
+# ------------------------------------------------------------ a bundle verifies completely or not at all
+@pytest.fixture(scope="module")
+def pristine(trained, tmp_path_factory):
+    """One bundle exported once for the module; tests change copies of it (``fresh``)."""
+    return export_bundle(trained, tmp_path_factory.mktemp("pristine") / "bundle")
+
+
+@pytest.fixture
+def fresh(pristine, tmp_path):
+    import shutil
+
+    return Path(shutil.copytree(pristine, tmp_path / "bundle"))
+
+
+def _sign(bundle, names, extra=""):
+    """Rewrite checksums.sha256 to list ``names`` (with their current sums), then ``extra`` lines."""
+    import hashlib
+
+    (bundle / "checksums.sha256").write_text("".join(
+        f"{hashlib.sha256((bundle / n).read_bytes()).hexdigest()}  {n}\n" for n in names) + extra)
+
+
+def _names(bundle):
+    return [line.split("  ")[1] for line in (bundle / "checksums.sha256").read_text().splitlines()]
+
+
+def _refused(bundle, match, load=load_generator):
+    with pytest.raises(InputError, match=match) as e:
+        load(bundle)
+    assert "\n" not in str(e.value)
+    return str(e.value)
+
+
+def test_a_list_without_the_weights_line_is_refused(fresh):
+    # zeroed generator.pt whose line was dropped: before, it loaded (rc 0) with zero weights
+    state = torch.load(fresh / "generator.pt", weights_only=True)
+    torch.save({k: torch.zeros_like(v) for k, v in state.items()}, fresh / "generator.pt")
+    _sign(fresh, [n for n in _names(fresh) if n != "generator.pt"])
+    _refused(fresh, r"checksums.sha256: does not list generator.pt")
+
+
+@pytest.mark.parametrize("text", ["", "\n\n"])
+def test_an_empty_list_is_refused(fresh, text):
+    (fresh / "checksums.sha256").write_text(text)
+    _refused(fresh, r"checksums.sha256: lists no files")
+
+
+def test_an_unlisted_bundle_file_is_refused(fresh):
+    _sign(fresh, [n for n in _names(fresh) if n != "metrics.json"])
+    _refused(fresh, r"does not list metrics.json")
+
+
+def test_a_list_naming_a_file_outside_the_bundle_is_refused_unread(fresh, tmp_path, monkeypatch):
+    import hashlib
+
+    import mitogan.export as ex
+
+    outside = tmp_path / "secret"
+    outside.write_text("x")
+    read = []
+    monkeypatch.setattr(ex, "sha256_file", lambda p: read.append(Path(p)) or hashlib.sha256(Path(p).read_bytes()).hexdigest())
+    for name in ("../secret", str(outside), "../../../../etc/hostname", "sub/generator.pt"):
+        _sign(fresh, _names(fresh)[:9], extra=f"{hashlib.sha256(b'x').hexdigest()}  {name}\n")
+        _refused(fresh, r"checksums.sha256: line 10 names .* not a file of a bundle")
+    assert all(p.parent == fresh for p in read)  # nothing outside the bundle was opened
+
+
+@pytest.mark.parametrize("line", ["nonsense", "abc  generator.pt", "0" * 64 + " generator.pt"])
+def test_a_malformed_list_is_refused(fresh, line):
+    (fresh / "checksums.sha256").write_text((fresh / "checksums.sha256").read_text() + line + "\n")
+    _refused(fresh, r"checksums.sha256: line 10 is not '<sha256>  <file>'")
+
+
+def test_a_listed_file_that_links_outside_is_refused(fresh, tmp_path):
+    import shutil
+
+    shutil.move(fresh / "generator.pt", tmp_path / "elsewhere.pt")
+    (fresh / "generator.pt").symlink_to(tmp_path / "elsewhere.pt")  # same bytes: its checksum still matches
+    _refused(fresh, r"generator.pt: links outside the bundle")
+
+
+@pytest.mark.parametrize("where", ["../x.safetensors", "/tmp/x.safetensors", "generator.safetensors.missing"])
+def test_config_paths_stay_inside_the_bundle(fresh, where):
+    from mitogan.export import load_discriminator
+
+    config = json.loads((fresh / "config.json").read_text())
+    config["discriminator_weights"] = where
+    (fresh / "config.json").write_text(json.dumps(config))
+    _sign(fresh, _names(fresh))
+    _refused(fresh, r"config.json: discriminator_weights .* is not a file of this bundle", load=load_bundle_config)
+    _refused(fresh, r"config.json: discriminator_weights", load=load_discriminator)
+
+
+@pytest.mark.parametrize("damage", ["zeroed", "truncated", "other config"])
+def test_both_weight_files_are_verified_and_must_agree(fresh, damage):
+    from safetensors.torch import load_file, save_file
+
+    path = fresh / "generator.safetensors"
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[:-100])
+        match = r"generator.safetensors: cannot be read"
+    else:
+        state = load_file(str(path))
+        config = json.loads((fresh / "config.json").read_text())["generator"]
+        if damage == "zeroed":
+            state = {k: torch.zeros_like(v) for k, v in state.items()}
+        else:
+            config = {**config, "width": config["width"] * 2}
+        save_file(state, str(path), metadata={"format": "pt", "mitogan_generator": json.dumps(config)})
+        match = r"generator.safetensors: does not agree with generator.pt"
+    _sign(fresh, _names(fresh))  # re-signed: integrity alone cannot tell
+    _refused(fresh, match)
+
+
+def test_a_pickle_in_the_weights_gets_no_unsafe_advice(fresh):
+    import pickle
+
+    (fresh / "generator.pt").write_bytes(pickle.dumps(os.getcwd))  # not tensors: never unpickled
+    _sign(fresh, _names(fresh))
+    message = _refused(fresh, r"generator.pt: holds Python objects other than tensors")
+    assert "weights_only" not in message and "False" not in message
+
+
+def test_the_untouched_bundle_verifies(fresh):
+    from mitogan.export import load_discriminator
+
+    assert load_generator(fresh).config == load_bundle_config(fresh)["generator"]
+    load_discriminator(fresh)
+
+
+def test_a_pickled_checkpoint_is_one_line_without_unsafe_advice(tmp_path, capsys):
+    import pickle
+
+    (tmp_path / "run").mkdir()
+    bad = tmp_path / "run" / "checkpoint.pt"
+    bad.write_bytes(pickle.dumps(os.getcwd))
+    rc, err = _cli(["export", str(bad), "--out", str(tmp_path / "b")], capsys)
+    assert rc == 2 and err.count("\n") == 1 and "holds Python objects other than tensors" in err
+    assert "weights_only" not in err and not (tmp_path / "b").exists()
+
+
+# ------------------------------------------------------------------- a generator that copies its training data
+def test_export_refuses_a_generator_flagged_as_copying_unless_allowed(trained, tmp_path, capsys):
+    import shutil
+
+    run = Path(shutil.copytree(trained.parent, tmp_path / "run"))
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"step": 4, "primary": 0.3, "copying": True}) + "\n")  # the metrics layer's flag
+    rc, err = _cli(["export", str(run), "--out", str(tmp_path / "b")], capsys)
+    assert rc == 2 and err.count("\n") == 1 and "copying its training data" in err and "--allow-copying" in err
+    assert not (tmp_path / "b").exists()
+    rc, err = _cli(["export", str(run), "--out", str(tmp_path / "b"), "--allow-copying"], capsys)
+    assert rc == 0 and err.count("\n") == 1 and "warning" in err and "copying" in err
+    assert load_bundle_config(tmp_path / "b")["allow_copying"] is True
+    card = (tmp_path / "b" / "README.md").read_text()
+    assert "allow_copying: true" in card and "copies its training data" in card
+
+
+def test_a_search_trial_flag_is_the_number_one(trained, tmp_path):
+    # search trial results carry the flag as 1.0/0.0 (export_search passes them on as metrics)
+    from mitogan.errors import MitoganError
+    from mitogan.export import flagged_copying
+
+    assert flagged_copying({"copying": 1.0}) and flagged_copying({"copying": True})
+    assert not any(flagged_copying({"copying": v}) for v in (0.0, False, None, "1", 0.5))
+    with pytest.raises(MitoganError, match="copying its training data"):
+        export_bundle(trained, tmp_path / "b", metrics={"copying": 1.0})
+    assert not (tmp_path / "b").exists()

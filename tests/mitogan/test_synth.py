@@ -281,3 +281,22 @@ def test_a_synth_folder_from_before_markers_still_resumes(bundle, tmp_path):
     s = synthesize(bundle, out, SynthOptions(n=8, batch_size=4), progress=False)
     assert s["resumed_batches"] == 1 and s["kept"] == 8
     assert json.loads((out / ".mitogan.json").read_text())["kind"] == "synth"
+
+
+def test_a_refused_bundle_leaves_no_folder_that_a_correct_rerun_refuses(bundle, tmp_path, capsys):
+    import hashlib
+    import pickle
+
+    from mitogan.cli import main
+
+    good = (bundle / "generator.pt").read_bytes()
+    sums = (bundle / "checksums.sha256").read_text()
+    (bundle / "generator.pt").write_bytes(pickle.dumps(print))  # re-signed: only loading it can tell
+    (bundle / "checksums.sha256").write_text(sums.replace(hashlib.sha256(good).hexdigest(),
+                                                          hashlib.sha256(pickle.dumps(print)).hexdigest()))
+    argv = ["synth", str(bundle), "-n", "3", "--batch-size", "3", "--out", str(tmp_path / "s"), "-q"]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.count("\n") == 1 and not (tmp_path / "s").exists()
+    (bundle / "generator.pt").write_bytes(good)
+    (bundle / "checksums.sha256").write_text(sums)
+    assert main(argv) == 0 and len(read_manifest(tmp_path / "s")) == 3
