@@ -19,14 +19,15 @@ same study. A lost worker is retried from the trial's last checkpoint (``Failure
 from __future__ import annotations
 
 import contextlib
-import functools
 import io
 import json
 import logging
 import math
 import os
 import signal
+import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -90,10 +91,19 @@ class SearchInterrupted(Exception):
 
 # What Ray pickles into its experiment state must not hold this driver's objects (a resumed search runs in
 # another process, maybe on another machine): the callbacks and the Optuna storage are looked up here.
-_LIVE: dict = {"callbacks": [], "optuna_storage": None}
+_LIVE: dict = {"callbacks": [], "optuna_storage": None, "ray_pids": []}
 # Ray saves its experiment state (trials, searcher) at most this often: a driver killed right after a trial
 # ended loses at most this much bookkeeping (a trial resumed from its final checkpoint trains no step again)
 EXPERIMENT_STATE_PERIOD_S = "2"
+# after SIGTERM, how long Ray Tune may take to save its state and stop before the driver ends itself
+# (Slurm's KillWait and systemd's stop timeout are 30 s and more); a dead local Ray ends it at once
+STOP_GRACE_S = 25.0
+# how long the SIGTERM handler watches for the local Ray's processes dying with the driver (a
+# process-group stop); Ray's Python helpers die within ~0.3 s of SIGTERM
+GROUP_STOP_WAIT_S = 1.5
+# Ray Tune copies these from the driver's os.environ into every trial actor's runtime_env env_vars, and
+# Ray writes runtime envs in plain text to its session logs (runtime_env_agent.log)
+_TUNE_FORWARDED_CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN")
 
 
 def _optuna_storage():
@@ -299,8 +309,8 @@ def _fit(store: SearchStore, opts: SearchOptions, space: Space, launch: dict, re
     # Ray warns about checkpoint syncing after every few reports of short trials; it is harmless here
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", EXPERIMENT_STATE_PERIOD_S)
-    got = {}
-    previous = signal.signal(signal.SIGTERM, functools.partial(_on_sigterm, got))
+    stop = _Stop(store, opts, launch)
+    previous = signal.signal(signal.SIGTERM, stop.on_sigterm)
     results = None
     try:
         try:
@@ -312,20 +322,28 @@ def _fit(store: SearchStore, opts: SearchOptions, space: Space, launch: dict, re
                                            storage_filesystem=store.fs)
             else:
                 tuner = _build_tuner(opts, space, store, trainable, PRIMARY_MODE)
-            with _quiet_stdout(not opts.verbose):
+            with _quiet_stdout(not opts.verbose), _credentials_kept_from_runtime_env():
                 results = tuner.fit()
         finally:
+            stop.settled = True  # Tune has stopped: the watchdog is no longer needed
             ray.shutdown()
             _LIVE["callbacks"], _LIVE["optuna_storage"] = [], None
             store.upload(JOURNAL, "wandb")
     except KeyboardInterrupt:  # before Ray's own handler was in place, or a second Ctrl-C
-        got.setdefault("signal", "SIGINT")
+        stop.got.setdefault("signal", "SIGINT")
+    except Exception:
+        if not stop.got:
+            raise
+        # the signal reached Ray's own processes too (a process-group stop) and Tune failed on the dead
+        # cluster: the search was stopped, not broken, and resumes like any other stop
     finally:
         signal.signal(signal.SIGTERM, previous)
     ended = 0 if results is None else results.num_terminated + results.num_errors
-    if got or ended < opts.trials:
-        store.write_json("search.json", {**launch, "status": "interrupted", "trials_ended": ended})
-        raise SearchInterrupted(store.name, resume_command(opts, store.name), got.get("signal", "SIGINT"))
+    if stop.got or ended < opts.trials:
+        if not stop.claim():
+            threading.Event().wait()  # the watchdog is ending the process (exit 143/130) right now
+        stop.mark_interrupted(ended)
+        raise stop.interrupted()
     if opts.report:
         _write_report(store)
     _export_best(store)
@@ -334,11 +352,72 @@ def _fit(store: SearchStore, opts: SearchOptions, space: Space, launch: dict, re
     return store.local
 
 
-def _on_sigterm(got: dict, signum, frame) -> None:
-    """SIGTERM stops like Ctrl-C: Ray Tune's SIGINT handler saves the experiment state and returns."""
-    if "signal" not in got:
-        got["signal"] = "SIGTERM"
-        signal.raise_signal(signal.SIGINT)
+class _Stop:
+    """SIGTERM stops a search like Ctrl-C: Ray Tune's SIGINT handler saves the experiment state and ``fit``
+    returns. ``timeout``, Slurm's ``scancel`` and systemd signal the whole process group (or cgroup), so a
+    local Ray's own processes get SIGTERM too and Tune cannot finish that way (it fails, or waits a minute
+    for the dying GCS). So the handler first watches the local Ray for ``GROUP_STOP_WAIT_S``: when one of
+    its processes exits (Ray's Python helpers die at once), the driver marks ``search.json`` interrupted,
+    prints the resume command and exits 143 there and then. Ray's state on disk is at most
+    ``EXPERIMENT_STATE_PERIOD_S`` old and a resume continues from it, as after a killed driver. A watchdog
+    does the same if Tune has not stopped ``STOP_GRACE_S`` after the signal.
+    (SIGINT needs none of this: Ray's processes block it, so only the driver stops, through Tune.)"""
+
+    def __init__(self, store: SearchStore, opts: SearchOptions, launch: dict):
+        self.store, self.opts, self.launch = store, opts, launch
+        self.got: dict = {}
+        self._lock, self._claimed, self.settled = threading.Lock(), False, False
+
+    def on_sigterm(self, signum, frame) -> None:
+        if "signal" in self.got:
+            return
+        self.got["signal"] = "SIGTERM"
+        # a process-group stop: the local Ray is dying with this driver. Ending here, in the main thread,
+        # does not depend on Ray's calls on the dead cluster letting another thread run
+        deadline = time.monotonic() + GROUP_STOP_WAIT_S
+        while _LIVE["ray_pids"] and time.monotonic() < deadline:
+            if _local_ray_died():
+                self._exit()
+            time.sleep(0.05)
+        threading.Thread(target=self._watch, name="mitogan-stop", daemon=True).start()
+        signal.raise_signal(signal.SIGINT)  # Ray Tune's handler: save the state and return from fit
+
+    def claim(self) -> bool:
+        """True for the first caller only (the driver past Ray, or the watchdog): it reports the stop."""
+        with self._lock:
+            claimed, self._claimed = self._claimed, True
+            return not claimed
+
+    def interrupted(self) -> SearchInterrupted:
+        return SearchInterrupted(self.store.name, resume_command(self.opts, self.store.name),
+                                 self.got.get("signal", "SIGINT"))
+
+    def mark_interrupted(self, ended: int | None = None) -> None:
+        extra = {} if ended is None else {"trials_ended": ended}
+        self.store.write_json("search.json", {**self.launch, "status": "interrupted", **extra})
+
+    def _watch(self) -> None:
+        deadline = time.monotonic() + STOP_GRACE_S
+        while time.monotonic() < deadline and not self.settled:
+            if _local_ray_died():  # the driver may still get past Ray by itself (Tune failing at once)
+                deadline = min(deadline, time.monotonic() + 2.0)
+            time.sleep(0.2)
+        if not self.settled:
+            self._exit()
+
+    def _exit(self) -> None:
+        """Mark the search interrupted, print the resume command and end the process now (143/130)."""
+        if not self.claim():
+            return  # the driver got past Ray and reports the stop itself
+        error = self.interrupted()
+        try:
+            self.mark_interrupted()
+            self.store.upload(JOURNAL)
+        except Exception as e:  # the message and the exit status matter more now
+            print(f"mitogan: could not mark {self.store.uri}/search.json interrupted ({e})", file=sys.stderr)
+        print(f"mitogan: {error}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(error.exit_code)  # a normal exit would wait on the dead cluster (Ray's atexit shutdown)
 
 
 def _check_resources(opts: SearchOptions, address: str) -> None:
@@ -478,6 +557,12 @@ def _init_ray(address: str | None, dashboard: bool = False, verbose: bool = Fals
         logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     try:
         context = ray.init(**kwargs)
+        handler = signal.getsignal(signal.SIGTERM)  # Python's record; ray.init put its own C handler over it
+        if callable(handler) and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, handler)  # SIGTERM stops MitoGAN's way again (exit 143, one line)
+        _LIVE["ray_pids"] = []
+        if address == "local":
+            _remember_local_ray()
     except ConnectionError as e:
         raise _unreachable(address, e) from None
     except OSError as e:
@@ -490,6 +575,50 @@ def _init_ray(address: str | None, dashboard: bool = False, verbose: bool = Fals
         url = getattr(context, "dashboard_url", None)
         print(f"Ray dashboard: http://{url}" if url else "Ray dashboard: not available (is `ray[default]` installed?)",
               flush=True)
+
+
+@contextlib.contextmanager
+def _credentials_kept_from_runtime_env():
+    """While Tune runs, the credentials Tune would copy into its actors' ``runtime_env`` (and so into Ray's
+    logs) are out of ``os.environ`` but still in the process environment (``os.putenv``), where pyarrow's
+    S3 client finds them. Trials get credentials from their node, as any Ray process does: a local Ray's
+    processes inherited the driver's environment at ``ray.init``; a cluster's nodes use their own (the
+    environment of ``ray start``, an instance role, ``~/.aws``)."""
+    hidden = {k: os.environ.pop(k) for k in _TUNE_FORWARDED_CREDENTIALS if k in os.environ}
+    for k, v in hidden.items():
+        os.putenv(k, v)
+    try:
+        yield
+    finally:
+        for k, v in hidden.items():
+            os.environ.setdefault(k, v)
+
+
+def _remember_local_ray() -> None:
+    """The PIDs of the processes ``ray.init`` just started as this driver's children (GCS, raylet, log
+    monitor, ...; Linux /proc)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == os.getpid():
+                pids.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    _LIVE["ray_pids"] = pids
+
+
+def _local_ray_died() -> bool:
+    """Whether one of the local Ray's processes has exited (a zombie or gone): the signal reached them
+    too. Ray's Python helpers die at once on SIGTERM; GCS and raylet shut down over seconds. False for a
+    cluster (``--address``)."""
+    for pid in _LIVE["ray_pids"]:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return True
+        if state in "ZX":
+            return True
+    return False
 
 
 @contextlib.contextmanager
