@@ -275,8 +275,7 @@ def _resume(opts: SearchOptions):
     known = {f.name for f in fields(SearchOptions)}
     saved = SearchOptions(**{k: v for k, v in (launch.get("options") or {}).items() if k in known})
     store.check_trusted(opts.trust_storage)  # before Ray unpickles its state from the folder
-    if not store.remote:
-        _check_searcher_state(store.local)
+    _check_searcher_state(store)
     opts = replace(saved, storage=opts.storage, address=opts.address or saved.address, progress=opts.progress,
                    verbose=opts.verbose, dashboard=opts.dashboard, report=opts.report, resume=opts.resume,
                    name=opts.resume, trust_storage=opts.trust_storage)
@@ -291,14 +290,16 @@ def _resume(opts: SearchOptions):
     return _fit(store, opts, space, launch, restore=restore)
 
 
-def _check_searcher_state(folder: Path) -> None:
+def _check_searcher_state(store: SearchStore) -> None:
     """The searcher state Ray will hand to ``OptunaAskTell.restore`` (the newest, as Ray picks it) is
     MitoGAN's JSON: refused in one line here, before Ray starts, rather than inside Ray's restore."""
+    import fnmatch
+
     from search.searcher import read_state
 
-    states = sorted(folder.glob("searcher-state-*.pkl"))
+    states = [n for n in store.top_files() if fnmatch.fnmatch(n, "searcher-state-*.pkl")]
     if states:
-        read_state(states[-1])
+        read_state(store.download(max(states)))
 
 
 def _fit(store: SearchStore, opts: SearchOptions, space: Space, launch: dict, restore: bool):

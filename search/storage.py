@@ -214,6 +214,16 @@ class SearchStore:
                 raise MitoganError(f"--resume {self.name}: {path} is {why}, so others could plant code that Ray "
                                    f"would run on resume; {fix}, or {how}")
 
+    @_storage_errors
+    def top_files(self) -> list[str]:
+        """The names of the files directly in the search folder (in storage), sorted."""
+        if not self.remote:
+            return sorted(p.name for p in self.local.iterdir() if p.is_file()) if self.local.is_dir() else []
+        import pyarrow.fs as pafs
+
+        infos = self.fs.get_file_info(pafs.FileSelector(self._base, allow_not_found=True))
+        return sorted(i.base_name for i in infos if i.type == pafs.FileType.File)
+
     @property
     def journal(self) -> Path:
         """The local POSIX path of the Optuna journal."""

@@ -92,3 +92,41 @@ def test_resume_help_states_the_trust_boundary(capsys):
         main(["search", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "--trust-storage" in text and "unpickles" in text and "object store" in text
+
+
+def test_callback_states_reach_ray_as_json_text():
+    # Ray pickles what a callback's get_state returns; MitoGAN's part of it is one JSON string
+    import numpy as np
+
+    from search import run
+    from search.progress import SearchProgress
+
+    first, restored = SearchProgress(3, "min", enabled=False), SearchProgress(3, "min", enabled=False)
+    first.counts["finished"], first.best = 2, np.float32(0.5)
+    try:
+        run._LIVE["callbacks"] = [first]
+        state = run._LiveCallbacks().get_state()
+        assert set(state) == {"json"} and isinstance(state["json"], str)
+        run._LIVE["callbacks"] = [restored]
+        run._LiveCallbacks().set_state(pickle.loads(pickle.dumps(state)))
+    finally:
+        run._LIVE["callbacks"] = []
+    assert restored.best == 0.5 and restored.counts["finished"] == 2
+
+
+def test_an_object_store_search_with_a_planted_searcher_state(s3_env, s3_server, tmp_path, monkeypatch, capsys):
+    from mitogan.cli import main
+
+    monkeypatch.setenv("MITOGAN_CACHE_DIR", str(tmp_path / "cache"))
+    fs, base = s3_server["fs"], f"{s3_server['bucket']}/trust/r"
+    with fs.open_output_stream(f"{base}/search.json") as f:
+        f.write(json.dumps({"name": "r", "status": "interrupted", "options": {}}).encode())
+    with fs.open_output_stream(f"{base}/searcher-state-2026-01-01_00-00-00.pkl") as f:
+        f.write(pickle.dumps(_Planted(tmp_path / "ran")))
+    storage = f"s3://{s3_server['bucket']}/trust"
+    main(["search", "--resume", "r", "--storage", storage])
+    assert "object store" in capsys.readouterr().err  # permissions cannot be checked there: no resume without
+    code = main(["search", "--resume", "r", "--storage", storage, "--trust-storage"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "never unpickles" in err, err
+    assert not (tmp_path / "ran").exists()
