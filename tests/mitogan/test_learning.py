@@ -1,6 +1,6 @@
 """GANs learn: on an easy dataset (bright bars on a dark background, 32 px), a short seeded CPU run improves
 the search's own objective (``realism_gap``, lower is better: 0 = a disjoint real split, 1 = noise) by a
-clear margin over its first evaluation — for DCGAN with BCE, DCGAN with hinge, and WGAN-GP. A generator
+clear margin over its first evaluation — for DCGAN with BCE, DCGAN with hinge, WGAN-GP and FastGAN. A generator
 that cannot move (learning rate at the config's minimum) fails the same criterion, so the criterion can fail.
 
 The objective is the one the search optimises (``mitogan.metrics.InTrainingEvaluator``): the generator
@@ -32,6 +32,10 @@ CASES = {
     # (each generator step costs three times a DCGAN's: 200 steps keep it near the others' time)
     "wgan_gp": {"loss.kind": "wgan_gp", "loss.n_critic": 2, "optim.beta1": 0.0, "optim.beta2": 0.9,
                 "model.d_norm": "layer", "train.steps": 200},
+    # FastGAN as in Liu et al.: hinge loss, spectral norm, reconstruction decoders on; a step costs ~3 DCGAN
+    # steps on a CPU (gated convolutions at every resolution), so narrower networks and 200 steps
+    "fastgan": {"model.arch": "fastgan", "model.g_width": 8, "model.d_width": 8, "loss.kind": "hinge",
+                "train.steps": 200},
 }
 
 
