@@ -108,8 +108,13 @@ def export_bundle(checkpoint, out_dir, *, metrics: dict | None = None, source: d
             "source": _portable(dict(source or {}), base), "data": data,
             "intensity": intensity_mapping(intensity if intensity is not None else data.get("intensity")),
             "allow_copying": copying}
-    with atomic_dir(out_dir, "bundle", {"format": BUNDLE_FORMAT}) as tmp:
-        _write_files(tmp, gen, ckpt, info)
+    try:
+        with atomic_dir(out_dir, "bundle", {"format": BUNDLE_FORMAT}) as tmp:
+            _write_files(tmp, gen, ckpt, info)
+    except OSError as e:  # a full disk or quota (ENOSPC, EDQUOT, EFBIG): the temporary folder is gone
+        raise MitoganError(f"{out_dir}: the bundle could not be written ({e.strerror or type(e).__name__}); "
+                           f"{'the earlier bundle there is unchanged' if out_dir.exists() else 'nothing was left'}"
+                           f" (free some space, or choose another --out, and export again)") from None
     return out_dir
 
 
@@ -185,7 +190,7 @@ def _write_files(d: Path, gen: nn.Module, ckpt: dict, info: dict) -> None:
 
     cfg = dict(gen.config)
     state = {k: v.detach().cpu().contiguous() for k, v in gen.state_dict().items()}
-    torch.save(state, d / "generator.pt")
+    _write_bytes(d / "generator.pt", lambda f: torch.save(state, f))
     _save_safetensors(state, cfg, d / "generator.safetensors")
     d_cfg = _save_discriminator(ckpt, d / "discriminator.safetensors")
     intensity = info["intensity"]
@@ -221,10 +226,20 @@ def _pixel_size(data: dict, trial_config: dict) -> float | None:
     return tile_pixel_size({"pixel_size_um": data.get("pixel_size_um"), "config": trial_config})
 
 
-def _save_safetensors(state: dict, cfg: dict, path: Path, key: str = "mitogan_generator") -> None:
-    from safetensors.torch import save_file
+def _write_bytes(path: Path, write) -> None:
+    """``write(buffer)`` into memory, then the bytes to ``path`` with Python's own file I/O. Torch's and
+    safetensors' writers meet a full disk with a C++ abort or their own error types; here it is an OSError."""
+    import io
 
-    save_file(state, str(path), metadata={"format": "pt", key: json.dumps(cfg)})
+    buffer = io.BytesIO()
+    write(buffer)
+    path.write_bytes(buffer.getbuffer())
+
+
+def _save_safetensors(state: dict, cfg: dict, path: Path, key: str = "mitogan_generator") -> None:
+    from safetensors.torch import save
+
+    path.write_bytes(save(state, metadata={"format": "pt", key: json.dumps(cfg)}))
 
 
 def _save_discriminator(ckpt: dict, path: Path) -> dict:
@@ -246,8 +261,9 @@ def _save_programs(gen: nn.Module, z: torch.Tensor, d: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.export/jit chatter about deprecations and guards
         program = torch.export.export(gen, (z,), dynamic_shapes=({0: batch},))
-        torch.export.save(program, str(d / "generator.pt2"))
-        torch.jit.trace(gen, z, check_trace=False).save(str(d / "generator.torchscript"))
+        _write_bytes(d / "generator.pt2", lambda f: torch.export.save(program, f))
+        traced = torch.jit.trace(gen, z, check_trace=False)
+        _write_bytes(d / "generator.torchscript", lambda f: torch.jit.save(traced, f))
 
 
 

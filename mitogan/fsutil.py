@@ -27,7 +27,9 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -114,12 +116,14 @@ def atomic_dir(final, kind: str | None = None, info: dict | None = None) -> Iter
 
     An existing ``final`` is replaced only then: it is renamed aside, the new folder renamed in, and the old
     one removed, so a crash leaves the old folder or the new one (or both, the old under a ``.old-`` name),
-    never neither. On error the temporary folder is removed and ``final`` is untouched. The caller decides
+    never neither. On error the temporary folder is removed and ``final`` is untouched; one left by a killed
+    run (its name holds host and pid) is removed by the next ``atomic_dir`` for ``final``. The caller decides
     whether ``final`` may be replaced (see :func:`claim_output_dir`).
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    _remove_stale_tmp(final)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{_HOST}-{os.getpid()}.", suffix=".tmp", dir=final.parent))
     try:
         if kind is not None:
             write_marker(tmp, kind, info)
@@ -136,6 +140,38 @@ def atomic_dir(final, kind: str | None = None, info: dict | None = None) -> Iter
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+_HOST = re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname()) or "host"  # in temporary names: whose they are
+
+
+def _remove_stale_tmp(final: Path) -> None:
+    """Remove the temporary folders that :func:`atomic_dir` made for ``final`` in runs that were killed: only
+    folders named as it names them (``.NAME.HOST-PID.XXXXXXXX.tmp``), made on this host by this user, whose
+    process is gone. A folder of another host, a live process or another user is left alone."""
+    pattern = re.compile(re.escape(f".{final.name}.{_HOST}-") + r"(\d+)\.[A-Za-z0-9_]{8}\.tmp")
+    try:
+        entries = list(os.scandir(final.parent))
+    except OSError:
+        return
+    for entry in entries:
+        m = pattern.fullmatch(entry.name)
+        if not m or not entry.is_dir(follow_symlinks=False) or _alive(int(m.group(1))):
+            continue
+        with contextlib.suppress(OSError):
+            if entry.stat(follow_symlinks=False).st_uid == os.getuid():
+                shutil.rmtree(entry.path)
+                log.info("removed %s, left by a killed MitoGAN run", entry.path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # another user's process (or not a pid we can ask about): leave its folder
+    return True
 
 
 def read_marker(path) -> dict | None:

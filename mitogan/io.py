@@ -78,7 +78,7 @@ _LUMA = np.array([0.299, 0.587, 0.114])
 # ----------------------------------------------------------------------------------------------- API
 
 
-def read_file(path, *, channel: int | None = None, z: str | int = "max") -> list[Video]:
+def read_file(path, *, channel: int | None = None, z: str | int = "max", progress: bool = True) -> list[Video]:
     """Read one image/video file into Videos (one per file; a list so formats may split later).
 
     Parameters:
@@ -87,6 +87,7 @@ def read_file(path, *, channel: int | None = None, z: str | int = "max") -> list
             and converts RGB to grey/luminance.
         z: ``"max"`` or ``"mean"`` projection of a z axis, or the index of one z plane (ignored for
             data without a z axis).
+        progress: a progress bar while a long video is decoded (``-q`` turns it off).
 
     Returns:
         ``[Video]`` with frames ``(T, H, W)`` uint8/uint16/float32, T >= 1, H, W >= 2.
@@ -98,7 +99,9 @@ def read_file(path, *, channel: int | None = None, z: str | int = "max") -> list
     channel, z = _check_options(channel, z)
     path = Path(path)
     kind = _check_file(path)
-    reader = {"tiff": _read_tiff, "gif": _read_gif, "video": _read_video, "still": _read_still}[kind]
+    if kind == "video":
+        return [_read_video(path, channel, z, progress)]
+    reader = {"tiff": _read_tiff, "gif": _read_gif, "still": _read_still}[kind]
     return [reader(path, channel, z)]
 
 
@@ -109,6 +112,7 @@ def read_inputs(
     z: str | int = "max",
     strict: bool = False,
     on_skip: Callable[[str, str], None] | None = None,
+    progress: bool = True,
 ) -> list[Video]:
     """Read files and folders (recursively, name-sorted) into a list of Videos.
 
@@ -118,6 +122,7 @@ def read_inputs(
     through ``on_skip(path, problem)`` and a logged warning, then skipped — unless ``strict``, where it
     raises InputError. A video whose decoded frame count disagrees with its header (truncated or damaged)
     keeps the frames it has, with a warning (``meta["frames_note"]``); under ``strict`` it raises.
+    ``progress``: "reading" bars for large folders and long videos (``-q`` turns them off).
     A file named explicitly in ``paths`` that cannot be read always raises. Files given twice (or also
     found through a folder) are read once.
 
@@ -136,11 +141,11 @@ def read_inputs(
     n_skipped = 0
     for path in paths:
         if path.is_dir():
-            found, skipped = _read_folder(path, channel, z, strict, on_skip, seen)
+            found, skipped = _read_folder(path, channel, z, strict, on_skip, seen, progress)
             videos += found
             n_skipped += skipped
         elif _mark_seen(path, seen):
-            videos += _checked(read_file(path, channel=channel, z=z), strict)
+            videos += _checked(read_file(path, channel=channel, z=z, progress=progress), strict)
     if not videos:
         names = ", ".join(str(p) for p in paths)
         why = f"{n_skipped} unreadable file(s) skipped" if n_skipped else "no supported files"
@@ -269,7 +274,7 @@ def _folder_files(folder: Path) -> tuple[list[Path], list[InputError]]:
     return sorted(files, key=lambda p: _natural_key(p.relative_to(folder))), problems
 
 
-def _read_folder(folder, channel, z, strict, on_skip, seen) -> tuple[list[Video], int]:
+def _read_folder(folder, channel, z, strict, on_skip, seen, progress=True) -> tuple[list[Video], int]:
     """Read every supported file under ``folder``; returns (videos, number of files and folders skipped)."""
     from tqdm.auto import tqdm
 
@@ -289,9 +294,10 @@ def _read_folder(folder, channel, z, strict, on_skip, seen) -> tuple[list[Video]
         skip(err)
     files = [f for f in found if _mark_seen(f, seen)]
     videos: list[Video] = []
-    for path in tqdm(files, desc=f"reading {folder.name}", unit="file", leave=False, disable=len(files) < 50):
+    for path in tqdm(files, desc=f"reading {folder.name}", unit="file", leave=False,
+                     disable=not progress or len(files) < 50):
         try:
-            videos += _checked(read_file(path, channel=channel, z=z), strict)
+            videos += _checked(read_file(path, channel=channel, z=z, progress=progress), strict)
         except InputError as err:
             skip(err)
     return _group_stills(videos), skipped
@@ -459,7 +465,7 @@ def _read_still(path: Path, channel, z) -> Video:
     raise InputError(path, f"unexpected image array shape {arr.shape}")
 
 
-def _read_video(path: Path, channel, z) -> Video:
+def _read_video(path: Path, channel, z, progress: bool = True) -> Video:
     """AVI/MP4/... through OpenCV → grey Video (BGR frames reordered to RGB, then turned grey)."""
     import cv2
     from tqdm.auto import tqdm
@@ -472,7 +478,7 @@ def _read_video(path: Path, channel, z) -> Video:
         expected = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         frames = []
         with tqdm(total=expected or None, desc=f"reading {path.name}", unit="frame", leave=False,
-                  disable=expected < 500) as bar:
+                  disable=not progress or expected < 500) as bar:
             while True:
                 ok, frame = cap.read()
                 if not ok:

@@ -112,7 +112,8 @@ def _read(args):
     def skipped(path, problem):
         print(f"skipped {path}: {problem}")
 
-    return read_inputs(inputs, channel=args.channel, z=args.z, strict=args.strict, on_skip=skipped)
+    return read_inputs(inputs, channel=args.channel, z=args.z, strict=args.strict, on_skip=skipped,
+                       progress=not args.quiet)
 
 
 def _save_config(cfg, path: Path) -> None:

@@ -84,6 +84,8 @@ def feature_importance(tiles: np.ndarray, d_scores: np.ndarray, features: np.nda
     keep = sd > 1e-12
     z = (f[:, keep] - f[:, keep].mean(0)) / sd[keep]
     kept = [n for n, k in zip(names, keep) if k]
+    if not kept:  # every feature is the same on every tile: nothing to rank (and nothing to reshape)
+        return []
     ys = (y - y.mean()) / (y.std() or 1.0)
     rng = np.random.default_rng(seed)
     coef, b = ridge_fit(z, ys)

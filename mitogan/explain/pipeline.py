@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mitogan.errors import MitoganError
 from mitogan.explain import attribution, edits, features, geometry, report
 from mitogan.fsutil import atomic_write
 
@@ -93,6 +94,8 @@ def explain_discriminator(d: torch.nn.Module, real: np.ndarray, fake: np.ndarray
     st_all, score_all = {}, {}
     for label, tiles in sets.items():
         score_all[label] = attribution.scores(d, tiles)
+    _check_scores(score_all)
+    for label, tiles in sets.items():
         st_all[label] = geometry.structures(tiles, splits, threshold=thr)
         maps, checks = _maps(d, tiles, methods, n_sanity, progress)
         if label == "real":
@@ -113,6 +116,19 @@ def explain_discriminator(d: torch.nn.Module, real: np.ndarray, fake: np.ndarray
                     "seconds": round(time.perf_counter() - t0, 1)})
     _write(out, rows, summary, ov)
     return {"summary": summary, "rows": rows, "overlays": [out / p for p in ov]}
+
+
+def _check_scores(scores: dict[str, np.ndarray]) -> None:
+    """Refuse, in one line, a discriminator that has nothing to explain: scores that are not finite (a
+    damaged or diverged D) or one score for every tile (its maps are zero and every effect would be 0 or NaN)."""
+    s = np.concatenate([np.asarray(v, np.float64).ravel() for v in scores.values()])
+    if not np.isfinite(s).all():
+        raise MitoganError(f"the discriminator's scores are not finite ({int((~np.isfinite(s)).sum())} of {len(s)} "
+                           "tiles: NaN or Inf); it is damaged or diverged, so there is nothing to explain (explain "
+                           "an earlier checkpoint, or re-export the bundle)")
+    if len(s) and np.ptp(s) == 0:
+        raise MitoganError(f"the discriminator gives every tile the same score ({s[0]:.6g}); it relies on nothing "
+                           "in them, so there is nothing to explain (explain a trained discriminator)")
 
 
 def _rank(rows: list[dict]) -> None:

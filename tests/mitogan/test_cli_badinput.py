@@ -423,3 +423,18 @@ def test_an_interrupted_simulate_leaves_nothing_half_written(tmp_path, capsys):
     t.join()
     assert rc == 130 and cap.err.strip() == "mitogan: interrupted"
     assert list(tmp_path.iterdir()) == []  # neither a partial output nor the temporary folder is left
+
+
+def test_quiet_hides_the_reading_bar_of_a_large_folder(tmp_path, capsys):
+    import cv2
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(50):  # 50 files: the size at which the "reading" bar appears
+        cv2.imwrite(str(frames / f"f{i:02d}.png"), rng.integers(0, 255, (64, 64), dtype=np.uint8))
+    rc, out = _run(["preprocess", frames, "--out", tmp_path / "p", "-q", "--set", "tile.size=32", "--no-cache",
+                    "--set", "quality.min_snr=0", "--set", "tile.min_foreground=0",
+                    "--samples", "1"], capsys)
+    assert rc == 0, out.err
+    assert "reading" not in out.err and "it/s" not in out.err and "file/s" not in out.err

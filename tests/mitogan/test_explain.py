@@ -129,3 +129,27 @@ def test_edits_change_what_they_say():
     frag, ok = edits.apply_edit("fragment", y, st)
     from scipy import ndimage
     assert ok[0] and ndimage.label(geometry.structures(frag).mask[0])[1] > ndimage.label(st.mask[0])[1]
+
+
+# ---------------------------------------------------------------- a discriminator with nothing to explain
+@pytest.mark.parametrize("output, message", [(lambda o: o * 0 + 0.5, "gives every tile the same score"),
+                                             (lambda o: o * float("nan"), "scores are not finite")])
+def test_a_constant_or_broken_discriminator_is_one_clear_line(tiles, tmp_path, output, message):
+    from mitogan.config import Config, apply_overrides
+    from mitogan.errors import MitoganError
+    from mitogan.explain.pipeline import explain_discriminator
+    from mitogan.models import build_discriminator
+
+    d = build_discriminator(apply_overrides(Config(), ["model.d_width=8"]).model, 32)
+    d.register_forward_hook(lambda m, i, o: output(o))
+    with pytest.raises(MitoganError, match=message) as e:
+        explain_discriminator(d, tiles, None, tmp_path, n_boot=5)
+    assert "\n" not in str(e.value) and not list(tmp_path.iterdir())
+
+
+def test_features_that_never_vary_rank_nothing_instead_of_crashing():
+    from mitogan.explain.features import feature_importance
+
+    # before: "cannot reshape array of size 0" when every feature was constant
+    assert feature_importance(np.zeros((6, 1, 8, 8)), np.arange(6.0), features=np.ones((6, 3)),
+                              names=["a", "b", "c"], n_boot=3) == []

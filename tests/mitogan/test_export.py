@@ -265,9 +265,42 @@ def test_export_replaces_its_own_bundle_only_with_overwrite(trained, tmp_path, c
     rc, err = _cli(["export", str(trained.parent), "--out", str(out)], capsys)
     assert rc == 2 and "--overwrite" in err and _tree(out) == first  # refused, untouched
     (out / "extra.txt").write_text("x")
+    stale = _stale_tmp(out, _dead_pid())  # left by an export that was killed
     assert _cli(["export", str(trained.parent), "--out", str(out), "--overwrite"], capsys)[0] == 0
     assert not (out / "extra.txt").exists() and load_bundle_config(out)["image_size"] == 32
+    assert not stale.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left behind
+
+
+def _dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def _stale_tmp(final, pid, host=None):
+    from mitogan.fsutil import _HOST, write_marker
+
+    d = final.parent / f".{final.name}.{host or _HOST}-{pid}.abcd_123.tmp"
+    d.mkdir()
+    write_marker(d, "bundle")
+    (d / "generator.pt").write_bytes(b"half")
+    return d
+
+
+def test_only_temporary_folders_of_dead_runs_here_are_cleaned(tmp_path):
+    from mitogan.fsutil import atomic_dir
+
+    final = tmp_path / "b"
+    dead = _stale_tmp(final, _dead_pid())
+    alive = _stale_tmp(final, os.getpid())  # a run still writing
+    elsewhere = _stale_tmp(final, _dead_pid(), host="another-node")  # shared storage: not ours to judge
+    users = [tmp_path / ".b.notes.tmp", tmp_path / ".b.tmp", tmp_path / ".c.x-1.abcd_123.tmp"]
+    for u in users:
+        u.mkdir()
+    with atomic_dir(final, "bundle") as tmp:
+        assert f"-{os.getpid()}." in tmp.name  # its own name says whose it is
+    assert not dead.exists() and alive.exists() and elsewhere.exists() and all(u.exists() for u in users)
 
 
 def test_export_refuses_another_mitogan_output(trained, tmp_path, capsys):
@@ -459,3 +492,25 @@ def test_a_search_trial_flag_is_the_number_one(trained, tmp_path):
     with pytest.raises(MitoganError, match="copying its training data"):
         export_bundle(trained, tmp_path / "b", metrics={"copying": 1.0})
     assert not (tmp_path / "b").exists()
+
+
+# ----------------------------------------------------------------------------------------- a full disk
+_FULL_DISK = """
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG, as on a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), resource.RLIM_INFINITY))
+from mitogan.cli import main
+sys.exit(main(["export", sys.argv[2], "--out", sys.argv[3]]))
+"""
+
+
+def test_a_full_disk_during_export_is_one_line_naming_the_folder(trained, pristine, tmp_path):
+    # the largest file is the torch.export program: before, its writer aborted the process (SIGABRT, rc 134)
+    limit = (pristine / "generator.pt2").stat().st_size - 1
+    assert limit + 1 == max(f.stat().st_size for f in pristine.iterdir())
+    out = tmp_path / "b"
+    r = subprocess.run([sys.executable, "-c", _FULL_DISK, str(limit), str(trained.parent), str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert r.stderr.count("\n") == 1 and f"{out}: the bundle could not be written" in r.stderr
+    assert not out.exists() and not list(tmp_path.iterdir())  # no half bundle, no temporary folder
