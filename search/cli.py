@@ -85,7 +85,7 @@ def run(args) -> int:
         if given:
             flag = "--" + given[0].replace("_", "-").replace("overrides", "set")
             raise MitoganError(f"{flag} with --resume: a resumed search keeps the options it was started with; "
-                               "give only --resume NAME --storage DIR (and --address, -q, -v, --dashboard)")
+                               "give only --resume NAME --storage DIR (and --address, --trust-storage, -q, -v, --dashboard)")
     opts = SearchOptions(space=args.space, overrides=args.overrides, data=args.data, trials=args.trials,
                          max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial,
                          gpus_per_trial=args.gpus_per_trial, address=args.address, storage=args.storage,
