@@ -36,6 +36,9 @@ def register(subparsers) -> None:
     p.add_argument("--holdout", type=float, default=0.25,
                    help="share of REAL held out (whole videos or time blocks) as the reference; the rest is "
                         "the training split that memorisation compares with (match train.holdout)")
+    p.add_argument("--no-c2st", action="store_true",
+                   help="skip the classifier two-sample test (a small CNN trained 3 times against the held-out "
+                        "tiles and 3 times for its baseline: ~10-40 s on 2 cores; docs/c2st.md)")
     p.set_defaults(func=run)
 
 
@@ -109,7 +112,7 @@ def _check_args(args) -> None:
 
 def run(args) -> int:
     from mitogan.fsutil import atomic_dir
-    from mitogan.metrics.evaluate import evaluate
+    from mitogan.metrics.evaluate import DEFAULT_METRICS, evaluate
 
     _check_args(args)
     real_p, fake_p = _resolve(Path(args.real)), _resolve(Path(args.fake))
@@ -129,12 +132,14 @@ def run(args) -> int:
             import shutil
 
             shutil.copyfile(Path(args.out) / "metrics.jsonl", tmp / "metrics.jsonl")
+        metrics = tuple(m for m in DEFAULT_METRICS if not (args.no_c2st and m == "c2st"))
         result = evaluate(real, fake.tiles, seed=args.seed, k=args.k, out_dir=tmp, progress=not args.quiet,
-                          holdout=args.holdout)
+                          holdout=args.holdout, metrics=metrics)
     prim, proto = result["primary"], result["protocol"]
     print(f"{prim['name']} = {_num(prim['value'])} ({prim['mode']}; fidelity {_num(prim['components']['fidelity'], 3)}, "
           f"diversity gap {_num(prim['components']['diversity_gap'], 3)}; generated {result['n_fake']} vs "
           f"{proto['n_heldout']} held-out real tiles, split by {proto['split']}) -> {Path(args.out) / 'metrics.json'}")
+    _print_c2st(result)
     top = ", ".join(f"{t['feature']} {100 * t['share']:.0f}%" for t in result["top_features"][:4])
     print(f"largest differences: {top}")
     if not args.quiet:
@@ -143,6 +148,19 @@ def run(args) -> int:
         print(json.dumps(json_safe({k: (round(v, 4) if isinstance(v, float) else v)
                                     for k, v in result["metrics"].items()})))
     return 0
+
+
+def _print_c2st(result: dict) -> None:
+    """One line for the classifier two-sample test, when it ran: accuracy next to its baseline."""
+    m, s = result["metrics"], result["sample_sizes"].get("c2st", {})
+    if m.get("c2st_accuracy") is None:
+        if "skipped" in s:
+            print(f"classifier two-sample test skipped: {s['skipped']}")
+        return
+    print(f"classifier two-sample test: accuracy {_num(m['c2st_accuracy'], 3)} ± {_num(m['c2st_accuracy_sd'], 3)} "
+          f"(0.5 = indistinguishable; baseline, training vs held-out real split: {_num(m['c2st_baseline'], 3)} ± "
+          f"{_num(m['c2st_baseline_sd'], 3)}; c2st_gap {_num(m['c2st_gap'], 3)}; {s['n_per_side']} tiles a side, "
+          f"{s['folds']} folds x {s['batches']} batches of {s['batch_size']})")
 
 
 def _num(v, digits: int = 4) -> str:
