@@ -460,6 +460,8 @@ class TrainConfig(Section):
     threads: Optional[int] = _f(None, "torch CPU threads (None: torch default)", lo=1, hi=256)
     n_samples: int = _f(64, "fixed-latent EMA samples for grids and the diversity figure", lo=2, hi=1024)
     eval_samples: int = _f(512, "EMA samples handed to the evaluator at eval steps", lo=2, hi=100000)
+    judge_samples: int = _f(1000, "EMA samples of a FINISHED search trial's generator judged by the classifier "
+                            "two-sample test against held-out tiles (0: skip the test)", lo=0, hi=100000)
     holdout: float = _f(0.25, "share of the real tiles held out (whole videos or time blocks) that the "
                         "generator is scored against and never trains on (mitogan.metrics.protocol)",
                         lo=0.05, hi=0.5)

@@ -193,6 +193,11 @@ def _plot_importances(importances: dict, path: Path) -> Path | None:
     return save_bar_plot(top, path, xlabel="importance (Optuna's default evaluator)")
 
 
+# shown beside the objective's components: copying (share of copies, flag) and the classifier two-sample test
+# of a finished trial's samples against held-out real tiles, with its baseline (training vs held-out split)
+JUDGES = ("copy_share", "copying", "c2st_accuracy", "c2st_baseline")
+
+
 def _html(name, trials, best, importance, figures, samples, primary_name, mode) -> str:
     from mitogan.metrics import PRIMARY_COMPONENTS
 
@@ -209,11 +214,13 @@ def _html(name, trials, best, importance, figures, samples, primary_name, mode) 
     imgs = "".join(f'<figure{" class=wide" if p.name.startswith("parallel") else ""}><img src="{p.name}" '
                    f'alt="{html.escape(k)}"><figcaption>{html.escape(k)}</figcaption></figure>'
                    for k, p in figures.items() if p)
+    # the objective's components, then the independent judges: the copy test and (finished trials) the C2ST
+    columns = (*PRIMARY_COMPONENTS, *JUDGES)
     best_line = "no trial finished" if best is None else \
         f"best trial <b>{html.escape(best.trial_id)}</b>: {primary_name} = {best.primary:.4g} (" + \
-        ", ".join(f"{c} = {_num(_last(best, c))}" for c in PRIMARY_COMPONENTS) + ")"
-    return _PAGE.format(name=html.escape(name), best=best_line, rows=_trial_rows(ranked[:20], PRIMARY_COMPONENTS),
-                        comps="".join(f"<th>{c}</th>" for c in PRIMARY_COMPONENTS), reasons=reason_rows,
+        ", ".join(f"{c} = {_num(_last(best, c))}" for c in columns) + ")"
+    return _PAGE.format(name=html.escape(name), best=best_line, rows=_trial_rows(ranked[:20], columns),
+                        comps="".join(f"<th>{c}</th>" for c in columns), reasons=reason_rows,
                         imps=imp_rows, imp_note=html.escape(imp_note), imgs=imgs,
                         gallery=_gallery(ranked, samples, primary_name), primary=html.escape(primary_name),
                         mode=mode, n=len(trials))

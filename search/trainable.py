@@ -17,6 +17,7 @@ the trial's last result when it ran all its steps) and, on results with a new sa
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -32,6 +33,8 @@ from mitogan.report import TrainReport, scalars
 from mitogan.stopping import NonConvergencePolicy
 
 __all__ = ["train_trial", "make_trainable", "worst_primary"]
+
+log = logging.getLogger(__name__)
 
 
 def worst_primary(mode: str) -> float:
@@ -89,7 +92,27 @@ def train_trial(config: dict, *, videos, fixed: dict, policy: dict):
     # the final result repeats the last step, with the components of the last evaluation
     final = {**state["components"], **state["last"], "finished": int(state["reason"] is None and not result.stopped),
              "stop_reason": state["reason"] or "", "node": ray.get_runtime_context().get_node_id()}
+    if final["finished"] and cfg.train.judge_samples:  # an independent judge: the classifier two-sample test
+        final.update(_judge(evaluator, result.generator, cfg, cfg.train.judge_samples))
     tune.report(final)
+
+
+def _judge(evaluator, generator, cfg, n: int = 1000) -> dict:
+    """``InTrainingEvaluator.judge`` on ``n`` seeded samples of the finished (EMA) generator; a failure is
+    logged and leaves the trial's result as it was."""
+    import torch
+
+    try:
+        z = torch.randn(n, cfg.model.latent_dim, generator=torch.Generator().manual_seed(cfg.train.seed + 7919))
+        device = next(generator.parameters()).device
+        with torch.no_grad():
+            fake = torch.cat([generator(z[i:i + 250].to(device)).float().cpu() for i in range(0, n, 250)]).numpy()
+        if not np.isfinite(fake).all():
+            return {}
+        return evaluator.judge(fake)
+    except Exception as e:  # the judge must never cost a finished trial its result
+        log.warning("trial judge (C2ST) failed: %s", e)
+        return {}
 
 
 def _ended_result(checkpoint: Path, step: int) -> dict:
@@ -126,7 +149,7 @@ def _safe_evaluator(evaluator, mode: str):
             return {"primary": worst_primary(mode)}
         return evaluator(fake)
 
-    evaluate.reference = evaluator.reference
+    evaluate.reference, evaluate.judge = evaluator.reference, evaluator.judge
     return evaluate
 
 

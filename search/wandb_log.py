@@ -92,8 +92,9 @@ class WandbSearchLogger(Callback):
         reason = stop_reason_of(last, error=error) or "finished"
         status = "error" if error else "finished" if ran_to_end(last) else "stopped"
         from mitogan.metrics import PRIMARY_COMPONENTS, PRIMARY_NAME
+        from search.report import JUDGES
 
-        final = {k: last.get(k) for k in ("primary", *PRIMARY_COMPONENTS) if last.get(k) is not None}
+        final = {k: last.get(k) for k in ("primary", *PRIMARY_COMPONENTS, *JUDGES) if last.get(k) is not None}
         run = self._run(trial)
         run.summary({"stop_reason": reason, "status": status, "objective": PRIMARY_NAME,
                      "final_step": int(last.get("step", 0)), **final})
@@ -136,16 +137,17 @@ class WandbSearchLogger(Callback):
     def _search_run(self, trials) -> None:
         from mitogan.metrics import PRIMARY_COMPONENTS, PRIMARY_MODE, PRIMARY_NAME
         from mitogan.tracking import WandbRun
+        from search.report import JUDGES
 
         params = sorted({k for t in trials for k in (t.config or {}) if k not in self.fixed})
-        columns = ["trial_id", "status", "stop_reason", "step", PRIMARY_NAME, *PRIMARY_COMPONENTS, *params,
+        columns = ["trial_id", "status", "stop_reason", "step", PRIMARY_NAME, *PRIMARY_COMPONENTS, *JUDGES, *params,
                    "samples"]
         rows = []
         for t in trials:
             end = self.ended.get(t.trial_id, {"reason": "", "status": "pending", "final": {}, "last": {}})
             last, cfg = end["last"], t.config or {}
             rows.append([t.trial_id, end["status"], end["reason"], int(last.get("step", 0)),
-                         end["final"].get("primary"), *(end["final"].get(c) for c in PRIMARY_COMPONENTS),
+                         end["final"].get("primary"), *(end["final"].get(c) for c in (*PRIMARY_COMPONENTS, *JUDGES)),
                          *(_cell(cfg.get(k)) for k in params), _last_sample(t)])
         run = WandbRun(project=self.project, name=f"search_{self.search_name}", group=self.search_name,
                        config={"space": self.space_name, "objective": PRIMARY_NAME, "objective_mode": PRIMARY_MODE,

@@ -13,7 +13,10 @@ from mitogan.metrics import distances as D
 from mitogan.metrics.reference import fidelity_distance
 from mitogan.metrics.registry import MetricContext, register_metric
 
-__all__ = ["fidelity", "kid_fluo", "prdc_fluo", "vendi", "memorisation", "feature_contributions"]
+__all__ = ["fidelity", "kid_fluo", "prdc_fluo", "vendi", "memorisation", "authenticity", "feature_contributions",
+           "MAX_COPY_QUERIES"]
+
+MAX_COPY_QUERIES = 1000  # generated tiles the copy test looks at (a seeded subset of bigger sets)
 
 
 @register_metric
@@ -52,21 +55,46 @@ def prdc_fluo(ctx: MetricContext):
 
 @register_metric
 def vendi(ctx: MetricContext):
-    """Effective number of distinct images (Vendi score, Gaussian kernel in the feature space) of m
-    generated tiles and of m HELD-OUT real tiles, m = min(n_fake, n_heldout, 1000); ratio = fake / real.
-    The kernel's bandwidth is the median nearest-neighbour distance among those real tiles, so two images
-    count as one when they are closer than real images usually are to each other: k repeated, well
-    separated images score ~k. diversity_gap = max(0, 1 - ratio): 0 = at least as diverse as new real data, -> 1 as the
-    generator collapses onto a few images (more diversity than real data earns nothing: noise is diverse)."""
+    """Effective number of distinct images (Vendi score, Gaussian kernel) of m generated tiles and of m HELD-OUT
+    real tiles, m = min(n_fake, n_heldout, 1000), in two spaces; ratio = fake / real in each:
+
+    features  the fluorescence feature space (what the tiles show, wherever it is);
+    layout    the tiles themselves, blurred and averaged to 16 x 16, mean removed, on the real tiles' typical
+              contrast (``copying.layout``): WHERE things are. A generator that draws the same structure at
+              the same place in every tile, or k templates plus noise, looks diverse to the first and not to
+              the second.
+
+    Each kernel's bandwidth is the median nearest-neighbour distance among those real tiles, so two images count
+    as one when they are closer than real images usually are to each other: k repeated, well separated images
+    score ~k. gap = max(0, 1 - ratio) per space (more diversity than real data earns nothing: noise is diverse);
+    diversity_gap = 1 - (1 - feature gap) (1 - layout gap): 0 = as diverse as new real data in both, -> 1 as
+    the generator collapses in either."""
+    from mitogan.metrics.copying import layout
+
     ref = ctx.ref
     m = min(ctx.n_fake, ctx.n_real, 1000)
     rng = np.random.default_rng(ctx.seed + 3)
-    zr = ref.z_heldout[np.sort(rng.choice(ctx.n_real, m, replace=False))]
-    zf = ctx.fake_z[np.sort(rng.choice(ctx.n_fake, m, replace=False))]
-    tau = D.median_nn_distance(zr)
-    vf, vr = D.vendi_score_rbf(zf, tau), D.vendi_score_rbf(zr, tau)
-    return ({"vendi_fake": vf, "vendi_real": vr, "vendi_ratio": vf / vr, "diversity_gap": max(0.0, 1 - vf / vr),
-             "vendi_bandwidth": tau}, {"n_fake": ctx.n_fake, "n_heldout": ctx.n_real, "subset_size": m})
+    r_pick, f_pick = np.sort(rng.choice(ctx.n_real, m, replace=False)), np.sort(rng.choice(ctx.n_fake, m, replace=False))
+    out = {}
+    lay_r, scale = layout(ref.heldout[r_pick])
+    lay_f = layout(ctx.fake_tiles[f_pick], scale)[0]
+    # near-empty tiles (a tenth of the real tiles' typical contrast) are left out of the layout count: how many
+    # tiles are empty is a matter of fidelity, and "empty" would otherwise count once on each side
+    lay_r, lay_f = (z[np.linalg.norm(z, axis=1) > 0.1] for z in (lay_r, lay_f))
+    m_lay = min(len(lay_r), len(lay_f))
+    spaces = {"": (ref.z_heldout[r_pick], ctx.fake_z[f_pick])}
+    if m_lay > ctx.k:
+        spaces["_layout"] = (lay_r[:m_lay], lay_f[:m_lay])
+    gaps = [0.0, 0.0]
+    for i, (suffix, (zr, zf)) in enumerate(spaces.items()):
+        tau = D.median_nn_distance(zr)
+        vf, vr = D.vendi_score_rbf(zf, tau), D.vendi_score_rbf(zr, tau)
+        out.update({f"vendi_fake{suffix}": vf, f"vendi_real{suffix}": vr, f"vendi_ratio{suffix}": vf / vr,
+                    f"vendi_bandwidth{suffix}": tau})
+        gaps[i] = max(0.0, 1 - vf / vr)
+    out["diversity_gap_features"], out["diversity_gap_layout"] = gaps
+    out["diversity_gap"] = 1 - (1 - gaps[0]) * (1 - gaps[1])
+    return out, {"n_fake": ctx.n_fake, "n_heldout": ctx.n_real, "subset_size": m, "layout_subset_size": m_lay}
 
 
 @register_metric
@@ -88,6 +116,32 @@ def memorisation(ctx: MetricContext):
         out.update(holdout_nn_dist_median=med, memorisation_ratio=float(np.median(d_fake)) / med,
                    copy_fraction=float((d_fake < np.quantile(honest, 0.05)).mean()))
     return out, {"n_train": len(train), "n_heldout": len(d_ho), "n_fake": ctx.n_fake}
+
+
+@register_metric
+def authenticity(ctx: MetricContext):
+    """Data copying against the TRAINING split (``copying.py``): each generated tile's distance to its nearest
+    training tile up to orientation, small shifts and a 10 % zoom, against the training tiles' own distances
+    to other time blocks / videos (the null). copy_share = share nearer than the null's 5 % quantile;
+    authenticity_gap = max(0, (copy_share - 0.05) / 0.95), a component of the primary; ``copying`` (1/0) flags a
+    generator whose copy share is both material (gap >= 0.1) and significant (one-sided binomial p < 0.001)."""
+    from scipy.stats import binomtest
+
+    from mitogan.metrics.copying import COPY_QUANTILE, copy_statistics
+
+    m = min(ctx.n_fake, MAX_COPY_QUERIES)
+    key = ("copy_distances", None if m == ctx.n_fake else ctx.seed)  # all tiles: the same for every seed
+    if key not in ctx._cache:
+        pick = np.sort(np.random.default_rng(ctx.seed + 5).choice(ctx.n_fake, m, replace=False))
+        ctx._cache[key] = ctx.ref.copies.distances(ctx.fake_tiles[pick])[0]
+    d = ctx._cache[key]
+    null = ctx.ref.copy_null
+    out = copy_statistics(d, null)
+    copies = int(round(out["copy_share"] * m)) if len(null) else 0
+    p = float(binomtest(copies, m, COPY_QUANTILE, alternative="greater").pvalue) if len(null) else 1.0
+    out.update(copy_pvalue=p, copy_nn_median=float(np.median(d)),
+               copying=float(out["authenticity_gap"] >= 0.1 and p < 1e-3))
+    return out, {"n_fake": m, "n_train": len(ctx.ref.train), "n_null": int(len(null)), "quantile": COPY_QUANTILE}
 
 
 def feature_contributions(ctx: MetricContext, top: int = 8) -> list[dict]:

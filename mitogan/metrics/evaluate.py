@@ -25,6 +25,7 @@ import numpy as np
 
 from mitogan.errors import ConfigError, InputError
 from mitogan.metrics import builtin  # noqa: F401  (registers the metrics)
+from mitogan.metrics import c2st  # noqa: F401  (registers the classifier two-sample test)
 from mitogan.metrics.builtin import feature_contributions
 from mitogan.metrics.reference import Reference
 from mitogan.metrics.registry import METRICS, MetricContext
@@ -34,23 +35,25 @@ __all__ = ["PRIMARY_NAME", "PRIMARY_MODE", "PRIMARY_COMPONENTS", "primary_value"
 
 PRIMARY_NAME = "realism_gap"
 PRIMARY_MODE = "min"
-PRIMARY_COMPONENTS = ("fidelity", "diversity_gap")
-PRIMARY_FORMULA = "1 - (1 - min(fidelity, 1)) * (1 - diversity_gap) + max(fidelity - 1, 0)"
+PRIMARY_COMPONENTS = ("fidelity", "diversity_gap", "authenticity_gap")
+PRIMARY_FORMULA = ("1 - (1 - min(fidelity, 1)) * (1 - diversity_gap) * (1 - authenticity_gap) + max(fidelity - 1, 0)")
 DEFAULT_METRICS = tuple(METRICS)
-FAST_METRICS = ("fidelity", "prdc_fluo", "vendi")  # what the in-training evaluator runs
+FAST_METRICS = ("fidelity", "prdc_fluo", "vendi", "authenticity")  # what the in-training evaluator runs
 
 
 def primary_value(values: dict) -> float:
-    """The primary objective from the ``fidelity`` and ``diversity_gap`` values (lower is better):
-    1 - (1 - fidelity) (1 - diversity_gap) while fidelity < 1, plus how far fidelity goes beyond 1."""
+    """The primary objective (lower is better): 1 - (1 - fidelity) (1 - diversity_gap) (1 - authenticity_gap)
+    while fidelity < 1, plus how far fidelity goes beyond 1. A set without ``authenticity_gap`` (the copy test
+    not run) is scored as authentic."""
     fid, gap = float(values["fidelity"]), float(values["diversity_gap"])
-    return 1.0 - (1.0 - min(fid, 1.0)) * (1.0 - gap) + max(fid - 1.0, 0.0)
+    auth = float(values.get("authenticity_gap", 0.0))
+    return 1.0 - (1.0 - min(fid, 1.0)) * (1.0 - gap) * (1.0 - auth) + max(fid - 1.0, 0.0)
 
 
 def primary_record(values: dict) -> dict:
     """{"name", "value", "mode", "formula", "components"}: what metrics.json and every trial carry."""
     return {"name": PRIMARY_NAME, "value": primary_value(values), "mode": PRIMARY_MODE, "formula": PRIMARY_FORMULA,
-            "components": {c: float(values[c]) for c in PRIMARY_COMPONENTS}}
+            "components": {c: float(values.get(c, 0.0)) for c in PRIMARY_COMPONENTS}}
 
 
 def check_pair(real: np.ndarray, fake: np.ndarray, k: int = 5, real_name="real", fake_name="fake") -> None:
@@ -125,7 +128,7 @@ def evaluate(real, fake: np.ndarray, *, seed: int = 0, out_dir=None, k: int = 5,
     result = {"metrics": values, "sample_sizes": sizes, "top_features": feature_contributions(ctx),
               "protocol": dict(ref.split), "n_real": len(ref.heldout) + len(ref.train), "n_fake": len(fake),
               "image_size": int(fake.shape[-1]), "seed": seed, "k": k}
-    if all(c in values for c in PRIMARY_COMPONENTS):
+    if all(c in values for c in PRIMARY_COMPONENTS[:2]):
         result["primary"] = primary_record(values)
     if out_dir is not None:
         from mitogan.metrics.report import write_report
@@ -149,6 +152,8 @@ class InTrainingEvaluator:
         # at most max_real tiles per side (seeded): set-up stays a few seconds on big datasets
         self.reference = real_reference(real, holdout=holdout, seed=seed, cache=cache, max_tiles=max_real)
         self.reference.calibration(n_fake, seed)  # the scale for this sample size, once
+        if "authenticity" in self.metrics:
+            self.reference.copy_null  # noqa: B018 (the copy test's index and null, once)
 
     def __call__(self, fake: np.ndarray) -> dict:
         """(M, 1, S, S) generated tiles in [-1, 1] -> flat dict of floats, including "primary"."""
@@ -159,3 +164,11 @@ class InTrainingEvaluator:
         out = {key: float(v) for key, v in values.items() if v is not None}
         out["primary"] = primary_value(values)
         return out
+
+    def judge(self, fake: np.ndarray, metrics=("c2st",)) -> dict:
+        """Once per finished run: the judges too slow for every evaluation (the classifier two-sample test of
+        ``fake`` against the held-out tiles, with its baseline), as flat floats."""
+        fake = np.asarray(fake, np.float32)
+        check_pair(self.reference.heldout, fake, self.k, "held-out real tiles", "generated tiles")
+        values, _ = _run_metrics(MetricContext(self.reference, fake, seed=self.seed, k=self.k), metrics)
+        return {key: float(v) for key, v in values.items() if isinstance(v, (int, float, np.number))}

@@ -10,6 +10,14 @@ second real source beats shuffled pixels, noise and heavy blur, and noise is las
     noise     uniform noise mixed in at 10 % < 50 % < 100 %
     gamma     intensity gamma 1.5 < 3 (on the [0, 1] scale)
     shuffle   pixels permuted within 4 px blocks < within the whole tile
+    templates collapse as GANs collapse: k = 20 > 5 > 1 distinct images, each repeated with a random gain
+              and 5 % noise
+    stamp     position collapse: the same tile blended into every tile at 30 % < 60 %
+
+Copies (``COPIES``, applied to the TRAINING part, what a generator trains on): exact, plus Gaussian noise
+of 1 % / 5 % of the range, shifted by 1 / 2 px, mirrored, rotated by 90 degrees, cropped by 10 % and
+resized back, shrunk by 10 %; and mixtures of copies with honest held-out data (10 % < 50 % < 100 % copies).
+Each must score worse than the held-out real data and worse than the same movies later in time.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["LADDERS", "damage", "ladder_sets", "frames_to_tiles", "videos_to_tiles", "proof_parts", "proof_scores",
+__all__ = ["LADDERS", "COPIES", "copy_set", "damage", "ladder_sets", "frames_to_tiles", "videos_to_tiles", "proof_parts", "proof_scores",
            "rule_violations", "pair_orders"]
 
 LADDERS: dict[str, tuple] = {
@@ -26,7 +34,12 @@ LADDERS: dict[str, tuple] = {
     "noise": (0.1, 0.5, 1.0),
     "gamma": (1.5, 3.0),
     "shuffle": (4, 0),  # block size in px; 0 = the whole tile
+    "templates": (20, 5, 1),  # distinct images
+    "stamp": (0.3, 0.6),  # weight of the one shared tile
 }
+COPIES: tuple[str, ...] = ("copy", "copy_noise=0.01", "copy_noise=0.05", "copy_shift=1", "copy_shift=2",
+                           "copy_flip", "copy_rot90", "copy_crop=0.9", "copy_shrink=0.9",
+                           "copy_mix=0.1", "copy_mix=0.5", "copy_mix=1.0")
 
 
 def damage(tiles: np.ndarray, kind: str, level, seed: int = 0, frames: np.ndarray | None = None) -> np.ndarray:
@@ -47,6 +60,12 @@ def damage(tiles: np.ndarray, kind: str, level, seed: int = 0, frames: np.ndarra
         out = _shuffle(x, level, rng)
     elif kind == "collapse":
         out = _collapse(x, level, rng, np.arange(len(x)) if frames is None else np.asarray(frames))
+    elif kind == "templates":
+        pick = x[rng.choice(len(x), min(level, len(x)), replace=False)]
+        out = pick[np.arange(len(x)) % len(pick)] * rng.uniform(0.8, 1.2, (len(x), 1, 1, 1))
+        out = out + 0.1 * rng.standard_normal(x.shape)  # 5 % of the [-1, 1] range
+    elif kind == "stamp":
+        out = (1 - level) * x + level * x[rng.integers(len(x))][None]
     else:
         raise ValueError(f"unknown damage {kind!r}; choose from {sorted(LADDERS)}")
     return np.clip(out, -1, 1).astype(np.float32)
@@ -70,6 +89,41 @@ def _collapse(x: np.ndarray, level, rng, frames: np.ndarray) -> np.ndarray:
     keep = rng.choice(ids, min(k, len(ids)), replace=False)
     pool = np.flatnonzero(np.isin(frames, keep))
     return x[pool[np.arange(len(x)) % len(pool)]]
+
+
+def copy_set(train: np.ndarray, name: str, honest: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` tiles made from TRAINING tiles by the copy ``name`` (``COPIES``); ``honest`` fills mixtures."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    x = np.asarray(train, np.float32)[rng.choice(len(train), n, replace=len(train) < n)]
+    kind, _, level = name.partition("=")
+    lv = float(level) if level else None
+    s = x.shape[-1]
+    if kind == "copy_noise":
+        x = x + 2 * lv * rng.standard_normal(x.shape)  # sd = lv of the [-1, 1] range
+    elif kind == "copy_shift":
+        x = np.roll(x, (int(lv), int(lv)), axis=(2, 3))
+    elif kind == "copy_flip":
+        x = x[..., ::-1]
+    elif kind == "copy_rot90":
+        x = np.rot90(x, 1, axes=(2, 3))
+    elif kind in ("copy_crop", "copy_shrink"):
+        c = int(round(s * lv))
+        o = (s - c) // 2
+        if kind == "copy_crop":  # the central 90 %, resized back to S
+            x = np.stack([cv2.resize(t[0, o:o + c, o:o + c], (s, s), interpolation=cv2.INTER_LINEAR)[None] for t in x])
+        else:  # the whole tile shrunk to 90 % and set into its own centre
+            x = x.copy()
+            for t in x:
+                t[0, o:o + c, o:o + c] = cv2.resize(t[0], (c, c), interpolation=cv2.INTER_AREA)
+    elif kind == "copy_mix":
+        k = int(round(lv * n))
+        h = np.asarray(honest, np.float32)[rng.choice(len(honest), n - k, replace=len(honest) < n - k)]
+        x = np.concatenate([x[:k], h])
+    elif kind != "copy":
+        raise ValueError(f"unknown copy {name!r}; choose from {COPIES}")
+    return np.clip(np.ascontiguousarray(x), -1, 1).astype(np.float32)
 
 
 def ladder_sets(tiles: np.ndarray, frames: np.ndarray | None = None, seed: int = 0) -> dict[str, np.ndarray]:
@@ -137,14 +191,17 @@ def videos_to_tiles(videos, size: int, names=None):
 def proof_parts(ts, seed: int = 0, share: float = 0.2) -> dict[str, np.ndarray]:
     """Four disjoint index sets of a ``TileSet`` for the proof (whole videos or time blocks, never tiles):
 
-    heldout  the reference (``protocol.split_real``, ``share`` of the tiles)
+    heldout  the reference (``protocol.split_real``, ``share`` of the tiles; twin videos count as one)
     other    other videos (or time blocks) again: "another video", the stand-in for a good generator
     later    the last time block of every remaining video: "the same movies, later in time"
     train    the rest: the calibration split (what a generator would train on)
     """
     from mitogan.metrics.protocol import _time_blocks, split_real
 
-    src, fr = np.asarray(ts.source, np.int64), np.asarray(ts.frame, np.int64)
+    from mitogan.metrics.copying import video_twins
+
+    # the same field saved in two files is one video: "other" must not hold copies of "train"
+    src, fr = video_twins(ts.tiles, np.asarray(ts.source, np.int64)), np.asarray(ts.frame, np.int64)
     first = split_real(src, fr, share, seed)
     rest = first.train
     second = split_real(src[rest], fr[rest], share / (1 - share), seed + 1)
@@ -158,7 +215,7 @@ def proof_parts(ts, seed: int = 0, share: float = 0.2) -> dict[str, np.ndarray]:
     return {"heldout": first.heldout, "other": other, "later": rest[last], "train": rest[~last]}
 
 
-def proof_scores(ts, seconds: dict | None = None, seeds=(0,), split_seed: int = 0) -> dict:
+def proof_scores(ts, seconds: dict | None = None, seeds=(0,), split_seed: int = 0, copies: bool = True) -> dict:
     """The primary objective of every proof set against the held-out part of ``ts`` (a ``TileSet``).
 
     Sets: "other" (other videos), "later" (same movies, later), every ladder step applied to "other"
@@ -178,18 +235,21 @@ def proof_scores(ts, seconds: dict | None = None, seeds=(0,), split_seed: int = 
     frames = np.asarray(ts.source, np.int64)[parts["other"]] * 1_000_003 + ts.frame[parts["other"]]
     sets = {"other": other, "later": ts.tiles[parts["later"]], **ladder_sets(other, frames, seed=split_seed),
             **(seconds or {})}
+    if copies:  # as many copies as there are honest "other" tiles
+        train = ts.tiles[parts["train"]]
+        sets.update({c: copy_set(train, c, other, len(other), seed=split_seed + 7) for c in COPIES})
     out = {"scores": {s: {} for s in seeds}, "components": {s: {} for s in seeds},
            "parts": {k: int(len(v)) for k, v in parts.items()}}
     for name, tiles in sets.items():
         shared: dict = {}  # the set's features, computed once for all seeds
         for s in seeds:
-            values, _ = _run_metrics(MetricContext(ref, tiles, seed=s, _cache=shared), ("fidelity", "vendi"))
+            values, _ = _run_metrics(MetricContext(ref, tiles, seed=s, _cache=shared), ("fidelity", "vendi", "authenticity"))
             out["scores"][s][name] = primary_value(values)
             out["components"][s][name] = {c: values[c] for c in PRIMARY_COMPONENTS}
     return out
 
 
-def pair_orders(seconds=()) -> list[tuple[str, str]]:
+def pair_orders(seconds=(), copies: bool = True) -> list[tuple[str, str]]:
     """Every (better, worse) pair the proof requires, as set names of ``proof_scores``."""
     steps = lambda kind: [f"{kind}={lv}" for lv in LADDERS[kind]]  # noqa: E731
     pairs = [(a, b) for kind in LADDERS for a, b in zip(steps(kind), steps(kind)[1:])]  # ladders
@@ -199,10 +259,15 @@ def pair_orders(seconds=()) -> list[tuple[str, str]]:
     for good in ("other", *seconds):
         pairs += [(good, bad) for bad in ("shuffle=0", "noise=1.0", "blur=4.0")]
     pairs += [(s, "noise=1.0") for s in [*damaged, "other", "later", *seconds] if s != "noise=1.0"]  # noise last
+    if copies:  # every copy is worse than honest new data, and more copying is worse
+        # a 10 % copier is caught (its authenticity_gap is > 0) but may still beat honest data of worse fidelity
+        pairs += [(good, c) for c in COPIES if c != "copy_mix=0.1" for good in ("other", "later")]
+        pairs += [("copy_mix=0.1", "copy_mix=0.5"), ("copy_mix=0.5", "copy_mix=1.0")]
     return list(dict.fromkeys(pairs))
 
 
 def rule_violations(scores: dict, seconds=()) -> list[str]:
     """The required orders (``pair_orders``) that ``scores`` breaks: [] when the proof holds."""
-    return [f"{a} ({scores[a]:.4f}) should beat {b} ({scores[b]:.4f})" for a, b in pair_orders(seconds)
+    copies = all(c in scores for c in COPIES)
+    return [f"{a} ({scores[a]:.4f}) should beat {b} ({scores[b]:.4f})" for a, b in pair_orders(seconds, copies)
             if not scores[a] < scores[b]]

@@ -55,7 +55,7 @@ def _time_blocks(source: np.ndarray, frame: np.ndarray, n_blocks: int) -> np.nda
     return groups
 
 
-def split_real(source, frame, holdout: float = 0.25, seed: int = 0, n_blocks: int = 4) -> RealSplit:
+def split_real(source, frame, holdout: float = 0.25, seed: int = 0, n_blocks: int = 4, tiles=None) -> RealSplit:
     """Split real tiles into train / held-out by whole videos or by time blocks (never tile by tile).
 
     Parameters
@@ -65,11 +65,17 @@ def split_real(source, frame, holdout: float = 0.25, seed: int = 0, n_blocks: in
     holdout : share of tiles to hold out (whole groups are taken until it is reached)
     seed : which groups are held out
     n_blocks : time blocks per video when there are fewer than ``MIN_VIDEOS_FOR_VIDEO_SPLIT`` videos
+    tiles : (N, 1, S, S), optional: videos that show the same field (one movie saved twice, overlapping
+        crops: ``copying.video_twins``) are then one video, so held-out data is never a copy of training data
 
     With at least 4 videos, whole videos are held out; otherwise each video is cut into ``n_blocks``
     contiguous time blocks and whole blocks are held out. Both sides are non-empty (InputError otherwise).
     """
     source, frame = np.asarray(source), np.asarray(frame)
+    if tiles is not None and len(np.unique(source)) > 1:
+        from mitogan.metrics.copying import video_twins
+
+        source = video_twins(np.asarray(tiles), source)
     n = len(source)
     if n < 2:
         raise InputError("real tiles", f"has {n} tile(s); at least 2 are needed to hold some out")
@@ -82,10 +88,17 @@ def split_real(source, frame, holdout: float = 0.25, seed: int = 0, n_blocks: in
     ids, counts = np.unique(groups, return_counts=True)
     order = np.random.default_rng(seed + 104729).permutation(len(ids))
     target = holdout * n
+    # a group larger than twice the held-out share (one field filmed in many files, merged as twins) would make
+    # the held-out side one field: it stays in training, unless no group is small enough
+    fits = counts <= 2 * target
+    if not fits.any():
+        fits[np.argmin(counts)] = True
     held, total = [], 0
     for i in order:  # take whole groups until the share is reached, keep at least one for training
         if total >= target or len(held) == len(ids) - 1:
             break
+        if not fits[i]:
+            continue
         held.append(ids[i])
         total += counts[i]
     mask = np.isin(groups, held)
@@ -111,5 +124,5 @@ def training_tiles(real, holdout: float = 0.25, seed: int = 0):
     n = len(getattr(real, "tiles", real))
     source = getattr(real, "source", np.zeros(n, np.int64))
     frame = getattr(real, "frame", np.arange(n))
-    sp = split_real(source, frame, holdout, seed)
+    sp = split_real(source, frame, holdout, seed, tiles=getattr(real, "tiles", real))
     return real.subset(sp.train) if hasattr(real, "subset") else np.asarray(real)[sp.train]

@@ -25,7 +25,7 @@ from mitogan.metrics.protocol import RealSplit, duplicate_groups, split_real
 __all__ = ["Reference", "CALIBRATION_DRAWS", "fidelity_distance"]
 
 CALIBRATION_DRAWS = 1000  # subsamples whose mean FD is used (calibration, and sets larger than it)
-_REFERENCE_VERSION = 1
+_REFERENCE_VERSION = 2  # 2: train_groups (the copy null), twin videos merged in the split
 
 
 def fidelity_distance(space: FeatureSpace, ref: np.ndarray, raw: np.ndarray, n: int, seed: int,
@@ -54,6 +54,7 @@ class Reference:
     f_train: np.ndarray  # (T, F) raw features
     split: dict  # protocol.RealSplit.describe() + duplicates
     seed: int = 0
+    train_groups: np.ndarray | None = None  # (T,) time block / video of each training tile (the copy null)
     _cal: dict = field(default_factory=dict)  # (n, seed) -> (d0, d1)
 
     @property
@@ -70,6 +71,21 @@ class Reference:
             self._space = FeatureSpace(self.f_heldout, self.names)
             self._z_heldout = self._space(self.f_heldout)
         return self._space
+
+    @property
+    def copies(self):
+        """The ``copying.CopyIndex`` of the training tiles (built once)."""
+        if not hasattr(self, "_copies"):
+            from mitogan.metrics.copying import CopyIndex
+
+            self._copies = CopyIndex(self.train)
+        return self._copies
+
+    @property
+    def copy_null(self) -> np.ndarray:
+        """Each training tile's distance to the training tiles of other time blocks / videos (the copy null)."""
+        groups = self.train_groups if self.train_groups is not None else np.arange(len(self.train)) * 4 // len(self.train)
+        return self.copies.null(groups, self.train)
 
     @property
     def z_heldout(self) -> np.ndarray:
@@ -92,6 +108,11 @@ class Reference:
         n = len(tiles)
         source = np.zeros(n, np.int64) if source is None else np.asarray(source)
         frame = np.arange(n) if frame is None else np.asarray(frame)
+        from mitogan.metrics.copying import video_twins
+        from mitogan.metrics.protocol import _time_blocks
+
+        n_videos = len(np.unique(source))
+        source = video_twins(tiles, source)  # the same field in two files is one video
         sp = split or split_real(source, frame, holdout, seed)
         for name, idx in (("held-out", sp.heldout), ("training", sp.train)):
             if len(idx) < 6:
@@ -110,8 +131,10 @@ class Reference:
         _, n_dup = duplicate_groups(tiles[use])
         f_train = describe(tiles[sp.train], threshold=thr, progress=progress)
         f_heldout = describe(tiles[sp.heldout], threshold=thr, progress=progress)
+        groups = _time_blocks(source[sp.train].astype(np.int64), frame[sp.train].astype(np.int64), 4)
+        info["twin_videos_merged"] = int(n_videos - len(np.unique(source)))
         return cls(tiles[sp.heldout], tiles[sp.train], thr, f_heldout, f_train,
-                   {**info, "duplicate_tiles": n_dup, "threshold": thr}, seed)
+                   {**info, "duplicate_tiles": n_dup, "threshold": thr}, seed, groups)
 
     def calibration(self, n: int, seed: int | None = None) -> tuple[float, float]:
         """(d0, d1) at sample size n: FD of a disjoint real split (train subsets) and of pure noise."""
@@ -140,15 +163,17 @@ class Reference:
 
     def write(self, f) -> None:
         """Write this reference in the ``save`` format to the binary file object ``f``."""
+        groups = self.train_groups if self.train_groups is not None else np.zeros(0, np.int64)
         np.savez(f, heldout=self.heldout, train=self.train, f_heldout=self.f_heldout, f_train=self.f_train,
-                 meta=np.array(json.dumps({"threshold": self.threshold, "split": self.split, "seed": self.seed})))
+                 train_groups=groups, meta=np.array(json.dumps({"threshold": self.threshold, "split": self.split, "seed": self.seed})))
 
     @classmethod
     def load(cls, path: Path) -> "Reference":
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
+            groups = z["train_groups"] if "train_groups" in z.files and len(z["train_groups"]) else None
             return cls(z["heldout"], z["train"], meta["threshold"], z["f_heldout"], z["f_train"], meta["split"],
-                       meta["seed"])
+                       meta["seed"], groups)
 
     @classmethod
     def cached(cls, tiles, source=None, frame=None, *, holdout: float = 0.25, seed: int = 0,

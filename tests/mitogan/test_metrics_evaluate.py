@@ -24,6 +24,14 @@ def ref(real):
     return real_reference(real)
 
 
+@pytest.fixture(scope="module")
+def honest():
+    """New data of the same kind: 8 other simulated movies (what a good generator would produce)."""
+    from mitogan.simulate import SimParams, simulate_video
+
+    return videos_to_tiles([simulate_video(SimParams(size=64, frames=6), s)[0] for s in range(100, 108)], 32).tiles
+
+
 def test_evaluate_reports_primary_with_components_protocol_and_files(real, ref, tmp_path):
     r = evaluate(real, ref.train, reference=ref, out_dir=tmp_path)
     p = r["primary"]
@@ -39,38 +47,51 @@ def test_evaluate_reports_primary_with_components_protocol_and_files(real, ref, 
         assert (tmp_path / png).stat().st_size > 1000
 
 
-def test_training_split_scores_near_zero_and_noise_near_one(real, ref):
-    # 0 = a disjoint real split of the same data, 1 = that data damaged into noise (the calibration)
-    good = evaluate(real, ref.train, reference=ref)["primary"]["value"]
-    noise = evaluate(real, damage(ref.train, "noise", 1.0, seed=5), reference=ref)["primary"]["value"]
-    assert abs(good) < 0.1 and noise == pytest.approx(1.0, abs=0.05)
+FAST = ("fidelity", "vendi", "authenticity")
 
 
-def test_a_collapsed_generator_cannot_beat_a_diverse_realistic_one(real, ref):
-    two = ref.train[np.arange(len(ref.train)) % 2]  # two perfect real tiles, repeated
-    diverse = evaluate(real, ref.train, reference=ref)["primary"]["value"]
-    collapsed = evaluate(real, two, reference=ref)
+def test_training_split_is_real_but_a_copy_and_noise_scores_one(real, ref, honest):
+    # fidelity: 0 = a disjoint real split of the same data (the training split is one), 1 = noise;
+    # but the training split IS the training data: the copy test flags it and the primary is as bad as noise
+    copy = evaluate(real, ref.train, reference=ref, metrics=FAST)
+    assert abs(copy["metrics"]["fidelity"]) < 0.1 and copy["metrics"]["authenticity_gap"] > 0.9
+    assert copy["metrics"]["copying"] == 1.0 and copy["primary"]["value"] > 0.9
+    new = evaluate(real, honest, reference=ref, metrics=FAST)
+    assert new["metrics"]["authenticity_gap"] < 0.1 and new["metrics"]["copying"] == 0.0
+    assert new["primary"]["value"] < copy["primary"]["value"] - 0.3
+    noise = evaluate(real, damage(honest, "noise", 1.0, seed=5), reference=ref, metrics=FAST)["primary"]["value"]
+    assert noise == pytest.approx(1.0, abs=0.05)
+
+
+def test_a_collapsed_generator_cannot_beat_a_diverse_realistic_one(real, ref, honest):
+    two = honest[np.arange(len(honest)) % 2]  # two perfect real tiles, repeated
+    diverse = evaluate(real, honest, reference=ref, metrics=FAST)["primary"]["value"]
+    collapsed = evaluate(real, two, reference=ref, metrics=FAST)
     assert collapsed["metrics"]["diversity_gap"] > 0.8 and collapsed["primary"]["value"] > diverse + 0.5
 
 
 def test_evaluate_is_deterministic_and_kid_spread_is_a_real_bootstrap(real, ref):
     fake = damage(ref.train, "blur", 1.0)
-    a, b = evaluate(real, fake, reference=ref, seed=3), evaluate(real, fake, reference=ref, seed=3)
+    metrics = ("fidelity", "vendi", "authenticity", "kid_fluo", "memorisation")
+    a, b = evaluate(real, fake, reference=ref, seed=3, metrics=metrics), evaluate(real, fake, reference=ref, seed=3, metrics=metrics)
     assert a["metrics"] == b["metrics"]
     assert a["metrics"]["kid_fluo_std"] > 0  # n < 1000: subsets are the whole set, the bootstrap is not
 
 
 def test_memorisation_sees_copies_of_training_tiles_and_survives_repeated_frames(real, ref):
-    copies = evaluate(real, ref.train, reference=ref)["metrics"]
+    copies = evaluate(real, ref.train, reference=ref, metrics=("memorisation",))["metrics"]
     assert copies["memorisation_ratio"] < 0.05 and copies["copy_fraction"] > 0.9
-    # a movie that repeats frames: every held-out tile has an identical twin in the training split
+    # one movie saved twice: the two files are one video to the split (copying.video_twins), so no held-out
+    # tile is a copy of a training tile, and nothing divides by zero
     tiles = np.concatenate([ref.train[:60], ref.train[:60]])
     frames = np.concatenate([np.arange(60), np.arange(60)]) // 4
     from mitogan.tiles import TileSet
 
     ts = TileSet(tiles, np.repeat([0, 1], 60).astype(np.int32), frames.astype(np.int32), np.zeros((120, 2), np.int32))
-    m = evaluate(ts, ref.train[60:120], holdout=0.5)["metrics"]
-    assert m["heldout_copies_of_train"] > 0 and all(np.isfinite(v) for v in m.values() if v is not None)
+    r = evaluate(ts, ref.train[60:120], holdout=0.5, metrics=("memorisation",))
+    m = r["metrics"]
+    assert r["protocol"]["twin_videos_merged"] == 1 and r["protocol"]["split"] == "time blocks"
+    assert m["heldout_copies_of_train"] == 0 and all(np.isfinite(v) for v in m.values() if v is not None)
 
 
 def test_mismatched_sizes_and_tiny_inputs_are_clear_errors(real, ref):

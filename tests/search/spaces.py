@@ -3,8 +3,9 @@ a few seconds per trial. Each test states only what it changes."""
 
 from __future__ import annotations
 
+# train.judge_samples 0: no classifier two-sample test per finished trial (test_search_e2e runs it once)
 TINY_FIXED = {"preprocess.tile.size": 32, "preprocess.tile.scale": 0.5, "model.g_width": 8, "model.d_width": 8,
-              "model.latent_dim": 16, "train.batch_size": 16, "train.threads": 1}
+              "model.latent_dim": 16, "train.batch_size": 16, "train.threads": 1, "train.judge_samples": 0}
 
 
 def tiny_space(name: str, fixed: dict, params: str) -> str:

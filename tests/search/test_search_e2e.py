@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 SPACE = tiny_space("e2e", {"loss.kind": "wgan_gp", "model.d_norm": "none", "train.steps": 60,
                            "train.report_every": 20, "train.eval_every": 20, "train.sample_every": 20,
-                           "train.checkpoint_every": 20}, """
+                           "train.checkpoint_every": 20, "train.judge_samples": 200}, """
   # the known-bad corner: lr 1.0 with gain 20 and no spectral norm makes the critic explode in a few steps
   - {name: optim.lr_d, type: categorical, choices: [0.0002, 1.0]}
   - {name: init.gain, type: categorical, choices: [1.0, 20.0], when: {optim.lr_d: 1.0}}
@@ -59,6 +59,12 @@ def test_every_trial_ends_finished_or_stopped_with_a_reason(search_dir):
     for t in good:
         assert t.status == "finished" and t.stop_reason == "" and t.step == 60
         assert t.primary is not None
+        # judged once at the end: the classifier two-sample test beside its baseline; the copy test every eval
+        last = t.results[-1]
+        assert 0 <= last["c2st_accuracy"] <= 1 and 0 <= last["c2st_baseline"] <= 1, last
+        assert 0 <= last["authenticity_gap"] <= 1 and last["copying"] in (0.0, 1.0)
+    for t in bad:
+        assert "c2st_accuracy" not in t.results[-1]  # a stopped trial is not judged
 
 
 def test_optuna_learned_stopped_trials_as_pruned(search_dir):
@@ -126,4 +132,6 @@ def test_report_can_be_rewritten_from_the_folder_alone(search_dir):
 
     (search_dir / "report" / "index.html").unlink()
     assert main(["search", "--report", str(search_dir)]) == 0
-    assert (search_dir / "report" / "index.html").exists()
+    page = (search_dir / "report" / "index.html").read_text()
+    for column in ("authenticity_gap", "copy_share", "c2st_accuracy", "c2st_baseline"):
+        assert f"<th>{column}</th>" in page, column

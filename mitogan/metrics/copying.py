@@ -1,0 +1,258 @@
+"""Data copying: is a generated tile a reproduction of a TRAINING tile, or new data?
+
+A GAN trained on a few hundred images can learn to replay them: exactly, blurred, shifted by a pixel or two,
+flipped, rotated by 90 degrees, slightly cropped or rescaled. Such a generator is as "realistic" as the
+training data itself, so fidelity alone would crown it. This module finds, for every query tile, its nearest
+training tile **up to those transformations**, and compares that distance with how close *honest* new real
+data gets to the training tiles.
+
+Matching (``CopyIndex``), two stages so that it stays cheap:
+
+    coarse   every tile blurred and area-averaged to 8 x 8, zero mean, unit norm; the training side in all
+             8 orientations (rotations by 90 degrees and flips). Each query keeps its ``candidates`` most
+             correlated (training tile, orientation) pairs.
+    fine     32 x 32 grids (blur sigma = S/64 px, so camera noise and fine detail still count) of the query and
+             of each candidate, at zoom 1 and 1.1 on either side (a 10 % crop or rescale), compared over
+             shifts of up to +-2 grid cells (S/16 px) as the correlation of the overlapping windows.
+             distance = 1 - the best correlation: 0 for a copy, ~1 for unrelated content.
+
+The null (what honest new data looks like): every training tile's distance to the nearest training tile of
+*another time block or video* (``split groups``). It contains "the same field a few frames later", so frames
+of the training movies at other times are not called copies; a generated tile closer to a training tile than
+95 % of those is (``COPY_QUANTILE``). Near-duplicate videos (the same field in two files) count as one
+video, so the null is not polluted by cross-file twins.
+
+    copy_share         share of generated tiles closer to a training tile than the null's 5 % quantile
+    authenticity_gap   max(0, (copy_share - 0.05) / 0.95): 0 = no more close matches than new real data has,
+                       1 = every tile is a copy. It enters the primary objective (``evaluate.primary_value``).
+
+This is the per-sample form of the data-copying test of Meehan, Chaudhuri & Dasgupta (AISTATS 2020), with
+the training set's own leave-one-time-block-out distances as the reference instead of a held-out set, so
+that one test works whether the held-out split is other videos or later frames; its Mann-Whitney effect size
+(``copy_auc``: P(generated closer than a null sample)) is reported beside it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["grids", "CopyIndex", "COPY_QUANTILE", "copy_statistics", "video_twins", "layout"]
+
+COPY_QUANTILE = 0.05  # a generated tile nearer than this quantile of the null counts as a copy
+COARSE, FINE, SHIFT, ZOOM = 8, 32, 2, 1.1
+
+
+def _resize(x: np.ndarray, g: int) -> np.ndarray:
+    """(N, S, S) -> (N, g, g) by area averaging (S a multiple of g) or linear interpolation."""
+    import cv2
+
+    n, s = len(x), x.shape[-1]
+    if s % g == 0:
+        f = s // g
+        return x.reshape(n, g, f, g, f).mean((2, 4))
+    return np.stack([cv2.resize(t, (g, g), interpolation=cv2.INTER_AREA if s > g else cv2.INTER_LINEAR) for t in x])
+
+
+def _zoom(x: np.ndarray, z: float) -> np.ndarray:
+    """The central 1/z of each (N, S, S) image, resized back to S (z > 1 zooms in)."""
+    import cv2
+
+    s = x.shape[-1]
+    c = int(round(s / z))
+    o = (s - c) // 2
+    return np.stack([cv2.resize(t[o:o + c, o:o + c], (s, s), interpolation=cv2.INTER_LINEAR) for t in x])
+
+
+def _unit(v: np.ndarray, axis=-1) -> np.ndarray:
+    v = v - v.mean(axis, keepdims=True)
+    return v / np.maximum(np.linalg.norm(v, axis=axis, keepdims=True), 1e-6)
+
+
+def grids(tiles: np.ndarray, g: int, sigma: float, zoom: float = 1.0) -> np.ndarray:
+    """(N, 1, S, S) tiles -> (N, g, g) float32 grids: blurred by ``sigma`` px, zoomed, resized to g x g."""
+    from scipy import ndimage
+
+    x = np.asarray(tiles, np.float32)[:, 0]
+    if sigma > 0:
+        x = ndimage.gaussian_filter(x, (0, sigma, sigma), mode="reflect")
+    if zoom != 1.0:
+        x = _zoom(x, zoom)
+    return _resize(x, g).astype(np.float32)
+
+
+def _orientations(g: np.ndarray) -> np.ndarray:
+    """(N, h, w) -> (8, N, h, w): the 4 rotations by 90 degrees, each also mirrored."""
+    out = []
+    for k in range(4):
+        r = np.rot90(g, k, axes=(1, 2))
+        out += [r, r[:, :, ::-1]]
+    return np.stack(out)
+
+
+def _window_norms(g: np.ndarray, shift: int) -> np.ndarray:
+    """(..., G, G) -> (..., 2 shift + 1, 2 shift + 1): the norm of every window of side G - 2 shift after its
+    mean is removed, from box sums (no window is materialised)."""
+    side = g.shape[-1] - 2 * shift
+    g = g.astype(np.float64)
+
+    def box(a):
+        c = np.pad(a.cumsum(-1).cumsum(-2), [(0, 0)] * (a.ndim - 2) + [(1, 0), (1, 0)])
+        return c[..., side:, side:] - c[..., :-side, side:] - c[..., side:, :-side] + c[..., :-side, :-side]
+
+    s1, s2 = box(g), box(g * g)
+    return np.sqrt(np.maximum(s2 - s1 * s1 / side ** 2, 1e-12)).astype(np.float32)
+
+
+class CopyIndex:
+    """Nearest training tile of any query tile, up to orientation, shifts of +-S/16 px and a 10 % zoom.
+
+    ``CopyIndex(train)``; ``index.distances(query) -> (distance (N,), training index (N,))``;
+    ``index.null(groups)`` -> each training tile's distance to the training tiles of other groups.
+    """
+
+    def __init__(self, train: np.ndarray, candidates: int = 8):
+        train = np.asarray(train, np.float32)
+        s = train.shape[-1]
+        self.size, self.n, self.candidates = s, len(train), min(candidates, 8 * len(train))
+        self._coarse = _unit(_orientations(grids(train, COARSE, s / 16)).reshape(8, len(train), -1))  # (8, T, 64)
+        # fine grids per zoom and orientation: (2 zooms, 8, T, G, G); windows are cut per query chunk
+        self._fine = np.stack([_orientations(grids(train, FINE, s / 64, z)) for z in (1.0, ZOOM)])
+        self._norms = _window_norms(self._fine, SHIFT)  # (2, 8, T, 2 SHIFT + 1, 2 SHIFT + 1)
+        self._null: dict = {}
+
+    def _query_centres(self, query: np.ndarray) -> np.ndarray:
+        """(2 zooms, N, V, side, side): central windows of each query grid at zoom 1 and 1.1, and at sub-cell offsets
+        (the query moved by half a grid cell, so shifts between grid cells are matched too), unit norm."""
+        s, side = self.size, FINE - 2 * SHIFT
+        half = s // (2 * FINE)
+        offsets = [(0, 0)] + ([(half, 0), (0, half), (half, half)] if half else [])
+        out = []
+        for z in (1.0, ZOOM):
+            per = []
+            for dy, dx in offsets:
+                moved = np.roll(query, (dy, dx), axis=(2, 3)) if dy or dx else query
+                g = grids(moved, FINE, s / 64, z)[:, SHIFT:SHIFT + side, SHIFT:SHIFT + side]
+                per.append(_unit(g.reshape(len(g), -1)).reshape(g.shape))
+            out.append(np.stack(per, 1))
+        return np.stack(out)
+
+    def distances(self, query: np.ndarray, exclude: np.ndarray | None = None, chunk: int = 64):
+        """(distance, index of the nearest training tile) for every query tile (N, 1, S, S).
+
+        ``exclude`` (N, T) bool, optional: training tiles a query row may not match (the null's own group).
+        """
+        query = np.asarray(query, np.float32)
+        n = len(query)
+        coarse = _unit(grids(query, COARSE, self.size / 16).reshape(n, -1))
+        centres = self._query_centres(query)
+        dist, index = np.empty(n), np.zeros(n, np.int64)
+        k = self.candidates
+        for lo in range(0, n, chunk):
+            hi = min(n, lo + chunk)
+            sim = np.einsum("nd,otd->not", coarse[lo:hi], self._coarse)  # (b, 8, T)
+            if exclude is not None:
+                sim = np.where(exclude[lo:hi, None, :], -np.inf, sim)
+            flat = sim.reshape(hi - lo, -1)
+            top = np.argpartition(-flat, k - 1, axis=1)[:, :k]  # (b, k) over (orientation, tile)
+            valid = np.take_along_axis(flat, top, 1) > -np.inf
+            o, t = np.divmod(top, self.n)
+            best = np.full(hi - lo, -1.0)
+            # query zoom qz vs training zoom tz: (1, 1) same scale, (1, 1.1) the query is a zoomed-in copy,
+            # (1.1, 1) the query is a zoomed-out copy; every shift of the candidate's window
+            side, span = FINE - 2 * SHIFT, 2 * SHIFT + 1
+            for qz, tz in ((0, 0), (0, 1), (1, 0)):
+                cand, norms = self._fine[tz][o, t], self._norms[tz][o, t]  # (b, k, G, G), (b, k, span, span)
+                q = centres[qz, lo:hi]  # (b, V, side, side), zero mean: <q, w - mean w> = <q, w>
+                c = np.full((hi - lo, k), -1.0, np.float32)
+                for i in range(span):
+                    for j in range(span):
+                        dots = np.einsum("bkyx,bvyx->bkv", cand[:, :, i:i + side, j:j + side], q).max(2)
+                        c = np.maximum(c, dots / norms[:, :, i, j])
+                c = np.where(valid, c, -1.0)
+                better = c.max(1) > best
+                best = np.where(better, c.max(1), best)
+                jbest = np.take_along_axis(t, c.argmax(1)[:, None], 1)[:, 0]
+                index[lo:hi] = np.where(better, jbest, index[lo:hi])
+            dist[lo:hi] = 1.0 - best
+        return np.clip(dist, 0.0, 2.0), index
+
+    def null(self, groups: np.ndarray, train: np.ndarray) -> np.ndarray:
+        """Distance of each training tile to its nearest training tile of ANOTHER group (time block or
+        video): how close honest new data of the same movies gets. Computed once per grouping."""
+        groups = np.asarray(groups)
+        key = groups.tobytes()
+        if key not in self._null:
+            exclude = groups[:, None] == groups[None, :]
+            if exclude.all():  # one group only: nothing to compare with
+                self._null[key] = np.zeros(0)
+            else:
+                self._null[key] = self.distances(train, exclude=exclude)[0]
+        return self._null[key]
+
+
+def copy_statistics(d_fake: np.ndarray, d_null: np.ndarray, q: float = COPY_QUANTILE) -> dict:
+    """The copy statistics of generated tiles' distances ``d_fake`` against the null distances (module doc)."""
+    d_fake, d_null = np.asarray(d_fake, np.float64), np.asarray(d_null, np.float64)
+    if len(d_null) == 0:
+        return {"copy_share": float("nan"), "authenticity_gap": 0.0, "copy_auc": float("nan"),
+                "copy_threshold": float("nan")}
+    thr = float(np.quantile(d_null, q))
+    share = float((d_fake < thr).mean()) if thr > 0 else float((d_fake <= 0).mean())
+    # Mann-Whitney effect size: P(a generated tile is nearer than a null tile), ties count half
+    ranks = np.searchsorted(np.sort(d_null), d_fake, side="left")
+    ties = np.searchsorted(np.sort(d_null), d_fake, side="right") - ranks
+    auc = float(1.0 - (ranks + 0.5 * ties).mean() / len(d_null))
+    return {"copy_share": share, "authenticity_gap": float(max(0.0, (share - q) / (1 - q))), "copy_auc": auc,
+            "copy_threshold": thr}
+
+
+def video_twins(tiles: np.ndarray, source: np.ndarray, share: float = 0.2, similarity: float = 0.98,
+                per_video: int = 200) -> np.ndarray:
+    """Merge videos that show the same field (the same movie saved twice, an overlapping crop): a new
+    source id per tile, where two videos are one when ``share`` of either's tiles has a near-exact twin
+    (coarse 16 x 16 correlation >= ``similarity``) in the other. Held-out data is then never a copy of
+    training data, and the copy null does not count cross-file twins as new data. At most ``per_video``
+    tiles of each video are compared (a fixed, evenly spaced subset), so the cost stays bounded."""
+    source = np.asarray(source)
+    ids, inverse = np.unique(source, return_inverse=True)
+    if len(ids) < 2:
+        return source.copy()
+    pick = np.concatenate([np.flatnonzero(inverse == v)[np.linspace(0, (inverse == v).sum() - 1,
+                           min(per_video, (inverse == v).sum())).astype(int)] for v in range(len(ids))])
+    vid = inverse[pick]
+    s = tiles.shape[-1]
+    d = _unit(grids(np.asarray(tiles)[pick], 16 if s % 16 == 0 else 8, s / 32).reshape(len(pick), -1))
+    order = np.argsort(vid, kind="stable")
+    d, vid = d[order], vid[order]
+    starts = np.flatnonzero(np.r_[True, vid[1:] != vid[:-1]])
+    # twin[a, b]: share of video a's tiles with a near-exact twin in video b
+    twin = np.zeros((len(ids), len(ids)))
+    for a in range(len(ids)):
+        rows = vid == a
+        best = np.maximum.reduceat(d[rows] @ d.T, starts, axis=1)  # (tiles of a, videos)
+        twin[a] = (best >= similarity).mean(0)
+    parent = list(range(len(ids)))
+
+    def root(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for a, b in zip(*np.nonzero((twin >= share) | (twin.T >= share))):
+        if a != b:
+            parent[root(int(b))] = root(int(a))
+    return ids[[root(int(v)) for v in inverse]].astype(source.dtype)
+
+
+def layout(tiles: np.ndarray, scale: float | None = None) -> tuple[np.ndarray, float]:
+    """Where things are in each tile: (N, 256) float64, the tile blurred (sigma S/32) and averaged to 16 x 16,
+    its mean removed, divided by ``scale`` (default: the median norm of these tiles, returned for reuse on the
+    other side). One global scale, not per tile, so an empty tile stays near 0 instead of its noise being
+    blown up to unit contrast."""
+    s = tiles.shape[-1]
+    g = grids(tiles, 16 if s % 16 == 0 else 8, s / 32).reshape(len(tiles), -1).astype(np.float64)
+    g -= g.mean(1, keepdims=True)
+    if scale is None:
+        scale = float(max(np.median(np.linalg.norm(g, axis=1)), 1e-9))
+    return g / scale, scale

@@ -1,0 +1,93 @@
+"""Data copying (``mitogan.metrics.copying``): copies of training tiles are found up to orientation, small
+shifts, a 10 % zoom, noise and blur; new data of the same movies is not; twin videos are merged; the
+authenticity gap enters the primary so that a copier loses to honest data. The full copy ladder on the
+simulator and the shared real data is in test_metrics_proof.py."""
+
+import numpy as np
+import pytest
+
+from mitogan.metrics.copying import CopyIndex, copy_statistics, layout, video_twins
+from mitogan.metrics.evaluate import primary_value
+from mitogan.metrics.proof import COPIES, copy_set
+
+
+def _movie(n_frames=24, seed=0, size=48, drift=0.7):
+    """One simulated-looking movie: blurred random tubes that drift, with camera noise; tiles of 32 px."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    base = np.zeros((size * 3, size * 3), np.float32)
+    for _ in range(30):
+        y, x = rng.integers(0, size * 3, 2)
+        base[max(0, y - 1):y + 2, max(0, x - 8):x + 8] = rng.uniform(0.5, 1.0)
+    base = ndimage.gaussian_filter(base, 1.5)
+    frames = []
+    for t in range(n_frames):
+        f = ndimage.shift(base, (drift * t, 0.5 * drift * t), order=1, mode="wrap")
+        frames.append(f[:size * 2, :size * 2] + 0.03 * rng.standard_normal((size * 2, size * 2)))
+    frames = np.asarray(frames)
+    frames = (frames - frames.min()) / (frames.max() - frames.min()) * 2 - 1
+    tiles = frames.reshape(n_frames, 2, size, 2, size).transpose(0, 1, 3, 2, 4).reshape(-1, 1, size, size)
+    return tiles[:, :, 8:40, 8:40].astype(np.float32), np.repeat(np.arange(n_frames), 4)
+
+
+@pytest.fixture(scope="module")
+def movie():
+    tiles, frame = _movie()
+    train = frame < 16  # the first two thirds train; later frames are honest new data of the same field
+    groups = frame[train] // 4  # time blocks of the training frames
+    index = CopyIndex(tiles[train])
+    return tiles[train], tiles[~train], index, index.null(groups, tiles[train])
+
+
+# copies under 5 % noise are as far from their originals as a re-acquisition of the field is: the copy test
+# does not see them, the noise costs them fidelity instead (the proof checks the primary's order)
+@pytest.mark.parametrize("name", [c for c in COPIES if c not in ("copy_mix=0.1", "copy_noise=0.05")])
+def test_every_form_of_copy_is_flagged_and_later_frames_are_not(movie, name):
+    train, later, index, null = movie
+    copies = copy_set(train, name, later, 48, seed=1)
+    gap_copy = copy_statistics(index.distances(copies)[0], null)["authenticity_gap"]
+    gap_later = copy_statistics(index.distances(later)[0], null)["authenticity_gap"]
+    assert gap_later < 0.1, gap_later
+    assert gap_copy > gap_later + 0.3, (name, gap_copy, gap_later)
+
+
+def test_copy_share_is_monotone_in_the_share_of_copies(movie):
+    train, later, index, null = movie
+    gaps = [copy_statistics(index.distances(copy_set(train, f"copy_mix={s}", later, 60, seed=2))[0], null)
+            ["authenticity_gap"] for s in (0.1, 0.5, 1.0)]
+    assert gaps[0] < gaps[1] < gaps[2] and gaps[2] > 0.9
+
+
+def test_nearest_training_tile_is_the_copied_one(movie):
+    train, _, index, _ = movie
+    pick = np.array([3, 17, 40])
+    d, j = index.distances(np.rot90(train[pick], 1, axes=(2, 3)))
+    assert np.all(d < 1e-3) and list(j) == list(pick)
+
+
+def test_twin_videos_are_merged_and_distinct_videos_are_not():
+    a, _ = _movie(seed=0)
+    b, _ = _movie(seed=1)
+    twin = np.clip(a + 0.02 * np.random.default_rng(3).standard_normal(a.shape), -1, 1)  # the same movie saved twice
+    tiles = np.concatenate([a, b, twin]).astype(np.float32)
+    source = np.repeat([0, 1, 2], len(a))
+    merged = video_twins(tiles, source)
+    assert merged[0] == merged[-1] and merged[0] != merged[len(a)]
+
+
+def test_a_copier_loses_to_an_honest_generator_of_similar_fidelity():
+    honest = primary_value({"fidelity": 0.2, "diversity_gap": 0.0, "authenticity_gap": 0.0})
+    copier = primary_value({"fidelity": -0.1, "diversity_gap": 0.0, "authenticity_gap": 0.9})
+    assert copier > honest and primary_value({"fidelity": 0.2, "diversity_gap": 0.0}) == honest
+
+
+def test_layout_sees_the_same_structure_at_the_same_place():
+    rng = np.random.default_rng(0)
+    tiles, _ = _movie()
+    real, scale = layout(tiles)
+    stamped = layout(0.4 * tiles + 0.6 * tiles[5][None], scale)[0]
+    spread = lambda z: np.linalg.norm(z - z.mean(0), axis=1).mean()  # noqa: E731
+    assert spread(stamped) < 0.7 * spread(real)
+    empty = layout(np.full((10, 1, 32, 32), -1, np.float32) + 0.05 * rng.standard_normal((10, 1, 32, 32)), scale)[0]
+    assert np.linalg.norm(empty, axis=1).max() < 0.3  # noise on an empty tile is not blown up into contrast
