@@ -319,6 +319,8 @@ def _checksum_list(bundle: Path) -> dict[str, str]:
     sums = bundle / "checksums.sha256"
     if not sums.is_file():
         raise InputError(sums, "missing: the bundle is incomplete (re-run `mitogan export`)")
+    if not sums.resolve().is_relative_to(bundle.resolve()):
+        raise InputError(sums, "links outside the bundle; a bundle's files must be its own (re-run `mitogan export`)")
     try:
         lines = sums.read_text().splitlines()
     except (OSError, UnicodeDecodeError) as e:
@@ -328,6 +330,7 @@ def _checksum_list(bundle: Path) -> dict[str, str]:
         if not line.strip():
             continue
         digest, sep, name = line.partition("  ")
+        digest = digest.lower()  # sha256sum writes lower case; other tools may not
         if not sep or not re.fullmatch(r"[0-9a-f]{64}", digest):
             raise InputError(sums, f"line {number} is not '<sha256>  <file>': the list is damaged (re-run "
                                    "`mitogan export`)")

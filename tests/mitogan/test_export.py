@@ -397,12 +397,13 @@ def test_a_malformed_list_is_refused(fresh, line):
     _refused(fresh, r"checksums.sha256: line 10 is not '<sha256>  <file>'")
 
 
-def test_a_listed_file_that_links_outside_is_refused(fresh, tmp_path):
+@pytest.mark.parametrize("name", ["generator.pt", "checksums.sha256"])
+def test_a_bundle_file_that_links_outside_is_refused(fresh, tmp_path, name):
     import shutil
 
-    shutil.move(fresh / "generator.pt", tmp_path / "elsewhere.pt")
-    (fresh / "generator.pt").symlink_to(tmp_path / "elsewhere.pt")  # same bytes: its checksum still matches
-    _refused(fresh, r"generator.pt: links outside the bundle")
+    shutil.move(fresh / name, tmp_path / "elsewhere")
+    (fresh / name).symlink_to(tmp_path / "elsewhere")  # same bytes: its checksum still matches
+    _refused(fresh, rf"{name}: links outside the bundle")
 
 
 @pytest.mark.parametrize("where", ["../x.safetensors", "/tmp/x.safetensors", "generator.safetensors.missing"])
