@@ -258,6 +258,12 @@ def synthesize(bundle, out_dir, opts: SynthOptions, reference: np.ndarray | None
     device = resolve_device(opts.device)
     config = load_bundle_config(bundle)
     check_bundle_config(bundle, config)
+    if config.get("allow_copying"):
+        import warnings
+
+        warnings.warn(f"{bundle}: this generator was exported although its metrics flag it as copying its training "
+                      "data (allow_copying); its images may be near-copies of training tiles", UserWarning,
+                      stacklevel=2)
     if reference is not None and (np.ndim(reference) < 2 or np.shape(reference)[-1] != config["generator"]["image_size"]):
         raise InputError("--reference", f"tiles of shape {np.shape(reference)} do not match the bundle's "
                                         f"{config['generator']['image_size']} px images")

@@ -481,6 +481,8 @@ def test_export_refuses_a_generator_flagged_as_copying_unless_allowed(trained, t
     assert load_bundle_config(tmp_path / "b")["allow_copying"] is True
     card = (tmp_path / "b" / "README.md").read_text()
     assert "allow_copying: true" in card and "copies its training data" in card
+    rc, err = _cli(["synth", str(tmp_path / "b"), "-n", "2", "--out", str(tmp_path / "s"), "-q"], capsys)
+    assert rc == 0 and err.count("\n") == 1 and "flag it as copying" in err  # synth says so too
 
 
 def test_a_search_trial_flag_is_the_number_one(trained, tmp_path):
