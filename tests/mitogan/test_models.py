@@ -210,14 +210,19 @@ def test_fastgan_discriminator_reconstructs_real_images(tiles):
         assert torch.equal(discriminate_real(d.eval(), x)[0], d(x))  # the same real/fake head as forward()
     d.train()
     logits, aux = discriminate_real(d, x)
-    # the decoders learn: 20 Adam steps on the reconstruction loss alone at least halve it
+    # the decoders learn: 20 Adam steps on the reconstruction loss alone at least halve it (one thread: these
+    # small convolutions run ~10x slower when two threads compete with other processes for 2 cores)
     opt = torch.optim.Adam(d.parameters(), 2e-3)
-    first = float(aux.detach())
-    for _ in range(20):
-        _, aux = discriminate_real(d, x)
-        opt.zero_grad()
-        aux.backward()
-        opt.step()
+    first, threads = float(aux.detach()), torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for _ in range(20):
+            _, aux = discriminate_real(d, x)
+            opt.zero_grad()
+            aux.backward()
+            opt.step()
+    finally:
+        torch.set_num_threads(threads)
     assert float(aux.detach()) < 0.5 * first
     # recon_weight 0: no decoders at all, and no auxiliary loss (as for every other family)
     plain = build_discriminator(_cfg("fastgan", recon_weight=0.0), 32)
