@@ -539,7 +539,23 @@ def _card_metrics(tc: dict, info: dict) -> list[str]:
         if src.get("primary_name"):
             better = "lower" if src.get("primary_mode") == "min" else "higher"
             head += f" `primary` is {src['primary_name']} ({better} is better; see MitoGAN's docs/metrics.md)."
-    return ["## Metrics", "", head, "", "| metric | value |", "|---|---|", *rows, ""]
+    return ["## Metrics", "", head, "", *_card_judges(metrics), "| metric | value |", "|---|---|", *rows, ""]
+
+
+def _card_judges(metrics: dict) -> list[str]:
+    """Authenticity and the classifier two-sample test, each beside the baseline it must be read against."""
+    lines = []
+    if isinstance(metrics.get("copy_share"), (int, float)):
+        flag = "**flagged as copying**" if metrics.get("copying") else "not flagged as copying"
+        lines.append(f"- Authenticity: {metrics['copy_share']:.1%} of generated tiles are nearer to a training tile "
+                     f"(up to rotation, mirroring, small shifts and zoom) than 95 % of real frames of other times "
+                     f"are (baseline: 5 %); authenticity gap {metrics.get('authenticity_gap', 0):.3f}; {flag}.")
+    if isinstance(metrics.get("c2st_accuracy"), (int, float)) and isinstance(metrics.get("c2st_baseline"), (int, float)):
+        lines.append(f"- Classifier two-sample test (a small CNN told generated from held-out real tiles): accuracy "
+                     f"{metrics['c2st_accuracy']:.3f} ± {metrics.get('c2st_accuracy_sd', 0):.3f}, against a baseline "
+                     f"of {metrics['c2st_baseline']:.3f} ± {metrics.get('c2st_baseline_sd', 0):.3f} for the training "
+                     "split vs the held-out split (same CNN and budget); 0.5 would be indistinguishable.")
+    return [*lines, ""] if lines else []
 
 
 def _scored_fakes(eval_samples) -> int | None:

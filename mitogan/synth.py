@@ -42,7 +42,7 @@ import torch
 
 from mitogan.errors import ConfigError, InputError, MitoganError
 
-__all__ = ["SynthOptions", "synthesize", "FORMATS", "TiffSpec", "latents", "check_options", "resolve_device",
+__all__ = ["novelty_threshold", "SynthOptions", "synthesize", "FORMATS", "TiffSpec", "latents", "check_options", "resolve_device",
            "check_bundle_config"]
 
 FORMATS = ("png", "tiff", "npy")
@@ -336,6 +336,22 @@ def _features(x: torch.Tensor) -> torch.Tensor:
     """(N, S, S) or (N, 1, S, S) in [-1, 1] → (N, 256) images downsampled to 16×16, in [0, 1]."""
     x = x.reshape(len(x), 1, x.shape[-2], x.shape[-1])
     return torch.nn.functional.adaptive_avg_pool2d((x + 1) / 2, 16).flatten(1)
+
+
+def novelty_threshold(reference, q: float = 0.05, holdout: float = 0.25, seed: int = 0) -> float:
+    """The default ``min_train_distance`` for ``reference`` (a ``TileSet`` of the real tiles): split it as the
+    metrics do (whole videos or time blocks, twin videos as one), and return the ``q`` quantile of the
+    held-out tiles' distances to their nearest training tile, in the filter's units. A generated image nearer
+    to a real tile than 95 % of NEW real tiles are is treated as a reproduction and dropped."""
+    from mitogan.metrics.protocol import split_real
+
+    tiles = np.asarray(getattr(reference, "tiles", reference), np.float32)
+    n = len(tiles)
+    source = getattr(reference, "source", np.zeros(n, np.int64))
+    frame = getattr(reference, "frame", np.arange(n))
+    sp = split_real(source, frame, holdout, seed, tiles=tiles)
+    f = _features(torch.as_tensor(tiles))
+    return float(np.quantile(_nearest(f[sp.heldout], f[sp.train]).numpy(), q))
 
 
 def _nearest(a: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:

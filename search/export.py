@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 from mitogan.errors import MitoganError
@@ -22,6 +23,7 @@ def export_search(search_dir, out=None, trial_id: str | None = None, overwrite: 
     bundle there is replaced only with ``overwrite`` (and only once the new one is complete).
     """
     from mitogan.export import export_bundle
+    from mitogan.export import flagged_copying
     from mitogan.metrics import PRIMARY_MODE, PRIMARY_NAME
 
     search_dir = Path(search_dir)
@@ -34,6 +36,13 @@ def export_search(search_dir, out=None, trial_id: str | None = None, overwrite: 
         chosen = match[0]
     else:
         chosen = best_trial(trials, PRIMARY_MODE)
+        if chosen is not None and not allow_copying and flagged_copying(chosen.last):
+            honest = best_trial([t for t in trials if not flagged_copying(t.last)], PRIMARY_MODE)
+            if honest is not None:  # the best trial that does not copy its training data
+                warnings.warn(f"{search_dir}: the best trial {chosen.trial_id} is flagged as copying its training "
+                              f"data; exporting the best trial that is not, {honest.trial_id}", UserWarning,
+                              stacklevel=2)
+                chosen = honest
         if chosen is None:
             raise MitoganError(f"{search_dir}: no trial finished, so there is no best generator; pick one "
                                "with --trial ID (see the report) or run a longer search")

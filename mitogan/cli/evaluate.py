@@ -56,7 +56,8 @@ def _resolve(path: Path) -> Path:
     return path
 
 
-def load_images(path, size: int | None, max_images: int | None = None, seed: int = 0, real: bool = False):
+def load_images(path, size: int | None, max_images: int | None = None, seed: int = 0, real: bool = False,
+                progress: bool = True):
     """A tiles file as is, or frames (mitogan.io.read_inputs) cut into ``size`` tiles, as a ``TileSet``
     that remembers the video and frame of every tile (the real side is split by them). Real frames go
     through the same quality check as preprocessing: frames with no signal are left out (and said so)."""
@@ -73,7 +74,7 @@ def load_images(path, size: int | None, max_images: int | None = None, seed: int
         from mitogan.io import read_inputs
         from mitogan.metrics.proof import videos_to_tiles
 
-        videos = read_inputs(path)
+        videos = read_inputs(path, progress=progress)
         frames = [_quality_checked(v) if real else v.frames for v in videos]
         kept = [(v, f) for v, f in zip(videos, frames) if len(f)]
         if not kept:
@@ -118,11 +119,11 @@ def run(args) -> int:
     real_p, fake_p = _resolve(Path(args.real)), _resolve(Path(args.fake))
     # a tiles file fixes the tile size; frames on the other side are cut to match it
     if _is_tiles(real_p):
-        real = load_images(real_p, None, args.max_images, args.seed, real=True)
-        fake = load_images(fake_p, real.size, args.max_images, args.seed)
+        real = load_images(real_p, None, args.max_images, args.seed, real=True, progress=not args.quiet)
+        fake = load_images(fake_p, real.size, args.max_images, args.seed, progress=not args.quiet)
     else:
-        fake = load_images(fake_p, args.size, args.max_images, args.seed)
-        real = load_images(real_p, fake.size, args.max_images, args.seed, real=True)
+        fake = load_images(fake_p, args.size, args.max_images, args.seed, progress=not args.quiet)
+        real = load_images(real_p, fake.size, args.max_images, args.seed, real=True, progress=not args.quiet)
     if real.size != fake.size:
         raise InputError(fake_p, f"tiles are {fake.size} px but {real_p} has {real.size} px tiles; "
                                  f"evaluate tiles of one size")

@@ -31,8 +31,10 @@ def register(sub) -> None:
                    help="drop near-duplicates: RMS distance (16x16, [0,1]) to an earlier image below this (e.g. 0.02)")
     p.add_argument("--reference", default=None,
                    help="training tiles (.npz from `mitogan preprocess`) for novelty scores and --min-novelty")
-    p.add_argument("--min-novelty", type=float, default=0.0,
-                   help="drop images whose distance to the nearest reference tile is below this (memorisation)")
+    p.add_argument("--min-novelty", default="auto",
+                   help="drop images whose distance to the nearest reference tile is below this (memorisation); "
+                        "auto (default with --reference): the distance that 95 %% of held-out real tiles exceed; "
+                        "0 turns the filter off")
     p.add_argument("--stack", action="store_true",
                    help="tiff: one ImageJ stack OUT/images.tif (manifest row k = slice k+1), not one file per image")
     p.add_argument("--ome", action="store_true", help="tiff: write OME-TIFF instead of ImageJ TIFF")
@@ -49,11 +51,16 @@ def run(args) -> int:
     from mitogan.fsutil import atomic_dir, claim_output_dir
     from mitogan.synth import SynthOptions, check_options, synthesize
 
+    auto = str(args.min_novelty).strip().lower() == "auto"
+    try:
+        min_novelty = 0.0 if auto else float(args.min_novelty)
+    except ValueError:
+        raise MitoganError(f"--min-novelty: {args.min_novelty!r} is neither a number nor 'auto'") from None
     opts = SynthOptions(n=args.n, seed=args.seed, batch_size=args.batch_size, format=args.format, device=args.device,
-                        min_set_distance=args.min_set_distance, min_train_distance=args.min_novelty,
+                        min_set_distance=args.min_set_distance, min_train_distance=min_novelty,
                         stack=args.stack, ome=args.ome, pixel_size_um=args.pixel_size)
     check_options(opts)
-    if args.min_novelty and not args.reference:
+    if min_novelty and not args.reference:
         raise MitoganError("--min-novelty needs --reference TILES (the training tiles to compare with)")
     if args.resume and args.overwrite:
         raise MitoganError("--resume continues the synth in --out and --overwrite replaces it: pass one of them")
@@ -65,7 +72,23 @@ def run(args) -> int:
     if args.reference:
         from mitogan.tiles import load_tiles
 
-        reference = load_tiles(args.reference).tiles
+        ref_set = load_tiles(args.reference)
+        reference = ref_set.tiles
+        if auto:
+            from dataclasses import replace
+
+            from mitogan.errors import InputError
+            from mitogan.export import load_bundle_config
+            from mitogan.synth import novelty_threshold
+
+            size = load_bundle_config(bundle)["generator"]["image_size"]
+            if reference.ndim != 4 or reference.shape[-1] != size:  # checked before the threshold is computed
+                raise InputError("--reference", f"tiles of shape {reference.shape} do not match the bundle's "
+                                                f"{size} px images")
+            opts = replace(opts, min_train_distance=novelty_threshold(ref_set))
+            if not args.quiet:
+                print(f"synth: novelty filter at {opts.min_train_distance:.4g} (95 % of held-out real tiles are "
+                      "further from a training tile; --min-novelty 0 turns it off)", file=sys.stderr)
     with StopRequest() as stop:
         if mode != "overwrite":
             summary = synthesize(bundle, out, opts, reference=reference, progress=not args.quiet, stop=stop)

@@ -66,7 +66,10 @@ def vendi(ctx: MetricContext):
 
     Each kernel's bandwidth is the median nearest-neighbour distance among those real tiles, so two images count
     as one when they are closer than real images usually are to each other: k repeated, well separated images
-    score ~k. gap = max(0, 1 - ratio) per space (more diversity than real data earns nothing: noise is diverse);
+    score ~k. Feature gap = max(0, 1 - ratio) (more diversity than real data earns nothing: noise is diverse).
+    Layout gap = log(V_real / V_fake) / log(V_real), clipped to [0, 1], with V_real the lower of the held-out
+    and the training split's layout Vendi (real sets differ in how many fields they hold): 0 = as varied as
+    real data, 1 = one image repeated, log k / log V_real for k templates.
     diversity_gap = 1 - (1 - feature gap) (1 - layout gap): 0 = as diverse as new real data in both, -> 1 as
     the generator collapses in either."""
     from mitogan.metrics.copying import layout
@@ -91,10 +94,32 @@ def vendi(ctx: MetricContext):
         vf, vr = D.vendi_score_rbf(zf, tau), D.vendi_score_rbf(zr, tau)
         out.update({f"vendi_fake{suffix}": vf, f"vendi_real{suffix}": vr, f"vendi_ratio{suffix}": vf / vr,
                     f"vendi_bandwidth{suffix}": tau})
-        gaps[i] = max(0.0, 1 - vf / vr)
+        if not suffix:
+            gaps[i] = max(0.0, 1 - vf / vr)
+            continue
+        # where things are depends on which fields a real set holds: the level real data reaches is the training
+        # split's (another real set, same m and bandwidth) if lower than the held-out's own; the gap is on a log
+        # scale from that level (0) to a single repeated image (1), so it grades collapse (k templates: log k)
+        # without reading every smoother or less varied set as collapsed
+        level = min(vr, _layout_level(ref, m_lay, tau, scale, ctx.seed))
+        out["vendi_ratio_layout_real"] = level / vr
+        gaps[i] = float(np.clip(np.log(level / max(vf, 1.0)) / np.log(max(level, 1.0 + 1e-9)), 0.0, 1.0))
     out["diversity_gap_features"], out["diversity_gap_layout"] = gaps
     out["diversity_gap"] = 1 - (1 - gaps[0]) * (1 - gaps[1])
     return out, {"n_fake": ctx.n_fake, "n_heldout": ctx.n_real, "subset_size": m, "layout_subset_size": m_lay}
+
+
+def _layout_level(ref, m: int, tau: float, scale: float, seed: int) -> float:
+    """Vendi of m layout vectors of the TRAINING split (non-empty tiles, seeded), cached on the reference."""
+    from mitogan.metrics.copying import layout
+
+    key = ("layout_level", m, round(tau, 9), round(scale, 9), seed)
+    if key not in ref._cal:
+        rng = np.random.default_rng(seed + 13)
+        lay = layout(ref.train[np.sort(rng.choice(len(ref.train), min(len(ref.train), 3 * m), replace=False))], scale)[0]
+        lay = lay[np.linalg.norm(lay, axis=1) > 0.1][:m]
+        ref._cal[key] = D.vendi_score_rbf(lay, tau) if len(lay) >= m else float("inf")
+    return ref._cal[key]
 
 
 @register_metric

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["grids", "CopyIndex", "COPY_QUANTILE", "copy_statistics", "video_twins", "layout"]
+__all__ = ["grids", "CopyIndex", "COPY_QUANTILE", "copy_statistics", "video_twins", "merge_twins", "layout"]
 
 COPY_QUANTILE = 0.05  # a generated tile nearer than this quantile of the null counts as a copy
 COARSE, FINE, SHIFT, ZOOM = 8, 32, 2, 1.1
@@ -243,6 +243,42 @@ def video_twins(tiles: np.ndarray, source: np.ndarray, share: float = 0.2, simil
         if a != b:
             parent[root(int(b))] = root(int(a))
     return ids[[root(int(v)) for v in inverse]].astype(source.dtype)
+
+
+def merge_twins(tiles: np.ndarray, source, frame, similarity: float = 0.98) -> tuple[np.ndarray, np.ndarray]:
+    """``video_twins`` plus one clock: (source, frame) where twin videos share the id of the largest of them and
+    each twin's frames are renumbered onto that video's frames (each frame to the median frame of its tiles'
+    near-exact twins there, frames without a twin interpolated). Two files of one field may start at other
+    times or run at other frame rates; on one clock, the same moment falls into the same time block."""
+    source, frame = np.asarray(source), np.asarray(frame).astype(np.int64)
+    merged = video_twins(tiles, source, similarity=similarity)
+    frame = frame.copy()
+    s = tiles.shape[-1]
+    for m in np.unique(merged):
+        members = np.unique(source[merged == m])
+        if len(members) < 2:
+            continue
+        sizes = [(source == v).sum() for v in members]
+        ref = members[int(np.argmax(sizes))]
+        ref_idx = np.flatnonzero(source == ref)
+        d_ref = _unit(grids(tiles[ref_idx], 16 if s % 16 == 0 else 8, s / 32).reshape(len(ref_idx), -1))
+        for v in members:
+            if v == ref:
+                continue
+            idx = np.flatnonzero(source == v)
+            d = _unit(grids(tiles[idx], 16 if s % 16 == 0 else 8, s / 32).reshape(len(idx), -1))
+            sim = d @ d_ref.T
+            best, match = sim.max(1), frame[ref_idx][sim.argmax(1)]
+            own = frame[idx]
+            frames = np.unique(own)
+            mapped = {f: np.median(match[(own == f) & (best >= similarity)]) for f in frames
+                      if ((own == f) & (best >= similarity)).any()}
+            if not mapped:
+                continue
+            known = np.array(sorted(mapped))
+            new = np.interp(frames, known, [mapped[f] for f in known])
+            frame[idx] = np.round(new[np.searchsorted(frames, own)]).astype(np.int64)
+    return merged, frame
 
 
 def layout(tiles: np.ndarray, scale: float | None = None) -> tuple[np.ndarray, float]:

@@ -198,10 +198,10 @@ def proof_parts(ts, seed: int = 0, share: float = 0.2) -> dict[str, np.ndarray]:
     """
     from mitogan.metrics.protocol import _time_blocks, split_real
 
-    from mitogan.metrics.copying import video_twins
+    from mitogan.metrics.copying import merge_twins
 
-    # the same field saved in two files is one video: "other" must not hold copies of "train"
-    src, fr = video_twins(ts.tiles, np.asarray(ts.source, np.int64)), np.asarray(ts.frame, np.int64)
+    # the same field saved in two files is one video on one clock: "other" must not hold copies of "train"
+    src, fr = merge_twins(ts.tiles, np.asarray(ts.source, np.int64), np.asarray(ts.frame, np.int64))
     first = split_real(src, fr, share, seed)
     rest = first.train
     second = split_real(src[rest], fr[rest], share / (1 - share), seed + 1)

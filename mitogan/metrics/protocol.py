@@ -73,14 +73,23 @@ def split_real(source, frame, holdout: float = 0.25, seed: int = 0, n_blocks: in
     """
     source, frame = np.asarray(source), np.asarray(frame)
     if tiles is not None and len(np.unique(source)) > 1:
-        from mitogan.metrics.copying import video_twins
+        from mitogan.metrics.copying import merge_twins
 
-        source = video_twins(np.asarray(tiles), source)
+        source, frame = merge_twins(np.asarray(tiles), source, frame)
     n = len(source)
     if n < 2:
         raise InputError("real tiles", f"has {n} tile(s); at least 2 are needed to hold some out")
     if len(np.unique(source)) >= MIN_VIDEOS_FOR_VIDEO_SPLIT:
         groups, how = np.unique(source, return_inverse=True)[1].astype(np.int64), "videos"
+        # a video holding more than twice the held-out share (one field filmed in many files, merged as twins)
+        # would make either side one field: it is cut into time blocks, like a dataset of few videos
+        ids, counts = np.unique(groups, return_counts=True)
+        big = ids[counts > 2 * holdout * n]
+        if len(big) and len(big) < len(ids):
+            blocks = _time_blocks(source, frame, n_blocks)
+            groups = np.where(np.isin(groups, big), len(ids) + blocks, groups)
+            groups = np.unique(groups, return_inverse=True)[1].astype(np.int64)
+            how = "videos (time blocks of the largest)"
     else:
         groups, how = _time_blocks(source, frame, n_blocks), "time blocks"
         if len(np.unique(groups)) < 2:  # one frame of one video: fall back to contiguous runs of tiles
@@ -88,17 +97,10 @@ def split_real(source, frame, holdout: float = 0.25, seed: int = 0, n_blocks: in
     ids, counts = np.unique(groups, return_counts=True)
     order = np.random.default_rng(seed + 104729).permutation(len(ids))
     target = holdout * n
-    # a group larger than twice the held-out share (one field filmed in many files, merged as twins) would make
-    # the held-out side one field: it stays in training, unless no group is small enough
-    fits = counts <= 2 * target
-    if not fits.any():
-        fits[np.argmin(counts)] = True
     held, total = [], 0
     for i in order:  # take whole groups until the share is reached, keep at least one for training
         if total >= target or len(held) == len(ids) - 1:
             break
-        if not fits[i]:
-            continue
         held.append(ids[i])
         total += counts[i]
     mask = np.isin(groups, held)

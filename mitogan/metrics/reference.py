@@ -108,11 +108,11 @@ class Reference:
         n = len(tiles)
         source = np.zeros(n, np.int64) if source is None else np.asarray(source)
         frame = np.arange(n) if frame is None else np.asarray(frame)
-        from mitogan.metrics.copying import video_twins
+        from mitogan.metrics.copying import merge_twins
         from mitogan.metrics.protocol import _time_blocks
 
         n_videos = len(np.unique(source))
-        source = video_twins(tiles, source)  # the same field in two files is one video
+        source, frame = merge_twins(tiles, source, frame)  # the same field in two files is one video, one clock
         sp = split or split_real(source, frame, holdout, seed)
         for name, idx in (("held-out", sp.heldout), ("training", sp.train)):
             if len(idx) < 6:

@@ -33,9 +33,9 @@ CASES = {
     "wgan_gp": {"loss.kind": "wgan_gp", "loss.n_critic": 2, "optim.beta1": 0.0, "optim.beta2": 0.9,
                 "model.d_norm": "layer", "train.steps": 200},
     # FastGAN as in Liu et al.: hinge loss, spectral norm, reconstruction decoders on; a step costs ~3 DCGAN
-    # steps on a CPU (gated convolutions at every resolution), so narrower networks and 200 steps
+    # steps on a CPU (gated convolutions at every resolution), so narrower networks
     "fastgan": {"model.arch": "fastgan", "model.g_width": 8, "model.d_width": 8, "loss.kind": "hinge",
-                "train.steps": 200},
+                "train.steps": 300},
 }
 
 

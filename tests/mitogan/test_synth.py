@@ -300,3 +300,40 @@ def test_a_refused_bundle_leaves_no_folder_that_a_correct_rerun_refuses(bundle, 
     (bundle / "generator.pt").write_bytes(good)
     (bundle / "checksums.sha256").write_text(sums)
     assert main(argv) == 0 and len(read_manifest(tmp_path / "s")) == 3
+
+
+def test_novelty_filter_defaults_to_the_held_out_real_distances(bundle, tmp_path, capsys):
+    # "real" tiles: 4 movies of random blobs and, as a 5th movie, the generator's own first 16 images; with
+    # --reference the default filter drops images nearer to a real tile than 95 % of held-out real tiles are
+    import json
+
+    from mitogan.cli import main
+    from mitogan.synth import novelty_threshold
+    from mitogan.tiles import TileSet, save_tiles
+
+    synthesize(bundle, tmp_path / "ref", SynthOptions(n=16, batch_size=16, format="npy"), progress=False)
+    own = np.load(tmp_path / "ref" / "images.npy").reshape(16, 1, 32, 32)
+    rng = np.random.default_rng(0)
+    blobs = np.full((64, 1, 32, 32), -1.0, np.float32)
+    for t in blobs:
+        for _ in range(4):
+            y, x = rng.integers(3, 29, 2)
+            t[0, y - 2:y + 2, x - 3:x + 3] = rng.uniform(0.2, 1.0)
+    tiles = np.concatenate([blobs, own]).astype(np.float32)
+    ts = TileSet(tiles, np.repeat(np.arange(5), 16).astype(np.int32), np.tile(np.arange(16), 5).astype(np.int32),
+                 np.zeros((80, 2), np.int32))
+    save_tiles(tmp_path / "real.npz", ts)
+    thr = novelty_threshold(ts)
+    assert thr > 0
+    assert main(["synth", str(bundle), "-n", "24", "--batch-size", "16", "--format", "npy", "--out",
+                 str(tmp_path / "out"), "--reference", str(tmp_path / "real.npz")]) == 0
+    captured = capsys.readouterr()
+    assert f"novelty filter at {thr:.4g}" in captured.err
+    summary = json.loads((tmp_path / "out" / "synth.json").read_text())
+    assert summary["dropped_memorised"] >= 16  # latents 0..15 are in the reference
+    assert f"{summary['dropped_memorised']} too close to training tiles" in captured.out
+    assert all(float(r["nn_train"]) >= thr for r in read_manifest(tmp_path / "out"))
+    # --min-novelty 0 turns it off: the copies are kept
+    assert main(["synth", str(bundle), "-n", "16", "--batch-size", "16", "--format", "npy", "--out",
+                 str(tmp_path / "off"), "--reference", str(tmp_path / "real.npz"), "--min-novelty", "0", "-q"]) == 0
+    assert json.loads((tmp_path / "off" / "synth.json").read_text())["dropped_memorised"] == 0
