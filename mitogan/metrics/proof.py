@@ -13,6 +13,7 @@ second real source beats shuffled pixels, noise and heavy blur, and noise is las
     templates collapse as GANs collapse: k = 20 > 5 > 1 distinct images, each repeated with a random gain
               and 5 % noise
     stamp     position collapse: the same tile blended into every tile at 30 % < 60 %
+    mixture   a collapsed generator mixed with a healthy one: 25 % < 50 % of the tiles one template plus noise
 
 Copies (``COPIES``, applied to the TRAINING part, what a generator trains on): exact, plus Gaussian noise
 of 1 % / 5 % of the range, shifted by 1 / 2 px, mirrored, rotated by 90 degrees, cropped by 10 % and
@@ -36,6 +37,7 @@ LADDERS: dict[str, tuple] = {
     "shuffle": (4, 0),  # block size in px; 0 = the whole tile
     "templates": (20, 5, 1),  # distinct images
     "stamp": (0.3, 0.6),  # weight of the one shared tile
+    "mixture": (0.25, 0.5),  # share of the tiles from a generator collapsed onto one template, the rest healthy
 }
 COPIES: tuple[str, ...] = ("copy", "copy_noise=0.01", "copy_noise=0.05", "copy_shift=1", "copy_shift=2",
                            "copy_flip", "copy_rot90", "copy_crop=0.9", "copy_shrink=0.9",
@@ -66,6 +68,10 @@ def damage(tiles: np.ndarray, kind: str, level, seed: int = 0, frames: np.ndarra
         out = out + 0.1 * rng.standard_normal(x.shape)  # 5 % of the [-1, 1] range
     elif kind == "stamp":
         out = (1 - level) * x + level * x[rng.integers(len(x))][None]
+    elif kind == "mixture":
+        k = int(round(level * len(x)))
+        one = x[rng.integers(len(x))][None] * rng.uniform(0.8, 1.2, (k, 1, 1, 1)) + 0.1 * rng.standard_normal((k, *x.shape[1:]))
+        out = np.concatenate([one, x[k:]])
     else:
         raise ValueError(f"unknown damage {kind!r}; choose from {sorted(LADDERS)}")
     return np.clip(out, -1, 1).astype(np.float32)
@@ -256,6 +262,8 @@ def pair_orders(seconds=(), copies: bool = True) -> list[tuple[str, str]]:
     damaged = [s for kind in LADDERS for s in steps(kind)]
     pairs += [("other", s) for s in damaged]  # held-out real beats every damaged set
     pairs += [("later", "collapse=2"), ("blur=1.0", "collapse=2")]
+    # structure destroyed (every pixel of a tile shuffled) is worse than every mild damage
+    pairs += [(mild, "shuffle=0") for mild in ("blur=0.5", "blur=1.0", "gamma=1.5", "noise=0.1", "collapse=0.5")]
     for good in ("other", *seconds):
         pairs += [(good, bad) for bad in ("shuffle=0", "noise=1.0", "blur=4.0")]
     pairs += [(s, "noise=1.0") for s in [*damaged, "other", "later", *seconds] if s != "noise=1.0"]  # noise last
