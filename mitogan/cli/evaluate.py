@@ -138,9 +138,14 @@ def run(args) -> int:
                           holdout=args.holdout, metrics=metrics)
     prim, proto = result["primary"], result["protocol"]
     print(f"{prim['name']} = {_num(prim['value'])} ({prim['mode']}; fidelity {_num(prim['components']['fidelity'], 3)}, "
-          f"diversity gap {_num(prim['components']['diversity_gap'], 3)}; generated {result['n_fake']} vs "
+          f"diversity gap {_num(prim['components']['diversity_gap'], 3)}, authenticity gap "
+          f"{_num(prim['components'].get('authenticity_gap'), 3)}; generated {result['n_fake']} vs "
           f"{proto['n_heldout']} held-out real tiles, split by {proto['split']}) -> {Path(args.out) / 'metrics.json'}")
     _print_c2st(result)
+    m = result["metrics"]
+    if m.get("copy_share") is not None:
+        print(f"copying: {_num(m['copy_share'], 3)} of generated tiles nearer to a training tile than 95 % of real "
+              f"frames of other times are (honest: ~0.05){'; FLAGGED as copying' if m.get('copying') else ''}")
     top = ", ".join(f"{t['feature']} {100 * t['share']:.0f}%" for t in result["top_features"][:4])
     print(f"largest differences: {top}")
     if not args.quiet:
