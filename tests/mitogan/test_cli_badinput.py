@@ -417,10 +417,16 @@ def test_an_interrupted_simulate_leaves_nothing_half_written(tmp_path, capsys):
             time.sleep(0.001)
         os.kill(os.getpid(), signal.SIGINT)
 
-    t = threading.Thread(target=watch, daemon=True)
-    t.start()
-    rc, cap = _run(["simulate", "--out", out, "--videos", "200", "--frames", "3", "--size", "64", "-q"], capsys)
-    t.join()
+    # the command runs as it does in its own process: Python's own SIGINT handler (an earlier test in this
+    # process, e.g. one that ran Ray Tune in-process, may have left another one installed)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        t = threading.Thread(target=watch, daemon=True)
+        t.start()
+        rc, cap = _run(["simulate", "--out", out, "--videos", "200", "--frames", "3", "--size", "64", "-q"], capsys)
+        t.join()
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert rc == 130 and cap.err.strip() == "mitogan: interrupted"
     assert list(tmp_path.iterdir()) == []  # neither a partial output nor the temporary folder is left
 
