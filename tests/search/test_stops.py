@@ -23,8 +23,10 @@ from tests.search.spaces import tiny_space
 
 pytestmark = pytest.mark.slow
 
-SPACE = tiny_space("stops", {"train.steps": 20, "train.report_every": 5, "train.eval_every": 20,
-                             "train.sample_every": 20, "train.checkpoint_every": 5, "train.eval_samples": 32}, """
+# 80 steps reported every 5: the signals land while trials still train (a stop in the last report of the last
+# trial arrived after the search had already ended in one clean-clone CI run)
+SPACE = tiny_space("stops", {"train.steps": 80, "train.report_every": 5, "train.eval_every": 80,
+                             "train.sample_every": 80, "train.checkpoint_every": 5, "train.eval_samples": 32}, """
   - {name: optim.lr_g, type: float, low: 1.0e-4, high: 1.0e-3, log: true}
 """)
 
