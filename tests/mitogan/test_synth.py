@@ -302,9 +302,9 @@ def test_a_refused_bundle_leaves_no_folder_that_a_correct_rerun_refuses(bundle, 
     assert main(argv) == 0 and len(read_manifest(tmp_path / "s")) == 3
 
 
-def test_novelty_filter_defaults_to_the_held_out_real_distances(bundle, tmp_path, capsys):
-    # "real" tiles: 4 movies of random blobs and, as a 5th movie, the generator's own first 16 images; with
-    # --reference the default filter drops images nearer to a real tile than 95 % of held-out real tiles are
+def test_novelty_filter_defaults_to_the_held_out_real_distances(bundle, tiles, tmp_path, capsys):
+    # "real" tiles: 3 movies of blob tiles (conftest) and, as a 4th movie, the generator's own first 16 images;
+    # with --reference the default filter drops images nearer to a real tile than 95 % of held-out ones are
     import json
 
     from mitogan.cli import main
@@ -313,15 +313,10 @@ def test_novelty_filter_defaults_to_the_held_out_real_distances(bundle, tmp_path
 
     synthesize(bundle, tmp_path / "ref", SynthOptions(n=16, batch_size=16, format="npy"), progress=False)
     own = np.load(tmp_path / "ref" / "images.npy").reshape(16, 1, 32, 32)
-    rng = np.random.default_rng(0)
-    blobs = np.full((64, 1, 32, 32), -1.0, np.float32)
-    for t in blobs:
-        for _ in range(4):
-            y, x = rng.integers(3, 29, 2)
-            t[0, y - 2:y + 2, x - 3:x + 3] = rng.uniform(0.2, 1.0)
-    tiles = np.concatenate([blobs, own]).astype(np.float32)
-    ts = TileSet(tiles, np.repeat(np.arange(5), 16).astype(np.int32), np.tile(np.arange(16), 5).astype(np.int32),
-                 np.zeros((80, 2), np.int32))
+    real = np.concatenate([tiles, own]).astype(np.float32)
+    source = np.repeat([0, 1, 2, 3], [8, 8, 8, 16]).astype(np.int32)
+    frame = np.concatenate([np.tile(np.arange(8), 3), np.arange(16)]).astype(np.int32)
+    ts = TileSet(real, source, frame, np.zeros((len(real), 2), np.int32))
     save_tiles(tmp_path / "real.npz", ts)
     thr = novelty_threshold(ts)
     assert thr > 0
