@@ -79,34 +79,39 @@ def vendi(ctx: MetricContext):
     rng = np.random.default_rng(ctx.seed + 3)
     r_pick, f_pick = np.sort(rng.choice(ctx.n_real, m, replace=False)), np.sort(rng.choice(ctx.n_fake, m, replace=False))
     out = {}
+    vf, vr, _ = _vendi_pair(ref.z_heldout[r_pick], ctx.fake_z[f_pick], out, "")
+    gaps = [max(0.0, 1 - vf / vr), 0.0]
     lay_r, scale = layout(ref.heldout[r_pick])
-    lay_f = layout(ctx.fake_tiles[f_pick], scale)[0]
-    # near-empty tiles (a tenth of the real tiles' typical contrast) are left out of the layout count: how many
-    # tiles are empty is a matter of fidelity, and "empty" would otherwise count once on each side
-    lay_r, lay_f = (z[np.linalg.norm(z, axis=1) > 0.1] for z in (lay_r, lay_f))
+    lay_r, lay_f = _non_empty(lay_r), _non_empty(layout(ctx.fake_tiles[f_pick], scale)[0])
     m_lay = min(len(lay_r), len(lay_f))
-    spaces = {"": (ref.z_heldout[r_pick], ctx.fake_z[f_pick])}
     if m_lay > ctx.k:
-        spaces["_layout"] = (lay_r[:m_lay], lay_f[:m_lay])
-    gaps = [0.0, 0.0]
-    for i, (suffix, (zr, zf)) in enumerate(spaces.items()):
-        tau = D.median_nn_distance(zr)
-        vf, vr = D.vendi_score_rbf(zf, tau), D.vendi_score_rbf(zr, tau)
-        out.update({f"vendi_fake{suffix}": vf, f"vendi_real{suffix}": vr, f"vendi_ratio{suffix}": vf / vr,
-                    f"vendi_bandwidth{suffix}": tau})
-        if not suffix:
-            gaps[i] = max(0.0, 1 - vf / vr)
-            continue
+        vf, vr, tau = _vendi_pair(lay_r[:m_lay], lay_f[:m_lay], out, "_layout")
         # where things are depends on which fields a real set holds: the level real data reaches is the training
         # split's (another real set, same m and bandwidth) if lower than the held-out's own; the gap is on a log
         # scale from that level (0) to a single repeated image (1), so it grades collapse (k templates: log k)
         # without reading every smoother or less varied set as collapsed
         level = min(vr, _layout_level(ref, m_lay, tau, scale, ctx.seed))
         out["vendi_ratio_layout_real"] = level / vr
-        gaps[i] = float(np.clip(np.log(level / max(vf, 1.0)) / np.log(max(level, 1.0 + 1e-9)), 0.0, 1.0))
+        gaps[1] = float(np.clip(np.log(level / max(vf, 1.0)) / np.log(max(level, 1.0 + 1e-9)), 0.0, 1.0))
     out["diversity_gap_features"], out["diversity_gap_layout"] = gaps
     out["diversity_gap"] = 1 - (1 - gaps[0]) * (1 - gaps[1])
     return out, {"n_fake": ctx.n_fake, "n_heldout": ctx.n_real, "subset_size": m, "layout_subset_size": m_lay}
+
+
+def _vendi_pair(zr: np.ndarray, zf: np.ndarray, out: dict, suffix: str) -> tuple[float, float, float]:
+    """Vendi of generated and real rows at the real rows' median nearest-neighbour distance; records
+    ``vendi_{fake,real,ratio,bandwidth}{suffix}`` in ``out`` and returns (fake, real, bandwidth)."""
+    tau = D.median_nn_distance(zr)
+    vf, vr = D.vendi_score_rbf(zf, tau), D.vendi_score_rbf(zr, tau)
+    out.update({f"vendi_fake{suffix}": vf, f"vendi_real{suffix}": vr, f"vendi_ratio{suffix}": vf / vr,
+                f"vendi_bandwidth{suffix}": tau})
+    return vf, vr, tau
+
+
+def _non_empty(lay: np.ndarray) -> np.ndarray:
+    """Layout rows of tiles that are not near-empty (a tenth of the real tiles' typical contrast): how many tiles
+    are empty is a matter of fidelity, and "empty" would otherwise count once on each side."""
+    return lay[np.linalg.norm(lay, axis=1) > 0.1]
 
 
 def _layout_level(ref, m: int, tau: float, scale: float, seed: int) -> float:
@@ -117,7 +122,7 @@ def _layout_level(ref, m: int, tau: float, scale: float, seed: int) -> float:
     if key not in ref._cal:
         rng = np.random.default_rng(seed + 13)
         lay = layout(ref.train[np.sort(rng.choice(len(ref.train), min(len(ref.train), 3 * m), replace=False))], scale)[0]
-        lay = lay[np.linalg.norm(lay, axis=1) > 0.1][:m]
+        lay = _non_empty(lay)[:m]
         ref._cal[key] = D.vendi_score_rbf(lay, tau) if len(lay) >= m else float("inf")
     return ref._cal[key]
 

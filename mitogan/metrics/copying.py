@@ -80,6 +80,13 @@ def grids(tiles: np.ndarray, g: int, sigma: float, zoom: float = 1.0) -> np.ndar
     return _resize(x, g).astype(np.float32)
 
 
+def _field(tiles: np.ndarray) -> np.ndarray:
+    """(N, 1, S, S) -> (N, 256) float32 (N, 64 when S is not a multiple of 16): the tile blurred (sigma S/32)
+    and averaged to 16 x 16, what twin detection and the layout space compare."""
+    s = tiles.shape[-1]
+    return grids(tiles, 16 if s % 16 == 0 else 8, s / 32).reshape(len(tiles), -1)
+
+
 def _orientations(g: np.ndarray) -> np.ndarray:
     """(N, h, w) -> (8, N, h, w): the 4 rotations by 90 degrees, each also mirrored."""
     out = []
@@ -220,8 +227,7 @@ def video_twins(tiles: np.ndarray, source: np.ndarray, share: float = 0.2, simil
     pick = np.concatenate([np.flatnonzero(inverse == v)[np.linspace(0, (inverse == v).sum() - 1,
                            min(per_video, (inverse == v).sum())).astype(int)] for v in range(len(ids))])
     vid = inverse[pick]
-    s = tiles.shape[-1]
-    d = _unit(grids(np.asarray(tiles)[pick], 16 if s % 16 == 0 else 8, s / 32).reshape(len(pick), -1))
+    d = _unit(_field(np.asarray(tiles)[pick]))
     order = np.argsort(vid, kind="stable")
     d, vid = d[order], vid[order]
     starts = np.flatnonzero(np.r_[True, vid[1:] != vid[:-1]])
@@ -253,7 +259,6 @@ def merge_twins(tiles: np.ndarray, source, frame, similarity: float = 0.98) -> t
     source, frame = np.asarray(source), np.asarray(frame).astype(np.int64)
     merged = video_twins(tiles, source, similarity=similarity)
     frame = frame.copy()
-    s = tiles.shape[-1]
     for m in np.unique(merged):
         members = np.unique(source[merged == m])
         if len(members) < 2:
@@ -261,12 +266,12 @@ def merge_twins(tiles: np.ndarray, source, frame, similarity: float = 0.98) -> t
         sizes = [(source == v).sum() for v in members]
         ref = members[int(np.argmax(sizes))]
         ref_idx = np.flatnonzero(source == ref)
-        d_ref = _unit(grids(tiles[ref_idx], 16 if s % 16 == 0 else 8, s / 32).reshape(len(ref_idx), -1))
+        d_ref = _unit(_field(tiles[ref_idx]))
         for v in members:
             if v == ref:
                 continue
             idx = np.flatnonzero(source == v)
-            d = _unit(grids(tiles[idx], 16 if s % 16 == 0 else 8, s / 32).reshape(len(idx), -1))
+            d = _unit(_field(tiles[idx]))
             sim = d @ d_ref.T
             best, match = sim.max(1), frame[ref_idx][sim.argmax(1)]
             own = frame[idx]
@@ -286,8 +291,7 @@ def layout(tiles: np.ndarray, scale: float | None = None) -> tuple[np.ndarray, f
     its mean removed, divided by ``scale`` (default: the median norm of these tiles, returned for reuse on the
     other side). One global scale, not per tile, so an empty tile stays near 0 instead of its noise being
     blown up to unit contrast."""
-    s = tiles.shape[-1]
-    g = grids(tiles, 16 if s % 16 == 0 else 8, s / 32).reshape(len(tiles), -1).astype(np.float64)
+    g = _field(tiles).astype(np.float64)
     g -= g.mean(1, keepdims=True)
     if scale is None:
         scale = float(max(np.median(np.linalg.norm(g, axis=1)), 1e-9))
