@@ -1,34 +1,44 @@
 # The README's two commands: `make search` (the main job) and `make test` (the tests). Each installs what it
-# needs first (once: a venv in .venv, re-done when pyproject.toml or this file change).
+# needs first, once per level (a venv in .venv, re-done when pyproject.toml or this file change):
+#   runtime  torch (pinned) + MitoGAN with its runtime dependencies      make install    (make search)
+#   dev      runtime + the test/development extras `.[dev]`             make install-dev (make test)
+# `make test` after `make search` adds only the extras.
 # PYTHON may point at any Python >= 3.10 (3.11 recommended).
 PYTHON ?= python3
 VENV ?= .venv
 # torch 2.13 is pinned first so pip does not resolve a newer multi-GB CUDA build on CPU machines;
 # on a GPU machine set TORCH="torch==2.13.0 --index-url <your CUDA wheel index>" or pre-install torch.
 TORCH ?= torch==2.13.0
-STAMP := $(VENV)/.mitogan-installed
+STAMP := $(VENV)/.mitogan-runtime
+DEV_STAMP := $(VENV)/.mitogan-dev
 # extra options for `make search`, e.g. ARGS="--trials 4" or ARGS="--data ../shared/data"
 ARGS ?=
 
-.PHONY: install search test test-fast clean
+.PHONY: install install-dev search test test-fast clean
 
 install: $(STAMP)
+
+install-dev: $(DEV_STAMP)
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install $(TORCH)
-	$(VENV)/bin/pip install -e ".[dev]"
+	$(VENV)/bin/pip install -e .
 	touch $(STAMP)
 	@echo "installed: activate with 'source $(VENV)/bin/activate'"
+
+$(DEV_STAMP): $(STAMP)
+	$(VENV)/bin/pip install -e ".[dev]"
+	touch $(DEV_STAMP)
 
 search: $(STAMP)
 	$(VENV)/bin/mitogan search --space smoke $(ARGS)
 
-test: $(STAMP)
+test: $(DEV_STAMP)
 	$(VENV)/bin/pytest -q
 
-test-fast: $(STAMP)
+test-fast: $(DEV_STAMP)
 	$(VENV)/bin/pytest -q -m "not slow and not cluster"
 
 clean:
