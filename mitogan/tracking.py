@@ -47,7 +47,9 @@ class WandbRun:
 
     def __init__(self, *, project: str = "mitogan", name: str | None = None, group: str | None = None,
                  config: dict | None = None, dir: str | Path | None = None, tags: list[str] | None = None,
-                 run_id: str | None = None, job_type: str | None = None):
+                 run_id: str | None = None, job_type: str | None = None, settings: dict | None = None):
+        """``settings``: extra ``wandb.Settings`` fields (e.g. the search driver's, which skip collecting
+        the driver's environment for every trial's run)."""
         self.run = None
         self.dir = Path(dir) if dir else None
         try:
@@ -59,7 +61,7 @@ class WandbRun:
                                   job_type=job_type, dir=str(self.dir) if self.dir else None, mode=wandb_mode(),
                                   id=run_id,
                                   resume="allow" if run_id else None, reinit="create_new",
-                                  settings=wandb.Settings(silent=True, console="off"))
+                                  settings=wandb.Settings(silent=True, console="off", **(settings or {})))
         except Exception as e:  # network, disk, bad key, version skew: never fatal
             self._fail("init", e)
 

@@ -14,6 +14,19 @@ stopped the trial. Each trial's run has
 
 At the end of the experiment a ``job_type="search"`` run holds a ``wandb.Table`` of all trials
 (searched parameters, primary and its components, stop reason, final sample grid).
+
+Off the critical path: Ray calls its callbacks in the driver's result loop, so every W&B call (run start,
+rows, images, summaries, finish) runs in one background thread, in the order Ray reported; the callback
+only shapes the row. ``on_experiment_end`` waits for that thread, so the offline runs are complete when
+the search returns. The driver's runs skip what W&B would collect about the driver's environment (the
+package list, system metadata and metrics, git and code): a trial's run describes the trial, and the
+package scan alone cost ~70 ms of driver CPU per trial.
+
+Images without a shared filesystem: a trial on another node writes its sample grid on that node. The
+trial can ship the PNG in its result (``attach_sample``: key ``samples_png_bytes``); the logger takes it
+out of the result in place (Ray lets callbacks do that, and runs its own loggers after the user's, so the
+bytes never reach ``result.json``, ``progress.csv`` or the experiment state) and writes it into the
+driver's copy of the trial folder, where W&B, the search table and the report find it.
 """
 
 from __future__ import annotations
@@ -21,25 +34,71 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import queue
+import threading
 from pathlib import Path
 
 from ray.tune import Callback
 
 from search.trials import ran_to_end, stop_reason_of
 
-__all__ = ["WandbSearchLogger", "trial_run_id"]
+__all__ = ["WandbSearchLogger", "trial_run_id", "attach_sample", "SAMPLE_BYTES", "DRIVER_SETTINGS"]
 
 log = logging.getLogger(__name__)
+
+SAMPLE_BYTES = "samples_png_bytes"  # result key: the PNG of ``samples_png``, for drivers on another node
+# what W&B would collect about the driver's process, for every trial's run: nothing of it is the trial's
+DRIVER_SETTINGS = {"x_save_requirements": False, "x_disable_meta": True, "x_disable_stats": True,
+                   "x_disable_machine_info": True, "disable_git": True, "disable_code": True}
 
 # Ray's bookkeeping in every result: not metrics
 _SKIP = {"step", "timestamp", "pid", "done", "time_this_iter_s", "time_total_s", "time_since_restore",
          "iterations_since_restore", "timesteps_total", "timesteps_since_restore", "training_iteration",
-         "finished"}
+         "finished", SAMPLE_BYTES}
 
 
 def trial_run_id(search_name: str, trial_id: str) -> str:
     """A stable W&B run id per trial, so a restored search appends to the same run."""
     return hashlib.blake2b(f"{search_name}/{trial_id}".encode(), digest_size=8).hexdigest()
+
+
+def attach_sample(metrics: dict, trial_dir: str | Path) -> dict:
+    """Add the bytes of ``metrics["samples_png"]`` (relative to ``trial_dir``) to a trial's result, so a
+    driver on another node gets the image; a result without a readable sample grid is left as it was."""
+    rel = metrics.get("samples_png")
+    if rel:
+        try:
+            metrics[SAMPLE_BYTES] = (Path(trial_dir) / rel).read_bytes()
+        except OSError:
+            pass
+    return metrics
+
+
+class _Worker:
+    """One daemon thread running submitted calls in order; ``drain`` waits until all have run."""
+
+    def __init__(self):
+        self.queue: queue.Queue = queue.Queue()
+        self.thread: threading.Thread | None = None
+
+    def submit(self, fn, *args) -> None:
+        if self.thread is None or not self.thread.is_alive():
+            self.thread = threading.Thread(target=self._loop, name="mitogan-wandb", daemon=True)
+            self.thread.start()
+        self.queue.put((fn, args))
+
+    def drain(self) -> None:
+        self.queue.join()
+
+    def _loop(self) -> None:
+        while True:
+            fn, args = self.queue.get()
+            try:
+                fn(*args)
+            except Exception as e:  # W&B must never take the search down
+                log.warning("W&B logging failed (%s: %s)", type(e).__name__, e)
+            finally:
+                self.queue.task_done()
 
 
 class WandbSearchLogger(Callback):
@@ -50,36 +109,26 @@ class WandbSearchLogger(Callback):
         self.search_name, self.space_name, self.fixed = search_name, space_name, set(fixed)
         self.dir = Path(wandb_dir)
         self.project = project or os.environ.get("WANDB_PROJECT", "mitogan")
-        self.runs: dict[str, object] = {}  # trial_id -> WandbRun
+        self.runs: dict[str, object] = {}  # trial_id -> WandbRun; used by the worker thread only
         self.last_step: dict[str, int] = {}
         self.ended: dict[str, dict] = {}  # trial_id -> table row data
+        self.samples: dict[str, Path] = {}  # trial_id -> its latest sample grid on this machine
+        self.open: set[str] = set()  # trials with a run opened by this driver and not ended yet
+        self.worker = _Worker()
 
-    # -- trials ----------------------------------------------------------------------------------------
-    def _run(self, trial):
-        run = self.runs.get(trial.trial_id)
-        if run is None:
-            from mitogan.tracking import WandbRun
-
-            cfg = dict(trial.config or {})
-            tags = [f"space:{self.space_name}", f"loss:{cfg.get('loss.kind', '?')}",
-                    f"arch:{cfg.get('model.arch', '?')}"]
-            run = WandbRun(project=self.project, name=f"trial_{trial.trial_id}", group=self.search_name,
-                           config=cfg, dir=self.dir, tags=tags, job_type="trial",
-                           run_id=trial_run_id(self.search_name, trial.trial_id))
-            self.runs[trial.trial_id] = run
-        return run
-
+    # -- trials (the driver's thread: shape the row, hand the W&B calls to the worker) -----------------
     def on_trial_result(self, iteration, trials, trial, result, **info):
+        data = result.pop(SAMPLE_BYTES, None)  # in place: Ray's own loggers run after this callback
         step = int(result.get("step", 0))
         if step < self.last_step.get(trial.trial_id, -1):
             return  # a trial restarted from a checkpoint repeats steps W&B already has
         self.last_step[trial.trial_id] = step
         row = {k: v for k, v in result.items() if k not in _SKIP}
-        images = {}
-        png = _sample_file(trial, result.get("samples_png"))
+        png = _sample_file(trial, result.get("samples_png"), data)
         if png is not None:
-            images["samples"] = png
-        self._run(trial).log_row(row, step=step, images=images)
+            self.samples[trial.trial_id] = png
+        self.open.add(trial.trial_id)
+        self.worker.submit(self._log, trial.trial_id, dict(trial.config or {}), row, step, png)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._end(trial, error=False)
@@ -95,22 +144,46 @@ class WandbSearchLogger(Callback):
         from search.report import JUDGES
 
         final = {k: last.get(k) for k in ("primary", *PRIMARY_COMPONENTS, *JUDGES) if last.get(k) is not None}
-        run = self._run(trial)
-        run.summary({"stop_reason": reason, "status": status, "objective": PRIMARY_NAME,
-                     "final_step": int(last.get("step", 0)), **final})
-        run.finish(exit_code=1 if error else 0)
-        self.runs.pop(trial.trial_id, None)
-        self.ended[trial.trial_id] = {"trial": trial, "reason": reason, "status": status, "final": final,
-                                      "last": last}
+        summary = {"stop_reason": reason, "status": status, "objective": PRIMARY_NAME,
+                   "final_step": int(last.get("step", 0)), **final}
+        self.worker.submit(self._finish, trial.trial_id, dict(trial.config or {}), summary, 1 if error else 0)
+        self.open.discard(trial.trial_id)
+        self.ended[trial.trial_id] = {"reason": reason, "status": status, "final": final,
+                                      "last": {"step": int(last.get("step", 0))}}
+
+    # -- the worker thread -----------------------------------------------------------------------------
+    def _run(self, trial_id: str, cfg: dict):
+        run = self.runs.get(trial_id)
+        if run is None:
+            from mitogan.tracking import WandbRun
+
+            tags = [f"space:{self.space_name}", f"loss:{cfg.get('loss.kind', '?')}",
+                    f"arch:{cfg.get('model.arch', '?')}"]
+            run = WandbRun(project=self.project, name=f"trial_{trial_id}", group=self.search_name, config=cfg,
+                           dir=self.dir, tags=tags, job_type="trial", run_id=trial_run_id(self.search_name, trial_id),
+                           settings=DRIVER_SETTINGS)
+            self.runs[trial_id] = run
+        return run
+
+    def _log(self, trial_id: str, cfg: dict, row: dict, step: int, png: Path | None) -> None:
+        self._run(trial_id, cfg).log_row(row, step=step, images={"samples": png} if png else None)
+
+    def _finish(self, trial_id: str, cfg: dict, summary: dict, exit_code: int) -> None:
+        run = self._run(trial_id, cfg)
+        run.summary(summary)
+        run.finish(exit_code=exit_code)
+        self.runs.pop(trial_id, None)
+
+    def _interrupt(self, trial_id: str) -> None:
+        run = self.runs.pop(trial_id, None)
+        if run is not None:
+            run.summary({"status": "interrupted"})
+            run.finish(exit_code=0)  # the resumed search reopens the same run id and continues it
 
     # Ray checkpoints this with the experiment: after a resume, steps W&B already has are not logged again
     # and the search's table still lists the trials that ended before
     def get_state(self) -> dict:
-        # plain data only: the table needs each ended trial's last step, not its whole last result
-        return {"last_step": dict(self.last_step),
-                "ended": {tid: {"reason": end["reason"], "status": end["status"], "final": end["final"],
-                                "last": {"step": int(end["last"].get("step", 0))}}
-                          for tid, end in self.ended.items()}}
+        return {"last_step": dict(self.last_step), "ended": {tid: dict(end) for tid, end in self.ended.items()}}
 
     def set_state(self, state: dict) -> None:
         self.last_step.update(state.get("last_step", {}))
@@ -120,16 +193,17 @@ class WandbSearchLogger(Callback):
     def on_experiment_end(self, trials, **info):
         interrupted = False
         for trial in trials:  # an interrupted search: its unfinished trials continue after --resume
-            run = self.runs.pop(trial.trial_id, None)
-            if run is not None and getattr(trial, "status", "TERMINATED") not in ("TERMINATED", "ERROR"):
-                run.summary({"status": "interrupted"})
-                run.finish(exit_code=0)  # the resumed search reopens the same run id and continues it
+            if trial.trial_id not in self.open:
+                continue
+            if getattr(trial, "status", "TERMINATED") not in ("TERMINATED", "ERROR"):
+                self.open.discard(trial.trial_id)
+                self.worker.submit(self._interrupt, trial.trial_id)
                 interrupted = True
-            elif run is not None:
-                self.runs[trial.trial_id] = run
+            else:
                 self._end(trial, error=False)
         if not interrupted and len(self.ended) >= len(trials):
-            self._search_run(trials)
+            self.worker.submit(self._search_run, trials)
+        self.worker.drain()
         from mitogan.tracking import flush_all
 
         flush_all()  # the offline files are complete when the search returns
@@ -146,14 +220,15 @@ class WandbSearchLogger(Callback):
         for t in trials:
             end = self.ended.get(t.trial_id, {"reason": "", "status": "pending", "final": {}, "last": {}})
             last, cfg = end["last"], t.config or {}
+            sample = self.samples.get(t.trial_id) or _last_sample(t)
             rows.append([t.trial_id, end["status"], end["reason"], int(last.get("step", 0)),
                          end["final"].get("primary"), *(end["final"].get(c) for c in (*PRIMARY_COMPONENTS, *JUDGES)),
-                         *(_cell(cfg.get(k)) for k in params), _last_sample(t)])
+                         *(_cell(cfg.get(k)) for k in params), str(sample) if sample else None])
         run = WandbRun(project=self.project, name=f"search_{self.search_name}", group=self.search_name,
                        config={"space": self.space_name, "objective": PRIMARY_NAME, "objective_mode": PRIMARY_MODE,
                                "fixed": sorted(self.fixed)},
                        dir=self.dir, tags=[f"space:{self.space_name}", "search"], job_type="search",
-                       run_id=trial_run_id(self.search_name, "search"))
+                       run_id=trial_run_id(self.search_name, "search"), settings=DRIVER_SETTINGS)
         run.log_table("trials", columns, rows, image_columns=("samples",))
         run.summary({"n_trials": len(trials), "n_finished": sum(r[1] == "finished" for r in rows)})
         run.finish()
@@ -164,20 +239,32 @@ def _cell(value):
     return value if value is None or isinstance(value, (int, float, str, bool)) else str(value)
 
 
-def _sample_file(trial, rel) -> Path | None:
-    """The trial's sample grid ``rel`` on this machine: its trial folder, or the synced storage copy."""
+def _local_roots(trial) -> list[Path]:
+    return [Path(r) for r in (trial.local_path, trial.path) if r and "://" not in str(r)]
+
+
+def _sample_file(trial, rel, data: bytes | None) -> Path | None:
+    """The trial's sample grid ``rel`` on this machine: its trial folder or the synced storage copy; else
+    ``data`` (the PNG shipped in the result) written into the driver's copy of the trial folder."""
     if not rel:
         return None
-    for root in (trial.local_path, trial.path):
-        if root and "://" not in str(root) and (Path(root) / rel).is_file():
-            return Path(root) / rel
+    roots = _local_roots(trial)
+    for root in roots:
+        if (root / rel).is_file():
+            return root / rel
+    if data and roots:
+        from mitogan.fsutil import atomic_write
+
+        try:
+            return atomic_write(roots[0] / rel, data)
+        except OSError as e:
+            log.warning("could not keep trial %s's sample grid (%s)", trial.trial_id, e)
     return None
 
 
-def _last_sample(trial) -> str | None:
-    for root in (trial.local_path, trial.path):
-        if root and "://" not in str(root):
-            pngs = sorted(Path(root).glob("samples/*.png"))
-            if pngs:
-                return str(pngs[-1])
+def _last_sample(trial) -> Path | None:
+    for root in _local_roots(trial):
+        pngs = sorted(root.glob("samples/*.png"))
+        if pngs:
+            return pngs[-1]
     return None

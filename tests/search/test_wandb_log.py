@@ -100,3 +100,66 @@ def test_every_ending_gives_a_complete_run_and_the_search_a_table(offline):
     assert "train.steps" not in cols  # fixed keys are not parameters
     reasons = {row[cols.index("trial_id")]: row[cols.index("stop_reason")] for row in table["data"]}
     assert reasons == {tid: r for tid, (r, _) in want.items()}
+
+
+def test_images_reach_wandb_when_the_driver_cannot_read_the_trial_folder(offline):
+    """A trial on another node: its sample grids exist only in its own folder; the driver gets them in the
+    results (attach_sample), logs them, keeps them in its copy of the trial folder (for the search table
+    and the report), and strips the bytes from the result before Ray's own loggers see it."""
+    from search.wandb_log import SAMPLE_BYTES, WandbSearchLogger, attach_sample
+
+    worker = make_trial(offline / "worker", "far", {}, [10, 20, 40])  # the node's own folder
+    driver_dir = offline / "driver" / "trial_far"
+    driver_dir.mkdir(parents=True)  # the driver's copy holds only what Ray's loggers write there
+    trial = FakeTrial("far", worker.config, str(driver_dir))
+    logger = WandbSearchLogger(search_name="s2", space_name="e2e", fixed={}, wandb_dir=offline)
+    for r in results([10, 20, 40]):
+        attach_sample(r, worker.local_path)
+        assert (SAMPLE_BYTES in r) == ("samples_png" in r)
+        trial.last_result = r
+        logger.on_trial_result(0, [trial], trial, r)
+        assert SAMPLE_BYTES not in r  # never reaches result.json / progress.csv / the experiment state
+    logger.on_trial_complete(0, [trial], trial)
+    logger.on_experiment_end([trial])
+
+    # the driver's copy now holds the grids, byte for byte
+    for step in (20, 40):
+        rel = f"samples/step_{step:06d}.png"
+        assert (driver_dir / rel).read_bytes() == (offline / "worker" / "trial_far" / rel).read_bytes()
+    runs = {rec["run"]["name"]: rec for rec in map(read_run, offline.glob("wandb/offline-run-*/run-*.wandb"))}
+    rows = {row["_step"]: row for row in runs["trial_far"]["history"]}
+    assert [s for s, row in sorted(rows.items()) if row.get("samples/_type") == "image-file"] == [20, 40]
+    search = runs["search_s2"]
+    table = json.loads(next(offline.glob(f"wandb/*/files/{search['summary']['trials/path']}")).read_text())
+    assert table["data"][0][table["columns"].index("samples")] is not None  # the final grid in the table
+
+
+def test_runs_start_off_the_drivers_thread_and_skip_the_package_scan(offline, monkeypatch):
+    """Ray's result loop only hands rows over: every W&B run starts in the logger's worker thread, and the
+    driver's runs carry no list of installed packages (W&B scans every package's metadata to write it)."""
+    import threading
+
+    import mitogan.tracking as tracking
+    from search.wandb_log import WandbSearchLogger
+
+    started_in = []
+    real_init = tracking.WandbRun.__init__
+
+    def spy(self, *a, **kw):
+        started_in.append(threading.current_thread().name)
+        real_init(self, *a, **kw)
+
+    monkeypatch.setattr(tracking.WandbRun, "__init__", spy)
+    logger = WandbSearchLogger(search_name="s3", space_name="e2e", fixed={}, wandb_dir=offline)
+    trial = make_trial(offline, "t", {}, [10, 20])
+    for r in results([10, 20]):
+        trial.last_result = r
+        logger.on_trial_result(0, [trial], trial, r)
+    logger.on_trial_complete(0, [trial], trial)
+    logger.on_experiment_end([trial])
+    assert started_in and threading.current_thread().name not in started_in
+    assert set(started_in) == {"mitogan-wandb"}
+    files = {p.name for p in offline.glob("wandb/offline-run-*/files/*")}
+    assert "requirements.txt" not in files and "wandb-metadata.json" not in files
+    rec = read_run(next(offline.glob("wandb/offline-run-*/run-*.wandb")))
+    assert rec["exit"] == 0 and [row["_step"] for row in rec["history"]] == [10, 20]
