@@ -153,3 +153,27 @@ def test_features_that_never_vary_rank_nothing_instead_of_crashing():
     # before: "cannot reshape array of size 0" when every feature was constant
     assert feature_importance(np.zeros((6, 1, 8, 8)), np.arange(6.0), features=np.ones((6, 3)),
                               names=["a", "b", "c"], n_boot=3) == []
+
+
+def test_a_method_is_checked_on_a_few_tiles_before_the_whole_set(tiles, monkeypatch):
+    """explain runs each method's sanity check first, on n_sanity tiles: a method that fails is never
+    attributed on the rest; a passing one gives the same maps as attributing the whole set at once."""
+    from mitogan.config import Config, apply_overrides
+    from mitogan.explain.pipeline import _maps
+    from mitogan.models import build_discriminator
+
+    seen = []
+    real_attribute = attribution.attribute
+    monkeypatch.setattr(attribution, "attribute", lambda d, x, m, **kw: seen.append((m, len(x))) or
+                        real_attribute(d, x, m, **kw))
+    maps, checks = _maps(_NoWeights(), tiles, ("integrated_gradients", "gradient"), 4, progress=False)
+    assert maps == {} and [c["passed"] for c in checks] == [False, False]
+    assert max(n for _, n in seen) == 4  # trained and randomised maps of the 4 checked tiles only
+
+    torch.manual_seed(0)
+    d = build_discriminator(apply_overrides(Config(), ["model.d_width=8"]).model, 32).eval()
+    maps, checks = _maps(d, tiles, ("gradient",), 4, progress=False)
+    assert checks[0]["passed"] and set(maps) == {"gradient"}
+    for method, m in maps.items():
+        whole = real_attribute(d, tiles, method)
+        assert m.shape == whole.shape and np.allclose(m, whole, rtol=1e-5, atol=1e-6 * np.abs(whole).max())
