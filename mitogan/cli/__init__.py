@@ -29,7 +29,7 @@ from mitogan.errors import MitoganError, one_line
 __all__ = ["main", "build_parser", "plugin", "HelpFormatter", "ENVIRONMENT", "StopRequest", "Terminated", "one_line"]
 
 # sub-command modules, in the order shown by --help
-COMMANDS = ["simulate", "preprocess", "train", "evaluate", "search", "export", "synth", "explain"]
+COMMANDS = ["simulate", "preprocess", "train", "evaluate", "search", "fit-sim", "export", "synth", "explain"]
 
 # Every environment variable MitoGAN reads (or hands to the library that does), for `mitogan --help`.
 ENVIRONMENT = {
