@@ -24,6 +24,9 @@ def register(subparsers) -> None:
     p.add_argument("--frames", type=int, default=30, help="frames per video")
     p.add_argument("--size", type=int, default=256, help="frame height and width (px, >= 32)")
     p.add_argument("--seed", type=int, default=0, help="dataset seed")
+    p.add_argument("--config", type=Path, default=None, metavar="FILE",
+                   help="YAML/JSON file of SimParams fields, e.g. the fitted.yaml of `mitogan fit-sim` (--set "
+                        "overrides it; --size/--frames set size and frames)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a SimParams field, e.g. --set bead_prob=1 --set shot_noise=false "
                         "(see mitogan.simulate.SimParams)")
@@ -34,14 +37,15 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _params(overrides: list[str]):
+def _params(overrides: list[str], config: Path | None = None):
+    from mitogan.config import load_config
     from mitogan.simulate import SimParams
 
     for item in overrides:
         key = item.split("=", 1)[0].strip()
         if key in ("size", "frames"):
             raise ConfigError(f"--set {key}: use --{key} instead")
-    return apply_overrides(SimParams(), overrides)
+    return apply_overrides(load_config(config, SimParams), overrides)
 
 
 def _preview(out: Path, png: Path, frames: int) -> Path:
@@ -83,7 +87,7 @@ def run(args) -> int:
     from mitogan.fsutil import atomic_dir
     from mitogan.simulate import simulate_dataset
 
-    params = _params(args.overrides)
+    params = _params(args.overrides, args.config)
     from mitogan.simulate import _dataset_params
 
     _dataset_params(args.videos, args.frames, args.size, params)  # --size/--frames ranges, named
