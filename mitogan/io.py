@@ -57,7 +57,7 @@ import numpy as np
 from mitogan.errors import ConfigError, InputError
 from mitogan.frames import Video
 
-__all__ = ["SUPPORTED_SUFFIXES", "read_file", "read_inputs"]
+__all__ = ["SUPPORTED_SUFFIXES", "read_file", "read_inputs", "physical_scale", "common_scale"]
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +151,97 @@ def read_inputs(
         why = f"{n_skipped} unreadable file(s) skipped" if n_skipped else "no supported files"
         raise InputError(names, f"no readable images found ({why}; supported: {' '.join(SUPPORTED_SUFFIXES)})")
     return videos
+
+
+# ----------------------------------------------------------------------------------- physical units
+
+_UM_PER = {"um": 1.0, "µm": 1.0, "\\u00B5m": 1.0, "micron": 1.0, "microns": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4}
+_S_PER = {"s": 1.0, "sec": 1.0, "ms": 1e-3, "min": 60.0, "h": 3600.0}
+
+
+def physical_scale(path) -> dict:
+    """``{"pixel_size_um", "frame_interval_s"}`` of an input file (each None when unknown).
+
+    From the file's own metadata: OME ``PhysicalSizeX`` / ``TimeIncrement``, ImageJ resolution + unit and
+    ``finterval``, or a plain TIFF resolution in pixels per centimetre (inches are usually screen dpi, so
+    not a physical statement). A TIFF of MitoGAN's simulator (``simulation.json`` beside it) without these
+    tags gets the simulator's own nominal scale (``mitogan.simulate.PIXEL_SIZE_UM`` / ``FRAME_INTERVAL_S``).
+    Non-TIFF inputs (GIF, video, PNG) carry none.
+    """
+    path = Path(path)
+    scale = {"pixel_size_um": None, "frame_interval_s": None}
+    if path.suffix.lower() in TIFF_SUFFIXES and path.is_file():
+        scale.update(_tiff_scale(path))
+    if None in scale.values():
+        for key, value in _simulator_scale(path).items():
+            scale[key] = scale[key] or value
+    return scale
+
+
+def common_scale(sources) -> dict:
+    """The physical scale shared by ``sources`` (paths): each value only when every source has one and they
+    agree within 1 %, else None (tiles of mixed pixel sizes have no one pixel size)."""
+    scales = [physical_scale(s) for s in sources or ()]
+    out = {}
+    for key in ("pixel_size_um", "frame_interval_s"):
+        values = [sc[key] for sc in scales]
+        ok = values and all(v for v in values) and max(values) <= 1.01 * min(values)
+        out[key] = float(values[0]) if ok else None
+    return out
+
+
+def _tiff_scale(path: Path) -> dict:
+    import tifffile
+
+    out = {}
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if tif.is_ome:
+                ome = tif.ome_metadata or ""
+                m = re.search(r'PhysicalSizeX="([0-9.eE+-]+)"', ome)
+                unit = re.search(r'PhysicalSizeXUnit="([^"]+)"', ome)
+                factor = _UM_PER.get(unit.group(1) if unit else "µm")
+                out["pixel_size_um"] = float(m.group(1)) * factor if m and factor else None
+                t = re.search(r'TimeIncrement="([0-9.eE+-]+)"', ome)
+                t_unit = re.search(r'TimeIncrementUnit="([^"]+)"', ome)
+                out["frame_interval_s"] = float(t.group(1)) * _S_PER.get(t_unit.group(1) if t_unit else "s", 1.0) \
+                    if t else None
+                return {k: v for k, v in out.items() if v and np.isfinite(v) and v > 0}
+            page = tif.pages[0]
+            tag = page.tags.get("XResolution")
+            ij = (tif.imagej_metadata or {}) if tif.is_imagej else None
+            if ij is not None and ij.get("finterval"):
+                out["frame_interval_s"] = float(ij["finterval"])
+            if tag is not None and tag.value[0] and tag.value[1]:
+                per_unit = tag.value[0] / tag.value[1]
+                if ij is not None:
+                    factor = _UM_PER.get(str(ij.get("unit", "")))
+                else:  # plain TIFF: only centimetres are a physical statement (inches are usually screen dpi)
+                    unit = page.tags.get("ResolutionUnit")
+                    factor = 1e4 if unit is not None and int(unit.value) == 3 else None
+                out["pixel_size_um"] = factor / per_unit if factor else None
+    except Exception:  # unreadable metadata: the scale is simply unknown
+        return {}
+    return {k: v for k, v in out.items() if v and np.isfinite(v) and v > 0}
+
+
+def _simulator_scale(path: Path) -> dict:
+    """The simulator's nominal scale for one of its TIFFs (a ``simulation.json`` of its format beside it)."""
+    import json
+
+    info = path.parent / "simulation.json" if path.is_file() else path / "simulation.json"
+    if not info.is_file():
+        return {}
+    try:
+        meta = json.loads(info.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(meta, dict) or not str(meta.get("format", "")).startswith("mitogan-sim-dataset"):
+        return {}
+    from mitogan import simulate
+
+    return {"pixel_size_um": meta.get("pixel_size_um") or simulate.PIXEL_SIZE_UM,
+            "frame_interval_s": meta.get("frame_interval_s") or simulate.FRAME_INTERVAL_S}
 
 
 # ------------------------------------------------------------------------------------------ checks
@@ -354,6 +445,7 @@ def _read_tiff(path: Path, channel, z) -> Video:
     if axes is None:
         axes = _infer_axes(path, arr, meta)
     rgb = "S" in axes and arr.shape[axes.index("S")] in (3, 4) and "C" not in axes
+    meta.update({k: v for k, v in physical_scale(path).items() if v})  # pixel_size_um, frame_interval_s
     return _to_video(path, arr, axes, channel, z, meta, rgb=rgb)
 
 

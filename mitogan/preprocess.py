@@ -494,6 +494,17 @@ class _single_threaded_cv2:
 _UNIT_RANGE = {np.dtype(np.uint8): (0.0, 255.0), np.dtype(np.uint16): (0.0, 65535.0)}
 
 
+def physical_scale(videos: list[Video]) -> dict:
+    """``{"pixel_size_um", "frame_interval_s"}`` of the input frames, each when every video states it (its
+    reader's ``meta``, see ``mitogan.io.physical_scale``) and they agree within 1 %, else None."""
+    out = {}
+    for key in ("pixel_size_um", "frame_interval_s"):
+        values = [v.meta.get(key) for v in videos]
+        ok = values and all(values) and max(values) <= 1.01 * min(values)
+        out[key] = float(values[0]) if ok else None
+    return out
+
+
 class Pipeline:
     """The enabled steps of a ``PreprocessConfig``, in order, from videos to a ``TileSet``.
 
@@ -544,6 +555,7 @@ class Pipeline:
             ts = cached_file(path, compute, write_tiles, load_tiles, label="preprocessed tiles")
             self.last_cache_path = path if path.is_file() else None
         self.stats["computed" if computed else "cache_hits"] += 1
+        ts.meta.update(physical_scale(videos))  # a fact of the inputs, not of the cached computation
         return ts
 
     def _compute(self, videos: list[Video], progress: bool) -> TileSet:

@@ -43,7 +43,7 @@ import torch
 from mitogan.errors import ConfigError, InputError, MitoganError
 
 __all__ = ["novelty_threshold", "SynthOptions", "synthesize", "FORMATS", "TiffSpec", "latents", "check_options", "resolve_device",
-           "check_bundle_config"]
+           "check_bundle_config", "human_size", "disk_need"]
 
 FORMATS = ("png", "tiff", "npy")
 LATENT_CHUNK = 64  # latents are drawn in fixed chunks of this many: latent i never depends on the batch size
@@ -209,24 +209,44 @@ def _finite(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and bool(np.isfinite(v))
 
 
+def human_size(n: float) -> str:
+    """A byte count a user can act on: ``812 KB``, ``3.4 MB``, ``1.25 GiB`` (never ``0.0 GiB``)."""
+    n = float(n)
+    if n < 2**20:
+        return f"{max(n / 2**10, 0.1):.1f} KB" if n < 10 * 2**10 else f"{n / 2**10:.0f} KB"
+    if n < 2**30:
+        return f"{n / 2**20:.1f} MB" if n < 100 * 2**20 else f"{n / 2**20:.0f} MB"
+    return f"{n / 2**30:.2f} GiB"
+
+
+def disk_need(opts: SynthOptions, size: int) -> int:
+    """Bytes ``opts`` may take on disk at most: one file per image rounds up to whole 4 KB blocks (PNG at most
+    ~1 byte per pixel plus headers, TIFF 2, ...); npy and stacks keep float32 parts, then the assembled file."""
+    pixels = size * size
+    if _in_parts(opts):
+        return opts.n * pixels * 8  # float32 parts, then the assembled file (float32 at most)
+    per_file = pixels * {"png": 1, "tiff": 2}[opts.format] + 1024  # headers; a PNG of noise barely compresses
+    return opts.n * (-(-per_file // 4096) * 4096)
+
+
 def _check_resources(out: Path, opts: SynthOptions, size: int) -> None:
     """Refuse at once what cannot fit: the images on disk, or (npy, tiff --stack) the whole array in memory."""
     import shutil
 
-    per_image = size * size * {"png": 1, "tiff": 2, "npy": 4}[opts.format]  # uncompressed upper bound
-    need = opts.n * per_image
+    need = disk_need(opts, size)
     probe = out
     while not probe.exists() and probe.parent != probe:
         probe = probe.parent
     free = shutil.disk_usage(probe).free
     if need > free + 2**20:
-        raise MitoganError(f"-n {opts.n}: {opts.n} images of {size}x{size} px need up to {need / 2**30:.1f} GiB and "
-                           f"{probe} has {free / 2**30:.1f} GiB free; ask for fewer or choose another --out")
+        raise MitoganError(f"-n {opts.n}: {opts.n} images of {size}x{size} px need up to {human_size(need)} and "
+                           f"{probe} has {human_size(free)} free; free some space, ask for fewer (-n), or choose "
+                           "another --out")
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else None
     if _in_parts(opts) and memory and opts.n * size * size * 4 * 2 > memory:
         raise MitoganError(f"-n {opts.n}: --format {opts.format}{' --stack' if opts.stack else ''} assembles all "
-                           f"images in memory ({opts.n * size * size * 8 / 2**30:.1f} GiB) and this machine has "
-                           f"{memory / 2**30:.1f} GiB; use --format png/tiff or ask for fewer")
+                           f"images in memory ({human_size(opts.n * size * size * 8)}) and this machine has "
+                           f"{human_size(memory)}; use --format png/tiff or ask for fewer")
 
 
 def latents(latent_dim: int, seed: int, start: int, n: int) -> torch.Tensor:
@@ -245,11 +265,14 @@ def latents(latent_dim: int, seed: int, start: int, n: int) -> torch.Tensor:
 
 
 def synthesize(bundle, out_dir, opts: SynthOptions, reference: np.ndarray | None = None, progress: bool = True,
-               stop=None) -> dict:
+               stop=None, resume_command: str | None = None) -> dict:
     """Generate ``opts.n`` images from ``bundle`` into ``out_dir``; returns the summary (also synth.json).
 
     ``stop()`` (optional) is polled between batches: True ends the run after the batches in flight are
     written, leaving a folder that the next call (same options) resumes; the summary then has ``stopped``.
+    ``resume_command``: the command line that continues this run (``mitogan synth ... --resume``); it is kept
+    in the folder so that an error here, or a command refusing the incomplete folder, can name it. A full
+    disk (or quota) is one line naming the folder and that command.
     """
     from mitogan.export import load_bundle_config, load_generator
     from mitogan.fsutil import claim_output_dir
@@ -273,28 +296,54 @@ def synthesize(bundle, out_dir, opts: SynthOptions, reference: np.ndarray | None
     spec = TiffSpec.from_bundle(config, opts)
     # claimed only once the inputs are known good: a refused bundle leaves no folder a rerun would refuse
     claim_output_dir(out, "synth", resume=True, legacy=(".synth-run.json",))
-    (out / "parts").mkdir(parents=True, exist_ok=True)
-    _check_same_run(out, bundle, opts)
-    state = _resume(out, opts, spec)
-    ref = None if reference is None else _features(torch.as_tensor(reference).float())
+    resume_command = resume_command or f"the same synthesize() call on {out} (it resumes)"
+    try:
+        (out / "parts").mkdir(parents=True, exist_ok=True)
+        _check_same_run(out, bundle, opts, {"n": opts.n, "resume_command": resume_command})
+        state = _resume(out, opts, spec)
+        ref = None if reference is None else _features(torch.as_tensor(reference).float())
+        bar = _bar(opts.n, state["kept"], progress)
+        b = _generate_all(gen, device, opts, spec, out, state, ref, bar, stop)
+        bar.close()
+        if state["kept"] < opts.n and stop is not None and stop():
+            return {"stopped": True, "kept": state["kept"], "out": str(out), "batches": b}
+        return _finish(out, bundle, opts, state, b, spec)
+    except OSError as e:
+        import errno
+
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise
+        done = sum(1 for p in (out / "parts").glob("batch_*.csv") for line in p.read_text().splitlines() if line)
+        raise MitoganError(f"{out}: the disk is full ({e.strerror or type(e).__name__}) after {done} of {opts.n} "
+                           f"images; the images so far are kept: free at least "
+                           f"{human_size(max(disk_need(opts, int(config['generator']['image_size'])) * (opts.n - done) // opts.n, 2**20))}"
+                           f" (or choose another --out), then continue with `{resume_command}`") from None
+
+
+def _generate_all(gen, device, opts: SynthOptions, spec: "TiffSpec", out: Path, state: dict, ref, bar, stop) -> int:
+    """Generate batches from ``state["next_batch"]`` on while the writer threads write the previous ones;
+    returns the number of batches. A batch is published (counted, and skipped by a resume) only by its
+    manifest part, written after its images."""
     max_batches = opts.max_batches or 4 * (-(-opts.n // opts.batch_size)) + 4
-    bar = _bar(opts.n, state["kept"], progress)
     with ThreadPoolExecutor(max_workers=2) as pool:
         pending: deque = deque()
         b = state["next_batch"]
-        while state["kept"] < opts.n and b < max_batches and not (stop is not None and stop()):
-            before = {k: state[k] for k in _DROPS}
-            images, rows, feats = _generate_batch(gen, device, opts, b, state, ref)
-            drops = {k: state[k] - before[k] for k in _DROPS}
-            pending.append(pool.submit(_write_batch, out, b, images, rows, opts, spec, feats, drops))
-            _drain(pending)
-            bar.update(len(rows))
-            b += 1
-        _drain(pending, wait_all=True)
-    bar.close()
-    if state["kept"] < opts.n and stop is not None and stop():
-        return {"stopped": True, "kept": state["kept"], "out": str(out), "batches": b}
-    return _finish(out, bundle, opts, state, b, spec)
+        try:
+            while state["kept"] < opts.n and b < max_batches and not (stop is not None and stop()):
+                before = {k: state[k] for k in _DROPS}
+                images, rows, feats = _generate_batch(gen, device, opts, b, state, ref)
+                drops = {k: state[k] - before[k] for k in _DROPS}
+                pending.append(pool.submit(_write_batch, out, b, images, rows, opts, spec, feats, drops))
+                _drain(pending)
+                bar.update(len(rows))
+                b += 1
+            _drain(pending, wait_all=True)
+        except BaseException:  # a failed write (full disk) or Ctrl-C: the writes in flight end first
+            for f in pending:
+                f.cancel()
+            _drain(pending, wait_all=True, errors=False)
+            raise
+    return b
 
 
 def _generate_batch(gen, device, opts: SynthOptions, b: int, state: dict, ref):
@@ -382,32 +431,33 @@ def _in_parts(opts: SynthOptions) -> bool:
 
 def _write_batch(out: Path, b: int, images: np.ndarray, rows: list[dict], opts: SynthOptions,
                  spec: TiffSpec, feats: np.ndarray | None = None, drops: dict | None = None) -> None:
-    """Write a batch's images (each atomically), then its manifest part: the part marks the batch done.
-    ``feats``: the kept images' duplicate-filter features and ``drops`` the batch's filter counts, kept so
-    that a resumed run filters and counts exactly as an uninterrupted one."""
+    """Write a batch's images, then publish the batch with one atomic write of its manifest part: only a
+    published batch counts (a resume redoes the others, removing what they left), so the images are written
+    straight to their names, without a temporary file and a rename each (the cost of the old per-image
+    publish). ``feats``: the kept images' duplicate-filter features and ``drops`` the batch's filter counts,
+    kept so that a resumed run filters and counts exactly as an uninterrupted one."""
     if drops and any(drops.values()):
         _atomic(out / "parts" / f"batch_{b:06d}.drops.json", lambda f: f.write(json.dumps(drops).encode()))
     if feats is not None:
         _atomic(out / "parts" / f"batch_{b:06d}.feat.npy", lambda f: np.save(f, feats.astype(np.float32)))
     if _in_parts(opts):
         _atomic(out / "parts" / f"batch_{b:06d}.npy", lambda f: np.save(f, images.astype(np.float32)))
-    else:
-        (out / "images").mkdir(exist_ok=True)
-        for img, row in zip(images, rows):
-            _write_image(out / row["file"], img, opts.format, spec)
-    _atomic(out / "parts" / f"batch_{b:06d}.csv", lambda f: _write_csv(f, rows))
-
-
-def _write_image(path: Path, img: np.ndarray, fmt: str, spec: TiffSpec) -> None:
-    if fmt == "png":
+    elif opts.format == "png":
         import cv2
 
-        u = np.clip((img + 1) / 2, 0, 1)
-        # OpenCV's encoder: ~1.5x faster than PIL's here, and it releases the GIL for the writer threads
-        ok, buf = cv2.imencode(".png", (u * 255 + 0.5).astype(np.uint8), [cv2.IMWRITE_PNG_COMPRESSION, 1])
-        _atomic(path, lambda f: f.write(buf.tobytes()))
+        (out / "images").mkdir(exist_ok=True)
+        u8 = (np.clip((images + 1) / 2, 0, 1) * 255 + 0.5).astype(np.uint8)  # (B', S, S), the whole batch at once
+        for img, row in zip(u8, rows):
+            # OpenCV's encoder: ~1.5x faster than PIL's here, and it releases the GIL for the writer threads
+            ok, buf = cv2.imencode(".png", img, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+            with open(out / row["file"], "wb") as f:
+                f.write(buf)
     else:
-        _atomic(path, lambda f: spec.write(f, spec.encode(img)))
+        (out / "images").mkdir(exist_ok=True)
+        for img, row in zip(spec.encode(images), rows):
+            with open(out / row["file"], "wb") as f:
+                spec.write(f, img)
+    _atomic(out / "parts" / f"batch_{b:06d}.csv", lambda f: _write_csv(f, rows))
 
 
 def _atomic(path: Path, write) -> None:
@@ -426,29 +476,39 @@ def _write_csv(f, rows: list[dict]) -> None:
     f.write(s.getvalue().encode())
 
 
-def _drain(pending: deque, wait_all: bool = False, max_in_flight: int = 2) -> None:
-    """Collect finished writes in order, re-raising their errors; wait while more than ``max_in_flight``
-    batches are queued (bounds memory) or for all of them at the end."""
+def _drain(pending: deque, wait_all: bool = False, max_in_flight: int = 2, errors: bool = True) -> None:
+    """Collect finished writes in order, re-raising their errors (unless ``errors`` is False); wait while more
+    than ``max_in_flight`` batches are queued (bounds memory) or for all of them at the end."""
+    from concurrent.futures import wait
+
     while pending and (wait_all or len(pending) > max_in_flight or pending[0].done()):
-        pending.popleft().result()
+        f = pending.popleft()
+        f.result() if errors else wait([f])
 
 
-def _check_same_run(out: Path, bundle, opts: SynthOptions) -> None:
-    """Refuse to resume into a folder made by a different bundle/seed/format/filters."""
+def _check_same_run(out: Path, bundle, opts: SynthOptions, extra: dict | None = None) -> None:
+    """Refuse to resume into a folder made by a different bundle/seed/format/filters. ``extra`` (the number
+    asked for, the command that resumes) is recorded beside them but not compared: a resume may ask for more."""
     info = out / "synth.json"
     key = {"bundle": str(Path(bundle).resolve()), "seed": opts.seed, "batch_size": opts.batch_size,
            "format": opts.format, "min_set_distance": opts.min_set_distance,
            "min_train_distance": opts.min_train_distance}
     key.update({k: True for k in ("stack", "ome") if getattr(opts, k)})  # absent in older stamps
     stamp = out / ".synth-run.json"
+    extra = extra or {}
     if stamp.exists():
         old = json.loads(stamp.read_text())
-        if old != key:
+        compared = {k: v for k, v in old.items() if k not in ("n", "resume_command")}
+        if compared != key:
             diff = sorted(k for k in key if old.get(k) != key[k])
             raise MitoganError(f"{out}: holds a synth run with different {', '.join(diff)}; use another --out "
                                "or delete the folder")
+        if any(old.get(k) != v for k, v in extra.items()):
+            from mitogan.fsutil import atomic_write
+
+            atomic_write(stamp, json.dumps({**old, **extra}))
     else:
-        stamp.write_text(json.dumps(key))
+        stamp.write_text(json.dumps({**key, **extra}))
     if info.exists():
         info.unlink()  # rewritten at the end
 
@@ -467,6 +527,7 @@ def _resume(out: Path, opts: SynthOptions, spec: TiffSpec) -> dict:
     for p in parts[done:]:  # a batch after a gap: done again, with its side files
         for side in (p, *(p.with_name(p.name.replace(".csv", ext)) for ext in (".drops.json", ".feat.npy"))):
             side.unlink(missing_ok=True)
+    _remove_unpublished(out, done * opts.batch_size)
     for p in parts[:done]:
         with p.open() as f:
             rows = list(csv.DictReader(f, fieldnames=_FIELDS))
@@ -484,6 +545,18 @@ def _resume(out: Path, opts: SynthOptions, spec: TiffSpec) -> dict:
             state["bank"] = feats if state["bank"] is None else torch.cat([state["bank"], feats])
     state["next_batch"] = state["resumed_batches"] = done
     return state
+
+
+def _remove_unpublished(out: Path, first: int) -> None:
+    """Image files of batches that were not published (latent index >= ``first``: a killed run may have left
+    them half written) and temporary files of older MitoGANs: the resumed run writes them again."""
+    images = out / "images"
+    if not images.is_dir():
+        return
+    for entry in os.scandir(images):
+        name = entry.name
+        if name.endswith(".tmp") or (name.startswith("img_") and name[4:12].isdigit() and int(name[4:12]) >= first):
+            os.unlink(entry.path)
 
 
 def _read_images(out: Path, rows, opts: SynthOptions, part: Path, spec: TiffSpec) -> np.ndarray:

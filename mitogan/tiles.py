@@ -52,45 +52,13 @@ def tile_pixel_size(meta: dict) -> float | None:
     return float(px) / scale
 
 
-_UM_PER = {"um": 1.0, "µm": 1.0, "\\u00B5m": 1.0, "micron": 1.0, "microns": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4}
-
-
 def input_pixel_size(sources) -> float | None:
-    """The pixel size in µm shared by the TIFF ``sources`` (OME ``PhysicalSizeX``, ImageJ resolution + unit,
-    or a TIFF resolution in pixels per centimetre), or None when any source has none or they disagree (>1 %)."""
-    sizes = [_tiff_pixel_size(Path(s)) for s in sources or ()]
-    if not sizes or any(v is None for v in sizes):
-        return None
-    return sizes[0] if max(sizes) <= 1.01 * min(sizes) else None
+    """The pixel size in µm shared by the input files ``sources`` (``mitogan.io.physical_scale``: OME or
+    ImageJ metadata, a TIFF resolution in pixels per centimetre, or the simulator's own scale), or None when
+    any source has none or they disagree (>1 %)."""
+    from mitogan.io import common_scale
 
-
-def _tiff_pixel_size(path: Path) -> float | None:
-    if path.suffix.lower() not in (".tif", ".tiff") or not path.is_file():
-        return None
-    import re
-
-    import tifffile
-
-    try:
-        with tifffile.TiffFile(path) as tif:
-            if tif.is_ome:
-                m = re.search(r'PhysicalSizeX="([0-9.eE+-]+)"', tif.ome_metadata or "")
-                unit = re.search(r'PhysicalSizeXUnit="([^"]+)"', tif.ome_metadata or "")
-                factor = _UM_PER.get(unit.group(1) if unit else "µm")
-                return float(m.group(1)) * factor if m and factor else None
-            page = tif.pages[0]
-            tag = page.tags.get("XResolution")
-            if tag is None or not tag.value[0]:
-                return None
-            per_unit = tag.value[0] / tag.value[1]
-            if tif.is_imagej:
-                factor = _UM_PER.get(str((tif.imagej_metadata or {}).get("unit", "")))
-            else:  # plain TIFF: only centimetres are a physical statement (inches are usually screen dpi)
-                unit = page.tags.get("ResolutionUnit")
-                factor = 1e4 if unit is not None and int(unit.value) == 3 else None
-            return factor / per_unit if factor else None
-    except Exception:  # unreadable metadata: the pixel size is simply unknown
-        return None
+    return common_scale(sources)["pixel_size_um"]
 
 
 @dataclass

@@ -1,8 +1,12 @@
 """``mitogan evaluate REAL FAKE --out DIR``: compare generated images with real ones.
 
 REAL and FAKE are each a tiles file (.npz/.npy from ``mitogan preprocess``), an image folder or a
-video/TIFF. Frames are cut into non-overlapping tiles of the other side's tile size (see
-docs/metrics.md); if both are frames, ``--size`` (default 64) sets the tile size. REAL is split into a
+video/TIFF; FAKE may be the folder ``mitogan synth`` wrote (a complete one: an interrupted synth is refused,
+with the ``--resume`` that finishes it). When REAL is raw movies and the generator's source is known (FAKE is
+a synth output, whose bundle it names, or ``--source RUN_OR_BUNDLE_OR_SEARCH``), REAL goes through that
+source's own preprocessing, as the generator's training data did. Otherwise frames are cut into
+non-overlapping tiles of the other side's tile size (see docs/metrics.md); if both are frames, ``--size``
+(default 64) sets the tile size. REAL is split into a
 training part and a held-out part by whole videos (or time blocks of them): generated images are scored
 against the held-out part, and memorisation looks at the training part.
 """
@@ -27,6 +31,9 @@ def register(subparsers) -> None:
     p.add_argument("fake", help="generated images: .npy/.npz, the folder `mitogan synth --format npy` wrote, image folder, or TIFF")
     p.add_argument("--out", required=True, help="folder for metrics.json, histograms.png, nearest_neighbours.png "
                                                 "(new or empty)")
+    p.add_argument("--source", default=None, metavar="RUN_OR_BUNDLE_OR_SEARCH",
+                   help="preprocess raw REAL movies as this run/bundle/search did (default: the bundle of a FAKE "
+                        "synth folder, when REAL is raw)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an earlier `mitogan evaluate` output in --out (once the new one is complete)")
     p.add_argument("--seed", type=int, default=0, help="seed of the held-out split, subsamples and bootstrap")
@@ -85,6 +92,12 @@ def load_images(path, size: int | None, max_images: int | None = None, seed: int
     return ts if isinstance(ts, TileSet) else TileSet.from_array(ts)
 
 
+def _subset(ts, max_images, seed):
+    if max_images is not None and len(ts) > max_images:
+        return ts.subset(np.sort(np.random.default_rng(seed).choice(len(ts), max_images, replace=False)))
+    return ts
+
+
 def _quality_checked(video) -> np.ndarray:
     from mitogan.preprocess import quality_report
 
@@ -111,14 +124,44 @@ def _check_args(args) -> None:
     claim_output_dir(Path(args.out), "evaluate", overwrite=args.overwrite, create=False, legacy=("metrics.json",))
 
 
+def _check_kinds(args):
+    """REAL is real data, FAKE generated images (a complete synth output, if one), --source a run/bundle/search;
+    returns the provenance whose preprocessing raw REAL data gets, or None."""
+    import shlex
+
+    from mitogan.resolve import RAW_KINDS, SOURCE_KINDS, check_complete, kind_of, provenance, wrong_input
+
+    real_k, fake_k = kind_of(args.real), kind_of(args.fake)
+    example = f"mitogan evaluate MOVIES_OR_TILES {shlex.quote(str(args.fake))} --out {shlex.quote(str(args.out))}"
+    if real_k in (*SOURCE_KINDS, "synth", "synth-incomplete", "evaluate", "explain", "other-file", "missing"):
+        raise wrong_input(Path(args.real), real_k, "real", option="REAL", command="mitogan evaluate", example=example)
+    check_complete(args.fake, option="FAKE")
+    if fake_k in (*SOURCE_KINDS, "evaluate", "explain", "other-file", "missing"):
+        raise wrong_input(Path(args.fake), fake_k, "images", option="FAKE", command="mitogan evaluate")
+    if args.source is not None:
+        kind = kind_of(args.source)
+        if kind not in SOURCE_KINDS:
+            raise wrong_input(Path(args.source), kind, "source", option="--source", command="mitogan evaluate")
+        return provenance(args.source, option="--source")
+    if real_k in RAW_KINDS and fake_k == "synth":
+        return provenance(args.fake, option="FAKE")
+    return None
+
+
 def run(args) -> int:
     from mitogan.fsutil import atomic_dir
     from mitogan.metrics.evaluate import DEFAULT_METRICS, evaluate
 
     _check_args(args)
+    prov = _check_kinds(args)
     real_p, fake_p = _resolve(Path(args.real)), _resolve(Path(args.fake))
     # a tiles file fixes the tile size; frames on the other side are cut to match it
-    if _is_tiles(real_p):
+    if prov is not None and not _is_tiles(real_p):  # raw REAL: the generator's own preprocessing
+        from mitogan.resolve import real_tiles
+
+        real = _subset(real_tiles(real_p, prov, option="REAL", quiet=args.quiet), args.max_images, args.seed)
+        fake = load_images(fake_p, real.size, args.max_images, args.seed, progress=not args.quiet)
+    elif _is_tiles(real_p):
         real = load_images(real_p, None, args.max_images, args.seed, real=True, progress=not args.quiet)
         fake = load_images(fake_p, real.size, args.max_images, args.seed, progress=not args.quiet)
     else:

@@ -1,10 +1,11 @@
 """``mitogan explain``: which geometric features of mitochondria the discriminator relies on.
 
-    mitogan explain RUN_OR_BUNDLE_OR_SEARCH --data TILES_OR_FOLDER --out DIR [--wandb]
+    mitogan explain RUN_OR_BUNDLE_OR_SEARCH --data MOVIES_OR_TILES --out DIR [--wandb]
 
-Explains the discriminator of a training run (its folder or checkpoint.pt), of an exported bundle, or of
-the best trial of a search folder, on real tiles (a tiles file or the folder `mitogan preprocess --out`
-wrote) and as many generated tiles from the same run's generator. DIR receives overlay_real.png and
+Explains the discriminator of a training run (its folder or checkpoint.pt), of an exported bundle, of a
+search trial folder, or of the best trial of a search folder, on real data and as many generated tiles from
+the same run's generator. The real data is tiles (a tiles file or the folder `mitogan preprocess --out`
+wrote) or raw movies (a file or a folder of them): raw data goes through the source's own preprocessing. DIR receives overlay_real.png and
 overlay_generated.png (tile | map | map over tile | structures), ranked.csv and ranked.md (geometry,
 features, edits, with effect sizes and 95 % intervals), geometry.csv, features.csv, edits.csv,
 summary.json and index.html. Attribution methods that fail the model-randomisation check are not
@@ -23,8 +24,9 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("explain", help="explain which geometric features the discriminator relies on",
                               description=__doc__)
     p.add_argument("source", type=Path, help="a run folder, a checkpoint.pt, an exported bundle or a search folder")
-    p.add_argument("--data", type=Path, required=True, metavar="TILES",
-                   help="real tiles: a tiles .npz or the folder `mitogan preprocess --out` wrote")
+    p.add_argument("--data", type=Path, required=True, metavar="MOVIES_OR_TILES",
+                   help="real data: movies (TIFF, GIF, AVI, ...) or a folder of them, preprocessed as the source "
+                        "was; or a tiles .npz or the folder `mitogan preprocess --out` wrote")
     p.add_argument("--out", type=Path, required=True, help="folder for the explanation (new, empty or an earlier "
                                                            "`mitogan explain` output with --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier explanation in --out")
@@ -60,18 +62,41 @@ def _check_args(args) -> None:
     claim_output_dir(args.out, "explain", overwrite=args.overwrite, create=False)
 
 
-def _real_tiles(args, size: int):
+def _check_kinds(args):
+    """The source is a run/trial/search/bundle and --data is real data (swapped arguments are named as such);
+    returns the source's provenance (its preprocessing, for raw --data)."""
+    import shlex
+
+    from mitogan.resolve import RAW_KINDS, SOURCE_KINDS, TILES_KINDS, kind_of, provenance, wrong_input
+
+    source_kind, data_kind = kind_of(args.source), kind_of(args.data)
+    if source_kind not in SOURCE_KINDS:
+        swapped = data_kind in SOURCE_KINDS
+        example = (f"mitogan explain {shlex.quote(str(args.data if swapped else 'BUNDLE'))} --data "
+                   f"{shlex.quote(str(args.source))} --out {shlex.quote(str(args.out))}")
+        if source_kind in (*TILES_KINDS, *RAW_KINDS):
+            raise wrong_input(args.source, source_kind, "source", option="SOURCE", example=example)
+        raise wrong_input(args.source, source_kind, "source", option="SOURCE", command="mitogan explain")
+    return provenance(args.source, option="SOURCE", command="mitogan explain")
+
+
+def _real_tiles(args, size: int, prov=None):
     import numpy as np
 
     from mitogan.errors import InputError
-    from mitogan.tiles import load_tiles, tiles_path
+    from mitogan.resolve import real_tiles
+    from mitogan.tiles import tiles_path
 
-    ts = load_tiles(args.data)
+    import shlex
+
+    example = f"mitogan explain {shlex.quote(str(args.source))} --data MOVIES --out {shlex.quote(str(args.out))}"
+    ts = real_tiles(args.data, prov, option="--data", command="mitogan explain", quiet=args.quiet, example=example)
+    where = tiles_path(args.data) if args.data.is_dir() and (args.data / "tiles.npz").is_file() else args.data
     if ts.size != size:
-        raise InputError(tiles_path(args.data), f"tiles are {ts.size}x{ts.size} px but the discriminator takes "
-                                                f"{size}x{size} px tiles; explain it on tiles of its own size")
+        raise InputError(where, f"tiles are {ts.size}x{ts.size} px but the discriminator takes "
+                                f"{size}x{size} px tiles; explain it on tiles of its own size")
     if len(ts) < 2:
-        raise InputError(tiles_path(args.data), "holds fewer than 2 tiles; an explanation needs more")
+        raise InputError(where, "holds fewer than 2 tiles; an explanation needs more")
     idx = np.sort(np.random.default_rng(args.seed).permutation(len(ts))[: args.max_tiles])
     return ts.tiles[idx]
 
@@ -98,9 +123,10 @@ def run(args) -> int:
     from mitogan.fsutil import atomic_dir
 
     _check_args(args)
+    prov = _check_kinds(args)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     src = load_source(args.source)
-    real = _real_tiles(args, src.image_size)
+    real = _real_tiles(args, src.image_size, prov)
     d = src.d.to(device)
     fake = _generated(src.g.to(device), len(real), args.seed, device) if args.generated and src.g is not None else None
     info = {"source": str(args.source), "data": str(args.data), "device": str(device), **{

@@ -29,8 +29,10 @@ def register(sub) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--min-set-distance", type=float, default=0.0,
                    help="drop near-duplicates: RMS distance (16x16, [0,1]) to an earlier image below this (e.g. 0.02)")
-    p.add_argument("--reference", default=None,
-                   help="training tiles (.npz from `mitogan preprocess`) for novelty scores and --min-novelty")
+    p.add_argument("--reference", default=None, metavar="MOVIES_OR_TILES",
+                   help="the training data, for novelty scores and --min-novelty: tiles (.npz or the folder from "
+                        "`mitogan preprocess`), or raw movies (a file or folder), preprocessed as the bundle's "
+                        "training data was")
     p.add_argument("--min-novelty", default="auto",
                    help="drop images whose distance to the nearest reference tile is below this (memorisation); "
                         "auto (default with --reference): the distance that 95 %% of held-out real tiles exceed; "
@@ -70,9 +72,10 @@ def run(args) -> int:
     bundle = _bundle_dir(args.bundle)
     reference = None
     if args.reference:
-        from mitogan.tiles import load_tiles
+        from mitogan.resolve import provenance, real_tiles
 
-        ref_set = load_tiles(args.reference)
+        ref_set = real_tiles(args.reference, provenance(bundle), option="--reference", command="mitogan synth",
+                             quiet=args.quiet)
         reference = ref_set.tiles
         if auto:
             from dataclasses import replace
@@ -89,13 +92,16 @@ def run(args) -> int:
             if not args.quiet:
                 print(f"synth: novelty filter at {opts.min_train_distance:.4g} (95 % of held-out real tiles are "
                       "further from a training tile; --min-novelty 0 turns it off)", file=sys.stderr)
+    resume = _resume_command(args)
     with StopRequest() as stop:
         if mode != "overwrite":
-            summary = synthesize(bundle, out, opts, reference=reference, progress=not args.quiet, stop=stop)
+            summary = synthesize(bundle, out, opts, reference=reference, progress=not args.quiet, stop=stop,
+                                 resume_command=resume)
         else:  # the earlier output stays until the new one is complete
             try:
                 with atomic_dir(out, "synth") as tmp:
-                    summary = synthesize(bundle, tmp, opts, reference=reference, progress=not args.quiet, stop=stop)
+                    summary = synthesize(bundle, tmp, opts, reference=reference, progress=not args.quiet, stop=stop,
+                                         resume_command=_resume_command(args, "--overwrite"))
                     if summary.get("stopped"):
                         raise KeyboardInterrupt
                     _relocate_summary(tmp, out, summary)
@@ -106,8 +112,8 @@ def run(args) -> int:
                       file=sys.stderr)
                 return stop.exit_status
     if summary.get("stopped"):
-        print(f"mitogan: stopped after {summary['kept']} images; run the same command with --resume to continue "
-              "(it writes the same images an uninterrupted run would)", file=sys.stderr)
+        print(f"mitogan: stopped after {summary['kept']} images; continue with `{resume}` (it writes the same "
+              "images an uninterrupted run would)", file=sys.stderr)
         return stop.exit_status
     print(f"wrote {summary['kept']} images to {out} (dropped: {summary['dropped_duplicate']} "
           f"near-duplicates, {summary['dropped_memorised']} too close to training tiles; resumed "
@@ -131,10 +137,32 @@ def _relocate_summary(tmp, out, summary: dict) -> None:
 
 
 def _bundle_dir(path: str):
-    """The bundle itself, or SEARCH/best when given the search folder `mitogan export` wrote it into."""
+    """The bundle itself, or SEARCH/best when given the search folder `mitogan export` wrote it into; anything
+    else is one line naming the command that makes a bundle of it."""
     from pathlib import Path
 
+    from mitogan.resolve import kind_of, wrong_input
+
     p = Path(path)
-    if p.is_dir() and not (p / "checksums.sha256").exists() and (p / "best" / "checksums.sha256").exists():
+    kind = kind_of(p)
+    if kind == "bundle":
+        return p.parent if p.is_file() else p
+    if kind == "search" and kind_of(p / "best") == "bundle":
         return p / "best"
-    return p
+    raise wrong_input(p, kind, "bundle", option="BUNDLE", command="mitogan synth")
+
+
+def _resume_command(args, flag: str = "--resume") -> str:
+    """The command line that continues this synth: the user's own, with --resume (an --overwrite run, which
+    builds in a temporary folder, starts again with --overwrite)."""
+    import shlex
+
+    parts = ["mitogan", "synth", str(args.bundle), "-n", str(args.n), "--out", str(args.out), flag]
+    defaults = {"format": "png", "seed": 0, "batch_size": 512, "device": "auto", "min_set_distance": 0.0,
+                "reference": None, "min_novelty": "auto", "pixel_size": None}
+    for name, default in defaults.items():
+        value = getattr(args, name)
+        if value != default:
+            parts += [f"--{name.replace('_', '-')}", str(value)]
+    parts += ["--stack"] * args.stack + ["--ome"] * args.ome
+    return " ".join(shlex.quote(p) for p in parts)
