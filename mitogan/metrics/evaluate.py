@@ -98,7 +98,8 @@ def real_reference(real, *, holdout: float = 0.25, seed: int = 0, cache: bool = 
 
 
 def evaluate(real, fake: np.ndarray, *, seed: int = 0, out_dir=None, k: int = 5, metrics=DEFAULT_METRICS,
-             progress: bool = False, reference: Reference | None = None, holdout: float = 0.25) -> dict:
+             progress: bool = False, reference: Reference | None = None, holdout: float = 0.25,
+             cache: bool = True) -> dict:
     """Compare generated tiles with real ones, by the protocol of ``mitogan.metrics.protocol``.
 
     Parameters
@@ -111,6 +112,9 @@ def evaluate(real, fake: np.ndarray, *, seed: int = 0, out_dir=None, k: int = 5,
         nearest_neighbours.png and features.png there
     metrics : registered metric names to run (the primary needs ``fidelity`` and ``vendi``)
     reference : a prebuilt ``Reference`` of the real side, to reuse across calls
+    cache : keep the real side (split, threshold, features) in MitoGAN's cache, keyed by the real tiles'
+        content and the split's settings, so evaluating another generator against the same real data
+        skips it (the same arrays: the numbers do not change)
 
     Returns
     -------
@@ -121,7 +125,7 @@ def evaluate(real, fake: np.ndarray, *, seed: int = 0, out_dir=None, k: int = 5,
     fake = np.asarray(fake, np.float32)
     real_tiles = np.asarray(getattr(real, "tiles", real), np.float32) if reference is None else reference.train
     check_pair(real_tiles, fake, k)
-    ref = reference or real_reference(real, holdout=holdout, seed=seed, progress=progress)
+    ref = reference or real_reference(real, holdout=holdout, seed=seed, progress=progress, cache=cache)
     check_pair(ref.heldout, fake, k, "held-out real tiles")
     ctx = MetricContext(ref, fake, seed=seed, k=k, progress=progress)
     values, sizes = _run_metrics(ctx, metrics)

@@ -36,11 +36,12 @@ def intensity_features(tiles: np.ndarray) -> np.ndarray:
     flat = x.reshape(n, -1)
     q = _quantiles(flat, _QUANTILES)  # (N, 7)
     mean, std = flat.mean(1, dtype=np.float64), flat.std(1, dtype=np.float64)
-    cube = ((flat - mean[:, None].astype(np.float32)) ** 3).mean(1, dtype=np.float64)
+    dev = flat - mean[:, None].astype(np.float32)
+    cube = (dev * dev * dev).mean(1, dtype=np.float64)  # not ``** 3``: float32 pow is 5x slower, same to 1e-7
     skew = np.where(std > 1e-6, cube / np.maximum(std, 1e-6) ** 3, 0.0)
     lap = (4 * x[:, 1:-1, 1:-1] - x[:, :-2, 1:-1] - x[:, 2:, 1:-1] - x[:, 1:-1, :-2] - x[:, 1:-1, 2:]).reshape(n, -1)
-    med = _quantiles(lap, (0.5,))
-    noise = 1.4826 * _quantiles(np.abs(lap - med), (0.5,))[:, 0] / np.sqrt(20)
+    med = _quantiles(lap, (0.5,)).astype(np.float32)  # exact: an element of lap; float32 keeps the next
+    noise = 1.4826 * _quantiles(np.abs(lap - med), (0.5,))[:, 0] / np.sqrt(20)  # partition 4x faster than float64
     gy, gx = x[:, 2:, 1:-1] - x[:, :-2, 1:-1], x[:, 1:-1, 2:] - x[:, 1:-1, :-2]
     grad = np.sqrt(gx * gx + gy * gy).reshape(n, -1) / 2
     cols = [q, std[:, None], skew[:, None], noise[:, None], grad.mean(1, dtype=np.float64)[:, None],

@@ -89,11 +89,25 @@ def _factor(j: int) -> int:
 
 def _downsample(spec: torch.Tensor, d: int) -> torch.Tensor:
     """Spectrum (..., S, S) of a signal -> spectrum (..., S/d, S/d) of that signal sampled every d px
-    (the spectrum periodised: exact for band-limited signals, which a wavelet's output is)."""
+    (the spectrum periodised: exact for band-limited signals, which a wavelet's output is).
+
+    Summed block by block: a reshape-and-sum over the strided block axes of a complex tensor took 4x as
+    long (the sums agree to float32 rounding)."""
     if d == 1:
         return spec
     m = spec.shape[-1] // d
-    return spec.reshape(*spec.shape[:-2], d, m, d, m).sum((-4, -2)) / d ** 2
+    out = spec[..., :m, :m].clone()
+    for i in range(d):
+        for k in range(d):
+            if i or k:
+                out += spec[..., i * m:(i + 1) * m, k * m:(k + 1) * m]
+    return out / d ** 2
+
+
+def _modulus(c: torch.Tensor) -> torch.Tensor:
+    """|c| of a complex tensor: ``hypot`` of its parts is ~3x faster than complex ``abs`` on the CPU (the
+    two agree to float32 rounding)."""
+    return torch.hypot(c.real, c.imag)
 
 
 @torch.no_grad()
@@ -105,7 +119,7 @@ def _batch(x: torch.Tensor) -> torch.Tensor:
     xf = torch.fft.fft2(x)[:, None]  # (b, 1, S, S)
     s1, aniso, sparsity, pooled = [], [], [], []
     for j in range(J):
-        u1 = torch.fft.ifft2(_downsample(xf * bank[j], _factor(j))).abs()  # (b, L, S/d, S/d)
+        u1 = _modulus(torch.fft.ifft2(_downsample(xf * bank[j], _factor(j))))  # (b, L, S/d, S/d)
         pool = u1.sum(1)  # (b, S/d, S/d): orientation-invariant energy map
         mean = pool.mean((-2, -1))  # (b,)
         s1.append(torch.log(mean / _L + _EPS))
@@ -120,7 +134,7 @@ def _batch(x: torch.Tensor) -> torch.Tensor:
         ring = _ring(s // da)  # filters of the coarser grid: scale b there is scale b - log2(da) here
         for b in range(a + 1, J):
             band = _downsample(pf * ring[b - int(math.log2(da))], _factor(b) // da)
-            s2.append(torch.log(torch.fft.ifft2(band).abs().mean((-2, -1)) / (mean + _EPS) + _EPS))
+            s2.append(torch.log(_modulus(torch.fft.ifft2(band)).mean((-2, -1)) / (mean + _EPS) + _EPS))
     parts = [torch.stack(s1, 1), torch.stack(aniso, 1), torch.stack(sparsity, 1)] + ([torch.stack(s2, 1)] if s2 else [])
     return torch.cat(parts, 1)
 

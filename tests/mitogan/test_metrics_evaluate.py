@@ -133,3 +133,16 @@ def test_cli_evaluate_tiles_and_frames(real, ref, tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "real.npz"), str(tmp_path / "missing.npz"), "--out",
                  str(tmp_path / "o3")]) == 2
     assert "missing.npz" in capsys.readouterr().err
+
+
+def test_evaluate_keeps_the_real_side_and_a_second_call_gives_the_same_numbers(real, honest, tmp_path, monkeypatch):
+    """evaluate caches the real side (split, threshold, features) by content: another generator evaluated
+    against the same real data skips it, and nothing about the numbers changes."""
+    import mitogan.metrics.reference as reference
+
+    monkeypatch.setenv("MITOGAN_CACHE_DIR", str(tmp_path))
+    first = evaluate(real, honest[:60], metrics=("fidelity", "vendi"))  # builds the real side and keeps it
+    assert len(list((tmp_path / "metrics").glob("reference-*.npz"))) == 1
+    monkeypatch.setattr(reference.Reference, "build", lambda *a, **k: pytest.fail("the real side was recomputed"))
+    second = evaluate(real, honest[:60], metrics=("fidelity", "vendi"))
+    assert first["metrics"] == second["metrics"] and first["primary"] == second["primary"]

@@ -67,3 +67,40 @@ def test_robust_space_keeps_order_and_stops_one_feature_dominating():
     z = space(np.array([[100.0, 1.0, 0.0], [10.0, 1.0, 0.0]]))
     assert z[0, 0] > z[1, 0] > z[1, 1] > 0  # order kept
     assert z[0, 0] < 5  # 100 MADs away counts ~log(101), not 100
+
+
+def test_faster_scattering_gives_the_same_features_as_the_plain_formulas(monkeypatch):
+    """The block-by-block periodisation and the hypot modulus are speed-ups only: against the plain
+    formulas (a reshape-and-sum of the spectrum, complex abs) every feature agrees to 1e-6, at every size."""
+    import torch
+
+    from mitogan.metrics import scattering
+
+    def plain_downsample(spec, d):
+        m = spec.shape[-1] // d
+        return spec if d == 1 else spec.reshape(*spec.shape[:-2], d, m, d, m).sum((-4, -2)) / d ** 2
+
+    noise = np.random.default_rng(3).uniform(-1, 1, (6, 1, 64, 64)).astype(np.float32)
+    sets = [_lines(6, 32, seed=3), _lines(6, 64, seed=4), noise, _lines(2, 128, seed=5)]
+    fast = [scattering_features(x) for x in sets]
+    monkeypatch.setattr(scattering, "_downsample", plain_downsample)
+    monkeypatch.setattr(scattering, "_modulus", torch.abs)
+    for x, f in zip(sets, fast):
+        np.testing.assert_allclose(f, scattering_features(x), rtol=1e-6, atol=1e-6)
+
+
+def test_intensity_statistics_equal_their_plain_float64_formulas():
+    """skew (float32 cubes by multiplication) and the noise level (its median deviation found in float32)
+    agree with the same statistics computed in float64 to 1e-6."""
+    x = np.concatenate([_lines(8, seed=6), np.random.default_rng(6).uniform(-1, 1, (4, 1, 64, 64))]).astype(np.float32)
+    f = intensity_features(x)
+    flat = x.reshape(len(x), -1).astype(np.float64)
+    d = flat - flat.mean(1, keepdims=True)
+    skew = (d ** 3).mean(1) / flat.std(1) ** 3
+    np.testing.assert_allclose(f[:, INTENSITY_NAMES.index("int_skew")], skew, rtol=1e-5, atol=1e-6)
+    t = x[:, 0].astype(np.float64)
+    lap = (4 * t[:, 1:-1, 1:-1] - t[:, :-2, 1:-1] - t[:, 2:, 1:-1] - t[:, 1:-1, :-2] - t[:, 1:-1, 2:]).reshape(len(x), -1)
+    k = int(0.5 * (lap.shape[1] - 1) + 0.5)  # the nearest-rank median the features use
+    med = np.partition(lap, k, 1)[:, k:k + 1]
+    noise = 1.4826 * np.partition(np.abs(lap - med), k, 1)[:, k] / np.sqrt(20)
+    np.testing.assert_allclose(f[:, INTENSITY_NAMES.index("noise_sigma")], noise, rtol=1e-6, atol=1e-7)
