@@ -102,7 +102,7 @@ def export_bundle(checkpoint, out_dir, *, metrics: dict | None = None, source: d
     gen.load_state_dict(ckpt["EMA"])
     gen.eval()
     base = out_dir.resolve()
-    data = _portable(dict(data or {}), base)
+    data = _portable(_with_scale(dict(data or {}), source or {}), base)
     data.setdefault("intensity", None)
     info = {"metrics": {k: v for k, v in (metrics or {}).items() if not _is_bookkeeping(k)},
             "source": _portable(dict(source or {}), base), "data": data,
@@ -116,6 +116,22 @@ def export_bundle(checkpoint, out_dir, *, metrics: dict | None = None, source: d
                            f"{'the earlier bundle there is unchanged' if out_dir.exists() else 'nothing was left'}"
                            f" (free some space, or choose another --out, and export again)") from None
     return out_dir
+
+
+def _with_scale(data: dict, source: dict) -> dict:
+    """``data`` with the frames' pixel size and frame interval, from the training data's own files when the
+    record lacks them (a search trial records only its sources: TIFF/OME metadata or the simulator's scale)."""
+    if (data.get("pixel_size_um") or data.get("tile_pixel_size_um")) and data.get("frame_interval_s"):
+        return data
+    sources = [s for s in (data.get("sources") or source.get("data") or []) if isinstance(s, str)]
+    if sources:
+        from mitogan.io import common_scale
+
+        found = common_scale(sources)
+        if not (data.get("pixel_size_um") or data.get("tile_pixel_size_um")):
+            data["pixel_size_um"] = found["pixel_size_um"]
+        data["frame_interval_s"] = data.get("frame_interval_s") or found["frame_interval_s"]
+    return data
 
 
 def checked_checkpoint(path) -> dict:
@@ -201,6 +217,7 @@ def _write_files(d: Path, gen: nn.Module, ckpt: dict, info: dict) -> None:
                          "to_intensity": "I = lo + u * (hi - lo), lo/hi in output.intensity (data units)"
                          if intensity else None, "intensity": intensity},
               "pixel_size_um": _pixel_size(info["data"], ckpt["config"]),
+              "frame_interval_s": info["data"].get("frame_interval_s"),
               "trial_config": ckpt["config"], "step": int(ckpt["step"])}
     if info["allow_copying"]:  # exported although its metrics flag it as copying its training data
         config["allow_copying"] = True
@@ -520,7 +537,9 @@ def _card_preprocessing(config: dict) -> list[str]:
     return ["## Preprocessing", "",
             f"- steps: {', '.join(steps) or 'normalisation only'}; tiles of {tc.get('preprocess.tile.size')} px at "
             f"scale {tc.get('preprocess.tile.scale')} of the frames",
-            f"- pixel size: {f'{px:.4g} µm' if px else 'unknown (the inputs carried none)'}",
+            f"- pixel size: {f'{px:.4g} µm per generated pixel' if px else 'unknown (the inputs carried none)'}"
+            + (f"; the training movies had {config['frame_interval_s']:.4g} s between frames"
+               if config.get("frame_interval_s") else ""),
             f"- intensities: u = (x + 1) / 2, {mapping}", ""]
 
 

@@ -76,7 +76,7 @@ def kind_of(path) -> str:
         return "synth" if (p / "synth.json").is_file() else "synth-incomplete"
     if marker == "bundle" or ((p / "checksums.sha256").is_file() and (p / "config.json").is_file()):
         return "bundle"
-    if (p / "search.json").is_file() or marker == "search":
+    if (p / "search.json").is_file() or marker == "search" or kind_of(p / "best") == "bundle":
         return "search"
     if (p / "params.json").is_file() and ((p / "checkpoint.pt").is_file() or any(p.glob("checkpoint_*"))):
         return "trial"
@@ -86,8 +86,6 @@ def kind_of(path) -> str:
         return "preprocess"
     if marker in ("evaluate", "explain"):
         return marker
-    if (p / "images.npy").is_file():
-        return "tiles"
     return "raw-folder" if _has_media(p, SUPPORTED_SUFFIXES) else "other-folder"
 
 
@@ -115,6 +113,7 @@ class Provenance:
     frame_interval_s: float | None = None
     bundle: Path | None = None  # the bundle, when there is one (a bundle, a search's best/, a synth's)
     checkpoint: Path | None = None  # the training checkpoint, when there is one
+    train_steps: int | None = None  # the generator steps its training was planned for
 
     @property
     def label(self) -> str:
@@ -213,7 +212,7 @@ def _from_run(run: Path) -> Provenance:
     px, dt = _scale_of(_data_json(run))
     ckpt = run / "checkpoint.pt"
     return Provenance("run", run, cfg.preprocess, cfg.image_size, px, dt,
-                      checkpoint=ckpt if ckpt.is_file() else None)
+                      checkpoint=ckpt if ckpt.is_file() else None, train_steps=cfg.train.steps)
 
 
 def _trial_checkpoint(trial: Path) -> Path:
@@ -233,7 +232,7 @@ def _from_checkpoint(p: Path, kind: str) -> Provenance:
     folder = p if p.is_dir() else p.parent
     cfg = _config_from_flat(checked_checkpoint(ckpt).get("config") or {}, ckpt)
     px, dt = _scale_of(_data_json(folder))
-    return Provenance(kind, p, cfg.preprocess, cfg.image_size, px, dt, checkpoint=ckpt)
+    return Provenance(kind, p, cfg.preprocess, cfg.image_size, px, dt, checkpoint=ckpt, train_steps=cfg.train.steps)
 
 
 def _from_search(search: Path) -> Provenance:
@@ -332,8 +331,13 @@ def check_complete(path, *, option: str = "") -> None:
 def incomplete_synth(p: Path, option: str = "") -> MitoganError:
     info = _synth_info(p)
     done = sum(1 for part in (p / "parts").glob("batch_*.csv") for line in part.read_text().splitlines() if line)
-    resume = info.get("resume_command") or (f"mitogan synth {_q(info.get('bundle', 'BUNDLE'))} --out {_q(p)} "
-                                            "--resume (with the options it was started with)")
+    resume = f"mitogan synth {_q(info.get('bundle', 'BUNDLE'))} --out {_q(p)} --resume (with the options it was " \
+             "started with)"
+    if info.get("resume_command"):  # as recorded, with --out naming where the folder is now
+        argv = shlex.split(info["resume_command"])
+        if "--out" in argv[:-1]:
+            argv[argv.index("--out") + 1] = str(p)
+        resume = " ".join(_q(a) for a in argv)
     return MitoganError(f"{option + ' ' if option else ''}{p}: an incomplete `mitogan synth` output ({done} images "
                         f"written{' of ' + str(info['n']) if info.get('n') else ''}, no synth.json: it stopped "
                         f"before the end); finish it with `{resume}`, then use it")
@@ -341,10 +345,10 @@ def incomplete_synth(p: Path, option: str = "") -> MitoganError:
 
 # what to run instead, by (kind given, what was wanted); {p} is the path given, {o} the option
 _NEXT_FOR_TILES = {
-    "movie": "make tiles first: `mitogan preprocess {p} --out TILES`, then pass {o} TILES",
-    "raw-folder": "make tiles first: `mitogan preprocess {p} --out TILES`, then pass {o} TILES",
-    **{k: "{o} takes real tiles; make them with its preprocessing: `mitogan preprocess MOVIES --config {p} "
-          "--out TILES`, then pass {o} TILES" for k in SOURCE_KINDS},
+    "movie": "make tiles first: `mitogan preprocess {p} --out TILES`, then {then}",
+    "raw-folder": "make tiles first: `mitogan preprocess {p} --out TILES`, then {then}",
+    **{k: "tiles are real data; make them with its preprocessing: `mitogan preprocess MOVIES --config {p} "
+          "--out TILES`, then {then}" for k in SOURCE_KINDS},
 }
 _NEXT_FOR_REAL = {k: "{o} takes real data (movies, a folder of them, or tiles){ex}" for k in
                   (*SOURCE_KINDS, "synth", "evaluate", "explain", "other-file", "other-folder", "missing")}
@@ -365,13 +369,17 @@ def wrong_input(p: Path, kind: str, wanted: str, *, option: str, command: str | 
     what = describe(kind)
     q = _q(p)
     ex = f": `{example}`" if example else ""
+    if kind == "missing" and wanted == "bundle":
+        return MitoganError(f"{where}: does not exist; " + _next_for_bundle(p, kind).format(p=q))
     if kind == "missing":
         return MitoganError(f"{where}: does not exist" + (f" (e.g. `{example}`)" if example else ""))
     nxt = None
     if wanted == "tiles":
         nxt = _NEXT_FOR_TILES.get(kind)
         if kind == "synth":
-            nxt = "{o} takes real tiles: `mitogan preprocess MOVIES --out TILES`"
+            nxt = "tiles are real data: `mitogan preprocess MOVIES --out TILES`, then {then}"
+        elif nxt is None:
+            nxt = "make tiles with `mitogan preprocess MOVIES --out TILES`, then {then}"
     elif wanted == "real":
         nxt = _NEXT_FOR_REAL.get(kind)
     elif wanted == "source":
@@ -385,7 +393,8 @@ def wrong_input(p: Path, kind: str, wanted: str, *, option: str, command: str | 
     elif wanted == "exportable":
         nxt = _next_for_export(p, kind)
     nxt = nxt or "see `" + (command or "mitogan") + " --help`"
-    return MitoganError(f"{where}: {what}; " + nxt.format(p=q, o=option or "it", ex=ex))
+    then = f"pass {option} TILES" if option.startswith("-") else "use TILES"
+    return MitoganError(f"{where}: {what}; " + nxt.format(p=q, o=option or "it", ex=ex, then=then))
 
 
 def _bundle_of_search(p: Path) -> str | None:

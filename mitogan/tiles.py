@@ -34,7 +34,9 @@ def tiles_path(path) -> Path:
     path = Path(path)
     if path.is_dir():
         if not (path / TILES_NAME).is_file():
-            raise InputError(path, f"folder has no {TILES_NAME} (make one with `mitogan preprocess --out {path}`)")
+            from mitogan.resolve import kind_of, wrong_input
+
+            raise wrong_input(path, kind_of(path), "tiles", option="")
         return path / TILES_NAME
     return path
 
@@ -114,7 +116,7 @@ def load_tiles(path) -> TileSet:
     """
     path = tiles_path(path)
     if not path.is_file():
-        raise InputError(path, "no such tiles file (make one with `mitogan preprocess`)")
+        raise InputError(path, "no such tiles file (make one with `mitogan preprocess MOVIES --out TILES`)")
     if path.stat().st_size == 0:
         raise InputError(path, "the tiles file is empty")
     try:

@@ -126,6 +126,10 @@ def run(args) -> int:
     prov = _check_kinds(args)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     src = load_source(args.source)
+    step = src.info.get("step")
+    if prov.kind == "run" and step is not None and prov.train_steps and step < prov.train_steps:
+        print(f"mitogan: note: {args.source} is an interrupted training run (step {step} of {prov.train_steps}): "
+              f"explaining its discriminator as it was at step {step}", file=sys.stderr)
     real = _real_tiles(args, src.image_size, prov)
     d = src.d.to(device)
     fake = _generated(src.g.to(device), len(real), args.seed, device) if args.generated and src.g is not None else None

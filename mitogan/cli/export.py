@@ -15,6 +15,9 @@ def register(sub) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing bundle at --out (only once the new one is complete)")
     p.add_argument("--trial", default=None, help="export this trial id instead of the best one")
+    p.add_argument("--allow-incomplete", action="store_true",
+                   help="export a training run that was interrupted before its last step (refused without this; "
+                        "the bundle then records the step it was exported at)")
     p.add_argument("--allow-copying", action="store_true",
                    help="export a generator whose metrics flag it as copying its training data (refused without "
                         "this; the bundle then records allow_copying: true)")
@@ -28,13 +31,19 @@ def run(args) -> int:
 
     from mitogan.export import export_bundle
 
+    from mitogan.resolve import kind_of, wrong_input
+
     src = Path(args.source)
+    kind = kind_of(src)
+    if kind not in ("run", "checkpoint", "search"):
+        raise wrong_input(src, kind, "exportable", option="SOURCE", command="mitogan export")
     ckpt = src if src.is_file() else src / "checkpoint.pt"
     if ckpt.is_file() and not (src / "search.json").exists():
         if not args.out:
             raise MitoganError("--out is required when exporting a training run or checkpoint")
         run_dir = ckpt.parent
         _check_out(Path(args.out), run_dir, inside_ok=False)
+        _check_finished(ckpt, args)
         metrics = _last_metrics(run_dir / "metrics.jsonl")
         bundle = export_bundle(ckpt, args.out, metrics=metrics, source={"run_dir": str(run_dir.resolve())},
                                data=_data_info(run_dir / "data.json"), overwrite=args.overwrite,
@@ -66,6 +75,25 @@ def _check_out(out, source, *, inside_ok: bool) -> None:
     if not inside_ok and out.is_relative_to(source):
         raise MitoganError(f"--out {out}: it is inside the run {source} being exported; choose a folder outside "
                            f"it (nothing was changed)")
+
+
+def _check_finished(ckpt, args) -> None:
+    """A run stopped before its last step (Ctrl-C, a killed job) is not exported as if it were finished: one
+    line naming the --resume that finishes it, unless --allow-incomplete."""
+    import shlex
+
+    from mitogan.errors import MitoganError
+    from mitogan.export import checked_checkpoint
+
+    state = checked_checkpoint(ckpt)
+    step, steps = int(state.get("step", 0)), (state.get("config") or {}).get("train.steps")
+    if steps is None or step >= int(steps) or args.allow_incomplete:
+        return
+    resume = _data_info(ckpt.parent / "data.json").get("resume_command") or (
+        f"mitogan train --out {shlex.quote(str(ckpt.parent))} --resume --config "
+        f"{shlex.quote(str(ckpt.parent / 'config.yaml'))} --data TILES")
+    raise MitoganError(f"{args.source}: the training run stopped at step {step} of {steps} (interrupted); finish "
+                       f"it with `{resume}`, or export it as it is with --allow-incomplete")
 
 
 def _data_info(path) -> dict:

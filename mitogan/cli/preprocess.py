@@ -22,14 +22,21 @@ def register(subparsers) -> None:
     p.add_argument("inputs", nargs="*", metavar="INPUT",
                    help="TIFF/OME-TIFF stacks, GIF/AVI/MP4 videos or image folders (none: the built-in "
                         "simulated dataset)")
-    p.add_argument("--config", metavar="FILE",
-                   help="YAML/JSON with a top-level `preprocess:` section, or bare preprocess keys")
+    p.add_argument("--config", metavar="FILE_OR_SOURCE",
+                   help="YAML/JSON with a top-level `preprocess:` section, or bare preprocess keys; or a generator "
+                        "bundle (its folder or config.json), a training run, a search trial folder, a search folder "
+                        "(its best) or a tiles folder: preprocess as it did")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="override a preprocess key, e.g. --set denoise.enabled=true (repeatable)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (new or empty)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an earlier `mitogan preprocess` output in DIR (once the new one is complete)")
     p.add_argument("--preview", metavar="PNG", help="before/after contact sheet (default: OUT/preview.png)")
+    p.add_argument("--pixel-size", type=float, default=None, metavar="UM",
+                   help="µm per pixel of the input frames, when their files do not say (TIFF/OME metadata and the "
+                        "built-in simulator do): carried into the tiles, runs, bundles and synthetic TIFFs")
+    p.add_argument("--frame-interval", type=float, default=None, metavar="S",
+                   help="seconds between frames, when the files do not say")
     p.add_argument("--channel", default=None, help="channel index for multi-channel inputs")
     p.add_argument("--z", default="max", help="z-stacks: max or mean projection, or a plane index")
     p.add_argument("--strict", action="store_true",
@@ -40,7 +47,6 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from mitogan.config import PreprocessConfig, load_config
     from mitogan.preprocess import Pipeline
     from mitogan.tiles import save_tiles
 
@@ -48,13 +54,14 @@ def run(args) -> int:
     overrides = [o.removeprefix("preprocess.") for o in args.overrides]
     from mitogan.fsutil import atomic_dir, json_safe
 
-    cfg = load_config(args.config, PreprocessConfig, overrides=overrides, section="preprocess")
+    cfg = _config(args, overrides)
     out = Path(args.out)
     _check_outputs(args, out)  # before any input is read
+    _check_inputs(args)
     videos = _read(args)
     pipeline = Pipeline(cfg)
     tiles = pipeline.run(videos, progress=not args.quiet, cache=not args.no_cache)
-    _record_pixel_size(tiles, videos)
+    _record_scale(args, tiles)
     quality = _quality_summary(tiles.meta["quality"], cfg.quality)
     _check_outputs(args, out)
     with atomic_dir(out, "preprocess") as tmp:  # an earlier output (--overwrite) is replaced only once this one is complete
@@ -89,14 +96,47 @@ def _check_outputs(args, out: Path) -> None:
         check_writable_dir(preview.parent, "--preview")
 
 
-def _record_pixel_size(tiles, videos) -> None:
-    """The inputs' common pixel size (µm, from TIFF/OME/ImageJ metadata) into the tiles' meta, when known:
-    exports and ``mitogan synth --format tiff`` carry it on (divided by the tile scale)."""
-    from mitogan.tiles import input_pixel_size
+def _config(args, overrides):
+    """The preprocess config: a YAML/JSON file, or the preprocessing of a bundle / run / trial / search / tiles
+    folder (``mitogan.resolve.provenance``), then --set."""
+    from mitogan.config import PreprocessConfig, apply_overrides, load_config
+    from mitogan.resolve import SOURCE_KINDS, TILES_KINDS, kind_of, provenance
 
-    px = input_pixel_size([v.source for v in videos])
-    if px is not None:
-        tiles.meta["pixel_size_um"] = px
+    if args.config and kind_of(args.config) in (*SOURCE_KINDS, *TILES_KINDS, "synth"):
+        prov = provenance(args.config, option="--config", command="mitogan preprocess")
+        print(f"preprocessing as the {prov.label} did: {prov.steps()}; {prov.image_size} px tiles")
+        return apply_overrides(prov.preprocess, overrides)
+    return load_config(args.config, PreprocessConfig, overrides=overrides, section="preprocess")
+
+
+def _check_inputs(args) -> None:
+    """Every INPUT is raw data (a movie/image file or a folder of them): tiles, bundles, runs, searches and
+    other outputs are one line naming the command that takes them."""
+    from mitogan.resolve import RAW_KINDS, kind_of, wrong_input
+
+    for name in args.inputs:
+        kind = kind_of(name)
+        if kind not in RAW_KINDS and kind != "missing":  # a missing path: the reader's own message
+            raise wrong_input(Path(name), kind, "raw", option="INPUT", command="mitogan preprocess")
+    for flag, value in (("--pixel-size", args.pixel_size), ("--frame-interval", args.frame_interval)):
+        if value is not None and not (np.isfinite(value) and 0 < value < 1e6):
+            from mitogan.errors import MitoganError
+
+            raise MitoganError(f"{flag} {value}: give a positive number ({'µm per pixel' if 'pixel' in flag else 's'})")
+
+
+def _record_scale(args, tiles) -> None:
+    """The frames' pixel size (µm) and frame interval (s) in the tiles' meta: the inputs' own (their metadata,
+    or the simulator's; ``Pipeline.run`` records them), or --pixel-size / --frame-interval, which say it for
+    inputs that do not. Exports and ``mitogan synth --format tiff`` carry the pixel size on (over the tile
+    scale)."""
+    for key, value in (("pixel_size_um", args.pixel_size), ("frame_interval_s", args.frame_interval)):
+        if value is not None:
+            known = tiles.meta.get(key)
+            if known and abs(known - value) > 0.01 * value:
+                print(f"{key.replace('_', ' ')}: the inputs say {known:.4g}, --{key.split('_')[0]}"
+                      f"{'-size' if 'pixel' in key else '-interval'} says {value:.4g}; using {value:.4g}")
+            tiles.meta[key] = float(value)
 
 
 def _read(args):
@@ -141,7 +181,9 @@ def _print_summary(tiles, videos, quality, pipeline, out: Path, preview: Path) -
               f"see {out / 'quality.json'}")
         for src in quality["no_signal_sources"]:
             print(f"  no signal in any frame: {src}")
-    print(f"steps: {' → '.join(pipeline.steps)}; preview: {preview}")
+    px, dt = tiles.meta.get("pixel_size_um"), tiles.meta.get("frame_interval_s")
+    print(f"steps: {' → '.join(pipeline.steps)}; preview: {preview}; pixel size "
+          + (f"{px:.4g} µm" if px else "unknown (pass --pixel-size UM)") + (f", frame interval {dt:.4g} s" if dt else ""))
 
 
 def save_preview(pipeline, videos, tiles, path: Path, samples: int = 4) -> Path:

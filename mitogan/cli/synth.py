@@ -157,12 +157,12 @@ def _resume_command(args, flag: str = "--resume") -> str:
     builds in a temporary folder, starts again with --overwrite)."""
     import shlex
 
-    parts = ["mitogan", "synth", str(args.bundle), "-n", str(args.n), "--out", str(args.out), flag]
+    parts = ["mitogan", "synth", str(args.bundle), "-n", str(args.n), "--out", str(args.out)]
     defaults = {"format": "png", "seed": 0, "batch_size": 512, "device": "auto", "min_set_distance": 0.0,
                 "reference": None, "min_novelty": "auto", "pixel_size": None}
     for name, default in defaults.items():
         value = getattr(args, name)
         if value != default:
             parts += [f"--{name.replace('_', '-')}", str(value)]
-    parts += ["--stack"] * args.stack + ["--ome"] * args.ome
+    parts += ["--stack"] * args.stack + ["--ome"] * args.ome + [flag]
     return " ".join(shlex.quote(p) for p in parts)

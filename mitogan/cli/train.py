@@ -4,7 +4,8 @@
                   [--smoke]
     mitogan train --help-config     (every config key: default, allowed values, meaning)
 
-TILES is a tiles file or the folder ``mitogan preprocess --out`` wrote. RUNDIR receives config.yaml (resolved),
+TILES is a tiles file or the folder ``mitogan preprocess --out`` wrote; with --resume it may also be the raw
+movies (a file or a folder), which then go through the run's own preprocessing. RUNDIR receives config.yaml (resolved),
 checkpoint.pt, metrics.jsonl, data.json (what it trained on: sources, intensity mapping, pixel size, split;
 ``mitogan export`` reads it), samples/step_XXXXXX.png, loss_curves.png and signals.png. Without --data the
 built-in simulated dataset is preprocessed with the config's ``preprocess`` section (cached).
@@ -41,7 +42,7 @@ def register(subparsers) -> None:
                    help="override one config value, e.g. --set loss.kind=wgan_gp (repeatable)")
     p.add_argument("--data", type=Path, metavar="TILES",
                    help="tiles .npz, or the folder `mitogan preprocess --out` wrote (default: the built-in simulated "
-                        "data)")
+                        "data); with --resume also raw movies, preprocessed as the run's own data was")
     p.add_argument("--out", type=Path, required=True, help="run folder to write")
     p.add_argument("--resume", action="store_true", help="continue the run from RUNDIR/checkpoint.pt")
     p.add_argument("--overwrite", action="store_true",
@@ -125,7 +126,8 @@ def run(args) -> int:
         raise InputError(args.out, "no run to resume here (start without --resume)")
     if args.resume:
         _check_checkpoint(args.out / "checkpoint.pt")
-    tiles = _load_data(args.data, cfg)
+    tiles = _load_data(args.data, cfg, run=args.out if args.resume else None, quiet=args.quiet)
+    cfg = _tile_size_from_data(args, cfg, tiles)
     claim_output_dir(args.out, "run", **claim)
     with StopRequest() as stop:
         if mode != "overwrite":
@@ -186,7 +188,7 @@ def _train(args, cfg, tiles, out: Path, stop):
     resume = out / "checkpoint.pt" if args.resume else None
     tracker = _tracker(args, to_flat(cfg), out) if args.wandb else None
     evaluate = _evaluator(tiles, cfg) if args.evaluate else None
-    _write_data_info(out / "data.json", tiles, evaluate)
+    _write_data_info(out / "data.json", tiles, evaluate, _resume_command(args))
     if evaluate is not None:  # train on the training split; the evaluator scores against the held-out one
         from mitogan.metrics.protocol import training_tiles
 
@@ -223,15 +225,17 @@ def _evaluator(tiles, cfg):
     return InTrainingEvaluator(tiles, holdout=cfg.train.holdout)
 
 
-def _write_data_info(path: Path, tiles, evaluator) -> None:
-    """What the run trains on, for `mitogan export` (the same record a search trial writes)."""
+def _write_data_info(path: Path, tiles, evaluator, resume_command: str | None = None) -> None:
+    """What the run trains on, for `mitogan export` (the same record a search trial writes), and the command
+    that resumes it (named by commands that refuse the run while it is unfinished)."""
     import json
 
     from mitogan.tiles import tile_pixel_size
 
     info = {"n_tiles": len(tiles), "size": tiles.size, "sources": tiles.meta.get("sources"),
             "intensity": tiles.meta.get("intensity"), "pixel_size_um": tiles.meta.get("pixel_size_um"),
-            "tile_pixel_size_um": tile_pixel_size(tiles.meta),
+            "tile_pixel_size_um": tile_pixel_size(tiles.meta), "frame_interval_s": tiles.meta.get("frame_interval_s"),
+            "resume_command": resume_command,
             "cache_key": tiles.meta.get("cache_key"),
             "evaluation": dict(evaluator.reference.split) if evaluator is not None else None}
     from mitogan.fsutil import atomic_write, json_safe
@@ -244,17 +248,38 @@ def _fired(report: dict) -> str:
                      and v)
 
 
-def _load_data(path, cfg):
-    """Tiles from ``path`` (size checked against the config) or the simulated default dataset."""
+def _load_data(path, cfg, run: Path | None = None, quiet: bool = False):
+    """Tiles from ``path`` (size checked against the config) or the simulated default dataset. When resuming
+    ``run``, raw movies are accepted too and go through the run's own preprocessing; anything else that is not
+    tiles is one line naming the command that makes tiles of it."""
+    from mitogan.resolve import RAW_KINDS, TILES_KINDS, kind_of, provenance, real_tiles, wrong_input
     from mitogan.tiles import load_tiles
 
     if path is None:
         return _simulated_tiles(cfg)
-    ts = load_tiles(path)
-    if ts.size != cfg.image_size:
-        raise InputError(path, f"tiles are {ts.size}x{ts.size} px but preprocess.tile.size is {cfg.image_size} "
-                               f"(pass --set preprocess.tile.size={ts.size} or re-run `mitogan preprocess`)")
+    kind = kind_of(path)
+    if kind in RAW_KINDS and run is not None:
+        ts = real_tiles(path, provenance(run, option="--out"), option="--data", quiet=quiet)
+    elif kind not in TILES_KINDS:
+        raise wrong_input(path, kind, "tiles", option="--data", command="mitogan train")
+    else:
+        ts = load_tiles(path)
     return ts
+
+
+def _tile_size_from_data(args, cfg, tiles):
+    """The tiles fix the image size when neither --config nor --set chose one (so the command `mitogan
+    preprocess` suggests, `mitogan train --data TILES --out RUN`, works for tiles of any size)."""
+    if tiles.size == cfg.image_size:
+        return cfg
+    if args.config or args.resume or any(o.split("=")[0].strip() == "preprocess.tile.size" for o in args.overrides):
+        raise InputError(args.data, f"tiles are {tiles.size}x{tiles.size} px but preprocess.tile.size is "
+                                    f"{cfg.image_size} (pass --set preprocess.tile.size={tiles.size} or re-run "
+                                    "`mitogan preprocess`)")
+    from mitogan.config import apply_overrides
+
+    print(f"mitogan: --data holds {tiles.size} px tiles: training {tiles.size} px images", file=sys.stderr)
+    return apply_overrides(cfg, [f"preprocess.tile.size={tiles.size}"])
 
 
 def _simulated_tiles(cfg):

@@ -58,10 +58,12 @@ def test_bad_input_is_one_line(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["train", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "r"), "-q"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith(f"mitogan: error: {tmp_path / 'empty'}: folder has no tiles.npz")
+    # an empty folder is no tiles: the line names the command that makes tiles (never writing into it)
+    assert len(err) == 1 and err[0].startswith(f"mitogan: error: --data {tmp_path / 'empty'}: is a folder with no ")
+    assert "`mitogan preprocess MOVIES --out TILES`" in err[0]
     assert main(["synth", str(tmp_path / "nothing"), "--out", str(tmp_path / "s"), "-q"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "not a generator bundle directory" in err[0]
+    assert len(err) == 1 and "does not exist" in err[0] and "`mitogan export RUN_OR_SEARCH --out BUNDLE`" in err[0]
 
 
 @pytest.fixture(scope="module")

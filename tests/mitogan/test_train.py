@@ -242,7 +242,8 @@ def test_cli_smoke_run(tiles, tmp_path, capsys):
 def test_cli_errors(tiles, tmp_path, capsys):
     data = save_tiles(tmp_path / "tiles.npz", TileSet.from_array(tiles))
     out = str(tmp_path / "run")
-    assert _cli(["train", "--smoke", "--data", str(data), "--out", out]) == 2
+    # a size chosen by --set that the tiles do not have (without one, the tiles' own size is used)
+    assert _cli(["train", "--smoke", "--data", str(data), "--out", out, "--set", "preprocess.tile.size=64"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "tiles are 32x32 px but preprocess.tile.size is 64" in err
     assert _cli(["train", "--smoke", "--data", str(data), "--out", out, "--set", "loss.kind=lsgan"]) == 2
