@@ -27,19 +27,22 @@ def trial_rows(results, names) -> list[dict]:
 
 
 def importances(store, seed: int) -> dict:
-    """Optuna's fANOVA importance of each parameter over the finished trials ({} when fewer than 3)."""
+    """Optuna's PED-ANOVA importance of each parameter over the finished trials ({} when fewer than
+    ``search.report.MIN_FINISHED_FOR_IMPORTANCE``: below that it is noise). PED-ANOVA needs no scikit-learn."""
     import optuna
-    from optuna.importance import FanovaImportanceEvaluator, get_param_importances
+    from optuna.importance import PedAnovaImportanceEvaluator, get_param_importances
+
+    from search.report import MIN_FINISHED_FOR_IMPORTANCE
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
     study = optuna.load_study(study_name="fit-sim", storage=JournalStorage(JournalFileBackend(str(store.journal))))
     done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    if len(done) < 3:
+    if len(done) < MIN_FINISHED_FOR_IMPORTANCE:
         return {}
     try:
-        return {k: float(v) for k, v in get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=seed)).items()}
-    except (ValueError, RuntimeError):  # e.g. every finished trial has the same objective
+        return {k: float(v) for k, v in get_param_importances(study, evaluator=PedAnovaImportanceEvaluator()).items()}
+    except (ValueError, RuntimeError, ImportError):  # e.g. every finished trial has the same objective
         return {}
 
 

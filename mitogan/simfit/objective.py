@@ -42,7 +42,9 @@ class Rung:
     tiles: int
 
 
-RUNGS = (Rung(4, 4, 192, 128), Rung(8, 6, 192, 256), Rung(16, 8, 192, 512))
+# many short videos rather than few long ones: consecutive frames are near copies, so tiles from more
+# videos judge the morphology better; 4 frames still give 3 frame pairs for the temporal statistics
+RUNGS = (Rung(4, 4, 192, 128), Rung(12, 4, 192, 384), Rung(32, 4, 192, 768))
 SMOKE_RUNGS = (Rung(2, 3, 128, 48), Rung(4, 4, 128, 96))  # tests and --smoke: seconds per trial
 
 

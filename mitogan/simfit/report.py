@@ -61,7 +61,7 @@ def top_spread(rows: list[dict], space=FIT_SPACE, top: int = 5) -> dict:
 
 
 def fit_figure(path, rows: list[dict], importance: dict, space=FIT_SPACE, top: int = 5) -> Path:
-    """Three panels: parameter importance (Optuna fANOVA), the top trials' values of each parameter on its
+    """Three panels: parameter importance (Optuna PED-ANOVA), the top trials' values of each parameter on its
     range (log or linear; the best in red), and the objective's parts for the finished trials."""
     import matplotlib
 
@@ -72,7 +72,7 @@ def fit_figure(path, rows: list[dict], importance: dict, space=FIT_SPACE, top: i
     names = [p.name for p in space]
     a.barh(names, [importance.get(nm, 0.0) for nm in names], color="tab:blue")
     a.invert_yaxis()
-    a.set_title("importance (fANOVA, finished trials)" if importance else "importance: too few finished trials",
+    a.set_title("importance (Optuna PED-ANOVA, finished trials)" if importance else "importance: too few finished trials",
                 fontsize=9)
     done = sorted((r for r in rows if r["finished"]), key=lambda r: r["objective"])[:top]
     for i, p in enumerate(space):
