@@ -4,8 +4,9 @@
 
 Both sides use the same bundle (a 64 px DCGAN generator), batches of 512 and the same latents; the
 "bare" side only runs ``G(z)`` and keeps nothing. Runs alternate (bare, synth, bare, synth, ...) and
-medians are reported, so the ratio compares like with like on this noisy shared machine.
-Target: synth >= 0.9x bare throughput (PNG encoding and writing hidden behind generation).
+medians are reported, so the ratio compares like with like on this noisy shared machine; beside the wall
+time, the process's CPU time (on a shared machine the fairer measure: both sides are CPU-bound).
+Target: synth >= 0.92x bare throughput (PNG encoding and writing hidden behind generation).
 """
 
 from __future__ import annotations
@@ -34,26 +35,26 @@ def make_bundle(root: Path, width: int) -> Path:
     return export_bundle(root / "run" / "checkpoint.pt", root / "bundle")
 
 
-def bare(bundle: Path, n: int, batch: int) -> float:
-    """Seconds to generate n images with G(z) alone (same latents as synth)."""
+def bare(bundle: Path, n: int, batch: int) -> tuple[float, float]:
+    """(wall, CPU) seconds to generate n images with G(z) alone (same latents as synth)."""
     from mitogan.export import load_generator, sample_latents
 
     g = load_generator(bundle)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     with torch.inference_mode():
         for start in range(0, n, batch):
             z = torch.cat([sample_latents(g.config["latent_dim"], 64, 0, start + i) for i in range(0, batch, 64)])
             g(z[: min(batch, n - start)])
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
-def synth(bundle: Path, n: int, batch: int, out: Path) -> float:
+def synth(bundle: Path, n: int, batch: int, out: Path) -> tuple[float, float]:
     from mitogan.synth import SynthOptions, synthesize
 
     shutil.rmtree(out, ignore_errors=True)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     synthesize(bundle, out, SynthOptions(n=n, batch_size=batch, format="png"), progress=False)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def main() -> None:
@@ -74,14 +75,16 @@ def main() -> None:
             times["bare"].append(bare(bundle, args.n, args.batch))
             times["synth"].append(synth(bundle, args.n, args.batch, root / "out"))
         n_png = len(list((root / "out" / "images").glob("*.png")))
-    med = {k: statistics.median(v) for k, v in times.items()}
+    wall = {k: statistics.median(w for w, _ in v) for k, v in times.items()}
+    cpu = {k: statistics.median(c for _, c in v) for k, v in times.items()}
     print(f"\n{args.n} images of 64x64, generator width {args.width}, batch {args.batch}, "
           f"torch threads {torch.get_num_threads()}, median of {args.repeats}\n")
-    print("| path | seconds | images/s |\n|---|---:|---:|")
+    print("| path | wall s | images/s | CPU s |\n|---|---:|---:|---:|")
     for k in ("bare", "synth"):
-        print(f"| {'bare G(z)' if k == 'bare' else 'mitogan synth → PNG + manifest'} | {med[k]:.1f} | "
-              f"{args.n / med[k]:,.0f} |")
-    print(f"\nsynth / bare throughput: **{med['bare'] / med['synth']:.2f}x** (target >= 0.9); PNGs written: {n_png}")
+        print(f"| {'bare G(z)' if k == 'bare' else 'mitogan synth → PNG + manifest'} | {wall[k]:.1f} | "
+              f"{args.n / wall[k]:,.0f} | {cpu[k]:.1f} |")
+    print(f"\nsynth / bare throughput: **{wall['bare'] / wall['synth']:.2f}x** wall, "
+          f"{cpu['bare'] / cpu['synth']:.2f}x CPU (target >= 0.92); PNGs written: {n_png}")
 
 
 if __name__ == "__main__":

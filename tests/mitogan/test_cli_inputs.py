@@ -4,7 +4,6 @@ written, and names the command to run instead; a few suggested commands are run 
 
 from __future__ import annotations
 
-import json
 import shlex
 import shutil
 from pathlib import Path
@@ -16,32 +15,9 @@ from mitogan.cli import main
 SMOKE = ["--smoke", "--no-eval", "-q"]
 
 
-@pytest.fixture(scope="module")
-def ws(tmp_path_factory):
-    """One of every kind of input, made by the commands themselves (tiny sizes)."""
-    from mitogan.simulate import simulate_dataset
-
-    root = tmp_path_factory.mktemp("inputs")
-    simulate_dataset(root / "raw", videos=3, frames=6, size=96, seed=2, progress=False)
-    assert main(["preprocess", str(root / "raw"), "--out", str(root / "tiles"), "--set", "tile.size=32", "-q"]) == 0
-    assert main(["train", "--data", str(root / "tiles"), "--out", str(root / "run"), *SMOKE]) == 0
-    assert main(["export", str(root / "run"), "--out", str(root / "bundle")]) == 0
-    assert main(["synth", str(root / "bundle"), "-n", "8", "--format", "npy", "--out", str(root / "synth"),
-                 "-q"]) == 0
-    shutil.copytree(root / "synth", root / "partial")
-    (root / "partial" / "synth.json").unlink()  # as a full disk or a kill leaves it
-    search = root / "search"
-    search.mkdir()
-    (search / "search.json").write_text(json.dumps({"name": "search"}))
-    shutil.copytree(root / "bundle", search / "best")
-    trial = search / "trial_0001"
-    trial.mkdir()
-    (trial / "params.json").write_text("{}")
-    shutil.copy2(root / "run" / "checkpoint.pt", trial / "checkpoint.pt")
-    paths = {"raw": root / "raw", "movie": root / "raw" / "video_000.tif", "tiles": root / "tiles",
-             "tilesfile": root / "tiles" / "tiles.npz", "run": root / "run", "bundle": root / "bundle",
-             "synth": root / "synth", "partial": root / "partial", "search": search, "trial": trial}
-    return {"root": root, **{k: str(v) for k, v in paths.items()}}
+@pytest.fixture
+def ws(outputs):
+    return outputs
 
 
 # (command with {placeholders}, what the one line must name: the command to run instead)
