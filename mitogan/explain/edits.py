@@ -132,10 +132,11 @@ def apply_edit(name: str, tiles: np.ndarray, st: Structures, seed: int = 0) -> t
     return out[:, None].astype(np.float32), ok
 
 
-def edit_effects(score_fn, tiles: np.ndarray, st: Structures, edits=EDITS, seed: int = 0) -> list[dict]:
+def edit_effects(score_fn, tiles: np.ndarray, st: Structures, edits=EDITS, seed: int = 0,
+                 base: np.ndarray | None = None) -> list[dict]:
     """For each edit: ``edit, n_tiles, delta, ci_low, ci_high, effect`` (see the module docstring), ranked
-    by |effect|. ``score_fn``: tiles -> D's scores (N,)."""
-    base = score_fn(tiles)
+    by |effect|. ``score_fn``: tiles -> D's scores (N,); ``base``: ``score_fn(tiles)`` when already known."""
+    base = score_fn(tiles) if base is None else base
     spread = float(base.std()) or 1.0
     rows = []
     for name in edits:

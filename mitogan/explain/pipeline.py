@@ -78,8 +78,8 @@ def _feature_rows(tiles, d_scores, thr, st, n_boot) -> list[dict]:
             for r in res]
 
 
-def _edit_rows(d, tiles, st) -> list[dict]:
-    res = edits.edit_effects(lambda x: attribution.scores(d, x), tiles, st)
+def _edit_rows(d, tiles, st, base) -> list[dict]:
+    res = edits.edit_effects(lambda x: attribution.scores(d, x), tiles, st, base=base)
     return [{"level": "edit", "name": r["edit"], "set": "real", "method": "edit", "estimate": r["delta"],
              "ci_low": r["ci_low"], "ci_high": r["ci_high"], "effect": r["effect"], "n": r["n_tiles"],
              "note": "change of D's score"} for r in res]
@@ -112,9 +112,10 @@ def explain_discriminator(d: torch.nn.Module, real: np.ndarray, fake: np.ndarray
             ov.append(report.overlay_png(out / f"overlay_{label}.png", tiles, maps, st_all[label], idx).name)
     x = np.concatenate(list(sets.values()))
     s = np.concatenate(list(score_all.values()))
-    st_x = geometry.structures(x, splits, threshold=thr)
+    # real tiles alone: their structures are known (same tiles, threshold and splits)
+    st_x = st_all["real"] if len(sets) == 1 else geometry.structures(x, splits, threshold=thr)
     rows += _feature_rows(x, s, thr, st_x, n_boot)
-    rows += _edit_rows(d, real, st_all["real"])
+    rows += _edit_rows(d, real, st_all["real"], score_all["real"])  # D's scores of the real tiles: known
     _rank(rows)
     summary.update({"n_real": len(real), "n_fake": 0 if fake is None else len(fake), "image_size": real.shape[-1],
                     "score_real": float(score_all["real"].mean()),
