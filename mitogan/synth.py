@@ -311,13 +311,21 @@ def synthesize(bundle, out_dir, opts: SynthOptions, reference: np.ndarray | None
     except OSError as e:
         import errno
 
-        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        short = e.errno is None and "written" in str(e)  # numpy's tofile: "N requested and M written"
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) and not short:
             raise
         done = sum(1 for p in (out / "parts").glob("batch_*.csv") for line in p.read_text().splitlines() if line)
-        raise MitoganError(f"{out}: the disk is full ({e.strerror or type(e).__name__}) after {done} of {opts.n} "
-                           f"images; the images so far are kept: free at least "
-                           f"{human_size(max(disk_need(opts, int(config['generator']['image_size'])) * (opts.n - done) // opts.n, 2**20))}"
-                           f" (or choose another --out), then continue with `{resume_command}`") from None
+        rest = _space_to_free(opts, int(config["generator"]["image_size"]), done)
+        raise MitoganError(f"{out}: the disk is full ({e.strerror or 'a write stopped short'}) after {done} of {opts.n} "
+                           f"images; the images so far are kept: free at least {human_size(rest)} there, then "
+                           f"continue with `{resume_command}`") from None
+
+
+def _space_to_free(opts: SynthOptions, size: int, done: int) -> int:
+    """Bytes the rest of a run needs: the images still to write and, for npy and stacks, the assembled file."""
+    if _in_parts(opts):  # float32 parts still to write, then the assembled images.npy / images.tif
+        return max((opts.n - done) * size * size * 4 + opts.n * size * size * 4, 2**20)
+    return max(disk_need(opts, size) * (opts.n - done) // opts.n, 2**20)
 
 
 def _generate_all(gen, device, opts: SynthOptions, spec: "TiffSpec", out: Path, state: dict, ref, bar, stop) -> int:

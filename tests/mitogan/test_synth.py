@@ -332,3 +332,63 @@ def test_novelty_filter_defaults_to_the_held_out_real_distances(bundle, tiles, t
     assert main(["synth", str(bundle), "-n", "16", "--batch-size", "16", "--format", "npy", "--out",
                  str(tmp_path / "off"), "--reference", str(tmp_path / "real.npz"), "--min-novelty", "0", "-q"]) == 0
     assert json.loads((tmp_path / "off" / "synth.json").read_text())["dropped_memorised"] == 0
+
+
+# ----------------------------------------------------------------------------------------- a full disk
+_FULL_DISK = """
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG, as on a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), resource.RLIM_INFINITY))
+from mitogan.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_a_full_disk_names_the_folder_and_the_resume_that_finishes_it(bundle, tmp_path):
+    import shlex
+    import subprocess
+    import sys
+
+    from mitogan.cli import main
+
+    out = tmp_path / "s"
+    argv = ["synth", str(bundle), "-n", "40", "--batch-size", "8", "--format", "npy", "--out", str(out), "-q"]
+    # parts of 8 images (32 KB) fit under the limit; the assembled 40-image array (160 KB) does not
+    r = subprocess.run([sys.executable, "-c", _FULL_DISK, str(100_000), *argv], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr[-2000:]
+    assert r.stderr.startswith(f"mitogan: error: {out}: the disk is full (") and "after 40 of 40 images" in r.stderr
+    assert "free at least 1.0 MB there" in r.stderr  # a size to act on, never "0.0 GiB"
+    resume = r.stderr.split("continue with `", 1)[1].split("`", 1)[0]
+    assert not (out / "synth.json").exists()  # incomplete: evaluate/explain/train refuse it (test_cli_inputs)
+    assert main(["evaluate", str(out), str(out), "--out", str(tmp_path / "ev")]) == 2
+    assert main(shlex.split(resume)[1:]) == 0  # once space is freed, the named command finishes it
+    straight = tmp_path / "straight"
+    assert main(argv[:-3] + ["--out", str(straight), "-q"]) == 0
+    np.testing.assert_array_equal(np.load(out / "images.npy"), np.load(straight / "images.npy"))
+    assert (out / "manifest.csv").read_text() == (straight / "manifest.csv").read_text()
+
+
+def test_sizes_in_messages_are_in_units_a_user_can_act_on():
+    from mitogan.synth import human_size
+
+    assert [human_size(n) for n in (0, 3000, 50_000, 3 * 2**20, 700 * 2**20, 3 * 2**30)] == \
+        ["0.1 KB", "2.9 KB", "49 KB", "3.0 MB", "700 MB", "3.00 GiB"]
+
+
+def test_a_killed_batch_leaves_no_torn_or_extra_image_after_resume(bundle, tmp_path):
+    from mitogan.synth import SynthOptions, synthesize
+
+    out = tmp_path / "s"
+    opts = SynthOptions(n=20, batch_size=8)
+    synthesize(bundle, out, opts, progress=False)
+    # as a kill in the middle of batch 1 leaves it: its manifest part gone, one image torn, synth.json gone
+    (out / "parts" / "batch_000001.csv").unlink()
+    (out / "parts" / "batch_000002.csv").unlink()
+    (out / "images" / "img_00000009.png").write_bytes(b"\x89PNG torn")
+    (out / "synth.json").unlink()
+    synthesize(bundle, out, SynthOptions(n=12, batch_size=8), progress=False)  # resumed, asking for fewer
+    files = sorted(p.name for p in (out / "images").iterdir())
+    assert files == [f"img_{i:08d}.png" for i in range(12)]  # the torn one rewritten, none beyond the 12
+    straight = tmp_path / "straight"
+    synthesize(bundle, straight, SynthOptions(n=12, batch_size=8), progress=False)
+    assert all((out / "images" / f).read_bytes() == (straight / "images" / f).read_bytes() for f in files)
