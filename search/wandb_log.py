@@ -31,11 +31,13 @@ driver's copy of the trial folder, where W&B, the search table and the report fi
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import logging
 import os
 import queue
 import threading
+import time
 from pathlib import Path
 
 from ray.tune import Callback
@@ -85,10 +87,19 @@ class _Worker:
         if self.thread is None or not self.thread.is_alive():
             self.thread = threading.Thread(target=self._loop, name="mitogan-wandb", daemon=True)
             self.thread.start()
+            # a driver leaving without on_experiment_end (an exception) still hands W&B what it has
+            atexit.register(self.drain, 30.0)
         self.queue.put((fn, args))
 
-    def drain(self) -> None:
-        self.queue.join()
+    def drain(self, timeout: float | None = None) -> None:
+        """Wait until every submitted call has run (at most ``timeout`` s)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self.queue.all_tasks_done:
+            while self.queue.unfinished_tasks:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return
+                self.queue.all_tasks_done.wait(left)
 
     def _loop(self) -> None:
         while True:

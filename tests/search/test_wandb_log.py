@@ -161,5 +161,6 @@ def test_runs_start_off_the_drivers_thread_and_skip_the_package_scan(offline, mo
     assert set(started_in) == {"mitogan-wandb"}
     files = {p.name for p in offline.glob("wandb/offline-run-*/files/*")}
     assert "requirements.txt" not in files and "wandb-metadata.json" not in files
-    rec = read_run(next(offline.glob("wandb/offline-run-*/run-*.wandb")))
-    assert rec["exit"] == 0 and [row["_step"] for row in rec["history"]] == [10, 20]
+    runs = {rec["run"]["name"]: rec for rec in map(read_run, offline.glob("wandb/offline-run-*/run-*.wandb"))}
+    assert set(runs) == {"trial_t", "search_s3"}
+    assert runs["trial_t"]["exit"] == 0 and [row["_step"] for row in runs["trial_t"]["history"]] == [10, 20]
