@@ -46,7 +46,8 @@ def main() -> None:
     ap.add_argument("--fake", type=int, default=5000)
     ap.add_argument("--repeats", type=int, default=3)
     a = ap.parse_args()
-    from mitogan.metrics import DEFAULT_METRICS, InTrainingEvaluator, evaluate
+    from mitogan.metrics import InTrainingEvaluator, evaluate
+    from mitogan.metrics.evaluate import DEFAULT_METRICS
     from mitogan.metrics.features import intensity_features
     from mitogan.metrics.morphology import morphology_features
     from mitogan.metrics.proof import damage
