@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator, TypeVar
 
+from mitogan import claim
 from mitogan.errors import MitoganError, one_line
 
 __all__ = ["cache_root", "default_mode", "atomic_write", "atomic_dir", "fsync_dir", "claim_output_dir",
@@ -221,9 +222,26 @@ def claim_output_dir(path, kind: str, *, overwrite: bool = False, resume: bool =
     ``legacy``: file names that together mark an unmarked folder as ``kind`` output of an older MitoGAN (it
     gets its marker when resumed or overwritten). ``create=False`` only checks (nothing is created or
     marked), so a command can refuse before it reads any data and claim once the inputs are known good.
+
+    Either way the folder is claimed for this process first (:func:`mitogan.claim.hold`) and stays claimed
+    until the process ends: another command writing into it now is refused in one line naming it.
     """
     path = check_writable_dir(path, option)
-    if path.is_dir() and any(path.iterdir()):
+    claim.hold(path, _COMMAND_OF.get(kind, kind), option)  # before looking inside: two at once -> one refusal
+    try:
+        return _claim(path, kind, overwrite, resume, option, info, legacy, create)
+    except BaseException:
+        claim.release(path)
+        raise
+
+
+# the command that writes each kind of output, for the message of a refused claim
+_COMMAND_OF = {"run": "train", "bundle": "export", "simulation": "simulate"}
+
+
+def _claim(path: Path, kind: str, overwrite: bool, resume: bool, option: str, info: dict | None,
+           legacy: tuple[str, ...], create: bool) -> str:
+    if path.is_dir() and any(p.name != claim.INSIDE for p in path.iterdir()):
         marker = read_marker(path)
         if marker is None and legacy and all((path / name).exists() for name in legacy):
             marker = {"kind": kind}  # made by an older MitoGAN, before markers

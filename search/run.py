@@ -223,22 +223,26 @@ def run_search(opts: SearchOptions):
     space = load_space(opts.space, opts.overrides)  # a malformed space fails here, before Ray starts
     name = opts.name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     store = _open_store(opts.storage, name)
-    if store.exists():
-        raise MitoganError(f"--name {name}: {store.uri} already holds a search; continue it with "
-                           f"`{resume_command(opts, name)}` or choose another --name (nothing was changed)")
-    opts = replace(opts, name=name, data=[str(Path(d).expanduser().resolve()) for d in opts.data])
-    _start_ray(opts)  # an unreachable cluster or an impossible resource request fails before anything is written
+    store.claim("--name", "wait for it to end, or choose another --name")  # two drivers at once: one refused
     try:
-        launch = _launch_info(opts, space, name)
-        store.write_json("search.json", launch)
-        if not store.remote:
-            from mitogan.fsutil import write_marker
+        if store.exists():
+            raise MitoganError(f"--name {name}: {store.uri} already holds a search; continue it with "
+                               f"`{resume_command(opts, name)}` or choose another --name (nothing was changed)")
+        opts = replace(opts, name=name, data=[str(Path(d).expanduser().resolve()) for d in opts.data])
+        _start_ray(opts)  # an unreachable cluster or an impossible resource request fails before anything is written
+        try:
+            launch = _launch_info(opts, space, name)
+            store.write_json("search.json", launch)
+            if not store.remote:
+                from mitogan.fsutil import write_marker
 
-            write_marker(store.local, "search")
-    except BaseException:
-        ray.shutdown()
-        raise
-    return _fit(store, opts, space, launch, restore=False)
+                write_marker(store.local, "search")
+        except BaseException:
+            ray.shutdown()
+            raise
+        return _fit(store, opts, space, launch, restore=False)
+    finally:
+        store.release()
 
 
 def _start_ray(opts: SearchOptions) -> None:
@@ -265,6 +269,15 @@ def _resume(opts: SearchOptions):
     """Continue a stopped search with the options it was started with (address and console flags may
     change); a finished one is reported as such and nothing is written."""
     store = _open_store(opts.storage, opts.resume, "--resume")
+    if store.remote or store.local.is_dir():  # (no search folder: nothing to claim, and the read below says so)
+        store.claim("--resume", "stop that driver first (Ctrl-C, or `kill -INT PID`) or wait for it to end")
+    try:
+        return _resume_claimed(store, opts)
+    finally:
+        store.release()
+
+
+def _resume_claimed(store: SearchStore, opts: SearchOptions):
     launch = store.read_json("search.json")
     if launch is None:
         raise MitoganError(f"--resume {opts.resume}: no search of that name in {store.storage} (no search.json); "
@@ -418,6 +431,8 @@ class _Stop:
             print(f"mitogan: could not mark {self.store.uri}/search.json interrupted ({e})", file=sys.stderr)
         print(f"mitogan: {error}", file=sys.stderr, flush=True)
         sys.stdout.flush()
+        with contextlib.suppress(Exception):
+            self.store.release()  # an object store's lease is not dropped by the kernel as a local lock is
         os._exit(error.exit_code)  # a normal exit would wait on the dead cluster (Ray's atexit shutdown)
 
 

@@ -31,17 +31,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 from pathlib import Path
 from urllib.parse import urlparse
 
-from mitogan.errors import MitoganError
+from mitogan.errors import MitoganError, one_line
 from mitogan.fsutil import atomic_write, cache_root
 
 __all__ = ["SearchStore", "validate_name", "is_uri", "JOURNAL"]
 
 JOURNAL = "optuna.log"
+log = logging.getLogger(__name__)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -213,6 +215,42 @@ class SearchStore:
                     "resume it as its owner"
                 raise MitoganError(f"--resume {self.name}: {path} is {why}, so others could plant code that Ray "
                                    f"would run on resume; {fix}, or {how}")
+
+    def claim(self, option: str, advice: str) -> None:
+        """Claim the search name for this driver until :meth:`release` (or the driver's end), before anything
+        is read or written: of two drivers started at once (or a resume while the search runs) one goes on and
+        the other is refused in one line naming the running one (:mod:`mitogan.claim`, :mod:`search.lease`)."""
+        from mitogan import claim
+
+        if not self.remote:
+            claim.hold(self.local, "search", option, advice)
+            return
+        if not self.storage.startswith("s3://"):
+            log.warning("%s: this object store has no conditional writes MitoGAN uses, so a second driver "
+                        "started on the same name at the same time is not detected", self.uri)
+            return
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        from search.lease import S3Lease
+
+        bucket, _, prefix = self.fs_storage.partition("/")
+        try:
+            lease = S3Lease(bucket, f"{prefix}/.{self.name}.mitogan-claim.json".lstrip("/"), claim.who("search"))
+            lease.acquire(self.uri, option, advice)
+        except (BotoCoreError, ClientError) as e:
+            raise MitoganError(f"--storage {self.storage}: cannot claim the search name ({one_line(str(e), 200)}); "
+                               "check the bucket, AWS_ENDPOINT_URL and the credentials") from None
+        self._lease = lease
+
+    def release(self) -> None:
+        """End this driver's claim (see :meth:`claim`)."""
+        from mitogan import claim
+
+        if not self.remote:
+            claim.release(self.local)
+        elif getattr(self, "_lease", None) is not None:
+            self._lease.release()
+            self._lease = None
 
     @_storage_errors
     def top_files(self) -> list[str]:

@@ -24,6 +24,7 @@ import threading
 import warnings
 from importlib.metadata import entry_points
 
+from mitogan import claim
 from mitogan.errors import MitoganError, one_line
 
 __all__ = ["main", "build_parser", "plugin", "HelpFormatter", "ENVIRONMENT", "StopRequest", "Terminated", "one_line"]
@@ -176,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         _on_sigterm(previous)
         warnings.showwarning = show
+        claim.release_all()  # the output folders this command claimed (main() may run again in-process)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
