@@ -145,6 +145,9 @@ def _check_kinds(args):
         return provenance(args.source, option="--source")
     if real_k in RAW_KINDS and fake_k == "synth":
         return provenance(args.fake, option="FAKE")
+    if real_k in RAW_KINDS and not args.quiet:
+        print(f"mitogan: REAL {args.real}: raw frames, cut into tiles without preprocessing (pass --source "
+              "RUN_OR_BUNDLE_OR_SEARCH to preprocess them as the generator's training data was)", file=sys.stderr)
     return None
 
 

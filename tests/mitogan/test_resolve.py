@@ -114,3 +114,16 @@ def test_mitogan_still_never_imports_the_search_layer_to_resolve():
     code = ("import sys, mitogan.resolve, mitogan.cli.preprocess, mitogan.cli.evaluate; "
             "assert not any(m == 'search' or m.startswith(('search.', 'ray', 'optuna')) for m in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_evaluate_preprocesses_raw_real_data_as_the_source_given(outputs, tmp_path, capsys):
+    fake = str(Path(outputs["synth"]) / "images.npy")  # bare generated images: no bundle to find
+    assert main(["evaluate", outputs["raw"], fake, "--source", outputs["run"], "--out", str(tmp_path / "e"),
+                 "--no-c2st", "-q"]) == 0
+    err = capsys.readouterr().err
+    assert f"REAL {outputs['raw']}: raw data, preprocessed as the run {outputs['run']} was" in err
+    metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    # the preprocessed movies (empty tiles skipped, as for training), not the raw frames cut up (9 per frame)
+    assert metrics["n_real"] == len(load_tiles(outputs["tiles"])) != 9 * 18
+    assert main(["evaluate", outputs["raw"], fake, "--source", outputs["tiles"], "--out", str(tmp_path / "f")]) == 2
+    assert "--source" in capsys.readouterr().err
