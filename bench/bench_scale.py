@@ -1,0 +1,374 @@
+"""How the search's own cost grows with the number of trials, against two bare peers running the same trials.
+
+    python bench/bench_scale.py [--trials 50 200] [--arms mitogan,mitogan-nowandb,ray,optuna] [--out DIR]
+    python bench/bench_scale.py --searchers 1000      # suggestion latency of the two Optuna searchers alone
+
+Arms, each in its own process (that process is "the driver"), on the cheapest trials the code allows
+(a tiny space: 32 px, widths 8, 20 generator steps, one evaluation, no C2ST; built-in data, 2 videos):
+
+    mitogan          ``run_search`` (Ray Tune + MitoGAN's Optuna searcher + ASHA + stopper), W&B offline
+    mitogan-nowandb  the same without W&B
+    ray              plain Ray Tune: ``ray.tune.search.optuna.OptunaSearch`` (TPE, same define-by-run space)
+                     + ``ASHAScheduler``, the same trainable (``search.trainable.make_trainable``)
+    optuna           a plain Optuna loop (TPE + SuccessiveHalvingPruner, one trial at a time: the trainer's
+                     plots are not thread-safe) calling the same training function in-process
+                     (``mitogan.train.train`` with the in-training evaluator)
+
+Measured: wall time; the driver's CPU seconds per ended trial in windows of ended trials (flat = the driver's
+cost does not grow with the search); the driver's RSS and its growth per trial (slope over the second
+half); the peak RSS of the whole process tree (driver + Ray's processes + trial workers); files per trial
+in the output folder; "wrap-up", the seconds from the last trial's end to the driver's return (report,
+export, W&B flush). Writes ``scale.json``, ``scale.png`` (driver CPU per trial by window) and ``scale.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+ARMS = ("mitogan", "mitogan-nowandb", "ray", "optuna")
+STEPS = 20
+FIXED = {"preprocess.tile.size": 32, "preprocess.tile.scale": 0.5, "model.arch": "dcgan", "model.g_width": 8,
+         "model.d_width": 8, "model.latent_dim": 16, "train.batch_size": 16, "train.threads": 1,
+         "train.steps": STEPS, "train.report_every": 10, "train.eval_every": STEPS, "train.sample_every": STEPS,
+         "train.checkpoint_every": STEPS, "train.eval_samples": 64, "train.judge_samples": 0}
+PARAMS = """
+  - {name: loss.kind, type: categorical, choices: [bce, hinge, wgan_gp]}
+  - {name: loss.gp_lambda, type: float, low: 1.0, high: 20.0, log: true, when: {loss.kind: wgan_gp}}
+  - {name: init.scheme, type: categorical, choices: [dcgan_normal, xavier_uniform, orthogonal]}
+  - {name: optim.lr_g, type: float, low: 5.0e-5, high: 1.0e-3, log: true}
+  - {name: optim.lr_d, type: float, low: 5.0e-5, high: 1.0e-3, log: true}
+  - {name: augment.p, type: float, low: 0.3, high: 1.0}
+"""
+SIM = {"videos": 2, "frames": 8}
+CONCURRENT = 2
+
+
+def space_file(folder: Path) -> Path:
+    lines = ["name: scale", "fixed:"] + [f"  {k}: {v}" for k, v in FIXED.items()] + ["params:", PARAMS.strip("\n")]
+    path = folder / "scale.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+# --------------------------------------------------------------------------- in the arm's process (driver)
+class Sampler(threading.Thread):
+    """Every ``period`` s: (seconds, driver CPU s, driver RSS MB, trials ended) into ``self.rows``."""
+
+    def __init__(self, ended, period: float = 0.5):
+        super().__init__(daemon=True)
+        self.ended, self.period, self.rows, self.t0 = ended, period, [], time.monotonic()
+        self.stop = threading.Event()
+
+    def sample(self) -> None:
+        rss = int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+        self.rows.append((time.monotonic() - self.t0, time.process_time(), rss, self.ended()))
+
+    def run(self) -> None:
+        while not self.stop.wait(self.period):
+            self.sample()
+
+
+class JournalCount:
+    """Trials an Optuna journal file says have ended (COMPLETE, PRUNED or FAIL), read incrementally."""
+
+    def __init__(self, path: Path):
+        self.path, self.offset, self.n = path, 0, 0
+
+    def __call__(self) -> int:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                chunk = f.read()
+        except OSError:
+            return self.n
+        end = chunk.rfind(b"\n") + 1
+        self.offset += end
+        for line in chunk[:end].splitlines():
+            if b'"op_code":6' in line and any(s in line for s in (b'"state":1', b'"state":2', b'"state":3')):
+                self.n += 1
+        return self.n
+
+
+def _videos():
+    from mitogan.io import read_inputs
+    from mitogan.simulate import default_dataset
+
+    return read_inputs([default_dataset(**SIM, progress=False)])
+
+
+def arm_mitogan(n: int, out: Path, wandb: bool, counter: dict) -> float:
+    from search.run import SearchOptions, run_search
+
+    counter["fn"] = JournalCount(out / "scale" / "optuna.log")
+    run_search(SearchOptions(space=str(space_file(out)), trials=n, max_concurrent=CONCURRENT, storage=str(out),
+                             name="scale", sim_videos=SIM["videos"], sim_frames=SIM["frames"], grace_steps=10,
+                             wandb=wandb, progress=False))
+    return time.monotonic()
+
+
+def arm_ray(n: int, out: Path, counter: dict) -> float:
+    import optuna
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    from search.space import load_space
+    from search.trainable import make_trainable
+
+    space = load_space(space_file(out))
+    ended = {"n": 0}
+
+    class Count(tune.Callback):
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            ended["n"] += 1
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            ended["n"] += 1
+
+    counter["fn"] = lambda: ended["n"]
+    videos = _videos()
+    ray.init(address="local", include_dashboard=False, log_to_driver=False)
+    searcher = OptunaSearch(space=space.define, metric="primary", mode="min",
+                            sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=5))
+    tuner = tune.Tuner(
+        make_trainable(videos=videos, fixed=space.fixed, cpus=1, gpus=0),
+        tune_config=tune.TuneConfig(metric="primary", mode="min", num_samples=n,
+                                    search_alg=ConcurrencyLimiter(searcher, max_concurrent=CONCURRENT),
+                                    scheduler=ASHAScheduler(time_attr="step", max_t=STEPS + 1, grace_period=10,
+                                                            reduction_factor=3)),
+        run_config=tune.RunConfig(name="scale", storage_path=str(out), verbose=0, callbacks=[Count()]))
+    tuner.fit()
+    done = time.monotonic()
+    ray.shutdown()
+    return done
+
+
+def arm_optuna(n: int, out: Path, counter: dict) -> float:
+    import optuna
+
+    from mitogan.config import Config, from_flat
+    from mitogan.metrics import InTrainingEvaluator
+    from mitogan.metrics.protocol import training_tiles
+    from mitogan.preprocess import Pipeline
+    from mitogan.train import train
+    from search.space import load_space
+
+    space, videos = load_space(space_file(out)), _videos()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+    def objective(trial) -> float:
+        space.define(trial)
+        cfg = from_flat(Config, {**space.fixed, **trial.params})
+        tiles = Pipeline(cfg.preprocess).run(videos, progress=False)
+        evaluator = InTrainingEvaluator(tiles, holdout=cfg.train.holdout)
+        state = {"primary": None, "prune": False}
+
+        def on_report(report) -> None:
+            if report.get("primary") is not None:
+                state["primary"] = float(report["primary"])
+                trial.report(state["primary"], int(report["step"]))
+                state["prune"] = trial.should_prune()
+
+        train(cfg, training_tiles(tiles, cfg.train.holdout), out_dir=out / f"trial_{trial.number}",
+              on_report=on_report, should_stop=lambda: state["prune"], evaluate=evaluator)
+        if state["prune"]:
+            raise optuna.TrialPruned()
+        return state["primary"] if state["primary"] is not None else 1e9
+
+    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=5),
+                                pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=10, reduction_factor=3),
+                                storage=optuna.storages.JournalStorage(
+                                    optuna.storages.journal.JournalFileBackend(str(out / "optuna.log"))))
+    counter["fn"] = lambda: sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
+    study.optimize(objective, n_trials=n)
+    return time.monotonic()
+
+
+def run_arm(arm: str, n: int, out: Path, events: Path) -> None:
+    """One arm in this process; writes its samples and timings to ``events`` (JSON)."""
+    import torch
+
+    torch.set_num_threads(1)
+    os.environ.setdefault("WANDB_MODE", "offline")
+    counter: dict = {"fn": lambda: 0}
+    sampler = Sampler(lambda: counter["fn"]())
+    t0 = time.monotonic()
+    sampler.start()
+    if arm.startswith("mitogan"):
+        done = arm_mitogan(n, out, arm == "mitogan", counter)
+    elif arm == "ray":
+        done = arm_ray(n, out, counter)
+    else:
+        done = arm_optuna(n, out, counter)
+    sampler.stop.set()
+    sampler.sample()
+    rows = sampler.rows
+    last_end = next((r[0] for r in rows if r[3] >= n), rows[-1][0])
+    events.write_text(json.dumps({"arm": arm, "trials": n, "wall": done - t0, "rows": rows,
+                                  "wrap_up": max(0.0, (done - sampler.t0) - last_end)}))
+
+
+# --------------------------------------------------------------------------------------- the parent
+def _tree_rss(pid: int) -> float:
+    """RSS in MB of ``pid`` and every process below it."""
+    from cluster.local_cluster import descendants
+
+    total = 0
+    for p in {pid} | descendants([pid]):
+        try:
+            total += int(Path(f"/proc/{p}/statm").read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+
+
+def measure(arm: str, n: int, root: Path) -> dict:
+    out = root / f"{arm}-{n}"
+    out.mkdir(parents=True, exist_ok=True)
+    events = root / f"{arm}-{n}.json"
+    env = {**os.environ, "WANDB_DIR": str(out), "TMPDIR": str(out / "tmp"), "PYTHONPATH": str(ROOT)}
+    (out / "tmp").mkdir(exist_ok=True)
+    proc = subprocess.Popen([sys.executable, __file__, "--_arm", arm, "--trials", str(n), "--dir", str(out),
+                             "--events", str(events)], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=open(root / f"{arm}-{n}.log", "wb"))
+    peak = 0.0
+    while proc.poll() is None:
+        peak = max(peak, _tree_rss(proc.pid))
+        time.sleep(1.0)
+    if proc.returncode:
+        raise SystemExit(f"arm {arm} ({n} trials) failed: see {root / f'{arm}-{n}.log'}")
+    res = json.loads(events.read_text())
+    files = sum(len(f) for d, _, f in os.walk(out) if not d.startswith(str(out / "tmp")))
+    return summarise(res, peak, files)
+
+
+def summarise(res: dict, tree_peak: float, files: int) -> dict:
+    import numpy as np
+
+    rows, n = np.array(res["rows"]), res["trials"]
+    t, cpu, rss, ended = rows.T
+    window = max(10, n // 4)
+    per_window = []
+    for k in range(window, n + 1, window):  # driver CPU between the (k - window)-th and k-th trial ends
+        i0 = np.searchsorted(ended, k - window) if k > window else 0
+        i1 = min(np.searchsorted(ended, k), len(cpu) - 1)
+        per_window.append(float((cpu[i1] - cpu[i0]) / window))
+    half = ended >= n / 2
+    slope = float(np.polyfit(ended[half], rss[half], 1)[0]) if half.sum() > 3 and np.ptp(ended[half]) > 0 else None
+    return {"arm": res["arm"], "trials": n, "wall_s": round(res["wall"], 1), "window": window,
+            "driver_cpu_per_trial": [round(v, 3) for v in per_window], "driver_cpu_s": round(float(cpu[-1]), 1),
+            "driver_rss_mb": [round(float(rss[0]), 0), round(float(rss.max()), 0)],
+            "driver_mb_per_trial": None if slope is None else round(slope, 3),
+            "tree_peak_mb": round(tree_peak, 0), "files_per_trial": round(files / n, 1),
+            "wrap_up_s": round(res["wrap_up"], 1), "load_avg_1min_end": round(os.getloadavg()[0], 1)}
+
+
+def searcher_latency(n: int) -> dict:
+    """Seconds per ``suggest`` of MitoGAN's searcher and of Ray's OptunaSearch over ``n`` trials with made-up
+    results (no training): the searchers alone, same space, same TPE settings."""
+    import statistics
+
+    import numpy as np
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    from search.searcher import OptunaAskTell, sampler_spec
+    from search.space import load_space
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    space = load_space(space_file(Path(tempfile.mkdtemp(prefix="bench-scale-"))))
+    mk = {"mitogan": lambda: OptunaAskTell(space.define, metric="primary", mode="min", study_name="lat",
+                                           sampler=sampler_spec("tpe", 0, n_startup_trials=5)),
+          "ray": lambda: OptunaSearch(space=space.define, metric="primary", mode="min",
+                                      sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=5))}
+    out = {}
+    for name, make in mk.items():
+        s, rng, lat = make(), np.random.default_rng(0), []
+        for i in range(n):
+            t = time.perf_counter()
+            s.suggest(f"t{i}")
+            lat.append(time.perf_counter() - t)
+            s.on_trial_complete(f"t{i}", {"primary": float(rng.uniform()), "step": STEPS, "stop_reason": "",
+                                          "finished": 1, "training_iteration": 2})
+        tail = lat[-min(100, n):]
+        out[name] = {"median_ms_last100": round(statistics.median(tail) * 1e3, 1),
+                     "median_ms_first100": round(statistics.median(lat[:100]) * 1e3, 1)}
+        print(f"{name}: {out[name]}", flush=True)
+    out["ratio_last100"] = round(out["mitogan"]["median_ms_last100"] / out["ray"]["median_ms_last100"], 2)
+    return out
+
+
+def plot(results: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    for r in results:
+        xs = [r["window"] * (i + 1) for i in range(len(r["driver_cpu_per_trial"]))]
+        ax.plot(xs, r["driver_cpu_per_trial"], marker="o", label=f"{r['arm']} ({r['trials']} trials)")
+    ax.set_xlabel("trials ended")
+    ax.set_ylabel("driver CPU s per trial (window)")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def table(results: list[dict]) -> str:
+    head = ("| arm | trials | wall s | driver CPU s/trial by window | driver RSS MB (start→max) | MB/trial | "
+            "tree peak MB | files/trial | wrap-up s |\n|---|---:|---:|---|---|---:|---:|---:|---:|\n")
+    return head + "".join(
+        f"| {r['arm']} | {r['trials']} | {r['wall_s']} | {', '.join(f'{v:.2f}' for v in r['driver_cpu_per_trial'])} | "
+        f"{r['driver_rss_mb'][0]:.0f}→{r['driver_rss_mb'][1]:.0f} | {r['driver_mb_per_trial']} | {r['tree_peak_mb']:.0f} | "
+        f"{r['files_per_trial']} | {r['wrap_up_s']} |\n" for r in results)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--trials", type=int, nargs="+", default=[50, 200])
+    ap.add_argument("--arms", default=",".join(ARMS))
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "scale"))
+    ap.add_argument("--searchers", type=int, default=0, help="only the searchers' suggestion latency, N trials")
+    ap.add_argument("--_arm")
+    ap.add_argument("--dir")
+    ap.add_argument("--events")
+    a = ap.parse_args()
+    if a._arm:
+        return run_arm(a._arm, a.trials[0], Path(a.dir), Path(a.events))
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if a.searchers:
+        res = searcher_latency(a.searchers)
+        (out / f"searchers-{a.searchers}.json").write_text(json.dumps(res, indent=1))
+        return
+    work = Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    results = []
+    for n in a.trials:
+        for arm in a.arms.split(","):
+            r = measure(arm, n, work)
+            results.append(r)
+            print(json.dumps(r), flush=True)
+            (out / "scale.json").write_text(json.dumps(results, indent=1))
+    plot(results, out / "scale.png")
+    (out / "scale.md").write_text(table(results))
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
