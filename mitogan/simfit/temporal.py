@@ -20,7 +20,7 @@ import numpy as np
 from mitogan.metrics.proof import EVAL_PERCENTILES
 from mitogan.preprocess import normalize_percentile
 
-__all__ = ["STATS", "video_stats", "dataset_stats", "temporal_gap"]
+__all__ = ["STATS", "video_stats", "dataset_stats", "temporal_gap", "relative_gap"]
 
 STATS = ("change", "flow", "bleach", "turnover")
 # below these a difference is noise: the gap of a statistic is |sim - real| / (|real| + floor)
@@ -84,10 +84,15 @@ def dataset_stats(videos) -> dict | None:
     return out
 
 
-def temporal_gap(sim: dict | None, real: dict | None) -> tuple[float, dict]:
-    """(mean gap over :data:`STATS`, {stat: gap}); each gap = min(|sim - real| / (|real| + floor), 2).
+def relative_gap(sim: dict | None, real: dict | None, floors: dict) -> tuple[float, dict]:
+    """(mean gap over ``floors``' keys, {stat: gap}); each gap = min(|sim - real| / (|real| + floor), 2).
     (0.0, {}) when either side has no statistics."""
     if not sim or not real:
         return 0.0, {}
-    gaps = {k: min(abs(sim[k] - real[k]) / (abs(real[k]) + _FLOOR[k]), _CAP) for k in STATS}
+    gaps = {k: min(abs(sim[k] - real[k]) / (abs(real[k]) + f), _CAP) for k, f in floors.items()}
     return float(np.mean(list(gaps.values()))), gaps
+
+
+def temporal_gap(sim: dict | None, real: dict | None) -> tuple[float, dict]:
+    """:func:`relative_gap` over the temporal :data:`STATS`."""
+    return relative_gap(sim, real, _FLOOR)

@@ -85,6 +85,30 @@ def test_temporal_gap_is_zero_for_equal_statistics_and_grows_with_the_difference
     assert dataset_stats([np.zeros((1, 32, 32))]) is None
 
 
+def _frame(**kw) -> np.ndarray:
+    params = to_params({"density": 6.0, **kw}, size=128, frames=1)
+    return simulate_video(params, 11)[0][0]
+
+
+def test_image_stats_see_width_blur_density_and_noise():
+    from mitogan.simfit.imagestats import frame_stats
+
+    base = frame_stats(_frame())
+    # wider tubes and more blur correlate pixels further apart; more objects cover more of the frame
+    assert frame_stats(_frame(width_mean=12.0))["acf4"] > base["acf4"] + 0.05
+    assert frame_stats(_frame(psf_sigma=3.5))["acf2"] > base["acf2"] + 0.02
+    assert frame_stats(_frame(density=12.0))["fg"] > base["fg"] * 1.3
+    assert frame_stats(_frame(read_noise=20.0, brightness=60.0))["noise"] > 2 * base["noise"]
+
+
+def test_image_gap_is_zero_for_the_same_movies_and_positive_for_others():
+    from mitogan.simfit.imagestats import image_gap, image_stats
+
+    a = image_stats([_frame()[None]])
+    assert image_gap(a, a)[0] == 0.0
+    assert image_gap(image_stats([_frame(width_mean=12.0)[None]]), a)[0] > 0.05
+
+
 @pytest.fixture(scope="module")
 def target():
     """A small simulated 'lab': 6 videos of 6 frames, 128 px, thicker and blurrier than the default."""
@@ -99,7 +123,8 @@ def test_the_objective_prefers_the_target_s_own_parameters_to_the_defaults(targe
     own = score(to_params({"width_mean": 10.0, "psf_sigma": 2.5, "density": 5.0}), target, rung, seed=1)
     default = score(SimParams(), target, rung, seed=1)
     assert own["objective"] < default["objective"] - 0.2
-    assert set(own) >= {"objective", "realism_gap", "fidelity", "diversity_gap", "temporal_gap", "gap_flow"}
+    assert set(own) >= {"objective", "realism_gap", "fidelity", "diversity_gap", "temporal_gap", "image_gap",
+                        "gap_flow", "gap_acf4"}
 
 
 @pytest.mark.slow
