@@ -372,9 +372,13 @@ def _checkpoint_dict(st: _State, cfg: Config) -> dict:
             "history": list(st.history)}
 
 
+_NOT_ARCHITECTURE = ("model.recon_weight",)  # a loss weight under model.: may change on resume (population-based)
+
+
 def _restore(st: _State, ckpt: dict, cfg: Config, path) -> None:
     """Load a checkpoint into a freshly built state; the architecture must match the config."""
-    old = {k: v for k, v in ckpt["config"].items() if k.startswith("model.") or k == "preprocess.tile.size"}
+    old = {k: v for k, v in ckpt["config"].items()
+           if (k.startswith("model.") and k not in _NOT_ARCHITECTURE) or k == "preprocess.tile.size"}
     new = to_flat(cfg)
     for key, value in old.items():
         if new.get(key) != value:
@@ -388,9 +392,21 @@ def _restore(st: _State, ckpt: dict, cfg: Config, path) -> None:
     st.scaler_g.load_state_dict(ckpt["scaler_g"])
     st.scaler_d.load_state_dict(ckpt["scaler_d"])
     st.ada.load_state_dict(ckpt["ada"])
+    _apply_training_values(st, cfg)
     st.z_fixed = ckpt["z_fixed"].to(st.device)
     st.step, st.history = int(ckpt["step"]), list(ckpt["history"])
     _set_rng_state(st, ckpt["rng"])
+
+
+def _apply_training_values(st: _State, cfg: Config) -> None:
+    """The config's learning rates and fixed augmentation strength over those loaded from a checkpoint: the
+    same values on a plain resume; new ones when population-based training continues a run it copied with
+    perturbed hyperparameters (the loss weights are read from the config at every step anyway)."""
+    for opt, lr in ((st.opt_g, cfg.optim.lr_g), (st.opt_d, cfg.optim.lr_d)):
+        for group in opt.param_groups:
+            group["lr"] = lr
+    if not cfg.augment.adaptive:
+        st.ada.p = float(cfg.augment.p)
 
 
 # ---------------------------------------------------------------------------------------------------

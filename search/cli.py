@@ -44,7 +44,12 @@ def register(sub) -> None:
                    help="an RDB URL for the Optuna study, e.g. sqlite:////abs/study.db (default: the journal "
                         "optuna.log in the search folder)")
     p.add_argument("--seed", type=int, default=0, help="seed of Optuna's TPE sampler")
-    p.add_argument("--no-asha", dest="asha", action="store_false", help="turn ASHA early stopping off")
+    p.add_argument("--scheduler", default="asha", choices=["asha", "pbt", "pb2", "none"],
+                   help="asha: Optuna proposes each trial, ASHA stops the worst early; pbt/pb2: population-based "
+                        "training (Optuna draws the population; every train.checkpoint_every steps the worst "
+                        "quarter copy the best quarter's training state and go on with perturbed learning rates, "
+                        "augmentation strength and loss weights; pb2 needs scikit-learn); none: no early stop")
+    p.add_argument("--no-asha", dest="asha", action="store_false", help="same as --scheduler none")
     p.add_argument("--no-stopper", dest="stop_nonconvergent", action="store_false",
                    help="do not stop diverging/collapsing trials early")
     p.add_argument("--sampler", default="tpe", choices=["tpe", "random"], help="Optuna sampler (seeded)")
@@ -65,7 +70,7 @@ def register(sub) -> None:
 
 # options a resumed search takes from its search.json; giving them with --resume is refused
 _FROM_LAUNCH = ("space", "overrides", "data", "trials", "max_concurrent", "cpus_per_trial", "gpus_per_trial",
-                "name", "seed", "asha", "stop_nonconvergent", "sampler", "wandb", "channel", "z", "sim_videos",
+                "name", "seed", "asha", "scheduler", "stop_nonconvergent", "sampler", "wandb", "channel", "z", "sim_videos",
                 "sim_frames", "optuna_storage")
 
 
@@ -89,7 +94,8 @@ def run(args) -> int:
     opts = SearchOptions(space=args.space, overrides=args.overrides, data=args.data, trials=args.trials,
                          max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial,
                          gpus_per_trial=args.gpus_per_trial, address=args.address, storage=args.storage,
-                         name=args.name, seed=args.seed, asha=args.asha, stop_nonconvergent=args.stop_nonconvergent,
+                         name=args.name, seed=args.seed, asha=args.asha, scheduler=args.scheduler,
+                         stop_nonconvergent=args.stop_nonconvergent,
                          sampler=args.sampler, wandb=args.wandb, channel=args.channel, z=_z(args.z),
                          sim_videos=args.sim_videos, sim_frames=args.sim_frames, progress=not args.quiet,
                          verbose=args.verbose, dashboard=args.dashboard, resume=args.resume,

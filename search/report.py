@@ -230,7 +230,15 @@ def _trial_rows(trials, components) -> str:
     return "".join(
         f"<tr><td>{html.escape(t.trial_id)}</td><td>{t.status}</td><td>{html.escape(t.stop_reason)}</td>"
         f"<td>{t.step}</td><td>{_num(t.primary)}</td>" + "".join(f"<td>{_num(_last(t, c))}</td>" for c in components)
-        + f"<td><code>{html.escape(_short_params(t.searched or t.params))}</code></td></tr>" for t in trials)
+        + f"<td><code>{html.escape(_short_params(t.searched or t.params))}</code>{_lineage(t)}</td></tr>" for t in trials)
+
+
+def _lineage(t) -> str:
+    """Population-based training: "continued trial_x at step 250, then trial_y at 500" under the parameters."""
+    if not t.lineage:
+        return ""
+    hops = ", then ".join(f"{html.escape(str(e['parent']))} at step {e.get('step', '?')}" for e in t.lineage)
+    return f"<br><small>continued {hops}</small>"
 
 
 def _gallery(trials, samples: dict, primary_name: str) -> str:

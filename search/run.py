@@ -34,10 +34,9 @@ from pathlib import Path
 
 import ray
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler
-from ray.tune.search import ConcurrencyLimiter
 
 from mitogan.errors import MitoganError
+from search import schedulers
 from search.space import Space, load_space
 from search.storage import JOURNAL, SearchStore, validate_name
 from search.trainable import make_trainable
@@ -62,7 +61,8 @@ class SearchOptions:
     storage: str = "runs"  # local directory (or s3://, gs://, NFS path shared by all nodes)
     name: str | None = None  # default: <space>-<timestamp>
     seed: int = 0
-    asha: bool = True  # ASHA early stopping on the primary metric
+    asha: bool = True  # ASHA early stopping on the primary metric (False = --scheduler none)
+    scheduler: str = "asha"  # asha, pbt, pb2 or none (search/schedulers.py)
     stop_nonconvergent: bool = True  # stop diverging/collapsing trials (mitogan.stopping; thresholds: stop.*)
     sampler: str = "tpe"  # tpe (Optuna's TPE, seeded) or random (seeded; same trials whatever the results)
     grace_steps: int | None = None  # ASHA grace period (default: mitogan.stopping.grace_steps, from stop.grace)
@@ -221,6 +221,7 @@ def run_search(opts: SearchOptions):
     if opts.resume:
         return _resume(opts)
     space = load_space(opts.space, opts.overrides)  # a malformed space fails here, before Ray starts
+    schedulers.check(scheduler_of(opts), space)
     name = opts.name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     store = _open_store(opts.storage, name)
     store.claim("--name", "wait for it to end, or choose another --name")  # two drivers at once: one refused
@@ -522,28 +523,29 @@ def _build_tuner(opts, space: Space, store: SearchStore, trainable, mode: str) -
     from mitogan.stopping import grace_steps
     from search.searcher import OptunaAskTell
 
-    steps = space.base_config().train.steps
     searcher = OptunaAskTell(space.define, metric="primary", mode=mode, study_name=store.name, sampler=_sampler(opts),
                              storage=_optuna_storage, components=PRIMARY_COMPONENTS)
     limit = opts.max_concurrent or max(1, int(ray.cluster_resources().get("CPU", 1) // opts.cpus_per_trial))
-    scheduler = None
-    if opts.asha:
-        # max_t beyond the last step: ASHA stops a trial that *reaches* max_t, before its final report
-        scheduler = ASHAScheduler(time_attr="step", max_t=steps + 1, reduction_factor=3,
-                                  grace_period=opts.grace_steps or grace_steps(space.base_config()))
+    search_alg, scheduler, param_space = schedulers.build(scheduler_of(opts), space, searcher=searcher, seed=opts.seed,
+                                             trials=opts.trials, limit=limit,
+                                             grace_steps=opts.grace_steps or grace_steps(space.base_config()))
     return tune.Tuner(
-        trainable,
+        trainable, param_space=param_space,
         tune_config=tune.TuneConfig(metric="primary", mode=mode, num_samples=opts.trials,
-                                    search_alg=ConcurrencyLimiter(searcher, max_concurrent=limit),
-                                    scheduler=scheduler, trial_dirname_creator=_trial_dirname),
+                                    search_alg=search_alg, scheduler=scheduler, trial_dirname_creator=_trial_dirname),
         run_config=tune.RunConfig(
             name=store.name, storage_path=store.fs_storage, storage_filesystem=store.fs, verbose=0,
             callbacks=[_LiveCallbacks()],
             # an object store gets the trial folders too (sample grids, data.json: the report reads them)
             sync_config=tune.SyncConfig(sync_artifacts=store.remote),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=schedulers.checkpoints_to_keep(scheduler_of(opts))),
             failure_config=tune.FailureConfig(max_failures=2)),
     )
+
+
+def scheduler_of(opts: SearchOptions) -> str:
+    """The scheduler a search runs: ``--scheduler``, or none when ASHA was turned off (``--no-asha``)."""
+    return "none" if opts.scheduler == "asha" and not opts.asha else opts.scheduler
 
 
 def _sampler(opts: SearchOptions) -> dict:

@@ -30,7 +30,9 @@ from ray import tune
 
 from mitogan.config import Config, from_flat
 from mitogan.report import TrainReport, scalars
+from mitogan.fsutil import atomic_write
 from mitogan.stopping import NonConvergencePolicy
+from search.trials import LINEAGE, lineage_of
 
 __all__ = ["train_trial", "make_trainable", "worst_primary"]
 
@@ -70,6 +72,8 @@ def train_trial(config: dict, *, videos, fixed: dict, policy: dict):
         tune.report(_ended_result(resume, start_step))
         return
     state: dict[str, Any] = {"reason": None, "last": {}, "components": {}}
+    lineage = lineage_of(trial_dir)  # population-based training: whose state this trial continues
+    parent = {"parent": lineage[-1]["parent"], "parent_step": lineage[-1]["step"]} if lineage else {}
 
     def on_report(report: TrainReport) -> None:
         reason = stopper.check(report)
@@ -80,7 +84,7 @@ def train_trial(config: dict, *, videos, fixed: dict, policy: dict):
         metrics.setdefault("primary", state["last"].get("primary", worst_primary(PRIMARY_MODE)))
         step = int(report.get("step", 0))
         metrics.update(stop_reason=state["reason"] or "", finished=0, objective=PRIMARY_NAME,
-                       objective_mode=PRIMARY_MODE, timesteps_total=step, start_step=start_step)
+                       objective_mode=PRIMARY_MODE, timesteps_total=step, start_step=start_step, **parent)
         if isinstance(report.get("samples"), np.ndarray):
             metrics["samples_png"] = f"samples/step_{step:06d}.png"  # the name mitogan.train writes
         state["last"] = {k: v for k, v in metrics.items() if k != "samples_png"}
@@ -153,6 +157,12 @@ def _safe_evaluator(evaluator, mode: str):
     return evaluate
 
 
+def _record_parent(trial_dir: Path, parent: str, step: int) -> None:
+    """Append to the trial's ``lineage.json``: at ``step`` it continued from trial ``parent``'s state."""
+    lineage = [*lineage_of(trial_dir), {"parent": parent, "step": step}]
+    atomic_write(trial_dir / LINEAGE, json.dumps(lineage))
+
+
 def _report(metrics: dict, checkpoint_file: str | None, trial_dir: Path) -> None:
     """``tune.report``, with the trainer's checkpoint file as a Ray checkpoint when one was just written."""
     if not checkpoint_file:
@@ -165,7 +175,8 @@ def _report(metrics: dict, checkpoint_file: str | None, trial_dir: Path) -> None
             os.link(checkpoint_file, tmp / "checkpoint.pt")  # no copy on the same disk
         except OSError:
             shutil.copy2(checkpoint_file, tmp / "checkpoint.pt")
-        (tmp / "step.json").write_text(json.dumps({"step": int(metrics.get("step", 0))}))
+        (tmp / "step.json").write_text(json.dumps({"step": int(metrics.get("step", 0)),
+                                                   "trial_id": tune.get_context().get_trial_id()}))
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(tmp)))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -188,8 +199,12 @@ def _resume_path(trial_dir: Path) -> tuple[Path | None, int]:
         with ckpt.as_directory() as d:
             shutil.copy2(Path(d) / "checkpoint.pt", dest)
             meta = Path(d) / "step.json"
-            step = json.loads(meta.read_text())["step"] if meta.is_file() else -1
-        best = (dest, int(step))
+            info = json.loads(meta.read_text()) if meta.is_file() else {}
+        best = (dest, int(info.get("step", -1)))
+        parent = info.get("trial_id")
+        if parent and parent != tune.get_context().get_trial_id():  # population-based training copied another
+            _record_parent(trial_dir, parent, best[1])  # trial's state into this one: that state it is
+            return best
     own = trial_dir / CHECKPOINT_NAME
     if own.is_file():
         try:

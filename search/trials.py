@@ -15,7 +15,7 @@ from pathlib import Path
 
 from mitogan.errors import MitoganError
 
-__all__ = ["TrialRecord", "collect_trials", "best_trial", "ran_to_end", "stop_reason_of", "STOP_REASONS_EXPLAINED"]
+__all__ = ["LINEAGE", "lineage_of", "TrialRecord", "collect_trials", "best_trial", "ran_to_end", "stop_reason_of", "STOP_REASONS_EXPLAINED"]
 
 
 def ran_to_end(result: dict, steps=None) -> bool:
@@ -87,6 +87,23 @@ class TrialRecord:
 
     def samples(self) -> list[Path]:
         return sorted(self.dir.glob("samples/*.png"))
+
+    @property
+    def lineage(self) -> list[dict]:
+        """Population-based training: the trials whose state this one continued, ``[{"parent", "step"}]``."""
+        return lineage_of(self.dir)
+
+
+LINEAGE = "lineage.json"  # in a trial folder: its exploits under population-based training
+
+
+def lineage_of(trial_dir) -> list[dict]:
+    """The trial's exploits under population-based training, oldest first (``[]``: none)."""
+    try:
+        lineage = json.loads((Path(trial_dir) / LINEAGE).read_text())
+    except (OSError, ValueError):
+        return []
+    return [e for e in lineage if isinstance(e, dict) and "parent" in e] if isinstance(lineage, list) else []
 
 
 def collect_trials(search_dir) -> list[TrialRecord]:

@@ -1,0 +1,116 @@
+"""`mitogan search --scheduler pbt|pb2`: what population-based training may perturb, the population Optuna
+draws, the explore step kept inside the space, one-line refusals before Ray starts, and a real PBT search
+in which worse trials continue from better trials' whole training state (lineage in the trial folders, the
+report and every later result)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from search.schedulers import Explore, mutable_params, population
+from search.space import load_space
+from tests.search.spaces import tiny_space
+
+
+def test_only_training_time_floats_are_perturbed_in_every_shipped_space():
+    for name in ("default", "smoke", "fewshot"):
+        space = load_space(name)
+        names = {p.name for p in mutable_params(space)}
+        # learning rates are in every shipped space; architecture and data never are
+        assert {"optim.lr_g", "optim.lr_d"} <= names, name
+        assert not any(n.startswith(("model.", "preprocess.")) and n != "model.recon_weight" for n in names)
+        floats_elsewhere = {p.name for p in space.params if p.type == "float"} - names
+        assert all(n.startswith(("model.", "preprocess.", "init.")) for n in floats_elsewhere), floats_elsewhere
+
+
+def test_the_population_is_seeded_conditional_and_holds_every_perturbed_key():
+    from mitogan.config import to_flat
+
+    space = load_space("default")
+    pop = population(space, 12, seed=3)
+    assert pop == population(space, 12, seed=3) and pop != population(space, 12, seed=4)
+    base = to_flat(space.base_config())
+    kinds = {c["loss.kind"] for c in pop}
+    assert len(kinds) > 1  # the conditional space is explored, not one branch
+    for config in pop:
+        for p in mutable_params(space):
+            assert p.name in config
+            if p.active(config):
+                assert p.low <= config[p.name] <= p.high
+            else:  # e.g. loss.gp_lambda of a BCE trial: the value that trial uses anyway
+                assert config[p.name] == base[p.name]
+
+
+def test_explore_clamps_into_the_range_and_keeps_inactive_parameters_at_base():
+    space = load_space("default")
+    explore = Explore(space)
+    lr = next(p for p in mutable_params(space) if p.name == "optim.lr_g")
+    config = population(space, 1, seed=0)[0]
+    config.update({"optim.lr_g": lr.high * 1.2, "loss.kind": "bce", "loss.gp_lambda": 123.0})
+    out = explore(dict(config))
+    assert out["optim.lr_g"] == lr.high and out["loss.gp_lambda"] == explore.base["loss.gp_lambda"]
+    config["optim.lr_g"] = lr.low * 0.8
+    assert explore(dict(config))["optim.lr_g"] == lr.low
+
+
+@pytest.mark.parametrize("kind", ["pbt", "pb2"])
+def test_a_space_with_nothing_to_perturb_is_refused_in_one_line_before_ray(tmp_path, capsys, kind):
+    from mitogan.cli import main
+
+    space = tmp_path / "arch.yaml"
+    space.write_text(tiny_space("arch", {}, "  - {name: model.activation, type: categorical, choices: [relu, leaky_relu]}"))
+    code = main(["search", "--space", str(space), "--scheduler", kind, "--storage", str(tmp_path / "runs"), "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "to perturb" in err and "asha" in err, err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+PBT_SPACE = tiny_space("pbt", {"train.steps": 60, "train.report_every": 10, "train.eval_every": 10,
+                               "train.sample_every": 30, "train.checkpoint_every": 20}, """
+  - {name: optim.lr_g, type: float, low: 0.00001, high: 0.01, log: true}
+  - {name: optim.lr_d, type: float, low: 0.00001, high: 0.01, log: true}
+  - {name: augment.p, type: float, low: 0.0, high: 1.0}
+""")
+
+
+@pytest.mark.slow
+def test_pbt_search_copies_the_better_trials_state_and_records_the_lineage(tmp_path):
+    from search.report import collect_trials
+    from search.run import SearchOptions, run_search
+
+    (tmp_path / "pbt.yaml").write_text(PBT_SPACE)
+    opts = SearchOptions(space=str(tmp_path / "pbt.yaml"), trials=2, max_concurrent=2, storage=str(tmp_path / "runs"),
+                         name="pbt", seed=1, scheduler="pbt", sim_videos=3, sim_frames=4, progress=False,
+                         wandb=False, report=True)
+    search_dir = run_search(opts)
+    trials = collect_trials(search_dir)
+    assert len(trials) == 2 and all(t.status in ("finished", "stopped") for t in trials)
+    children = [t for t in trials if t.lineage]
+    # two trials side by side, compared at steps 20 and 40: at each, the worse copies the better (if the better
+    # has its checkpoint of that step yet)
+    assert children, "no trial continued another's state"
+    ids = {t.trial_id for t in trials}
+    for child in children:
+        hop = child.lineage[-1]
+        assert hop["parent"] in ids and hop["parent"] != child.trial_id and hop["step"] % 20 == 0
+        after = [r for r in child.results if r.get("start_step") == hop["step"] and r.get("parent") == hop["parent"]]
+        assert after, "results after the copy carry the parent and start at the parent's step"
+        assert after[0]["step"] > hop["step"]  # it trained on from the copied state, not from scratch
+    assert f"continued {children[0].lineage[0]['parent']} at step" in (search_dir / "report" / "index.html").read_text()
+    assert json.loads((search_dir / "search.json").read_text())["status"] == "finished"
+    assert (search_dir / "best" / "config.json").exists()  # the export works on a PBT search
+
+
+def test_pb2_bounds_every_perturbed_parameter_by_its_range():
+    pytest.importorskip("sklearn")
+    from ray.tune.schedulers.pb2 import PB2
+
+    from search.schedulers import build
+
+    space = load_space("smoke")
+    alg, scheduler, param_space = build("pb2", space, searcher=None, seed=0, trials=3, limit=2, grace_steps=1)
+    assert isinstance(scheduler, PB2)
+    assert scheduler._hyperparam_bounds == {p.name: [p.low, p.high] for p in mutable_params(space)}
+    assert set(param_space) >= {p.name for p in mutable_params(space)}
