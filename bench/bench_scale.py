@@ -2,6 +2,7 @@
 
     python bench/bench_scale.py [--trials 50 200] [--arms mitogan,mitogan-nowandb,ray,optuna] [--out DIR]
     python bench/bench_scale.py --searchers 1000      # suggestion latency of the two Optuna searchers alone
+    python bench/bench_scale.py --wandb-logger 50     # what the W&B logger costs Ray's result loop
 
 Arms, each in its own process (that process is "the driver"), on the cheapest trials the code allows
 (a tiny space: 32 px, widths 8, 20 generator steps, one evaluation, no C2ST; built-in data, 2 videos):
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -239,8 +241,9 @@ def measure(arm: str, n: int, root: Path) -> dict:
     out = root / f"{arm}-{n}"
     out.mkdir(parents=True, exist_ok=True)
     events = root / f"{arm}-{n}.json"
-    env = {**os.environ, "WANDB_DIR": str(out), "TMPDIR": str(out / "tmp"), "PYTHONPATH": str(ROOT)}
-    (out / "tmp").mkdir(exist_ok=True)
+    # a short TMPDIR of its own: Ray's socket paths must stay short, and W&B leaves folders there
+    env = {**os.environ, "WANDB_DIR": str(out), "TMPDIR": tempfile.mkdtemp(prefix="bs", dir="/tmp"),
+           "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, __file__, "--_arm", arm, "--trials", str(n), "--dir", str(out),
                              "--events", str(events)], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=open(root / f"{arm}-{n}.log", "wb"))
@@ -251,7 +254,9 @@ def measure(arm: str, n: int, root: Path) -> dict:
     if proc.returncode:
         raise SystemExit(f"arm {arm} ({n} trials) failed: see {root / f'{arm}-{n}.log'}")
     res = json.loads(events.read_text())
-    files = sum(len(f) for d, _, f in os.walk(out) if not d.startswith(str(out / "tmp")))
+    res["tree_peak_mb"] = peak
+    events.write_text(json.dumps(res))
+    files = sum(len(f) for _, _, f in os.walk(out))
     return summarise(res, peak, files)
 
 
@@ -262,10 +267,12 @@ def summarise(res: dict, tree_peak: float, files: int) -> dict:
     t, cpu, rss, ended = rows.T
     window = max(10, n // 4)
     per_window = []
-    for k in range(window, n + 1, window):  # driver CPU between the (k - window)-th and k-th trial ends
-        i0 = np.searchsorted(ended, k - window) if k > window else 0
-        i1 = min(np.searchsorted(ended, k), len(cpu) - 1)
-        per_window.append(float((cpu[i1] - cpu[i0]) / window))
+    # driver CPU per trial between trial ends: the first window starts at the first trial's end (start-up,
+    # Ray and data before it are not per-trial costs), so it holds window - 1 trials
+    for k in range(window, n + 1, window):
+        lo = max(1, k - window)
+        i0, i1 = np.searchsorted(ended, lo), min(np.searchsorted(ended, k), len(cpu) - 1)
+        per_window.append(float((cpu[i1] - cpu[i0]) / (k - lo)))
     half = ended >= n / 2
     slope = float(np.polyfit(ended[half], rss[half], 1)[0]) if half.sum() > 3 and np.ptp(ended[half]) > 0 else None
     return {"arm": res["arm"], "trials": n, "wall_s": round(res["wall"], 1), "window": window,
@@ -311,6 +318,57 @@ def searcher_latency(n: int) -> dict:
     return out
 
 
+def wandb_logger_cost(n: int) -> dict:
+    """The W&B logger alone, fed what Ray would feed it for ``n`` trials (3 results each, a 256 px sample grid
+    on each, then the trial's end): seconds the callbacks hold the driver's thread (Ray's result loop waits
+    that long), and the seconds ``on_experiment_end`` then needs to finish the runs. Offline W&B."""
+    from dataclasses import dataclass, field
+
+    import numpy as np
+
+    import mitogan.metrics  # noqa: F401  (imported by a search's driver long before; not W&B's cost)
+    import search.report  # noqa: F401
+    from mitogan.viz import save_image_grid
+    from search.wandb_log import WandbSearchLogger
+
+    @dataclass
+    class Trial:  # what the logger reads of ray.tune.experiment.Trial
+        trial_id: str
+        config: dict
+        local_path: str
+        path: str | None = None
+        last_result: dict = field(default_factory=dict)
+        status: str = "TERMINATED"
+
+    root = Path(tempfile.mkdtemp(prefix="bs", dir="/tmp"))
+    os.environ.update(WANDB_MODE="offline", TMPDIR=str(root))
+    grid = np.random.default_rng(0).uniform(-1, 1, (64, 1, 32, 32)).astype(np.float32)
+    logger = WandbSearchLogger(search_name="lat", space_name="scale", fixed={}, wandb_dir=root)
+    trials, held = [], []
+    for i in range(n):
+        t = Trial(f"t{i:04d}", {"loss.kind": "hinge", "optim.lr_g": 1e-4 * (1 + i % 7)}, str(root / f"trial_{i}"))
+        trials.append(t)
+        save_image_grid(grid, Path(t.local_path) / "samples" / "step_000020.png")
+        c0 = time.perf_counter()
+        for step in (10, 20, 20):
+            r = {"step": step, "primary": 0.5, "fidelity": 0.3, "diversity_gap": 0.1, "loss_d": 1.0, "loss_g": 2.0,
+                 "samples_png": "samples/step_000020.png" if step == 20 else None, "finished": int(step == 20)}
+            t.last_result = r
+            logger.on_trial_result(0, trials, t, r)
+        logger.on_trial_complete(0, trials, t)
+        held.append(time.perf_counter() - c0)
+    t0 = time.perf_counter()
+    logger.on_experiment_end(trials)
+    end = time.perf_counter() - t0
+    out = {"trials": n, "held_ms_per_trial_median": round(float(np.median(held)) * 1e3, 1),
+           "held_ms_p90": round(float(np.percentile(held, 90)) * 1e3, 1), "held_ms_max": round(max(held) * 1e3, 1),
+           "held_s_total": round(float(np.sum(held)), 2), "experiment_end_s": round(end, 2),
+           "cpu_s": round(time.process_time(), 2)}
+    shutil.rmtree(root, ignore_errors=True)
+    print(json.dumps(out), flush=True)
+    return out
+
+
 def plot(results: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -345,6 +403,8 @@ def main() -> None:
     ap.add_argument("--arms", default=",".join(ARMS))
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "scale"))
     ap.add_argument("--searchers", type=int, default=0, help="only the searchers' suggestion latency, N trials")
+    ap.add_argument("--wandb-logger", type=int, default=0, help="only the W&B logger's cost, N synthetic trials")
+    ap.add_argument("--resummarise", action="store_true", help="recompute OUT/scale.* from the raw samples kept there")
     ap.add_argument("--_arm")
     ap.add_argument("--dir")
     ap.add_argument("--events")
@@ -353,18 +413,35 @@ def main() -> None:
         return run_arm(a._arm, a.trials[0], Path(a.dir), Path(a.events))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
+    if a.wandb_logger:
+        return wandb_logger_cost(a.wandb_logger)
+    if a.resummarise:
+        old = json.loads((out / "scale.json").read_text())
+        results = [summarise(json.loads((out / f"{r['arm']}-{r['trials']}.events.json").read_text()),
+                             r["tree_peak_mb"], round(r["files_per_trial"] * r["trials"])) for r in old]
+        for r, o in zip(results, old):
+            r["load_avg_1min_end"] = o.get("load_avg_1min_end")
+        return finish(results, out)
     if a.searchers:
         res = searcher_latency(a.searchers)
         (out / f"searchers-{a.searchers}.json").write_text(json.dumps(res, indent=1))
         return
     work = Path(tempfile.mkdtemp(prefix="bench-scale-"))
-    results = []
+    runs = [(arm, n) for n in a.trials for arm in a.arms.split(",")]
+    old = json.loads((out / "scale.json").read_text()) if (out / "scale.json").is_file() else []
+    results = [r for r in old if (r["arm"], r["trials"]) not in runs]  # earlier arms kept, these replaced
     for n in a.trials:
         for arm in a.arms.split(","):
             r = measure(arm, n, work)
+            shutil.copy2(work / f"{arm}-{n}.json", out / f"{arm}-{n}.events.json")  # raw samples: re-summarise
             results.append(r)
             print(json.dumps(r), flush=True)
             (out / "scale.json").write_text(json.dumps(results, indent=1))
+    finish(results, out)
+
+
+def finish(results: list[dict], out: Path) -> None:
+    (out / "scale.json").write_text(json.dumps(results, indent=1))
     plot(results, out / "scale.png")
     (out / "scale.md").write_text(table(results))
     print(table(results))
