@@ -309,8 +309,13 @@ def _q(p) -> str:
     return shlex.quote(str(p))
 
 
+def _qf(p) -> str:
+    """``_q`` for a path put into a template that is ``.format``-ted afterwards (its braces kept literally)."""
+    return _q(p).replace("{", "{{").replace("}", "}}")
+
+
 def _synth_info(p: Path) -> dict:
-    for name in ("synth.json", ".synth-run.json"):
+    for name in (".synth-run.json", "synth.json"):  # the run stamp names the bundle by its absolute path
         try:
             info = json.loads((p / name).read_text())
             if isinstance(info, dict):
@@ -405,13 +410,13 @@ def _next_for_bundle(p: Path, kind: str) -> str:
     if kind in ("run", "checkpoint"):
         return "export it first: `mitogan export {p} --out BUNDLE`, then `mitogan synth BUNDLE ...`"
     if kind == "trial":
-        return (f"export it first: `mitogan export {_q(p.parent)} --trial {_q(p.name)} --out BUNDLE`, then "
+        return (f"export it first: `mitogan export {_qf(p.parent)} --trial {_qf(p.name)} --out BUNDLE`, then "
                 "`mitogan synth BUNDLE ...`")
     if kind == "search":
         return "export its best trial first: `mitogan export {p}` (writes {p}/best), then `mitogan synth {p} ...`"
     if kind == "synth":
         bundle = _synth_info(p).get("bundle")
-        return f"it was made by the bundle {_q(bundle)}: `mitogan synth {_q(bundle)} ...`" if bundle else None
+        return f"it was made by the bundle {_qf(bundle)}: `mitogan synth {_qf(bundle)} ...`" if bundle else None
     return "a bundle comes from `mitogan export RUN_OR_SEARCH --out BUNDLE` (train one first: `mitogan train " \
            "--data TILES --out RUN`)"
 
@@ -440,7 +445,7 @@ def _next_for_export(p: Path, kind: str) -> str | None:
     if kind == "bundle":
         return "it is already exported; use it: `mitogan synth {p} -n 1000 --out SYNTH`"
     if kind == "trial":
-        return f"export it from its search: `mitogan export {_q(p.parent)} --trial {_q(p.name)} --out BUNDLE`"
+        return f"export it from its search: `mitogan export {_qf(p.parent)} --trial {_qf(p.name)} --out BUNDLE`"
     if kind in RAW_KINDS:
         return "train on it first: `mitogan preprocess {p} --out TILES`, `mitogan train --data TILES --out RUN`, " \
                "then `mitogan export RUN --out BUNDLE`"

@@ -112,11 +112,11 @@ def _config(args, overrides):
 def _check_inputs(args) -> None:
     """Every INPUT is raw data (a movie/image file or a folder of them): tiles, bundles, runs, searches and
     other outputs are one line naming the command that takes them."""
-    from mitogan.resolve import RAW_KINDS, kind_of, wrong_input
+    from mitogan.resolve import SOURCE_KINDS, TILES_KINDS, kind_of, wrong_input
 
     for name in args.inputs:
-        kind = kind_of(name)
-        if kind not in RAW_KINDS and kind != "missing":  # a missing path: the reader's own message
+        kind = kind_of(name)  # MitoGAN's own outputs; anything else gets the reader's own message
+        if kind in (*TILES_KINDS, *SOURCE_KINDS, "synth", "synth-incomplete", "evaluate", "explain"):
             raise wrong_input(Path(name), kind, "raw", option="INPUT", command="mitogan preprocess")
     for flag, value in (("--pixel-size", args.pixel_size), ("--frame-interval", args.frame_interval)):
         if value is not None and not (np.isfinite(value) and 0 < value < 1e6):
