@@ -87,8 +87,6 @@ class _Worker:
         if self.thread is None or not self.thread.is_alive():
             self.thread = threading.Thread(target=self._loop, name="mitogan-wandb", daemon=True)
             self.thread.start()
-            # a driver leaving without on_experiment_end (an exception) still hands W&B what it has
-            atexit.register(self.drain, 30.0)
         self.queue.put((fn, args))
 
     def drain(self, timeout: float | None = None) -> None:
@@ -125,7 +123,7 @@ class WandbSearchLogger(Callback):
         self.ended: dict[str, dict] = {}  # trial_id -> table row data
         self.samples: dict[str, Path] = {}  # trial_id -> its latest sample grid on this machine
         self.open: set[str] = set()  # trials with a run opened by this driver and not ended yet
-        self.worker = _Worker()
+        self.worker, self.exit_hook = _Worker(), False
 
     # -- trials (the driver's thread: shape the row, hand the W&B calls to the worker) -----------------
     def on_trial_result(self, iteration, trials, trial, result, **info):
@@ -174,6 +172,9 @@ class WandbSearchLogger(Callback):
                            dir=self.dir, tags=tags, job_type="trial", run_id=trial_run_id(self.search_name, trial_id),
                            settings=DRIVER_SETTINGS)
             self.runs[trial_id] = run
+            if not self.exit_hook:  # registered after wandb's own: at exit this runs first (LIFO), so a
+                self.exit_hook = True  # driver leaving without on_experiment_end still hands W&B its rows
+                atexit.register(self.worker.drain, 30.0)
         return run
 
     def _log(self, trial_id: str, cfg: dict, row: dict, step: int, png: Path | None) -> None:
