@@ -67,12 +67,12 @@ def train_trial(config: dict, *, videos, fixed: dict, policy: dict):
     tiles = training_tiles(tiles, cfg.train.holdout)
     _write_data_info(trial_dir / "data.json", tiles, evaluator.reference.split)
     stopper = NonConvergencePolicy(cfg, **policy)  # thresholds and grace period: cfg.stop
-    resume, start_step = _resume_path(trial_dir)
+    resume, start_step, lineage = _resume_path(trial_dir)
     if resume is not None and start_step >= cfg.train.steps:  # it had ended when its driver died
         tune.report(_ended_result(resume, start_step))
         return
     state: dict[str, Any] = {"reason": None, "last": {}, "components": {}}
-    lineage = lineage_of(trial_dir)  # population-based training: whose state this trial continues
+    # population-based training: whose state this trial continues (goes with every checkpoint it hands Ray)
     parent = {"parent": lineage[-1]["parent"], "parent_step": lineage[-1]["step"]} if lineage else {}
 
     def on_report(report: TrainReport) -> None:
@@ -89,7 +89,7 @@ def train_trial(config: dict, *, videos, fixed: dict, policy: dict):
             metrics["samples_png"] = f"samples/step_{step:06d}.png"  # the name mitogan.train writes
         state["last"] = {k: v for k, v in metrics.items() if k != "samples_png"}
         state["components"].update({c: metrics[c] for c in PRIMARY_COMPONENTS if c in metrics})
-        _report(metrics, report.get("checkpoint"), trial_dir)
+        _report(metrics, report.get("checkpoint"), lineage)
 
     result = train(cfg, tiles, out_dir=trial_dir, on_report=on_report, should_stop=lambda: state["reason"] is not None,
                    resume=resume, evaluate=evaluator)
@@ -157,14 +157,9 @@ def _safe_evaluator(evaluator, mode: str):
     return evaluate
 
 
-def _record_parent(trial_dir: Path, parent: str, step: int) -> None:
-    """Append to the trial's ``lineage.json``: at ``step`` it continued from trial ``parent``'s state."""
-    lineage = [*lineage_of(trial_dir), {"parent": parent, "step": step}]
-    atomic_write(trial_dir / LINEAGE, json.dumps(lineage))
-
-
-def _report(metrics: dict, checkpoint_file: str | None, trial_dir: Path) -> None:
-    """``tune.report``, with the trainer's checkpoint file as a Ray checkpoint when one was just written."""
+def _report(metrics: dict, checkpoint_file: str | None, lineage: list[dict]) -> None:
+    """``tune.report``, with the trainer's checkpoint file as a Ray checkpoint when one was just written
+    (``step.json`` beside it: its step, the trial that wrote it and that trial's lineage)."""
     if not checkpoint_file:
         tune.report(metrics)
         return
@@ -175,24 +170,28 @@ def _report(metrics: dict, checkpoint_file: str | None, trial_dir: Path) -> None
             os.link(checkpoint_file, tmp / "checkpoint.pt")  # no copy on the same disk
         except OSError:
             shutil.copy2(checkpoint_file, tmp / "checkpoint.pt")
-        (tmp / "step.json").write_text(json.dumps({"step": int(metrics.get("step", 0)),
+        (tmp / "step.json").write_text(json.dumps({"step": int(metrics.get("step", 0)), "lineage": lineage,
                                                    "trial_id": tune.get_context().get_trial_id()}))
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(tmp)))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _resume_path(trial_dir: Path) -> tuple[Path | None, int]:
-    """Where this trial continues from, and its generator step; ``(None, 0)`` for a fresh start.
+def _resume_path(trial_dir: Path) -> tuple[Path | None, int, list[dict]]:
+    """Where this trial continues from, its generator step and its lineage; ``(None, 0, [])`` for a fresh
+    start.
 
     Two candidates: the checkpoint Ray restored (after a lost worker or a restored search; Ray's experiment
     state may lag a few reports behind) and the trainer's own ``checkpoint.pt`` in the trial folder,
     when the trial restarts where its folder still is (same node, same Ray session). The
-    newer wins. ``start_step`` goes into every result: a resumed trial shows where it continued from, and
-    one restarted from scratch shows 0 twice."""
+    newer wins, except that a checkpoint another trial wrote always wins: population-based training copied
+    that trial's state into this one. ``start_step`` goes into every result: a resumed trial shows where it
+    continued from, and one restarted from scratch shows 0 twice. The lineage (``[{"parent", "step"}]``)
+    is the restored state's: Ray's checkpoint carries it, the trial folder's ``lineage.json`` goes with
+    ``checkpoint.pt``; the chosen one is written to ``lineage.json``."""
     from mitogan.train import CHECKPOINT_NAME, load_checkpoint
 
-    best: tuple[Path | None, int] = (None, 0)
+    best: tuple[Path | None, int, list[dict]] = (None, 0, [])
     ckpt = tune.get_checkpoint()
     if ckpt is not None:
         dest = trial_dir / "resume.pt"
@@ -200,11 +199,11 @@ def _resume_path(trial_dir: Path) -> tuple[Path | None, int]:
             shutil.copy2(Path(d) / "checkpoint.pt", dest)
             meta = Path(d) / "step.json"
             info = json.loads(meta.read_text()) if meta.is_file() else {}
-        best = (dest, int(info.get("step", -1)))
-        parent = info.get("trial_id")
-        if parent and parent != tune.get_context().get_trial_id():  # population-based training copied another
-            _record_parent(trial_dir, parent, best[1])  # trial's state into this one: that state it is
-            return best
+        step, writer = int(info.get("step", -1)), info.get("trial_id")
+        lineage = [e for e in info.get("lineage") or [] if isinstance(e, dict)]
+        if writer and writer != tune.get_context().get_trial_id():  # copied from another trial: that it is
+            return _chosen(trial_dir, (dest, step, [*lineage, {"parent": writer, "step": step}]))
+        best = (dest, step, lineage)
     own = trial_dir / CHECKPOINT_NAME
     if own.is_file():
         try:
@@ -212,5 +211,12 @@ def _resume_path(trial_dir: Path) -> tuple[Path | None, int]:
         except Exception:  # torn or foreign: Ray's copy (or a fresh start) it is
             step = -1
         if step > best[1]:
-            best = (own, step)
-    return best
+            best = (own, step, lineage_of(trial_dir))
+    return _chosen(trial_dir, best)
+
+
+def _chosen(trial_dir: Path, choice: tuple[Path | None, int, list[dict]]) -> tuple[Path | None, int, list[dict]]:
+    """``choice``, with its lineage written to the trial folder's ``lineage.json`` (the report reads it)."""
+    if choice[2] or (trial_dir / LINEAGE).exists():
+        atomic_write(trial_dir / LINEAGE, json.dumps(choice[2]))
+    return choice
