@@ -14,7 +14,7 @@ DEV_STAMP := $(VENV)/.mitogan-dev
 # extra options for `make search`, e.g. ARGS="--trials 4" or ARGS="--data ../shared/data"
 ARGS ?=
 
-.PHONY: install install-dev search test test-fast clean
+.PHONY: install install-dev search test test-slow test-all test-fast clean
 
 install: $(STAMP)
 
@@ -35,11 +35,18 @@ $(DEV_STAMP): $(STAMP)
 search: $(STAMP)
 	$(VENV)/bin/mitogan search --space smoke $(ARGS)
 
+# `make test`: every test not marked slow or cluster (minutes); `make test-slow`: the end-to-end searches,
+# proofs and multi-process cluster tests; `make test-all`: both in one run. CI (.ci/run) runs test, then test-slow.
 test: $(DEV_STAMP)
+	$(VENV)/bin/pytest -q -m "not slow and not cluster"
+
+test-slow: $(DEV_STAMP)
+	$(VENV)/bin/pytest -q -m "slow or cluster"
+
+test-all: $(DEV_STAMP)
 	$(VENV)/bin/pytest -q
 
-test-fast: $(DEV_STAMP)
-	$(VENV)/bin/pytest -q -m "not slow and not cluster"
+test-fast: test
 
 clean:
 	rm -rf runs .pytest_cache
