@@ -333,7 +333,7 @@ def check_complete(path, *, option: str = "") -> None:
         raise incomplete_synth(p, option)
 
 
-def incomplete_synth(p: Path, option: str = "") -> MitoganError:
+def incomplete_synth(p: Path, option: str = "") -> InputError:
     info = _synth_info(p)
     done = sum(1 for part in (p / "parts").glob("batch_*.csv") for line in part.read_text().splitlines() if line)
     resume = f"mitogan synth {_q(info.get('bundle', 'BUNDLE'))} --out {_q(p)} --resume (with the options it was " \
@@ -343,9 +343,9 @@ def incomplete_synth(p: Path, option: str = "") -> MitoganError:
         if "--out" in argv[:-1]:
             argv[argv.index("--out") + 1] = str(p)
         resume = " ".join(_q(a) for a in argv)
-    return MitoganError(f"{option + ' ' if option else ''}{p}: an incomplete `mitogan synth` output ({done} images "
-                        f"written{' of ' + str(info['n']) if info.get('n') else ''}, no synth.json: it stopped "
-                        f"before the end); finish it with `{resume}`, then use it")
+    return InputError(f"{option + ' ' if option else ''}{p}", f"an incomplete `mitogan synth` output ({done} images "
+                      f"written{' of ' + str(info['n']) if info.get('n') else ''}, no synth.json: it stopped before "
+                      f"the end); finish it with `{resume}`, then use it")
 
 
 # what to run instead, by (kind given, what was wanted); {p} is the path given, {o} the option
@@ -363,7 +363,7 @@ _NEXT_FOR_SOURCE = {
 
 
 def wrong_input(p: Path, kind: str, wanted: str, *, option: str, command: str | None = None,
-                example: str | None = None) -> MitoganError:
+                example: str | None = None) -> InputError:
     """The one-line error for ``p`` (of ``kind``) given where ``wanted`` was expected: ``"tiles"``,
     ``"real"`` (tiles or raw movies), ``"source"`` (a run/trial/search/bundle), ``"bundle"``, ``"images"``
     (generated images to evaluate), ``"raw"`` (movies to preprocess) or ``"exportable"`` (a run or search).
@@ -375,9 +375,9 @@ def wrong_input(p: Path, kind: str, wanted: str, *, option: str, command: str | 
     q = _q(p)
     ex = f": `{example}`" if example else ""
     if kind == "missing" and wanted == "bundle":
-        return MitoganError(f"{where}: does not exist; " + _next_for_bundle(p, kind).format(p=q))
+        return InputError(where, "does not exist; " + _next_for_bundle(p, kind).format(p=q))
     if kind == "missing":
-        return MitoganError(f"{where}: does not exist" + (f" (e.g. `{example}`)" if example else ""))
+        return InputError(where, "does not exist" + (f" (e.g. `{example}`)" if example else ""))
     nxt = None
     if wanted == "tiles":
         nxt = _NEXT_FOR_TILES.get(kind)
@@ -399,7 +399,7 @@ def wrong_input(p: Path, kind: str, wanted: str, *, option: str, command: str | 
         nxt = _next_for_export(p, kind)
     nxt = nxt or "see `" + (command or "mitogan") + " --help`"
     then = f"pass {option} TILES" if option.startswith("-") else "use TILES"
-    return MitoganError(f"{where}: {what}; " + nxt.format(p=q, o=option or "it", ex=ex, then=then))
+    return InputError(where, f"{what}; " + nxt.format(p=q, o=option or "it", ex=ex, then=then))
 
 
 def _bundle_of_search(p: Path) -> str | None:

@@ -28,7 +28,8 @@ def test_load_tiles_accepts_the_folder_preprocess_wrote(tmp_path):
     save_tiles(tmp_path / "out" / "tiles.npz", _tiles())
     assert len(load_tiles(tmp_path / "out")) == 3
     (tmp_path / "other").mkdir()
-    with pytest.raises(InputError, match=r"other: folder has no tiles.npz"):
+    # never `mitogan preprocess --out other`, which would write into the folder given as data
+    with pytest.raises(InputError, match=r"other: is a folder with no movies.*`mitogan preprocess MOVIES --out TILES`"):
         load_tiles(tmp_path / "other")
 
 
