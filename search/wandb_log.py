@@ -125,6 +125,15 @@ class WandbSearchLogger(Callback):
         self.open: set[str] = set()  # trials with a run opened by this driver and not ended yet
         self.worker, self.exit_hook = _Worker(), False
 
+    # Ray pickles the callbacks of a RunConfig (Tuner saves them with the experiment): the thread, its queue
+    # and open runs stay behind; a copy starts with a worker of its own
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "worker": None, "runs": {}, "exit_hook": False}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.worker = _Worker()
+
     # -- trials (the driver's thread: shape the row, hand the W&B calls to the worker) -----------------
     def on_trial_result(self, iteration, trials, trial, result, **info):
         data = result.pop(SAMPLE_BYTES, None)  # in place: Ray's own loggers run after this callback

@@ -164,3 +164,59 @@ def test_runs_start_off_the_drivers_thread_and_skip_the_package_scan(offline, mo
     runs = {rec["run"]["name"]: rec for rec in map(read_run, offline.glob("wandb/offline-run-*/run-*.wandb"))}
     assert set(runs) == {"trial_t", "search_s3"}
     assert runs["trial_t"]["exit"] == 0 and [row["_step"] for row in runs["trial_t"]["history"]] == [10, 20]
+
+
+def _samples_elsewhere(config):
+    """A trial whose sample grids live where the driver does not look (its node's own disk, as on a
+    cluster without a shared filesystem); it ships each grid in its result."""
+    import tempfile
+    from pathlib import Path
+
+    from ray import tune
+
+    from mitogan.viz import save_image_grid
+    from search.wandb_log import attach_sample
+
+    own = Path(tempfile.mkdtemp(prefix="node-"))
+    for step in (10, 20):
+        rel = f"samples/step_{step:06d}.png"
+        save_image_grid(np.full((4, 1, 8, 8), step / 20 - 0.5, np.float32), own / rel)
+        tune.report(attach_sample({"step": step, "primary": 0.5 - step / 100, "samples_png": rel}, own))
+
+
+@pytest.mark.slow  # a real local Ray (~15 s)
+def test_a_real_tune_run_gets_images_from_results_and_keeps_the_bytes_out_of_rays_files(tmp_path, monkeypatch):
+    """Under real Ray Tune: the grids the trials shipped reach W&B and the driver's trial folders (where the
+    report reads them), and Ray's own loggers (result.json, progress.csv) never see the PNG bytes."""
+    import shutil
+    import tempfile
+
+    import ray
+    from ray import tune
+
+    from search.wandb_log import SAMPLE_BYTES, WandbSearchLogger
+
+    short = tempfile.mkdtemp(prefix="wb", dir="/tmp")  # Ray's socket paths must stay short
+    monkeypatch.setenv("TMPDIR", short)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    logger = WandbSearchLogger(search_name="img", space_name="e2e", fixed={}, wandb_dir=tmp_path)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        tune.Tuner(_samples_elsewhere, tune_config=tune.TuneConfig(num_samples=2, metric="primary", mode="min"),
+                   run_config=tune.RunConfig(name="img", storage_path=str(tmp_path / "runs"), verbose=0,
+                                             callbacks=[logger])).fit()
+    finally:
+        ray.shutdown()
+        shutil.rmtree(short, ignore_errors=True)
+    trial_dirs = [p.parent for p in (tmp_path / "runs" / "img").glob("*/result.json")]
+    assert len(trial_dirs) == 2
+    for d in trial_dirs:
+        assert sorted(p.name for p in (d / "samples").iterdir()) == ["step_000010.png", "step_000020.png"]
+        for name in ("result.json", "progress.csv"):
+            text = (d / name).read_text()
+            assert "samples_png" in text and SAMPLE_BYTES not in text and "PNG" not in text
+    runs = [read_run(p) for p in tmp_path.glob("wandb/offline-run-*/run-*.wandb")]
+    trials = [r for r in runs if r["run"]["job_type"] == "trial"]
+    assert len(trials) == 2 and all(r["exit"] == 0 for r in trials)
+    for r in trials:
+        assert [row["_step"] for row in r["history"] if row.get("samples/_type") == "image-file"] == [10, 20]
