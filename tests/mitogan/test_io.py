@@ -553,3 +553,27 @@ def test_unlistable_subfolder_is_reported_and_fails_under_strict(tmp_path):
             read_inputs([root], strict=True)
     finally:
         os.chmod(root / "locked", 0o755)
+
+
+# ----------------------------------------------------------------------------------------- physical scale
+def test_physical_scale_from_ome_imagej_plain_tiff_and_the_simulator(tmp_path):
+    from mitogan.io import common_scale, physical_scale
+    from mitogan.simulate import PIXEL_SIZE_UM, SimParams, save_video, simulate_video
+
+    frames = np.zeros((3, 16, 16), np.uint16)
+    tifffile.imwrite(tmp_path / "ome.ome.tif", frames, ome=True, metadata={
+        "axes": "TYX", "PhysicalSizeX": 80, "PhysicalSizeXUnit": "nm", "TimeIncrement": 500, "TimeIncrementUnit": "ms"})
+    tifffile.imwrite(tmp_path / "ij.tif", frames, imagej=True, resolution=(1 / 0.2, 1 / 0.2),
+                     metadata={"unit": "um", "axes": "TYX", "finterval": 2.5})
+    tifffile.imwrite(tmp_path / "inch.tif", frames, photometric="minisblack", resolution=(72, 72))  # screen dpi
+    assert physical_scale(tmp_path / "ome.ome.tif") == pytest.approx({"pixel_size_um": 0.08, "frame_interval_s": 0.5})
+    assert physical_scale(tmp_path / "ij.tif") == pytest.approx({"pixel_size_um": 0.2, "frame_interval_s": 2.5})
+    assert physical_scale(tmp_path / "inch.tif") == {"pixel_size_um": None, "frame_interval_s": None}
+    # the simulator writes its own scale into every TIFF it saves, even alone in a folder
+    f, truth = simulate_video(SimParams(size=32, frames=2), 0)
+    alone = save_video(f, truth, tmp_path / "alone" / "v.tif")
+    assert physical_scale(alone)["pixel_size_um"] == pytest.approx(PIXEL_SIZE_UM)
+    assert read_file(alone)[0].meta["pixel_size_um"] == pytest.approx(PIXEL_SIZE_UM)
+    # sources that disagree have no one pixel size
+    assert common_scale([tmp_path / "ij.tif", tmp_path / "ome.ome.tif"])["pixel_size_um"] is None
+    assert common_scale([tmp_path / "ij.tif", tmp_path / "ij.tif"])["frame_interval_s"] == pytest.approx(2.5)

@@ -127,3 +127,21 @@ def test_evaluate_preprocesses_raw_real_data_as_the_source_given(outputs, tmp_pa
     assert metrics["n_real"] == len(load_tiles(outputs["tiles"])) != 9 * 18
     assert main(["evaluate", outputs["raw"], fake, "--source", outputs["tiles"], "--out", str(tmp_path / "f")]) == 2
     assert "--source" in capsys.readouterr().err
+
+
+def test_train_resume_and_explain_take_raw_movies_through_the_runs_preprocessing(outputs, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(outputs["run"], run)
+    assert main(["train", "--data", outputs["raw"], "--out", str(run), "--resume", "--smoke", "--no-eval", "-q",
+                 "--set", "preprocess.tile.size=32", "--set", "train.steps=14"]) == 0
+    err = capsys.readouterr().err
+    assert f"--data {outputs['raw']}: raw data, preprocessed as the run {run} was" in err
+    import torch
+
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["step"] == 14
+    assert main(["explain", outputs["bundle"], "--data", outputs["movie"], "--out", str(tmp_path / "ex"),
+                 "--max-tiles", "8", "--no-generated", "-q"]) == 0
+    assert f"--data {outputs['movie']}: raw data, preprocessed as the bundle" in capsys.readouterr().err
+    assert json.loads((tmp_path / "ex" / "summary.json").read_text())["n_real"] == 8
