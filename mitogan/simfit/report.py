@@ -93,14 +93,19 @@ def fit_figure(path, rows: list[dict], importance: dict, space=FIT_SPACE, top: i
 
 
 def _components(ax, rows: list[dict]) -> None:
-    from mitogan.simfit.objective import TEMPORAL_WEIGHT
+    """The objective and its three weighted parts for the finished trials, best first (lines: realism_gap
+    can be below 0, so stacked bars would mislead)."""
+    from mitogan.simfit.objective import IMAGE_WEIGHT, TEMPORAL_WEIGHT
 
     done = sorted((r for r in rows if r["finished"]), key=lambda r: r["objective"])
     x = np.arange(len(done))
-    real = np.array([r["metrics"].get("realism_gap", np.nan) for r in done])
-    temp = TEMPORAL_WEIGHT * np.array([r["metrics"].get("temporal_gap", 0.0) for r in done])
-    ax.bar(x, real, color="tab:blue", label="realism_gap")
-    ax.bar(x, temp, bottom=real, color="tab:orange", label=f"{TEMPORAL_WEIGHT:g} x temporal_gap")
+    part = lambda key, w=1.0: w * np.array([r["metrics"].get(key, np.nan) for r in done], float)  # noqa: E731
+    ax.plot(x, [r["objective"] for r in done], "k-", lw=2, label="objective")
+    ax.plot(x, part("realism_gap"), ".-", color="tab:blue", label="realism_gap")
+    ax.plot(x, part("temporal_gap", TEMPORAL_WEIGHT), ".-", color="tab:orange",
+            label=f"{TEMPORAL_WEIGHT:g} x temporal_gap")
+    ax.plot(x, part("image_gap", IMAGE_WEIGHT), ".-", color="tab:green", label=f"{IMAGE_WEIGHT:g} x image_gap")
+    ax.axhline(0, color="grey", lw=0.5)
     ax.set_xlabel("finished trials, best first")
-    ax.set_title("objective = realism_gap + weighted temporal gap", fontsize=9)
+    ax.set_title("objective and its parts (last rung)", fontsize=9)
     ax.legend(fontsize=8)
