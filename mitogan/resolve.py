@@ -24,6 +24,7 @@ from pathlib import Path
 from mitogan.errors import InputError, MitoganError
 
 __all__ = ["kind_of", "Provenance", "provenance", "real_tiles", "wrong_input", "check_complete", "describe",
+           "synth_bundle",
            "SOURCE_KINDS", "RAW_KINDS", "TILES_KINDS"]
 
 SOURCE_KINDS = ("bundle", "run", "checkpoint", "trial", "search")  # things with a preprocessing of their own
@@ -323,6 +324,12 @@ def _synth_info(p: Path) -> dict:
         except (OSError, ValueError):
             continue
     return {}
+
+
+def synth_bundle(path) -> Path | None:
+    """The bundle a synth output was made by, when it is still where the output says."""
+    bundle = _synth_info(Path(path)).get("bundle")
+    return Path(bundle) if bundle and kind_of(bundle) == "bundle" else None
 
 
 def check_complete(path, *, option: str = "") -> None:

@@ -144,8 +144,12 @@ def _check_kinds(args):
             raise wrong_input(Path(args.source), kind, "source", option="--source", command="mitogan evaluate")
         return provenance(args.source, option="--source")
     if real_k in RAW_KINDS and fake_k == "synth":
-        return provenance(args.fake, option="FAKE")
-    if real_k in RAW_KINDS and not args.quiet:
+        from mitogan.resolve import synth_bundle
+
+        if synth_bundle(args.fake) is not None:
+            return provenance(args.fake, option="FAKE")
+        # the bundle that made FAKE is gone (moved, or on another machine): the note below names --source
+    if real_k in RAW_KINDS:  # said even with -q: it decides what the numbers mean
         print(f"mitogan: REAL {args.real}: raw frames, cut into tiles without preprocessing (pass --source "
               "RUN_OR_BUNDLE_OR_SEARCH to preprocess them as the generator's training data was)", file=sys.stderr)
     return None

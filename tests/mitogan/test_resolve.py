@@ -145,3 +145,16 @@ def test_train_resume_and_explain_take_raw_movies_through_the_runs_preprocessing
                  "--max-tiles", "8", "--no-generated", "-q"]) == 0
     assert f"--data {outputs['movie']}: raw data, preprocessed as the bundle" in capsys.readouterr().err
     assert json.loads((tmp_path / "ex" / "summary.json").read_text())["n_real"] == 8
+
+
+def test_evaluate_says_when_raw_real_data_is_not_preprocessed(outputs, tmp_path, capsys):
+    import shutil
+
+    synth = tmp_path / "synth"
+    shutil.copytree(outputs["synth"], synth)
+    stamp = json.loads((synth / ".synth-run.json").read_text())
+    (synth / ".synth-run.json").write_text(json.dumps({**stamp, "bundle": str(tmp_path / "gone")}))
+    (synth / "synth.json").write_text(json.dumps({"bundle": str(tmp_path / "gone")}))
+    assert main(["evaluate", outputs["raw"], str(synth), "--out", str(tmp_path / "e"), "--no-c2st", "-q"]) == 0
+    err = capsys.readouterr().err
+    assert "raw frames, cut into tiles without preprocessing (pass --source RUN_OR_BUNDLE_OR_SEARCH" in err
