@@ -273,7 +273,8 @@ def summarise(res: dict, tree_peak: float, files: int) -> dict:
         lo = max(1, k - window)
         i0, i1 = np.searchsorted(ended, lo), min(np.searchsorted(ended, k), len(cpu) - 1)
         per_window.append(float((cpu[i1] - cpu[i0]) / (k - lo)))
-    half = ended >= n / 2
+    # memory growth while trials run: the second half of the trial ends, before the wrap-up (report, export)
+    half = (ended >= n / 2) & (np.arange(len(ended)) <= np.searchsorted(ended, n))
     slope = float(np.polyfit(ended[half], rss[half], 1)[0]) if half.sum() > 3 and np.ptp(ended[half]) > 0 else None
     return {"arm": res["arm"], "trials": n, "wall_s": round(res["wall"], 1), "window": window,
             "driver_cpu_per_trial": [round(v, 3) for v in per_window], "driver_cpu_s": round(float(cpu[-1]), 1),
