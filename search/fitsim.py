@@ -183,6 +183,9 @@ def _tune(store, opts: FitOptions, target, rungs, restore: bool):
     runmod._check_reachable(address)
     runmod._init_ray(address, verbose=opts.verbose)
     try:
+        if restore and store.remote:  # an object store: the journal and W&B runs continue from its copies
+            store.pull_journal()
+            store.download("wandb")
         _setup_live(store, opts)
         trainable = tune.with_resources(
             tune.with_parameters(fit_trial, target=target, rungs=rungs, seed=opts.seed),
