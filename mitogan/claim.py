@@ -15,6 +15,7 @@ A process may claim many folders; :func:`release` ends one claim, :func:`release
 from __future__ import annotations
 
 import atexit
+import contextlib
 import errno
 import fcntl
 import json
@@ -25,7 +26,7 @@ from pathlib import Path
 
 from mitogan.errors import MitoganError
 
-__all__ = ["hold", "release", "release_all", "holder", "lock_path", "describe", "who"]
+__all__ = ["hold", "held", "claimed_while", "release", "release_all", "holder", "lock_path", "describe", "who"]
 
 INSIDE = ".mitogan-lock"  # the lock file's name when it has to live inside the folder
 _HELD: dict[str, int] = {}  # lock file path -> open descriptor holding its flock
@@ -81,6 +82,25 @@ def hold(target, what: str, option: str = "--out", advice: str | None = None) ->
     os.ftruncate(fd, 0)
     os.pwrite(fd, json.dumps(who(what)).encode(), 0)
     _HELD[str(lock)] = fd
+
+
+def held(target) -> bool:
+    """Whether this process holds the claim on ``target``."""
+    return str(lock_path(target)) in _HELD
+
+
+@contextlib.contextmanager
+def claimed_while(target):
+    """``with claimed_while(out):`` around a library function that claims ``out`` (through
+    :func:`mitogan.fsutil.claim_output_dir`): the claim it takes ends with the block, so a notebook or a test
+    calling the function does not keep the folder claimed until the process ends. A claim held before the
+    block (the command's own) is kept."""
+    before = held(target)
+    try:
+        yield
+    finally:
+        if not before:
+            release(target)
 
 
 def holder(target) -> dict | None:

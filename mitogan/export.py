@@ -82,10 +82,16 @@ def export_bundle(checkpoint, out_dir, *, metrics: dict | None = None, source: d
     as it was. The bundle is built in a temporary folder and renamed into place, so a crash leaves no half
     bundle and the old one stays until the new one is complete.
     """
+    from mitogan.claim import claimed_while
+
+    with claimed_while(out_dir):
+        return _export(checkpoint, Path(out_dir), overwrite, metrics, source, data, intensity, allow_copying)
+
+
+def _export(checkpoint, out_dir: Path, overwrite, metrics, source, data, intensity, allow_copying) -> Path:
     from mitogan.fsutil import atomic_dir, claim_output_dir
     from mitogan.models import generator_from_config
 
-    out_dir = Path(out_dir)
     copying = flagged_copying(metrics or {})
     if copying and not allow_copying:
         raise MitoganError(f"{checkpoint}: its metrics flag the generator as copying its training data (copying = "
