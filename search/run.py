@@ -488,7 +488,8 @@ def _setup_live(store: SearchStore, opts: SearchOptions, space: Space) -> None:
 
 def _trainable(opts: SearchOptions, space: Space, videos):
     return make_trainable(videos=videos, fixed=space.fixed, cpus=opts.cpus_per_trial, gpus=opts.gpus_per_trial,
-                          policy=None if opts.stop_nonconvergent else {"enabled": False})
+                          policy=None if opts.stop_nonconvergent else {"enabled": False},
+                          ship_samples=opts.wandb)  # the W&B logger takes the images out of the results
 
 
 def _write_report(store: SearchStore) -> None:

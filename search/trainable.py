@@ -33,6 +33,7 @@ from mitogan.report import TrainReport, scalars
 from mitogan.fsutil import atomic_write
 from mitogan.stopping import NonConvergencePolicy
 from search.trials import LINEAGE, lineage_of
+from search.wandb_log import attach_sample
 
 __all__ = ["train_trial", "make_trainable", "worst_primary"]
 
@@ -44,13 +45,16 @@ def worst_primary(mode: str) -> float:
     return 1e9 if mode == "min" else -1e9
 
 
-def make_trainable(*, videos, fixed: dict, cpus: float, gpus: float, policy: dict | None = None):
-    """``train_trial`` with its data put in Ray's object store (so remote nodes need no shared disk)."""
-    fn = tune.with_parameters(train_trial, videos=videos, fixed=fixed, policy=policy or {})
+def make_trainable(*, videos, fixed: dict, cpus: float, gpus: float, policy: dict | None = None,
+                   ship_samples: bool = False):
+    """``train_trial`` with its data put in Ray's object store (so remote nodes need no shared disk).
+    ``ship_samples``: sample grids travel in the results too (the driver's W&B logger takes them out), so
+    they reach W&B and the report from nodes whose folders the driver cannot read."""
+    fn = tune.with_parameters(train_trial, videos=videos, fixed=fixed, policy=policy or {}, ship_samples=ship_samples)
     return tune.with_resources(fn, {"cpu": cpus, "gpu": gpus})
 
 
-def train_trial(config: dict, *, videos, fixed: dict, policy: dict):
+def train_trial(config: dict, *, videos, fixed: dict, policy: dict, ship_samples: bool = False):
     """Run one trial. ``config`` holds the flat dotted keys Optuna sampled (plus the fixed ones)."""
     from mitogan.metrics import PRIMARY_COMPONENTS, PRIMARY_MODE, PRIMARY_NAME, InTrainingEvaluator
     from mitogan.metrics.protocol import training_tiles
@@ -89,6 +93,8 @@ def train_trial(config: dict, *, videos, fixed: dict, policy: dict):
             metrics["samples_png"] = f"samples/step_{step:06d}.png"  # the name mitogan.train writes
         state["last"] = {k: v for k, v in metrics.items() if k != "samples_png"}
         state["components"].update({c: metrics[c] for c in PRIMARY_COMPONENTS if c in metrics})
+        if ship_samples:
+            attach_sample(metrics, trial_dir)
         _report(metrics, report.get("checkpoint"), lineage)
 
     result = train(cfg, tiles, out_dir=trial_dir, on_report=on_report, should_stop=lambda: state["reason"] is not None,
