@@ -1,6 +1,7 @@
 """The Makefile installs what each job needs: `make search` the runtime only, `make test` the test extras on top
 (one stamp per level, so `make test` after `make search` adds only the extras). Dry runs (`make -n`), no pip."""
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,8 +13,11 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is no
 
 
 def _dry(target: str, venv: Path) -> list[str]:
-    out = subprocess.run(["make", "-n", target, f"VENV={venv}", "PYTHON=python3"], cwd=REPO, capture_output=True,
-                         text=True)
+    # run as a user would, also when the tests themselves run under make (CI's `make test`): no inherited
+    # MAKEFLAGS/MAKELEVEL, which add "make[1]: Entering directory" lines
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    out = subprocess.run(["make", "--no-print-directory", "-n", target, f"VENV={venv}", "PYTHON=python3"], cwd=REPO,
+                         capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
     return out.stdout.splitlines()
 
