@@ -131,7 +131,9 @@ def test_the_objective_prefers_the_target_s_own_parameters_to_the_defaults(targe
 def test_score_is_a_function_of_params_and_seed(target):
     rung = Rung(3, 3, 128, 64)  # the same number of tiles as above: the calibration is reused
     a, b = score(SimParams(), target, rung, seed=4), score(SimParams(), target, rung, seed=4)
-    assert {k: v for k, v in a.items() if k != "sim_seconds"} == {k: v for k, v in b.items() if k != "sim_seconds"}
+    wall = "sim_seconds"  # the only entry that is not a function of the parameters and the seed
+    a.pop(wall), b.pop(wall)
+    assert a == b
 
 
 def test_fitted_file_round_trips_and_simulate_reads_it(tmp_path):
