@@ -70,8 +70,8 @@ def register(sub) -> None:
 
 # options a resumed search takes from its search.json; giving them with --resume is refused
 _FROM_LAUNCH = ("space", "overrides", "data", "trials", "max_concurrent", "cpus_per_trial", "gpus_per_trial",
-                "name", "seed", "asha", "scheduler", "stop_nonconvergent", "sampler", "wandb", "channel", "z", "sim_videos",
-                "sim_frames", "optuna_storage")
+                "name", "seed", "asha", "scheduler", "stop_nonconvergent", "sampler", "wandb", "channel", "z",
+                "sim_videos", "sim_frames", "optuna_storage")
 
 
 def run(args) -> int:

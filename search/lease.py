@@ -60,9 +60,10 @@ class S3Lease:
                                    "nothing was changed)")
             log.info("took over the claim on %s: its driver is gone", target)
         time.sleep(SETTLE_S)  # a store whose conditional writes are not atomic lets two writers through at once:
-        if self._holder() != self.info:  # the one whose lease is there now holds the claim
+        now = self._holder()
+        if now != self.info:  # the one whose lease is there now holds the claim
             self._etag = None
-            raise MitoganError(f"{option} {target}: {describe(self._holder())} claimed it at the same moment; "
+            raise MitoganError(f"{option} {target}: {describe(now)} claimed it at the same moment; "
                                f"{advice} (nothing was changed)")
         self._thread = threading.Thread(target=self._renew, name="mitogan-lease", daemon=True)
         self._thread.start()

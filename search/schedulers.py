@@ -69,7 +69,8 @@ class Explore:
         from mitogan.config import to_flat
 
         self.params = mutable_params(space)
-        self.base = {p.name: to_flat(space.base_config())[p.name] for p in self.params}
+        base = to_flat(space.base_config())  # built once, not once per parameter
+        self.base = {p.name: base[p.name] for p in self.params}
 
     def __call__(self, config: dict) -> dict:
         for p in self.params:
