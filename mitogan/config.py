@@ -467,6 +467,16 @@ class TrainConfig(Section):
                         lo=0.05, hi=0.5)
     drift_window: int = _f(10, "reports in the window of the critic-drift measurement (critic_drift)", lo=3,
                            hi=10000)
+    sim_share: float = _f(0.0, "share of each real batch the discriminator sees drawn from simulator tiles "
+                          "(train.sim_config, preprocessed as the real tiles); held-out evaluation stays real-only "
+                          "(mitogan.simmix)", lo=0.0, hi=0.9)
+    sim_config: Optional[str] = _f(None, "the simulator behind train.sim_share: a fitted.yaml of `mitogan fit-sim` "
+                                   "(or its --out folder, or any YAML of SimParams fields)")
+
+    def validate(self):
+        if self.sim_share > 0 and not self.sim_config:
+            raise ConfigError(f"sim_config: train.sim_share is {self.sim_share} but no simulator is given (set "
+                              "train.sim_config to a fitted.yaml of `mitogan fit-sim`, or train.sim_share=0)")
 
 
 @dataclass

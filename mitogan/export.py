@@ -227,6 +227,8 @@ def _write_files(d: Path, gen: nn.Module, ckpt: dict, info: dict) -> None:
               "trial_config": ckpt["config"], "step": int(ckpt["step"])}
     if info["allow_copying"]:  # exported although its metrics flag it as copying its training data
         config["allow_copying"] = True
+    if ckpt.get("sim"):  # simulator tiles were mixed into its real batches (train.sim_share; mitogan.simmix)
+        config["simulator"] = ckpt["sim"]
     (d / "config.json").write_text(json.dumps(config, indent=2))
     (d / "metrics.json").write_text(json.dumps({"metrics": info["metrics"], "source": info["source"],
                                                 "data": info["data"], "step": int(ckpt["step"])},
@@ -531,7 +533,18 @@ def _card_data(config: dict, info: dict) -> list[str]:
             "`$MITOGAN_CACHE_DIR`; `sim-*` is MitoGAN's built-in simulated dataset)",
             f"- tiles: {data.get('n_tiles', 'unknown')} of {config['image_size']}×{config['image_size']} px"
             + (f"; evaluation split: {json.dumps(data['evaluation'])}" if data.get("evaluation") else ""),
-            f"- exported from: `{json.dumps(where, default=str)}`", ""]
+            f"- exported from: `{json.dumps(where, default=str)}`", *_card_simulator(config), ""]
+
+
+def _card_simulator(config: dict) -> list[str]:
+    sim = config.get("simulator")
+    if not sim:
+        return []
+    return [f"- **simulator tiles**: {sim['share']:.0%} of each real training batch (on average) came from "
+            f"{sim['n_tiles']} tiles of the simulator `{sim['config']}` (sha256 `{sim['sha256'][:16]}…`; "
+            f"{sim['videos']} videos × {sim['frames']} frames of {sim['size']} px, seed {sim['seed']}; every "
+            "parameter in `config.json` under `simulator`), preprocessed as the real tiles; the metrics compare "
+            "against held-out real tiles only"]
 
 
 def _card_preprocessing(config: dict) -> list[str]:

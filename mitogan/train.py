@@ -3,6 +3,8 @@
 The loop counts *generator* steps; each one is preceded by ``cfg.loss.n_critic`` discriminator steps.
 Real and fake images both pass through the same differentiable augmentation (``mitogan.augment``).
 An EMA copy of the generator is kept for sampling, evaluation and export.
+With ``train.sim_share`` > 0, that share of each real batch is drawn from simulator tiles instead
+(``mitogan.simmix``); the held-out evaluation and the diversity reference stay real-only.
 
 Hooks (all optional):
     on_report(report)   called every ``train.report_every`` steps and whenever a sample grid, checkpoint
@@ -91,6 +93,8 @@ class _State:
     step: int = 0
     history: list = field(default_factory=list)
     acc: dict = field(default_factory=dict)
+    sim: Optional[torch.Tensor] = None  # (M, 1, S, S) simulator tiles mixed into real batches (train.sim_share)
+    sim_info: Optional[dict] = None  # their provenance (mitogan.simmix.sim_tiles), kept in the checkpoint
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -184,13 +188,12 @@ def _autocast(st: _State):
 def _d_step(st: _State, cfg: Config, data: torch.Tensor) -> None:
     """One discriminator update on a random real batch and a fresh fake batch."""
     b, kind = cfg.train.batch_size, cfg.loss.kind
-    # CPU generator (checkpointed, same stream on any device); the copy needs no wait for the GPU
-    idx = torch.randint(data.shape[0], (b,), generator=st.data_gen).to(st.device, non_blocking=True)
+    real = _real_batch(st, cfg, data)
     z = torch.randn(b, cfg.model.latent_dim, device=st.device)
     with _autocast(st):
         with torch.no_grad():
             fake = st.G(z)  # (B, 1, S, S)
-        real_a, fake_a = diff_augment(data[idx], cfg.augment, st.ada.p), diff_augment(fake, cfg.augment, st.ada.p)
+        real_a, fake_a = diff_augment(real, cfg.augment, st.ada.p), diff_augment(fake, cfg.augment, st.ada.p)
         out_r, aux = discriminate_real(st.D, real_a)  # (B,), a scalar (a self-supervised D's extra loss)
         out_f = st.D(fake_a)  # (B,)
         loss = losses.d_loss(kind, out_r, out_f)
@@ -213,6 +216,21 @@ def _d_step(st: _State, cfg: Config, data: torch.Tensor) -> None:
         st.ada.observe(out_r)
     _accumulate(st.acc, "d", loss_d=total, penalty=penalty, d_real=out_r.float().mean(),
                 d_fake=out_f.float().mean(), grad_norm_d=gn)
+
+
+def _real_batch(st: _State, cfg: Config, data: torch.Tensor) -> torch.Tensor:
+    """The discriminator's "real" batch (B, 1, S, S): random real tiles, each replaced by a random simulator
+    tile with probability train.sim_share when simulator tiles are mixed in (mitogan.simmix)."""
+    b = cfg.train.batch_size
+    # CPU generator (checkpointed, same stream on any device); the copy needs no wait for the GPU
+    idx = torch.randint(data.shape[0], (b,), generator=st.data_gen).to(st.device, non_blocking=True)
+    if st.sim is None:  # no extra draws: runs without simulator tiles keep their random stream
+        return data[idx]
+    from mitogan.simmix import sim_rows
+
+    take = sim_rows(b, cfg.train.sim_share, st.data_gen).to(st.device).view(b, 1, 1, 1)
+    j = torch.randint(st.sim.shape[0], (b,), generator=st.data_gen).to(st.device, non_blocking=True)
+    return torch.where(take, st.sim[j], data[idx])
 
 
 def _g_step(st: _State, cfg: Config) -> None:
@@ -369,7 +387,7 @@ def _checkpoint_dict(st: _State, cfg: Config) -> dict:
             "opt_g": st.opt_g.state_dict(), "opt_d": st.opt_d.state_dict(),
             "scaler_g": st.scaler_g.state_dict(), "scaler_d": st.scaler_d.state_dict(),
             "ada": st.ada.state_dict(), "rng": _rng_state(st), "z_fixed": st.z_fixed.cpu(),
-            "history": list(st.history)}
+            "history": list(st.history), **({"sim": st.sim_info} if st.sim_info else {})}
 
 
 _NOT_ARCHITECTURE = ("model.recon_weight",)  # a loss weight under model.: may change on resume (population-based)
@@ -503,6 +521,7 @@ def train(cfg: Config, tiles, *, out_dir=None, on_report: Optional[Callable[[Tra
     if resume is not None:
         _restore(st, load_checkpoint(resume, map_location=device), cfg, resume)
     data = torch.from_numpy(data_np).to(device)
+    _load_sim(st, cfg, getattr(tiles, "meta", None))
     ref = np.random.default_rng(cfg.train.seed).choice(len(data_np), min(cfg.train.n_samples, len(data_np)),
                                                        replace=False)
     out = Path(out_dir) if out_dir is not None else None
@@ -514,6 +533,17 @@ def train(cfg: Config, tiles, *, out_dir=None, on_report: Optional[Callable[[Tra
         report = _after_step(st, cfg, _events(st.step, True, cfg, out is not None, evaluate is not None), ctx)
     return TrainResult(steps=st.step, stopped=stopped, report=report, history=list(st.history),
                        generator=st.ema.eval(), paths=dict(ctx["paths"]))
+
+
+def _load_sim(st: _State, cfg: Config, real_meta: Optional[dict]) -> None:
+    """Simulator tiles into ``st`` when train.sim_share > 0. Only the discriminator's real batches see them:
+    the diversity reference (``real_spread``) and any ``evaluate`` are built from the real tiles alone."""
+    if cfg.train.sim_share <= 0:
+        return
+    from mitogan.simmix import sim_tiles
+
+    sim_np, st.sim_info = sim_tiles(cfg, real_meta)
+    st.sim = torch.from_numpy(_as_tiles(sim_np, cfg.image_size)).to(st.device)
 
 
 def _loop(st: _State, cfg: Config, data: torch.Tensor, ctx: dict, should_stop, progress: bool):

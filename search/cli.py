@@ -58,6 +58,9 @@ def register(sub) -> None:
     p.add_argument("--z", default="max", help="z reduction for z-stacks: max, mean or an index")
     p.add_argument("--sim-videos", type=int, default=None, help="videos in the built-in dataset (smaller = faster)")
     p.add_argument("--sim-frames", type=int, default=None, help="frames per simulated video")
+    p.add_argument("--sim-config", metavar="FITTED", default=None,
+                   help="mix simulator tiles into training: a fitted.yaml of `mitogan fit-sim` (or its --out folder); "
+                        "the share (train.sim_share) is then searched unless --set fixes it (mitogan.simmix)")
     p.add_argument("--dashboard", action="store_true",
                    help="start the Ray dashboard on 127.0.0.1 (local Ray) and print its URL (default: off)")
     p.add_argument("-v", "--verbose", action="store_true",
@@ -71,7 +74,7 @@ def register(sub) -> None:
 # options a resumed search takes from its search.json; giving them with --resume is refused
 _FROM_LAUNCH = ("space", "overrides", "data", "trials", "max_concurrent", "cpus_per_trial", "gpus_per_trial",
                 "name", "seed", "asha", "scheduler", "stop_nonconvergent", "sampler", "wandb", "channel", "z",
-                "sim_videos", "sim_frames", "optuna_storage")
+                "sim_videos", "sim_frames", "optuna_storage", "sim_config")
 
 
 def run(args) -> int:
@@ -91,6 +94,8 @@ def run(args) -> int:
             flag = "--" + given[0].replace("_", "-").replace("overrides", "set")
             raise MitoganError(f"{flag} with --resume: a resumed search keeps the options it was started with; "
                                "give only --resume NAME --storage DIR (and --address, --trust-storage, -q, -v, --dashboard)")
+    if args.sim_config:  # a fixed key of the space (search.json keeps it for --resume): search/space.py
+        args.overrides = [*args.overrides, f"train.sim_config={args.sim_config}"]
     opts = SearchOptions(space=args.space, overrides=args.overrides, data=args.data, trials=args.trials,
                          max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial,
                          gpus_per_trial=args.gpus_per_trial, address=args.address, storage=args.storage,

@@ -17,6 +17,10 @@ before any trial starts (before Ray is started) — unknown keys, non-finite or 
 ``low <= 0`` or with a ``step``, steps that are not positive, do not fit the range or (for ``int``) are not
 whole, values the config would reject — and raises a one-line ``ConfigError`` naming the space file and
 the entry. No Ray here: the space only needs an Optuna trial-like object.
+
+Simulator tiles (``mitogan.simmix``): when ``train.sim_config`` is fixed (``mitogan search --sim-config FILE``
+or ``--set train.sim_config=FILE``) and the space neither samples nor fixes ``train.sim_share``, the share is
+searched too (``SIM_SHARE``: a float over [0, 0.9]); fix it (``--set train.sim_share=0``) for a baseline.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ __all__ = ["Param", "Space", "load_space", "shipped_spaces", "SPACES_DIR"]
 
 SPACES_DIR = Path(__file__).parent / "spaces"
 _TYPES = ("categorical", "int", "float")
+# the share of simulator tiles, searched whenever a space is given a simulator but no share
+SIM_SHARE = {"name": "train.sim_share", "type": "float", "low": 0.0, "high": 0.9}
 
 
 @dataclass
@@ -162,10 +168,20 @@ def _validate(data: dict, path: Path) -> Space:
             raise ConfigError(f"{where}: {e}") from None
         params.append(p)
         seen.add(p.name)
+    if fixed.get("train.sim_config"):
+        params += _sim_share(fixed, known, seen)
     if not params:
         raise ConfigError("the space samples no parameters ('params' is empty)")
     return Space(name=str(data.get("name") or path.stem), params=params, fixed=fixed,
                  description=str(data.get("description") or ""), source=str(path))
+
+
+def _sim_share(fixed: dict, known: dict, seen: set) -> list[Param]:
+    """The searched simulator share when the space has a simulator (made absolute: trials run elsewhere)."""
+    from mitogan.simmix import resolve_sim_config
+
+    fixed["train.sim_config"] = str(resolve_sim_config(fixed["train.sim_config"]))
+    return [] if "train.sim_share" in seen else [_param(dict(SIM_SHARE), known, seen)]
 
 
 def _param(entry, known: dict, seen: set) -> Param:

@@ -119,6 +119,10 @@ def run(args) -> int:
 
         if not torch.cuda.is_available():
             raise MitoganError("train.device: 'cuda' requested but this machine has no CUDA GPU (use auto or cpu)")
+    if cfg.train.sim_share > 0:  # a missing or unreadable simulator fails now, not after the data is read
+        from mitogan.simmix import sim_params
+
+        sim_params(cfg.train.sim_config)
     # refuse before any data is read: a folder we did not make, a finished run without --resume/--overwrite
     claim = dict(overwrite=args.overwrite, resume=args.resume, legacy=RUN_FILES)
     mode = claim_output_dir(args.out, "run", create=False, **claim)
