@@ -286,7 +286,9 @@ def summarise(res: dict, tree_peak: float, files: int) -> dict:
 
 def searcher_latency(n: int) -> dict:
     """Seconds per ``suggest`` of MitoGAN's searcher and of Ray's OptunaSearch over ``n`` trials with made-up
-    results (no training): the searchers alone, same space, same TPE settings."""
+    results (no training): the searchers alone, same space, same TPE settings, same results. The two advance
+    in lockstep (trial i of one, then trial i of the other, in alternating order), so a load that comes
+    and goes on a shared machine hits both alike."""
     import statistics
 
     import numpy as np
@@ -298,24 +300,30 @@ def searcher_latency(n: int) -> dict:
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     space = load_space(space_file(Path(tempfile.mkdtemp(prefix="bench-scale-"))))
-    mk = {"mitogan": lambda: OptunaAskTell(space.define, metric="primary", mode="min", study_name="lat",
-                                           sampler=sampler_spec("tpe", 0, n_startup_trials=5)),
-          "ray": lambda: OptunaSearch(space=space.define, metric="primary", mode="min",
-                                      sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=5))}
-    out = {}
-    for name, make in mk.items():
-        s, rng, lat = make(), np.random.default_rng(0), []
-        for i in range(n):
+    searchers = {"mitogan": OptunaAskTell(space.define, metric="primary", mode="min", study_name="lat",
+                                          sampler=sampler_spec("tpe", 0, n_startup_trials=5)),
+                 "ray": OptunaSearch(space=space.define, metric="primary", mode="min",
+                                     sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=5))}
+    lat: dict[str, list[float]] = {name: [] for name in searchers}
+    values = np.random.default_rng(0).uniform(size=n)
+    for i in range(n):
+        for name in (sorted(searchers) if i % 2 else sorted(searchers, reverse=True)):
+            s = searchers[name]
             t = time.perf_counter()
             s.suggest(f"t{i}")
-            lat.append(time.perf_counter() - t)
-            s.on_trial_complete(f"t{i}", {"primary": float(rng.uniform()), "step": STEPS, "stop_reason": "",
+            lat[name].append(time.perf_counter() - t)
+            s.on_trial_complete(f"t{i}", {"primary": float(values[i]), "step": STEPS, "stop_reason": "",
                                           "finished": 1, "training_iteration": 2})
-        tail = lat[-min(100, n):]
+    out = {}
+    for name, ms in lat.items():
+        tail = ms[-min(100, n):]
         out[name] = {"median_ms_last100": round(statistics.median(tail) * 1e3, 1),
-                     "median_ms_first100": round(statistics.median(lat[:100]) * 1e3, 1)}
+                     "median_ms_first100": round(statistics.median(ms[:100]) * 1e3, 1)}
         print(f"{name}: {out[name]}", flush=True)
     out["ratio_last100"] = round(out["mitogan"]["median_ms_last100"] / out["ray"]["median_ms_last100"], 2)
+    out["ratio_of_paired_last100"] = round(statistics.median(
+        a / b for a, b in zip(lat["mitogan"][-min(100, n):], lat["ray"][-min(100, n):])), 2)
+    out["load_avg_1min_end"] = round(os.getloadavg()[0], 1)
     return out
 
 

@@ -31,7 +31,7 @@ from optuna.samplers import BaseSampler
 from ray.tune.search import Searcher
 
 from mitogan.errors import MitoganError
-from search.trials import ran_to_end, stop_reason_of
+from search.trials import expand, ran_to_end, stop_reason_of
 
 __all__ = ["OptunaAskTell", "TrialSeeded", "sampler_spec"]
 
@@ -50,11 +50,18 @@ class TrialSeeded(BaseSampler):
     """Optuna's TPE or random sampler, built afresh for every trial with a seed derived from ``(seed, trial
     number)``. A trial's proposal is then a function of the seed, its number and the study's history (which
     lives in the study's storage), never of random state held in this process: a restored search proposes
-    exactly what the uninterrupted one would, and the sampler is saved as its spec (:func:`sampler_spec`)."""
+    exactly what the uninterrupted one would, and the sampler is saved as its spec (:func:`sampler_spec`).
+
+    Optuna's public API cannot give a sampler a chosen seed after it is built (``reseed_rng`` draws a new
+    random one), hence one sampler per trial. What a fresh TPE sampler would recompute from every trial of
+    the study, the intersection search space of its multivariate TPE, is kept here in one incremental
+    ``optuna.search_space.IntersectionSearchSpace`` (the same answer: a cache over the study's history), so a
+    suggestion costs what Ray's ``OptunaSearch`` (one sampler for the whole search) pays."""
 
     def __init__(self, spec: dict):
         self.spec = sampler_spec(**spec)
         self._live: dict[int, BaseSampler] = {}  # trial number -> its sampler, while the trial is sampled
+        self._space = optuna.search_space.IntersectionSearchSpace(include_pruned=True)  # as TPESampler's
 
     def _of(self, trial) -> BaseSampler:
         sampler = self._live.get(trial.number)
@@ -68,7 +75,11 @@ class TrialSeeded(BaseSampler):
         return sampler
 
     def infer_relative_search_space(self, study, trial):
-        return self._of(trial).infer_relative_search_space(study, trial)
+        if self.spec["kind"] != "tpe" or len(study.directions) > 1:
+            return self._of(trial).infer_relative_search_space(study, trial)
+        # what TPESampler returns for one objective (multivariate TPE, Optuna's default), from the kept cache
+        space = self._space.calculate(study, use_cache=True)
+        return {name: dist for name, dist in space.items() if not dist.single()}
 
     def sample_relative(self, study, trial, search_space):
         return self._of(trial).sample_relative(study, trial, search_space)
@@ -127,6 +138,7 @@ class OptunaAskTell(Searcher):
         return {**constants, **ot_trial.params}
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
+        result = expand(result)  # the components travel packed (search.trials.pack)
         fresh = {c: result[c] for c in self.components if c in result}
         if not fresh or trial_id not in self.trials:
             return  # only results with a new evaluation become intermediate values
@@ -146,7 +158,7 @@ class OptunaAskTell(Searcher):
         ot_trial = self.trials.pop(trial_id, None)
         if ot_trial is None:
             return
-        result = result or {}
+        result = expand(result or {})
         reason = stop_reason_of(result, error=error or not result)
         value = result.get(self.metric)
         done = not error and bool(result) and ran_to_end(result) and value is not None and math.isfinite(value)

@@ -136,3 +136,70 @@ def test_the_saved_state_is_json_and_a_planted_pickle_is_refused_never_run(tmp_p
             b.restore(str(state_file))
         assert len(str(e.value).splitlines()) == 1 and str(state_file) in str(e.value)
     assert not marker.exists()  # refused, never unpickled
+
+
+class _FreshTPEPerTrial(optuna.samplers.BaseSampler):
+    """The reference: a brand-new TPESampler for every trial, seeded as TrialSeeded seeds it (what TrialSeeded
+    did before it kept the intersection search space across trials)."""
+
+    def __init__(self, seed, n_startup_trials):
+        self.seed, self.n_startup_trials, self.live = seed, n_startup_trials, {}
+
+    def _of(self, trial):
+        import numpy as np
+
+        if trial.number not in self.live:
+            seed = int(np.random.SeedSequence([self.seed, trial.number]).generate_state(1)[0])
+            self.live[trial.number] = optuna.samplers.TPESampler(seed=seed, n_startup_trials=self.n_startup_trials)
+        return self.live[trial.number]
+
+    def infer_relative_search_space(self, study, trial):
+        return self._of(trial).infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study, trial, search_space):
+        return self._of(trial).sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study, trial, name, distribution):
+        return self._of(trial).sample_independent(study, trial, name, distribution)
+
+
+def test_trial_seeded_tpe_proposes_what_a_fresh_tpe_sampler_per_trial_does():
+    """The kept intersection search space is a cache: on a conditional space with pruned trials among the
+    finished ones, every proposal equals that of a new TPESampler built for the trial with the same seed."""
+    from search.searcher import TrialSeeded
+
+    def objective(trial):
+        kind = trial.suggest_categorical("loss.kind", ["bce", "wgan_gp"])
+        gp = trial.suggest_float("loss.gp_lambda", 1.0, 20.0, log=True) if kind == "wgan_gp" else 0.0
+        lr = trial.suggest_float("optim.lr_d", 1e-4, 1e-2, log=True)
+        if kind == "bce":
+            raise optuna.TrialPruned()  # pruned trials count in TPE's search space (include_pruned)
+        return (lr - 3e-3) ** 2 + gp * 1e-6
+
+    studies = []
+    for sampler in (TrialSeeded(sampler_spec("tpe", 3, n_startup_trials=4)), _FreshTPEPerTrial(3, 4)):
+        study = optuna.create_study(sampler=sampler)
+        study.optimize(objective, n_trials=30)
+        studies.append([t.params for t in study.trials])
+    assert studies[0] == studies[1]
+    assert len({round(p["optim.lr_d"], 12) for p in studies[0]}) == 30  # not one proposal repeated
+
+
+def test_packed_results_tell_optuna_what_plain_ones_do():
+    """Trials hand Ray their scalars packed (search.trials.pack): the searcher reads the components, the
+    finished flag and the steps from inside the payload as from plain results."""
+    from search.trials import PAYLOAD, pack
+
+    states = []
+    for wrap in (dict, pack):
+        searcher = OptunaAskTell(space().define, metric="primary", mode="min", study_name="t", components=COMPONENTS,
+                                 sampler=sampler_spec("random", 0))
+        for tid in "ab":
+            searcher.suggest(tid)
+        assert PAYLOAD in pack(result(20, 0.8)) and "fidelity" not in pack(result(20, 0.8))
+        searcher.on_trial_result("a", wrap(result(20, 0.8)))
+        searcher.on_trial_complete("a", wrap(result(60, 0.5, finished=1)))
+        searcher.on_trial_complete("b", wrap(result(20, 0.9)))
+        states.append([(t.state, t.value, t.intermediate_values, t.user_attrs) for t in searcher.study.trials])
+    assert states[0] == states[1]
+    assert states[1][0][0] == optuna.trial.TrialState.COMPLETE and states[1][0][3]["fidelity"] == 0.25
