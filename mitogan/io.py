@@ -323,6 +323,12 @@ def _natural_key(path: Path):
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", str(path))]
 
 
+def _is_masks(folder: Path) -> bool:
+    from mitogan.fsutil import read_marker
+
+    return (read_marker(folder) or {}).get("kind") == "masks"
+
+
 def _folder_files(folder: Path) -> tuple[list[Path], list[InputError]]:
     """Supported, non-hidden files under ``folder``, recursively (through symbolic links to folders), in
     natural name order; and what could not be looked into: unlistable subfolders, dangling links, link loops."""
@@ -356,6 +362,8 @@ def _folder_files(folder: Path) -> tuple[list[Path], list[InputError]]:
                 real = os.path.realpath(path)
                 if real in ancestors:
                     problems.append(InputError(path, f"symbolic link loop (points back to {real}); not followed"))
+                elif _is_masks(path):
+                    continue  # label masks `mitogan simulate` wrote beside its movies: not movies themselves
                 else:
                     walk(path, ancestors | {real})
             elif is_file and path.suffix.lower() in SUPPORTED_SUFFIXES:

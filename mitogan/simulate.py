@@ -76,10 +76,11 @@ from mitogan.config import Section, doc, to_dict
 from mitogan.errors import ConfigError, InputError
 from mitogan.fsutil import cache_root, cached_dir
 
-__all__ = ["SimParams", "simulate_video", "simulate_dataset", "default_dataset", "skeleton_at",
-           "save_video", "TRUTH_FORMAT"]
+__all__ = ["SimParams", "simulate_video", "simulate_dataset", "default_dataset", "skeleton_at", "label_masks",
+           "save_video", "save_masks", "TRUTH_FORMAT", "MASKS_DIR"]
 
 TRUTH_FORMAT = "mitogan-sim-truth/1"
+MASKS_DIR = "masks"  # simulate_dataset(masks=True): OUT/masks/video_NNN.tif, label stacks beside the frames
 # The physical scale the simulator's pixel lengths stand for (nominal: a 7 px tube = 0.46 µm, the PSF's
 # sigma 1.5 px = 0.1 µm, as in a 60-100x super-resolution time-lapse). Written into every TIFF it saves
 # (resolution in pixels per cm) and into simulation.json; ``mitogan.io.physical_scale`` reads them back, so
@@ -600,6 +601,63 @@ def skeleton_at(truth: dict, obj: dict | int, frame: int) -> list[np.ndarray]:
             for b in m["reference"]]
 
 
+# ------------------------------------------------------------------------------------------------ masks
+def _resampled(q: np.ndarray) -> np.ndarray:
+    """A skeleton polyline (N, 2) resampled every ``_RENDER_DS`` px: the centres of the disks that draw it."""
+    s = _arc(q)
+    u = np.arange(0, s[-1] + 1e-9, _RENDER_DS)
+    return np.stack([np.interp(u, s, q[:, 0]), np.interp(u, s, q[:, 1])], 1)
+
+
+def _stamp(labels: np.ndarray, xy: np.ndarray, radius: float, value: int) -> None:
+    """Set ``value`` at every pixel of ``labels`` (H, W) whose centre lies within ``radius`` of a point of
+    ``xy`` (M, 2) (x, y): the union of the disks (or bead spheres) the renderer draws, before the PSF."""
+    if not len(xy):
+        return
+    reach = int(np.ceil(radius)) + 1
+    off = np.arange(-reach, reach + 1)
+    cx = np.rint(xy[:, :1]).astype(int) + off[None, :]  # (M, K) candidate columns
+    cy = np.rint(xy[:, 1:]).astype(int) + off[None, :]  # (M, K) candidate rows
+    inside = ((cx[:, None, :] - xy[:, 0, None, None]) ** 2 + (cy[:, :, None] - xy[:, 1, None, None]) ** 2
+              <= radius ** 2)  # (M, K rows, K cols)
+    rows = np.broadcast_to(cy[:, :, None], inside.shape)[inside]
+    cols = np.broadcast_to(cx[:, None, :], inside.shape)[inside]
+    keep = (rows >= 0) & (cols >= 0) & (rows < labels.shape[0]) & (cols < labels.shape[1])
+    labels[rows[keep], cols[keep]] = value
+
+
+def label_masks(truth: dict) -> np.ndarray:
+    """Instance masks of a simulated video from its ground truth: (T, H, W) uint16, the value at a pixel is
+    ``id + 1`` of the object there (``truth["objects"]``), 0 the background.
+
+    An object's pixels are those whose centre lies inside the tube it was drawn as, before the PSF blur: within
+    ``width_px / 2`` of its skeleton at that frame (:func:`skeleton_at`), or within a bead's ``radius_px`` of a
+    bead centre. Where two objects overlap, the one with the higher id is kept. ``labels > 0`` is the binary
+    mask."""
+    t_count, h, w = truth["shape"]
+    labels = np.zeros((t_count, h, w), np.uint16)
+    for ob in sorted(truth["objects"], key=lambda o: o["id"]):
+        for t in range(ob["first_frame"], ob["last_frame"] + 1):
+            branches = skeleton_at(truth, ob, t)
+            disks = [_resampled(q) for q in branches if len(q) >= 2]
+            _stamp(labels[t], np.concatenate(disks) if disks else np.zeros((0, 2)), ob["width_px"] / 2, ob["id"] + 1)
+            beads = np.array([branches[b["branch"]][b["index"]] for b in ob["beads"]["positions"]]).reshape(-1, 2)
+            if len(beads):
+                _stamp(labels[t], beads, ob["beads"]["radius_px"], ob["id"] + 1)
+    return labels
+
+
+def save_masks(labels: np.ndarray, tif_path) -> Path:
+    """Write instance masks (T, H, W) uint16 as a TIFF stack with the frames' pixel size."""
+    import tifffile
+
+    tif_path = Path(tif_path)
+    tif_path.parent.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(tif_path, labels, photometric="minisblack", metadata={"axes": "TYX"},
+                     resolution=(1e4 / PIXEL_SIZE_UM, 1e4 / PIXEL_SIZE_UM), resolutionunit="CENTIMETER")
+    return tif_path
+
+
 # ---------------------------------------------------------------------------------------------- dataset
 def save_video(frames: np.ndarray, truth: dict, tif_path) -> Path:
     """Write ``frames`` (T, H, W) uint16 as a TIFF stack and ``truth`` as JSON beside it (same stem)."""
@@ -627,8 +685,10 @@ def _dataset_params(videos: int, frames: int, size: int, params: SimParams | Non
 
 
 def simulate_dataset(out_dir, videos: int = 20, frames: int = 30, size: int = 256, seed: int = 0,
-                     params: SimParams | None = None, progress: bool = True) -> Path:
-    """Write ``video_000.tif`` + ``video_000.json`` ... and ``simulation.json`` into ``out_dir``.
+                     params: SimParams | None = None, progress: bool = True, masks: bool = False) -> Path:
+    """Write ``video_000.tif`` + ``video_000.json`` ... and ``simulation.json`` into ``out_dir``; with ``masks``
+    also ``masks/video_000.tif`` ... (:func:`label_masks`; the folder is marked as masks, so reading
+    ``out_dir`` as movies, e.g. ``mitogan preprocess OUT``, leaves it out).
 
     ``frames`` and ``size`` override those fields of ``params``. Returns ``out_dir`` as a Path.
     """
@@ -646,6 +706,13 @@ def simulate_dataset(out_dir, videos: int = 20, frames: int = 30, size: int = 25
         save_video(frames_i, truth, out / f"video_{i:03d}.tif")
         entries.append({"tif": f"video_{i:03d}.tif", "truth": f"video_{i:03d}.json", "seed": vseed,
                         "frames": p.frames, **truth["counts"]})
+        if masks:
+            save_masks(label_masks(truth), out / MASKS_DIR / f"video_{i:03d}.tif")
+            entries[-1]["masks"] = f"{MASKS_DIR}/video_{i:03d}.tif"
+    if masks:
+        from mitogan.fsutil import write_marker
+
+        write_marker(out / MASKS_DIR, "masks", {"labels": "object id + 1 (0: background)", "dtype": "uint16"})
     meta = {"format": "mitogan-sim-dataset/1", "seed": int(seed), "videos": videos, "frames": p.frames,
             "size": p.size, "pixel_size_um": PIXEL_SIZE_UM, "frame_interval_s": FRAME_INTERVAL_S,
             "params": to_dict(p), "video_seeds": "SeedSequence([seed, index]).generate_state(1)[0]",

@@ -1,4 +1,5 @@
-"""``mitogan simulate``: write the built-in simulated dataset (uint16 TIFF stacks + ground-truth JSON)."""
+"""``mitogan simulate``: write the built-in simulated dataset (uint16 TIFF stacks + ground-truth JSON + instance
+masks)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "simulate", help="simulate mitochondria time-lapses with ground truth",
         description="Simulate mitochondria time-lapses (uint16 TIFF (T, H, W) + JSON ground truth per video, "
+                    "masks/video_NNN.tif: uint16 instance masks (T, H, W), object id + 1 per pixel, 0 background; "
                     "simulation.json for the dataset). Deterministic from --seed.",
 )
     p.add_argument("--out", required=True, type=Path, help="output folder (created; must be new or empty)")
@@ -30,6 +32,8 @@ def register(subparsers) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a SimParams field, e.g. --set bead_prob=1 --set shot_noise=false "
                         "(see mitogan.simulate.SimParams)")
+    p.add_argument("--no-masks", dest="masks", action="store_false",
+                   help="write no instance masks (masks/video_NNN.tif)")
     p.add_argument("--preview", type=Path, default=None, metavar="PNG",
                    help="also write a contact sheet of a few frames of the first videos")
     p.add_argument("-q", "--quiet", "--no-progress", dest="quiet", action="store_true",
@@ -95,7 +99,7 @@ def run(args) -> int:
     start = time.perf_counter()
     with atomic_dir(args.out, "simulation") as tmp:  # an earlier output (--overwrite) is replaced once this one is complete
         simulate_dataset(tmp, videos=args.videos, frames=args.frames, size=args.size, seed=args.seed,
-                         params=params, progress=not args.quiet)
+                         params=params, progress=not args.quiet, masks=args.masks)
     out = args.out
     elapsed = time.perf_counter() - start
     print(f"wrote {args.videos} videos x {args.frames} frames ({args.size}x{args.size}) to {out} "

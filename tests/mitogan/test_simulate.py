@@ -203,8 +203,8 @@ def test_cli_writes_files_and_preview(tmp_path, capsys):
     rc = main(["simulate", "--out", str(out), "--videos", "2", "--frames", "3", "--size", "48", "--seed", "0",
                "--set", "bead_prob=1", "--preview", str(png), "--no-progress"])
     assert rc == 0
-    assert sorted(p.name for p in out.iterdir()) == [".mitogan.json", "simulation.json", "video_000.json", "video_000.tif",
-                                                    "video_001.json", "video_001.tif"]
+    assert sorted(p.name for p in out.iterdir()) == [".mitogan.json", "masks", "simulation.json", "video_000.json",
+                                                    "video_000.tif", "video_001.json", "video_001.tif"]
     assert json.loads((out / "simulation.json").read_text())["params"]["bead_prob"] == 1.0
     assert png.stat().st_size > 1000
     assert "wrote 2 videos" in capsys.readouterr().out
