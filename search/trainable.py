@@ -6,12 +6,14 @@ the trial's config is built from the flat dotted keys Optuna sampled, the stop d
 ``mitogan.stopping.NonConvergencePolicy`` (thresholds: the config's ``stop`` section). W&B is logged from the driver (``search.wandb_log``), not here:
 Ray kills a stopped trial's actor before any code after the loop could finish a run.
 
-Every Ray result carries: ``step`` (also as ``timesteps_total``, so TensorBoard's x-axis is the generator
-step), the trainer's scalar metrics, ``primary`` (the search objective from ``mitogan.metrics``; its
-components ``fidelity`` and ``diversity_gap`` on the results where it was evaluated), ``objective`` and
-``objective_mode``, ``stop_reason`` ("" while running or when the trial finished), ``finished`` (1 only on
-the trial's last result when it ran all its steps) and, on results with a new sample grid, ``samples_png``
-(its path relative to the trial folder).
+Every Ray result carries: ``step``, the trainer's scalar metrics, ``primary`` (the search objective from
+``mitogan.metrics``; its components ``fidelity`` and ``diversity_gap`` on the results where it was
+evaluated), ``objective`` and ``objective_mode``, ``stop_reason`` ("" while running or when the trial
+finished), ``finished`` (1 only on the trial's last result when it ran all its steps), ``timesteps_total``
+(= ``step``) and, on results with a new sample grid, ``samples_png`` (its path relative to the trial
+folder). Only ``step`` and ``primary`` are top-level numbers for Ray; the other scalars travel packed
+(``search.trials.pack``: Ray keeps running statistics of every top-level number in its experiment state),
+and ``search.trials.expand`` restores them for every reader.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from mitogan.config import Config, from_flat
 from mitogan.report import TrainReport, scalars
 from mitogan.fsutil import atomic_write
 from mitogan.stopping import NonConvergencePolicy
-from search.trials import LINEAGE, lineage_of
+from search.trials import LINEAGE, lineage_of, pack
 from search.wandb_log import attach_sample
 
 __all__ = ["train_trial", "make_trainable", "worst_primary"]
@@ -73,7 +75,7 @@ def train_trial(config: dict, *, videos, fixed: dict, policy: dict, ship_samples
     stopper = NonConvergencePolicy(cfg, **policy)  # thresholds and grace period: cfg.stop
     resume, start_step, lineage = _resume_path(trial_dir)
     if resume is not None and start_step >= cfg.train.steps:  # it had ended when its driver died
-        tune.report(_ended_result(resume, start_step))
+        _report(_ended_result(resume, start_step), None, lineage)
         return
     state: dict[str, Any] = {"reason": None, "last": {}, "components": {}}
     # population-based training: whose state this trial continues (goes with every checkpoint it hands Ray)
@@ -93,9 +95,7 @@ def train_trial(config: dict, *, videos, fixed: dict, policy: dict, ship_samples
             metrics["samples_png"] = f"samples/step_{step:06d}.png"  # the name mitogan.train writes
         state["last"] = {k: v for k, v in metrics.items() if k != "samples_png"}
         state["components"].update({c: metrics[c] for c in PRIMARY_COMPONENTS if c in metrics})
-        if ship_samples:
-            attach_sample(metrics, trial_dir)
-        _report(metrics, report.get("checkpoint"), lineage)
+        _report(metrics, report.get("checkpoint"), lineage, trial_dir if ship_samples else None)
 
     result = train(cfg, tiles, out_dir=trial_dir, on_report=on_report, should_stop=lambda: state["reason"] is not None,
                    resume=resume, evaluate=evaluator)
@@ -104,7 +104,7 @@ def train_trial(config: dict, *, videos, fixed: dict, policy: dict, ship_samples
              "stop_reason": state["reason"] or "", "node": ray.get_runtime_context().get_node_id()}
     if final["finished"] and cfg.train.judge_samples:  # an independent judge: the classifier two-sample test
         final.update(_judge(evaluator, result.generator, cfg, cfg.train.judge_samples))
-    tune.report(final)
+    _report(final, None, lineage)
 
 
 def _judge(evaluator, generator, cfg, n: int = 1000) -> dict:
@@ -163,9 +163,15 @@ def _safe_evaluator(evaluator, mode: str):
     return evaluate
 
 
-def _report(metrics: dict, checkpoint_file: str | None, lineage: list[dict]) -> None:
-    """``tune.report``, with the trainer's checkpoint file as a Ray checkpoint when one was just written
-    (``step.json`` beside it: its step, the trial that wrote it and that trial's lineage)."""
+def _report(metrics: dict, checkpoint_file: str | None, lineage: list[dict], ship_from: Path | None = None) -> None:
+    """``tune.report`` of ``metrics`` packed for Ray (``search.trials.pack``), with the sample grid's bytes
+    when ``ship_from`` (the trial folder) is given, and with the trainer's checkpoint file as a Ray checkpoint
+    when one was just written (``step.json`` beside it: its step, the trial that wrote it and that trial's
+    lineage)."""
+    step = int(metrics.get("step", 0))
+    metrics = pack(metrics)
+    if ship_from is not None:
+        attach_sample(metrics, ship_from)
     if not checkpoint_file:
         tune.report(metrics)
         return
@@ -176,7 +182,7 @@ def _report(metrics: dict, checkpoint_file: str | None, lineage: list[dict]) -> 
             os.link(checkpoint_file, tmp / "checkpoint.pt")  # no copy on the same disk
         except OSError:
             shutil.copy2(checkpoint_file, tmp / "checkpoint.pt")
-        (tmp / "step.json").write_text(json.dumps({"step": int(metrics.get("step", 0)), "lineage": lineage,
+        (tmp / "step.json").write_text(json.dumps({"step": step, "lineage": lineage,
                                                    "trial_id": tune.get_context().get_trial_id()}))
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(tmp)))
     finally:

@@ -6,7 +6,8 @@ run opened inside the trial loses its exit record and its last rows. ``WandbSear
 every ending (``on_trial_complete`` for finished and stopped trials, ``on_trial_error``), whatever
 stopped the trial. Each trial's run has
 
-- one row per Ray result, at the generator step (``result["step"]``), with the result's numbers and the
+- one row per Ray result, at the generator step (``result["step"]``), with the result's numbers (those
+  packed for Ray unpacked: ``search.trials.expand``) and the
   sample grid written at that step (``samples_png``, relative to the trial folder) as a ``wandb.Image``;
 - ``job_type="trial"``, tags ``space:<name>``, ``loss:<kind>``, ``arch:<arch>``, grouped by search name;
 - a summary with ``stop_reason`` (``finished``, ``asha``, ``error`` or a non-convergence reason), ``status``
@@ -42,7 +43,7 @@ from pathlib import Path
 
 from ray.tune import Callback
 
-from search.trials import ran_to_end, stop_reason_of
+from search.trials import expand, ran_to_end, stop_reason_of
 
 __all__ = ["WandbSearchLogger", "trial_run_id", "attach_sample", "SAMPLE_BYTES", "DRIVER_SETTINGS"]
 
@@ -141,7 +142,7 @@ class WandbSearchLogger(Callback):
         if step < self.last_step.get(trial.trial_id, -1):
             return  # a trial restarted from a checkpoint repeats steps W&B already has
         self.last_step[trial.trial_id] = step
-        row = {k: v for k, v in result.items() if k not in _SKIP}
+        row = {k: v for k, v in expand(result).items() if k not in _SKIP}  # the trainer's scalars unpacked
         png = _sample_file(trial, result.get("samples_png"), data)
         if png is not None:
             self.samples[trial.trial_id] = png
@@ -155,7 +156,7 @@ class WandbSearchLogger(Callback):
         self._end(trial, error=True)
 
     def _end(self, trial, error: bool) -> None:
-        last = dict(trial.last_result or {})
+        last = expand(dict(trial.last_result or {}))
         reason = stop_reason_of(last, error=error) or "finished"
         status = "error" if error else "finished" if ran_to_end(last) else "stopped"
         from mitogan.metrics import PRIMARY_COMPONENTS, PRIMARY_NAME

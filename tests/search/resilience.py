@@ -61,6 +61,7 @@ def run(args, env=None, timeout=600) -> subprocess.CompletedProcess:
 def rows(storage: str, name: str) -> dict[str, list[dict]]:
     """Each trial's result rows (Ray's result.json), read from the storage (local folder or object store)."""
     from search.storage import SearchStore
+    from search.trials import expand
 
     store = SearchStore(storage, name)
     store.download("", skip=lambda rel: not rel.endswith(("result.json", "params.json")))
@@ -70,7 +71,7 @@ def rows(storage: str, name: str) -> dict[str, list[dict]]:
         parsed = []
         for line in lines:
             try:
-                parsed.append(json.loads(line))
+                parsed.append(expand(json.loads(line)))  # the trainer's scalars travel packed for Ray
             except ValueError:  # a line being written right now
                 pass
         out[f.parent.name] = parsed

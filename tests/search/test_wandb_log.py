@@ -57,6 +57,7 @@ def make_trial(root, tid, cfg, steps):
 
 
 def test_every_ending_gives_a_complete_run_and_the_search_a_table(offline):
+    from search.trials import pack
     from search.wandb_log import WandbSearchLogger
 
     logger = WandbSearchLogger(search_name="s", space_name="e2e", fixed={"train.steps": 60}, wandb_dir=offline)
@@ -68,10 +69,10 @@ def test_every_ending_gives_a_complete_run_and_the_search_a_table(offline):
         trials.append(t)
         sent[tid] = results(steps, reason_at)
         for r in sent[tid]:
-            t.last_result = r
-            logger.on_trial_result(0, trials, t, r)
+            t.last_result = pack(r)  # as trials hand them to Ray: the trainer's scalars packed (search.trials)
+            logger.on_trial_result(0, trials, t, t.last_result)
         if tid == "fin":
-            t.last_result = dict(r, finished=1)  # the trainable's final report repeats the last step
+            t.last_result = pack(dict(r, finished=1))  # the trainable's final report repeats the last step
             logger.on_trial_result(0, trials, t, t.last_result)
         (logger.on_trial_error if how == "error" else logger.on_trial_complete)(0, trials, t)
     logger.on_experiment_end(trials)
