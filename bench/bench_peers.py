@@ -132,15 +132,19 @@ def search_trials(budget_min: float, trial_min: float) -> int:
 # ---------------------------------------------------------------- running things
 
 
-def _run(cmd, log: Path, timeout_s: float | None = None, env=None) -> dict:
+def _run(cmd, log: Path, timeout_s: float | None = None, env=None, clock_from: Path | None = None) -> dict:
     """Run ``cmd`` with output to ``log``; on timeout send SIGTERM (MitoGAN saves and stops) and wait for it.
-    Returns wall seconds, child CPU seconds, exit status and whether the budget stopped it."""
+    With ``clock_from``, the timeout counts from when that file appears (training starts), not from launch.
+    Returns wall and child CPU seconds, the seconds before the clock started, exit status and whether the
+    budget stopped it."""
     log.parent.mkdir(parents=True, exist_ok=True)
     cpu0, t0 = _child_cpu(), time.monotonic()
     with open(log, "w") as fh:
         proc = subprocess.Popen([str(c) for c in cmd], stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT,
                                 env={**os.environ, **(env or {})}, start_new_session=True)
-        stopped = False
+        while clock_from is not None and not clock_from.exists() and proc.poll() is None:
+            time.sleep(0.5)
+        setup_s, stopped = time.monotonic() - t0, False
         try:
             proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
@@ -152,7 +156,7 @@ def _run(cmd, log: Path, timeout_s: float | None = None, env=None) -> dict:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
     return {"wall_s": round(time.monotonic() - t0, 1), "cpu_s": round(_child_cpu() - cpu0, 1),
-            "rc": proc.returncode, "stopped_at_budget": stopped}
+            "setup_s": round(setup_s, 1), "rc": proc.returncode, "stopped_at_budget": stopped}
 
 
 def _child_cpu() -> float:
@@ -205,18 +209,24 @@ def peer_ddpm(a: Args, train_npy: Path) -> tuple[Path, dict]:
 def _train_export_synth(a: Args, name: str, tiles: Path, sets: list) -> tuple[Path, dict]:
     """`mitogan train` stopped at the budget, `export --allow-incomplete`, `synth -n N --format npy`."""
     run, logs = a.work / name, a.work / "logs"
-    cmd = [*MITOGAN, "train", "--data", tiles, "--out", run, "--overwrite", "-q",
+    if run.exists():  # a fresh folder, so that the run writes in place and data.json marks the start
+        import shutil
+
+        shutil.rmtree(run)
+    cmd = [*MITOGAN, "train", "--data", tiles, "--out", run, "-q",
            "--set", "train.steps=10000000", "--set", f"train.threads={a.threads}"]  # the budget stops it
     for s in sets:
         cmd += ["--set", s] if "=" in str(s) else ["--config", s]
-    step = _checked(_run(cmd, logs / f"{name}-train.log", timeout_s=a.budget_min * 60), "mitogan train",
-                    ok=(0, 143))
+    # the clock starts at data.json, written once the held-out reference is built, as training begins
+    step = _checked(_run(cmd, logs / f"{name}-train.log", timeout_s=a.budget_min * 60, clock_from=run / "data.json"),
+                    "mitogan train", ok=(0, 143))
     steps = _last_step(run / "metrics.jsonl")
     t0 = time.monotonic()
     _checked(_run([*MITOGAN, "export", run, "--out", a.work / f"{name}-bundle", "--overwrite", "--allow-incomplete",
                    "--allow-copying", "-q"], logs / f"{name}-export.log"), "mitogan export")
     fake = _synth(a, a.work / f"{name}-bundle", a.work / f"{name}-synth", logs / f"{name}-synth.log")
-    return fake, {**step, "train_s": step["wall_s"], "sample_s": round(time.monotonic() - t0, 1), "steps": steps}
+    return fake, {**step, "train_s": round(step["wall_s"] - step["setup_s"], 1),
+                  "sample_s": round(time.monotonic() - t0, 1), "steps": steps}
 
 
 def _synth(a: Args, bundle: Path, out: Path, log: Path) -> Path:

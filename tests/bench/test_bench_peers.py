@@ -128,3 +128,21 @@ def test_results_json_round_trips_into_the_same_table(bp, tmp_path):
     bp.write_results(a, _results())
     again = json.loads((tmp_path / "peers.json").read_text())
     assert (tmp_path / "peers.md").read_text() == bp.render_table(again)
+
+
+def test_the_budget_stops_a_peer_with_sigterm_once_its_marker_appears(bp, tmp_path):
+    marker = tmp_path / "data.json"
+    # the peer writes its marker, then would train for ever: the budget (0.5 s after the marker) stops it
+    step = bp._run(["bash", "-c", f"touch {marker}; exec sleep 60"], tmp_path / "log", timeout_s=0.5,
+                   clock_from=marker)
+    assert step["stopped_at_budget"] and step["rc"] == -15  # SIGTERM, which MitoGAN turns into save-and-stop
+    # a peer that exits before writing its marker is not waited for
+    step = bp._run(["bash", "-c", "exit 3"], tmp_path / "log", timeout_s=60, clock_from=tmp_path / "never")
+    assert (step["rc"], step["stopped_at_budget"]) == (3, False)
+
+
+def test_rerunning_one_peer_keeps_the_others_of_the_same_budget(bp, tmp_path):
+    bp.write_results(bp.Args(out=tmp_path, budget_min=5.0, n=1000, threads=1), _results())
+    again = bp.Args(out=tmp_path, budget_min=5.0, n=1000, threads=1, peers=["ddpm"])
+    assert set(bp._earlier_peers(again)) == {"fastgan"}  # ddpm is rerun; the not-run GPU rows are rewritten
+    assert bp._earlier_peers(bp.Args(out=tmp_path, budget_min=20.0, peers=["ddpm"])) == {}  # another budget
