@@ -184,6 +184,7 @@ def prepare_tiles(a: Args) -> tuple[Path, Path, dict]:
     sp = split_real(ts.source, ts.frame, 0.25, 0, tiles=ts.tiles)
     train_npy = a.work / "train.npy"
     np.save(train_npy, np.asarray(ts.tiles, np.float32)[sp.train])
+    np.save(a.work / "heldout.npy", np.asarray(ts.tiles, np.float32)[sp.heldout])  # for the real grid beside theirs
     return tiles_dir / "tiles.npz", train_npy, {**sp.describe(), "tile_px": int(ts.tiles.shape[-1])}
 
 
@@ -358,11 +359,12 @@ def score(a: Args, name: str, tiles: Path, fake: Path) -> dict:
 
 
 def save_grid(fake: Path, png: Path, k: int = 8) -> None:
-    """The first k x k generated tiles as one small 8-bit PNG (1 px gaps)."""
+    """k x k tiles drawn at random (seed 0; real tiles come in time order) as one small 8-bit PNG, 1 px gaps."""
     from PIL import Image
 
     x = np.load(fake / "images.npy" if fake.is_dir() else fake)  # a synth --format npy folder, or a .npy
-    x = x.reshape(len(x), -1, *x.shape[-2:])[: k * k, 0]  # (k*k, S, S)
+    pick = np.sort(np.random.default_rng(0).choice(len(x), min(k * k, len(x)), replace=False))
+    x = x.reshape(len(x), -1, *x.shape[-2:])[pick, 0]  # (k*k, S, S)
     s = x.shape[-1]
     grid = np.full((k * (s + 1) - 1, k * (s + 1) - 1), 255, np.uint8)
     for i, tile in enumerate(x):
@@ -431,6 +433,7 @@ def main(argv=None) -> int:
         return 2
     a.work.mkdir(parents=True, exist_ok=True)
     tiles, train_npy, split = prepare_tiles(a)
+    save_grid(a.work / "heldout.npy", a.out / "grid_real-heldout.png")
     results = {"conditions": {**{k: str(v) if isinstance(v, Path) else v for k, v in asdict(a).items()},
                               "split": split, "tile_px": split["tile_px"], "load_start": _load(),
                               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())},
