@@ -215,7 +215,8 @@ def _print_c2st(result: dict) -> None:
         return
     print(f"classifier two-sample test: accuracy {_num(m['c2st_accuracy'], 3)} ± {_num(m['c2st_accuracy_sd'], 3)} "
           f"(0.5 = indistinguishable; baseline, training vs held-out real split: {_num(m['c2st_baseline'], 3)} ± "
-          f"{_num(m['c2st_baseline_sd'], 3)}; c2st_gap {_num(m['c2st_gap'], 3)}; {s['n_per_side']} tiles a side, "
+          f"{_num(m['c2st_baseline_sd'], 3)}; c2st_gap {_num(m['c2st_gap'], 3)}; information "
+          f"{_num(m.get('c2st_information'), 3)} bits vs {_num(m.get('c2st_information_baseline'), 3)}; {s['n_per_side']} tiles a side, "
           f"{s['folds']} folds x {s['batches']} batches of {s['batch_size']})")
 
 

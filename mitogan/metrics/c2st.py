@@ -106,8 +106,12 @@ def _precise_batchnorm(net, x_fit) -> None:
             net(x_fit[i:i + 256])
 
 
-def _fit_and_score(x_fit, y_fit, x_test, y_test, batches: int, batch_size: int, gen) -> float:
-    """Train a fresh CNN on (x_fit, y_fit) for ``batches`` batches; accuracy on (x_test, y_test)."""
+def _fit_and_score(x_fit, y_fit, x_test, y_test, batches: int, batch_size: int, gen) -> tuple[float, float]:
+    """Train a fresh CNN on (x_fit, y_fit) for ``batches`` batches; (accuracy, information) on (x_test, y_test).
+
+    information = 1 - the held-out binary cross-entropy in bits: 0 at chance, 1 when every held-out tile is
+    told apart with certainty. It keeps ranking where the accuracy has saturated at 1 (a set told apart
+    with more confidence is further from real), and goes below 0 when the CNN is confidently wrong."""
     import torch
     import torch.nn.functional as F
 
@@ -127,8 +131,9 @@ def _fit_and_score(x_fit, y_fit, x_test, y_test, batches: int, batch_size: int, 
     _precise_batchnorm(net, x_fit)
     net.eval()
     with torch.no_grad():
-        pred = torch.cat([net(x_test[i:i + 512]) for i in range(0, len(x_test), 512)]) > 0
-    return float((pred == (y_test > 0.5)).float().mean())
+        logits = torch.cat([net(x_test[i:i + 512]) for i in range(0, len(x_test), 512)])
+    bits = float(F.binary_cross_entropy_with_logits(logits, y_test)) / math.log(2)
+    return float(((logits > 0) == (y_test > 0.5)).float().mean()), 1.0 - bits
 
 
 def _fold_indices(m: int, n: int, folds: int, fold: int, rng, fixed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -139,7 +144,7 @@ def _fold_indices(m: int, n: int, folds: int, fold: int, rng, fixed: np.ndarray)
     return np.concatenate(parts[:fold] + parts[fold + 1:]), parts[fold]
 
 
-def _fold(x_a, x_b, idx, batches: int, batch_size: int, gen) -> float:
+def _fold(x_a, x_b, idx, batches: int, batch_size: int, gen) -> tuple[float, float]:
     """One fold: ``idx`` = [(fit, test) of a, (fit, test) of b]; labels a = 0, b = 1."""
     import torch
 
@@ -166,7 +171,8 @@ def c2st_accuracy(a: np.ndarray, b: np.ndarray, *, seed: int = 0, folds: int = C
 
     Returns
     -------
-    {"accuracy": mean over folds, "accuracy_sd": sd over folds, "folds", "batches" (per fold, after the
+    {"accuracy": mean over folds, "accuracy_sd": sd over folds, "information", "information_sd" (held-out
+     1 - cross-entropy in bits: ``_fit_and_score``), "folds", "batches" (per fold, after the
      epoch cap), "batch_size", "n_a", "n_b" (set sizes), "n_per_side" (per fold), "seconds"}
 
     Examples
@@ -191,11 +197,14 @@ def c2st_accuracy(a: np.ndarray, b: np.ndarray, *, seed: int = 0, folds: int = C
             torch.manual_seed(seed)
             gen = torch.Generator().manual_seed(seed)
             x_a, x_b = _as_input(a), _as_input(b)
-            accs = [_fold(x_a, x_b, [_fold_indices(len(x), n, folds, f, rng, fx) for x, fx in zip((a, b), fixed)],
-                          used, batch_size, gen) for f in range(folds)]
+            scores = [_fold(x_a, x_b, [_fold_indices(len(x), n, folds, f, rng, fx) for x, fx in zip((a, b), fixed)],
+                            used, batch_size, gen) for f in range(folds)]
     finally:
         torch.set_num_threads(threads)
-    return {"accuracy": float(np.mean(accs)), "accuracy_sd": float(np.std(accs, ddof=1)) if folds > 1 else 0.0,
+    accs, info = np.array(scores).T
+    sd = lambda v: float(np.std(v, ddof=1)) if folds > 1 else 0.0  # noqa: E731
+    return {"accuracy": float(np.mean(accs)), "accuracy_sd": sd(accs), "information": float(np.mean(info)),
+            "information_sd": sd(info),
             "folds": folds, "batches": used, "batch_size": batch_size, "n_a": len(a), "n_b": len(b),
             "n_per_side": n, "seconds": time.perf_counter() - t0}
 
@@ -221,18 +230,21 @@ def _baseline(ref, n: int, seed: int, budget: dict) -> dict:
 def c2st(ctx: MetricContext):
     """Classifier two-sample test: a small CNN's k-fold accuracy at telling generated from HELD-OUT real
     tiles (``c2st_accuracy``; 0.5 = indistinguishable), its baseline (the TRAINING split vs the held-out
-    split, same CNN, budget and n), and c2st_gap = (accuracy - baseline) / (1 - baseline) clipped to [0, 1].
+    split, same CNN, budget and n), c2st_gap = (accuracy - baseline) / (1 - baseline) clipped to [0, 1], and
+    c2st_information (held-out 1 - cross-entropy in bits), which still ranks where the accuracy saturates at 1.
     Values are None when a side has fewer than ``MIN_PER_SIDE`` tiles."""
     ref, budget = ctx.ref, dict(C2ST_BUDGET)
     n = min(ctx.n_fake, len(ref.train), ctx.n_real, budget.pop("max_per_side"))
-    keys = ("c2st_accuracy", "c2st_accuracy_sd", "c2st_baseline", "c2st_baseline_sd", "c2st_gap")
+    keys = ("c2st_accuracy", "c2st_accuracy_sd", "c2st_baseline", "c2st_baseline_sd", "c2st_gap",
+            "c2st_information", "c2st_information_baseline")
     if n < MIN_PER_SIDE:
         return dict.fromkeys(keys), {"n_per_side": n, "skipped": f"fewer than {MIN_PER_SIDE} tiles on a side"}
     base = _baseline(ref, n, ctx.seed, budget)
     r = c2st_accuracy(ref.heldout, ctx.fake_tiles, seed=ctx.seed, **budget, max_per_side=n,
                       names=("held-out real tiles", "generated tiles"))
     values = dict(zip(keys, (r["accuracy"], r["accuracy_sd"], base["accuracy"], base["accuracy_sd"],
-                             calibrated_gap(r["accuracy"], base["accuracy"]))))
+                             calibrated_gap(r["accuracy"], base["accuracy"]), r["information"],
+                             base.get("information"))))
     return values, {"n_heldout": ctx.n_real, "n_fake": ctx.n_fake, "n_train": len(ref.train), "n_per_side": n,
                     "folds": r["folds"], "batches": r["batches"], "batch_size": r["batch_size"],
                     "max_epochs": budget["max_epochs"], "seconds": r["seconds"], "baseline_seconds": base["seconds"]}

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["grids", "CopyIndex", "COPY_QUANTILE", "copy_statistics", "video_twins", "merge_twins", "layout"]
+__all__ = ["grids", "CopyIndex", "PatchIndex", "patches", "COPY_QUANTILE", "copy_statistics", "video_twins", "merge_twins", "layout"]
 
 COPY_QUANTILE = 0.05  # a generated tile nearer than this quantile of the null counts as a copy
 COARSE, FINE, SHIFT, ZOOM = 8, 32, 2, 1.1
@@ -110,78 +110,103 @@ def _window_norms(g: np.ndarray, shift: int) -> np.ndarray:
     return np.sqrt(np.maximum(s2 - s1 * s1 / side ** 2, 1e-12)).astype(np.float32)
 
 
+def _top_k(x: np.ndarray, k: int) -> np.ndarray:
+    """Column indices of the ``k`` largest entries of every row of ``x`` (b, n), in no particular order
+    (torch's top-k: ~10x numpy's argpartition on these shapes)."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(x, np.float32)).topk(k, dim=1, sorted=False).indices.numpy()
+
+
 class CopyIndex:
     """Nearest training tile of any query tile, up to orientation, shifts of +-S/16 px and a 10 % zoom.
 
     ``CopyIndex(train)``; ``index.distances(query) -> (distance (N,), training index (N,))``;
     ``index.null(groups)`` -> each training tile's distance to the training tiles of other groups.
+    ``orient=False`` / ``zooms=(1.0,)`` / a smaller ``fine`` grid serve the patch index (``PatchIndex``).
     """
 
-    def __init__(self, train: np.ndarray, candidates: int = 8):
+    def __init__(self, train: np.ndarray, candidates: int = 8, orient: bool = True, zooms=(1.0, ZOOM),
+                 fine: int = FINE, blur: float = 1 / 64):
         train = np.asarray(train, np.float32)
         s = train.shape[-1]
-        self.size, self.n, self.candidates = s, len(train), min(candidates, 8 * len(train))
-        self._coarse = _unit(_orientations(grids(train, COARSE, s / 16)).reshape(8, len(train), -1))  # (8, T, 64)
-        # fine grids per zoom and orientation: (2 zooms, 8, T, G, G); windows are cut per query chunk
-        self._fine = np.stack([_orientations(grids(train, FINE, s / 64, z)) for z in (1.0, ZOOM)])
-        self._norms = _window_norms(self._fine, SHIFT)  # (2, 8, T, 2 SHIFT + 1, 2 SHIFT + 1)
+        self.size, self.n, self.zooms, self.fine, self.blur = s, len(train), tuple(zooms), fine, blur
+        self._views = _orientations if orient else (lambda g: g[None])
+        self.n_views = 8 if orient else 1
+        self.candidates = min(candidates, self.n_views * len(train))
+        self._coarse_sigma = s / 16 if blur else 0.0  # blur=0: the caller blurred the tiles already
+        coarse = grids(train, COARSE, self._coarse_sigma)
+        self._coarse = _unit(self._views(coarse).reshape(self.n_views, len(train), -1))  # (O, T, 64)
+        # fine grids per zoom and orientation: (zooms, O, T, G, G); windows are cut per query chunk
+        self._fine = np.stack([self._views(grids(train, fine, s * blur, z)) for z in self.zooms])
+        self._norms = _window_norms(self._fine, SHIFT)  # (zooms, O, T, 2 SHIFT + 1, 2 SHIFT + 1)
         self._null: dict = {}
 
     def _query_centres(self, query: np.ndarray) -> np.ndarray:
-        """(2 zooms, N, V, side, side): central windows of each query grid at zoom 1 and 1.1, and at sub-cell offsets
+        """(zooms, N, V, side, side): central windows of each query grid at every zoom, and at sub-cell offsets
         (the query moved by half a grid cell, so shifts between grid cells are matched too), unit norm."""
-        s, side = self.size, FINE - 2 * SHIFT
-        half = s // (2 * FINE)
+        s, side = self.size, self.fine - 2 * SHIFT
+        half = s // (2 * self.fine)
         offsets = [(0, 0)] + ([(half, 0), (0, half), (half, half)] if half else [])
         out = []
-        for z in (1.0, ZOOM):
+        for z in self.zooms:
             per = []
             for dy, dx in offsets:
                 moved = np.roll(query, (dy, dx), axis=(2, 3)) if dy or dx else query
-                g = grids(moved, FINE, s / 64, z)[:, SHIFT:SHIFT + side, SHIFT:SHIFT + side]
+                g = grids(moved, self.fine, s * self.blur, z)[:, SHIFT:SHIFT + side, SHIFT:SHIFT + side]
                 per.append(_unit(g.reshape(len(g), -1)).reshape(g.shape))
             out.append(np.stack(per, 1))
         return np.stack(out)
 
-    def distances(self, query: np.ndarray, exclude: np.ndarray | None = None, chunk: int = 64):
+    def distances(self, query: np.ndarray, groups: tuple | None = None, chunk: int = 256):
         """(distance, index of the nearest training tile) for every query tile (N, 1, S, S).
 
-        ``exclude`` (N, T) bool, optional: training tiles a query row may not match (the null's own group).
+        ``groups`` = (query groups (N,), training groups (T,)[, more query groups (N,)]), optional: a query may not
+        match a training tile of its own group (the null) or of the further groups given for its row. The mask is
+        built per chunk, so it never costs N x T memory.
         """
         query = np.asarray(query, np.float32)
         n = len(query)
-        coarse = _unit(grids(query, COARSE, self.size / 16).reshape(n, -1))
+        coarse = _unit(grids(query, COARSE, self._coarse_sigma).reshape(n, -1))
         centres = self._query_centres(query)
         dist, index = np.empty(n), np.zeros(n, np.int64)
-        k = self.candidates
         for lo in range(0, n, chunk):
             hi = min(n, lo + chunk)
-            sim = np.einsum("nd,otd->not", coarse[lo:hi], self._coarse)  # (b, 8, T)
-            if exclude is not None:
-                sim = np.where(exclude[lo:hi, None, :], -np.inf, sim)
-            flat = sim.reshape(hi - lo, -1)
-            top = np.argpartition(-flat, k - 1, axis=1)[:, :k]  # (b, k) over (orientation, tile)
-            valid = np.take_along_axis(flat, top, 1) > -np.inf
-            o, t = np.divmod(top, self.n)
-            best = np.full(hi - lo, -1.0)
-            # query zoom qz vs training zoom tz: (1, 1) same scale, (1, 1.1) the query is a zoomed-in copy,
-            # (1.1, 1) the query is a zoomed-out copy; every shift of the candidate's window
-            side, span = FINE - 2 * SHIFT, 2 * SHIFT + 1
-            for qz, tz in ((0, 0), (0, 1), (1, 0)):
-                cand, norms = self._fine[tz][o, t], self._norms[tz][o, t]  # (b, k, G, G), (b, k, span, span)
-                q = centres[qz, lo:hi]  # (b, V, side, side), zero mean: <q, w - mean w> = <q, w>
-                c = np.full((hi - lo, k), -1.0, np.float32)
-                for i in range(span):
-                    for j in range(span):
-                        dots = np.einsum("bkyx,bvyx->bkv", cand[:, :, i:i + side, j:j + side], q).max(2)
-                        c = np.maximum(c, dots / norms[:, :, i, j])
-                c = np.where(valid, c, -1.0)
-                better = c.max(1) > best
-                best = np.where(better, c.max(1), best)
-                jbest = np.take_along_axis(t, c.argmax(1)[:, None], 1)[:, 0]
-                index[lo:hi] = np.where(better, jbest, index[lo:hi])
-            dist[lo:hi] = 1.0 - best
+            sim = (coarse[lo:hi] @ self._coarse.reshape(-1, self._coarse.shape[-1]).T).reshape(hi - lo, self.n_views, -1)
+            if groups is not None:  # (b, O, T): orientation-major like ``_coarse``
+                own = groups[0][lo:hi, None] == groups[1][None, :]
+                for extra in groups[2:]:  # further groups excluded per query row
+                    own |= extra[lo:hi, None] == groups[1][None, :]
+                np.copyto(sim, -np.inf, where=own[:, None, :])
+            dist[lo:hi], index[lo:hi] = self._fine_match(sim, centres[:, lo:hi])
         return np.clip(dist, 0.0, 2.0), index
+
+    def _fine_match(self, sim: np.ndarray, centres: np.ndarray):
+        """Distance and training index of the best of each query's ``candidates`` coarse matches (``sim``
+        (b, O, T)) at the fine grid, over every shift of the candidate's window and every zoom pairing."""
+        b, k = len(sim), self.candidates
+        flat = sim.reshape(b, -1)
+        top = _top_k(flat, k)  # (b, k) over (orientation, tile)
+        valid = np.take_along_axis(flat, top, 1) > -np.inf
+        o, t = np.divmod(top, self.n)
+        best, index = np.full(b, -1.0), np.zeros(b, np.int64)
+        side, span = self.fine - 2 * SHIFT, 2 * SHIFT + 1
+        # query zoom qz vs training zoom tz: (0, 0) same scale, (0, 1) the query is a zoomed-in copy,
+        # (1, 0) the query is a zoomed-out copy
+        pairs = ((0, 0), (0, 1), (1, 0)) if len(self.zooms) > 1 else ((0, 0),)
+        for qz, tz in pairs:
+            cand, norms = self._fine[tz][o, t], self._norms[tz][o, t]  # (b, k, G, G), (b, k, span, span)
+            q = centres[qz]  # (b, V, side, side), zero mean: <q, w - mean w> = <q, w>
+            c = np.full((b, k), -1.0, np.float32)
+            for i in range(span):
+                for j in range(span):
+                    dots = np.einsum("bkyx,bvyx->bkv", cand[:, :, i:i + side, j:j + side], q).max(2)
+                    c = np.maximum(c, dots / norms[:, :, i, j])
+            c = np.where(valid, c, -1.0)
+            better = c.max(1) > best
+            best = np.where(better, c.max(1), best)
+            index = np.where(better, np.take_along_axis(t, c.argmax(1)[:, None], 1)[:, 0], index)
+        return 1.0 - best, index
 
     def null(self, groups: np.ndarray, train: np.ndarray) -> np.ndarray:
         """Distance of each training tile to its nearest training tile of ANOTHER group (time block or
@@ -189,28 +214,121 @@ class CopyIndex:
         groups = np.asarray(groups)
         key = groups.tobytes()
         if key not in self._null:
-            exclude = groups[:, None] == groups[None, :]
-            if exclude.all():  # one group only: nothing to compare with
+            if len(np.unique(groups)) < 2:  # one group only: nothing to compare with
                 self._null[key] = np.zeros(0)
             else:
-                self._null[key] = self.distances(train, exclude=exclude)[0]
+                self._null[key] = self.distances(train, groups=(groups, groups))[0]
         return self._null[key]
 
 
-def copy_statistics(d_fake: np.ndarray, d_null: np.ndarray, q: float = COPY_QUANTILE) -> dict:
-    """The copy statistics of generated tiles' distances ``d_fake`` against the null distances (module doc)."""
+def patches(tiles: np.ndarray, side: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 1, S, S) -> every ``side`` x ``side`` patch at ``stride`` px steps, (N P, 1, side, side), and the tile
+    each patch came from (N P,)."""
+    x = np.asarray(tiles, np.float32)
+    starts = range(0, x.shape[-1] - side + 1, stride)
+    out = np.stack([x[:, :, y:y + side, c:c + side] for y in starts for c in starts], 1)  # (N, P, 1, side, side)
+    return out.reshape(-1, 1, side, side), np.repeat(np.arange(len(x)), out.shape[1])
+
+
+class PatchIndex:
+    """Partial copies: a part of a query tile that reproduces part of a training tile more closely than new
+    frames of the same movie reproduce it.
+
+    A generator can replay part of a training field and draw something new around it; the whole tile then
+    matches nothing. Every tile is cut into patches of side S/2: the training tiles every S/8 px (25 a tile),
+    the query tiles every S/4 px (9 a tile). Each query patch is matched to its nearest training patch up to
+    shifts of +-S/16 px (``CopyIndex`` on a 16 x 16 grid, one orientation and one zoom: rotated or rescaled
+    partial copies are left to the whole-tile index).
+
+    The comparison is local (Meehan et al. 2020 test per cell; Bhattacharjee et al. 2023 per sample): a
+    patch's distance d to its match p is divided by how close the training tiles of OTHER time blocks and
+    videos come to p (``scale[p]``). A structure that honest new frames show as well (a static field, a label
+    burned into every frame) has a small scale and is not called a copy; a replay of a changing field is:
+
+        ratio = (d + EPS) / (scale[p] + EPS)      a tile's ratio: that of its closest patch (lowest ratio)
+
+    The null is the same ratio for the training tiles' own patches (the 9 of the query grid) against the
+    training patches of other groups, with ``scale[p]`` then taken without the query's group as well (else p's
+    nearest neighbour could be the query itself, and the null would never show a ratio below 1). Its 5 %
+    quantile is the copy threshold: what honest new data of the same movies reaches.
+    """
+
+    BLUR = 1 / 16  # sigma / patch side: camera noise averaged out, so a cleaner (smoother) tile is not nearer
+    EPS = 0.005  # in distance units (1 - correlation): two patches this close are the same up to camera noise
+
+    def __init__(self, train: np.ndarray, groups: np.ndarray, candidates: int = 4):
+        train, groups = np.asarray(train, np.float32), np.asarray(groups)
+        s = train.shape[-1]
+        self.side, self._step = s // 2, max(1, s // 4)
+        # blurred once as whole tiles (cheaper than per patch, and with the real neighbours at patch borders)
+        train_patches, self.owner = patches(self._blur(train), self.side, max(1, s // 8))
+        self.index = CopyIndex(train_patches, candidates, orient=False, zooms=(1.0,), fine=min(16, self.side), blur=0)
+        if len(np.unique(groups)) < 2:  # one group only: nothing to compare with, no null
+            self.scale, self._null = np.zeros(0), np.zeros(0)
+            return
+        g = groups[self.owner]
+        self.scale, nearest = self.index.distances(train_patches, groups=(g, g))  # nearest other group
+        # the null's queries: the training patches on the query grid (every S/4 px = every other S/8 step)
+        per = int(round(np.sqrt(len(train_patches) // len(train))))
+        grid = np.zeros((per, per), bool)
+        grid[::2, ::2] = True
+        on_grid = np.tile(grid.ravel(), len(train))
+        d, j, q = self.scale[on_grid], nearest[on_grid], g[on_grid]
+        # the scale of each matched patch as a query of group q sees it: without q (where q held its nearest)
+        need = np.unique(j)
+        second = np.full(len(g), 2.0)
+        second[need] = self.index.distances(train_patches[need], groups=(g[need], g, g[nearest[need]]))[0]
+        seen = np.where(g[nearest[j]] == q, second[j], self.scale[j])
+        self._null = ((d + self.EPS) / (seen + self.EPS)).reshape(len(train), -1).min(1)
+
+    def _blur(self, tiles: np.ndarray) -> np.ndarray:
+        from scipy import ndimage
+
+        return ndimage.gaussian_filter(np.asarray(tiles, np.float32), (0, 0, self.side * self.BLUR, self.side * self.BLUR),
+                                       mode="reflect")
+
+    def null(self) -> np.ndarray:
+        """Each training tile's ratio against the training tiles of other groups (empty with one group)."""
+        return self._null
+
+    def ratios(self, query: np.ndarray) -> np.ndarray:
+        """The ratio (class doc) of every query tile (N, 1, S, S): below the null's 5 % quantile = a partial copy."""
+        if len(self.scale) == 0:
+            return np.full(len(query), np.inf)
+        qp, _ = patches(self._blur(query), self.side, self._step)
+        d, j = self.index.distances(qp)
+        return ((d + self.EPS) / (self.scale[j] + self.EPS)).reshape(len(query), -1).min(1)
+
+
+def copy_statistics(d_fake: np.ndarray, d_null: np.ndarray, r_fake: np.ndarray | None = None,
+                    r_null: np.ndarray | None = None, q: float = COPY_QUANTILE) -> dict:
+    """The copy statistics (module doc) of generated tiles against the null: whole-tile distances ``d_fake`` vs
+    ``d_null`` and, when given, partial-copy ratios (``PatchIndex``) ``r_fake`` vs ``r_null`` (aligned with
+    ``d_null``: one entry per training tile). A tile is a copy when either test puts it below its null's ``q``
+    quantile; ``copy_null_share`` is how many training tiles themselves that flags (``q`` for one test, a little
+    more for the two), and the gap is measured from there."""
     d_fake, d_null = np.asarray(d_fake, np.float64), np.asarray(d_null, np.float64)
     if len(d_null) == 0:
         return {"copy_share": float("nan"), "authenticity_gap": 0.0, "copy_auc": float("nan"),
                 "copy_threshold": float("nan")}
     thr = float(np.quantile(d_null, q))
-    share = float((d_fake < thr).mean()) if thr > 0 else float((d_fake <= 0).mean())
-    # Mann-Whitney effect size: P(a generated tile is nearer than a null tile), ties count half
+    below = (lambda d: d < thr) if thr > 0 else (lambda d: d <= 0)  # noqa: E731
+    whole, null_flag = below(d_fake), below(d_null)
+    out = {"whole_copy_share": float(whole.mean()), "copy_threshold": thr}
+    flag = whole
+    if r_fake is not None and r_null is not None and len(r_null) == len(d_null):
+        r_thr = float(np.quantile(r_null, q))
+        part = np.asarray(r_fake) < r_thr
+        flag, null_flag = whole | part, null_flag | (np.asarray(r_null) < r_thr)
+        out.update(part_copy_share=float(part.mean()), part_copy_threshold=r_thr)
+    share, q0 = float(flag.mean()), float(null_flag.mean())
+    # Mann-Whitney effect size of the whole-tile distances: P(a generated tile is nearer than a null tile)
     ranks = np.searchsorted(np.sort(d_null), d_fake, side="left")
     ties = np.searchsorted(np.sort(d_null), d_fake, side="right") - ranks
     auc = float(1.0 - (ranks + 0.5 * ties).mean() / len(d_null))
-    return {"copy_share": share, "authenticity_gap": float(max(0.0, (share - q) / (1 - q))), "copy_auc": auc,
-            "copy_threshold": thr}
+    out.update(copy_share=share, copy_null_share=q0, copy_auc=auc,
+               authenticity_gap=float(max(0.0, (share - q0) / max(1 - q0, 1e-9))))
+    return out
 
 
 def video_twins(tiles: np.ndarray, source: np.ndarray, share: float = 0.2, similarity: float = 0.98,

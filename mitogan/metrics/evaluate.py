@@ -157,7 +157,8 @@ class InTrainingEvaluator:
         self.reference = real_reference(real, holdout=holdout, seed=seed, cache=cache, max_tiles=max_real)
         self.reference.calibration(n_fake, seed)  # the scale for this sample size, once
         if "authenticity" in self.metrics:
-            self.reference.copy_null  # noqa: B018 (the copy test's index and null, once)
+            self.reference.copy_null  # noqa: B018 (the copy tests' indexes and nulls, once)
+            self.reference.part_copies  # noqa: B018
 
     def __call__(self, fake: np.ndarray) -> dict:
         """(M, 1, S, S) generated tiles in [-1, 1] -> flat dict of floats, including "primary"."""

@@ -10,6 +10,8 @@ second real source beats shuffled pixels, noise and heavy blur, and noise is las
     noise     uniform noise mixed in at 10 % < 50 % < 100 %
     gamma     intensity gamma 1.5 < 3 (on the [0, 1] scale)
     shuffle   pixels permuted within 4 px blocks < within the whole tile
+    phase     Fourier phases scrambled by half < fully, each tile's histogram kept (structure destroyed, the
+              power spectrum and intensities kept)
     templates collapse as GANs collapse: k = 20 > 5 > 1 distinct images, each repeated with a random gain
               and 5 % noise
     stamp     position collapse: the same tile blended into every tile at 30 % < 60 %
@@ -35,12 +37,14 @@ LADDERS: dict[str, tuple] = {
     "noise": (0.1, 0.5, 1.0),
     "gamma": (1.5, 3.0),
     "shuffle": (4, 0),  # block size in px; 0 = the whole tile
+    "phase": (0.5, 1.0),  # share of random phase added to the Fourier phases; the histogram is kept
     "templates": (20, 5, 1),  # distinct images
     "stamp": (0.3, 0.6),  # weight of the one shared tile
     "mixture": (0.25, 0.5),  # share of the tiles from a generator collapsed onto one template, the rest healthy
 }
 COPIES: tuple[str, ...] = ("copy", "copy_noise=0.01", "copy_noise=0.05", "copy_shift=1", "copy_shift=2",
                            "copy_flip", "copy_rot90", "copy_crop=0.9", "copy_shrink=0.9",
+                           "copy_part=0.75",
                            "copy_mix=0.1", "copy_mix=0.5", "copy_mix=1.0")
 
 
@@ -60,6 +64,8 @@ def damage(tiles: np.ndarray, kind: str, level, seed: int = 0, frames: np.ndarra
         out = ((x + 1) / 2) ** level * 2 - 1
     elif kind == "shuffle":
         out = _shuffle(x, level, rng)
+    elif kind == "phase":
+        out = _phase_scramble(x, level, rng)
     elif kind == "collapse":
         out = _collapse(x, level, rng, np.arange(len(x)) if frames is None else np.asarray(frames))
     elif kind == "templates":
@@ -86,6 +92,21 @@ def _shuffle(x: np.ndarray, block: int, rng) -> np.ndarray:
     order = np.argsort(rng.random(cells.shape), axis=-1)
     cells = np.take_along_axis(cells, order, axis=-1)
     return cells.reshape(n, s // b, s // b, b, b).transpose(0, 1, 3, 2, 4).reshape(x.shape)
+
+
+def _phase_scramble(x: np.ndarray, level: float, rng) -> np.ndarray:
+    """Fourier phases of every tile shifted by ``level`` x the phases of white noise (1: all structure gone,
+    the power spectrum kept), then each tile's own pixel values put back in the new rank order, so the
+    intensity histogram is exactly the original's (what a generator matching only intensity statistics and
+    spatial frequencies would draw)."""
+    noise = np.angle(np.fft.fft2(rng.standard_normal(x.shape)))  # Hermitian: the result stays real
+    spectrum = np.fft.fft2(x)
+    y = np.fft.ifft2(np.abs(spectrum) * np.exp(1j * (np.angle(spectrum) + level * noise))).real
+    n = x.shape[-1] * x.shape[-2]
+    flat_y, flat_x = y.reshape(len(x), -1), x.reshape(len(x), -1)
+    out = np.empty_like(flat_x)
+    np.put_along_axis(out, np.argsort(flat_y, axis=1), np.sort(flat_x, axis=1), axis=1)
+    return out.reshape(x.shape) if n else x
 
 
 def _collapse(x: np.ndarray, level, rng, frames: np.ndarray) -> np.ndarray:
@@ -123,6 +144,8 @@ def copy_set(train: np.ndarray, name: str, honest: np.ndarray, n: int, seed: int
             x = x.copy()
             for t in x:
                 t[0, o:o + c, o:o + c] = cv2.resize(t[0], (c, c), interpolation=cv2.INTER_AREA)
+    elif kind == "copy_part":  # a square of side lv S cut from a training tile, pasted anywhere into an honest one
+        x = _paste(x, np.asarray(honest, np.float32), int(round(s * lv)), rng)
     elif kind == "copy_mix":
         k = int(round(lv * n))
         h = np.asarray(honest, np.float32)[rng.choice(len(honest), n - k, replace=len(honest) < n - k)]
@@ -130,6 +153,17 @@ def copy_set(train: np.ndarray, name: str, honest: np.ndarray, n: int, seed: int
     elif kind != "copy":
         raise ValueError(f"unknown copy {name!r}; choose from {COPIES}")
     return np.clip(np.ascontiguousarray(x), -1, 1).astype(np.float32)
+
+
+def _paste(parts: np.ndarray, honest: np.ndarray, side: int, rng) -> np.ndarray:
+    """Each tile of ``parts`` gives a ``side`` square from a random place, pasted at another random place into
+    a random ``honest`` tile: the part of a training field that a generator memorised, around new content."""
+    s = parts.shape[-1]
+    out = honest[rng.choice(len(honest), len(parts), replace=len(honest) < len(parts))].copy()
+    for o, p in zip(out, parts):
+        (y, x), (v, u) = rng.integers(0, s - side + 1, (2, 2))
+        o[0, v:v + side, u:u + side] = p[0, y:y + side, x:x + side]
+    return out
 
 
 def ladder_sets(tiles: np.ndarray, frames: np.ndarray | None = None, seed: int = 0) -> dict[str, np.ndarray]:
@@ -263,9 +297,10 @@ def pair_orders(seconds=(), copies: bool = True) -> list[tuple[str, str]]:
     pairs += [("other", s) for s in damaged]  # held-out real beats every damaged set
     pairs += [("later", "collapse=2"), ("blur=1.0", "collapse=2")]
     # structure destroyed (every pixel of a tile shuffled) is worse than every mild damage
-    pairs += [(mild, "shuffle=0") for mild in ("blur=0.5", "blur=1.0", "gamma=1.5", "noise=0.1", "collapse=0.5")]
+    pairs += [(mild, bad) for mild in ("blur=0.5", "blur=1.0", "gamma=1.5", "noise=0.1", "collapse=0.5")
+              for bad in ("shuffle=0", "phase=1.0")]
     for good in ("other", *seconds):
-        pairs += [(good, bad) for bad in ("shuffle=0", "noise=1.0", "blur=4.0")]
+        pairs += [(good, bad) for bad in ("shuffle=0", "phase=1.0", "noise=1.0", "blur=4.0")]
     pairs += [(s, "noise=1.0") for s in [*damaged, "other", "later", *seconds] if s != "noise=1.0"]  # noise last
     if copies:  # every copy is worse than honest new data, and more copying is worse
         # a 10 % copier is caught (its authenticity_gap is > 0) but may still beat honest data of worse fidelity

@@ -82,10 +82,23 @@ class Reference:
         return self._copies
 
     @property
+    def copy_groups(self) -> np.ndarray:
+        """The time block / video of every training tile: what the copy nulls compare across."""
+        return self.train_groups if self.train_groups is not None else np.arange(len(self.train)) * 4 // len(self.train)
+
+    @property
     def copy_null(self) -> np.ndarray:
         """Each training tile's distance to the training tiles of other time blocks / videos (the copy null)."""
-        groups = self.train_groups if self.train_groups is not None else np.arange(len(self.train)) * 4 // len(self.train)
-        return self.copies.null(groups, self.train)
+        return self.copies.null(self.copy_groups, self.train)
+
+    @property
+    def part_copies(self):
+        """The ``copying.PatchIndex`` of the training tiles (partial copies; built once, with its null)."""
+        if not hasattr(self, "_part_copies"):
+            from mitogan.metrics.copying import PatchIndex
+
+            self._part_copies = PatchIndex(self.train, self.copy_groups)
+        return self._part_copies
 
     @property
     def z_heldout(self) -> np.ndarray:

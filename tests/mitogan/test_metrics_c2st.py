@@ -74,6 +74,9 @@ def test_registered_metric_reports_baseline_once_and_cannot_see_copies(real, mon
     assert len(calls) == 3  # baseline once (cached on the reference), then one per generated set
     # blur sigma 1: gap 0.53 / 0.74 / 0.88 for seeds 0 / 1 / 2 at this budget
     assert blurred["c2st_baseline"] == copies["c2st_baseline"] and blurred["c2st_gap"] > 0.4
+    # the information (1 - held-out cross-entropy in bits) follows: copies at the baseline's, blur above it
+    assert copies["c2st_information"] == copies["c2st_information_baseline"]
+    assert blurred["c2st_information"] > copies["c2st_information"] + 0.2
     assert sizes["n_per_side"] == min(len(ref.heldout), len(ref.train)) and sizes["batches"] > 0
     few, why = c2st(MetricContext(ref, ref.train[:8]))  # too few to test: no value, and why
     assert all(v is None for v in few.values()) and "fewer than" in why["skipped"]
