@@ -50,7 +50,7 @@ def trials(search: Path) -> list[dict]:
         if not gaps or (last.get("step", 0) < params["train.steps"] and not last.get("stop_reason")):
             continue  # still running
         rows.append({"trial": t.name, "seed": params.get("train.seed", 0), "share": params.get("train.sim_share", 0.0),
-                     "gap": gaps[-1], "gap2": float(np.mean(gaps[-2:])), "c2st": extra.get("c2st_accuracy"),
+                     "gap": gaps[-1], "gap2": float(np.mean(gaps[-2:])), "swing": abs(gaps[-1] - gaps[-2]), "c2st": extra.get("c2st_accuracy"),
                      "stop": last.get("stop_reason"), "params": params})
     return rows
 
@@ -73,7 +73,9 @@ def table(name: str, rows: list[dict]) -> None:
     best = min(rows, key=lambda r: r["gap"])
     print(f"mean {np.mean(gaps):.3f} ± {np.std(gaps, ddof=1) if len(gaps) > 1 else 0:.3f} (sd); best "
           f"{best['gap']:.3f} at share {best['share']:.2f}; Spearman(share, gap) "
-          f"{spearman([r['share'] for r in rows], gaps):.2f}")
+          f"{spearman([r['share'] for r in rows], gaps):.2f}; mean of the last two evaluations "
+          f"{np.mean([r['gap2'] for r in rows]):.3f}; |last − one before| mean {np.mean([r['swing'] for r in rows]):.3f}, "
+          f"max {max(r['swing'] for r in rows):.3f}")
 
 
 def paired(a: list[dict], b: list[dict]) -> None:
