@@ -274,6 +274,8 @@ def peer_search(a: Args, tiles: Path) -> tuple[Path, dict]:
     t0 = time.monotonic()
     fake = _synth(a, best, a.work / "search-synth", a.work / "logs" / "search-synth.log")
     trial_cfg = json.loads((best / "config.json").read_text())
+    # Ray's trial workers are not this process's children: their CPU time is not in getrusage, only the driver's
+    step = {**step, "driver_cpu_s": step["cpu_s"], "cpu_s": None}
     return fake, {**step, "train_s": step["wall_s"], "sample_s": round(time.monotonic() - t0, 1),
                   "trials": trials, "setting": f"{trials} trials of 400 steps, 1 at a time; best: "
                                                f"{_describe_best(trial_cfg)}"}
@@ -380,7 +382,7 @@ def _fmt(x, nd=3) -> str:
 
 def render_table(results: dict) -> str:
     """The markdown table of peers.json's results: one row per peer, GPU-only peers not run say so."""
-    head = ("| peer | setting | steps | train s (wall / CPU) | sample s | realism_gap ↓ | C2ST acc ↓ (± sd) | "
+    head = ("| peer | setting | steps | train wall s / CPU s of the whole command | sample s | realism_gap ↓ | C2ST acc ↓ (± sd) | "
             "C2ST baseline | copy share | memorisation ratio |\n|---|---|---|---|---|---|---|---|---|---|")
     rows = []
     order = [*CPU_PEERS, *CUDA_PEERS]
@@ -390,7 +392,7 @@ def render_table(results: dict) -> str:
             rows.append(f"| {label} | {r.get('reason', r.get('status', ''))} | | | | | | | | |")
             continue
         s = r["scores"]
-        rows.append(f"| {label} | {r['setting']} | {r.get('steps') or '–'} | {r['train_s']:.0f} / {r['cpu_s']:.0f} | "
+        rows.append(f"| {label} | {r['setting']} | {r.get('steps') or '–'} | {r['train_s']:.0f} / {_fmt(r['cpu_s'], 0)} | "
                     f"{r['sample_s']:.0f} | {_fmt(s['realism_gap'])} | {_fmt(s['c2st_accuracy'])} ± "
                     f"{_fmt(s['c2st_accuracy_sd'])} | {_fmt(s['c2st_baseline'])} ± {_fmt(s['c2st_baseline_sd'])} | "
                     f"{_fmt(s['copy_share'])} | {_fmt(s['memorisation_ratio'], 2)} |")
