@@ -77,7 +77,7 @@ def train_trial(config: dict, *, videos, fixed: dict, policy: dict, ship_samples
     if resume is not None and start_step >= cfg.train.steps:  # it had ended when its driver died
         _report(_ended_result(resume, start_step), None, lineage)
         return
-    state: dict[str, Any] = {"reason": None, "last": {}, "components": {}}
+    state: dict[str, Any] = {"reason": None, "last": {}, "components": {}, "unshipped": None}
     # population-based training: whose state this trial continues (goes with every checkpoint it hands Ray)
     parent = {"parent": lineage[-1]["parent"], "parent_step": lineage[-1]["step"]} if lineage else {}
 
@@ -95,7 +95,8 @@ def train_trial(config: dict, *, videos, fixed: dict, policy: dict, ship_samples
             metrics["samples_png"] = f"samples/step_{step:06d}.png"  # the name mitogan.train writes
         state["last"] = {k: v for k, v in metrics.items() if k != "samples_png"}
         state["components"].update({c: metrics[c] for c in PRIMARY_COMPONENTS if c in metrics})
-        _report(metrics, report.get("checkpoint"), lineage, trial_dir if ship_samples else None)
+        ship = ship_samples and _defer_sample(metrics, state, bool(report.get("checkpoint")))
+        _report(metrics, report.get("checkpoint"), lineage, trial_dir if ship else None)
 
     result = train(cfg, tiles, out_dir=trial_dir, on_report=on_report, should_stop=lambda: state["reason"] is not None,
                    resume=resume, evaluate=evaluator)
@@ -104,7 +105,23 @@ def train_trial(config: dict, *, videos, fixed: dict, policy: dict, ship_samples
              "stop_reason": state["reason"] or "", "node": ray.get_runtime_context().get_node_id()}
     if final["finished"] and cfg.train.judge_samples:  # an independent judge: the classifier two-sample test
         final.update(_judge(evaluator, result.generator, cfg, cfg.train.judge_samples))
-    _report(final, None, lineage)
+    ship = ship_samples and _defer_sample(final, state, False)  # a grid that went with the last checkpoint
+    _report(final, None, lineage, trial_dir if ship else None)
+
+
+def _defer_sample(metrics: dict, state: dict, checkpoint: bool) -> bool:
+    """Whether this result ships its sample grid's bytes. Ray keeps the result that goes with a checkpoint
+    in its experiment state, bytes and all (~70 KB per trial, re-encoded at every save: 155 KB of state per
+    trial in a 200-trial search), and the driver's W&B logger cannot take them out of that copy. So a grid
+    written at a checkpoint step travels with the trial's next result without a checkpoint (the final result
+    at the latest), named there by ``samples_png``."""
+    if checkpoint:
+        state["unshipped"] = metrics.get("samples_png") or state["unshipped"]
+        return False
+    if state["unshipped"] and not metrics.get("samples_png"):
+        metrics["samples_png"] = state["unshipped"]
+    state["unshipped"] = None
+    return bool(metrics.get("samples_png"))
 
 
 def _judge(evaluator, generator, cfg, n: int = 1000) -> dict:
