@@ -301,12 +301,14 @@ class PatchIndex:
 
 
 def copy_statistics(d_fake: np.ndarray, d_null: np.ndarray, r_fake: np.ndarray | None = None,
-                    r_null: np.ndarray | None = None, q: float = COPY_QUANTILE) -> dict:
+                    r_null: np.ndarray | None = None, q: float = COPY_QUANTILE,
+                    d_null_of_r: np.ndarray | None = None) -> dict:
     """The copy statistics (module doc) of generated tiles against the null: whole-tile distances ``d_fake`` vs
-    ``d_null`` and, when given, partial-copy ratios (``PatchIndex``) ``r_fake`` vs ``r_null`` (aligned with
-    ``d_null``: one entry per training tile). A tile is a copy when either test puts it below its null's ``q``
-    quantile; ``copy_null_share`` is how many training tiles themselves that flags (``q`` for one test, a little
-    more for the two), and the gap is measured from there."""
+    ``d_null`` and, when given, partial-copy ratios (``PatchIndex``) ``r_fake`` vs ``r_null``. A tile is a copy
+    when either test puts it below its null's ``q`` quantile; ``copy_null_share`` is how many training tiles
+    themselves that flags (``q`` for one test, a little more for the two), and the gap is measured from there.
+    That rate needs both nulls of the same tiles: ``d_null_of_r`` is the whole-tile null of the tiles behind
+    ``r_null`` (default: ``d_null`` itself, when both cover every training tile)."""
     d_fake, d_null = np.asarray(d_fake, np.float64), np.asarray(d_null, np.float64)
     if len(d_null) == 0:
         return {"copy_share": float("nan"), "authenticity_gap": 0.0, "copy_auc": float("nan"),
@@ -316,10 +318,14 @@ def copy_statistics(d_fake: np.ndarray, d_null: np.ndarray, r_fake: np.ndarray |
     whole, null_flag = below(d_fake), below(d_null)
     out = {"whole_copy_share": float(whole.mean()), "copy_threshold": thr}
     flag = whole
-    if r_fake is not None and r_null is not None and len(r_null) == len(d_null):
+    if d_null_of_r is None and r_null is not None and len(r_null) == len(d_null):
+        d_null_of_r = d_null
+    if r_fake is not None and r_null is not None and len(r_null) and d_null_of_r is not None:
+        if len(d_null_of_r) != len(r_null):
+            raise ValueError(f"the partial-copy null has {len(r_null)} tiles but their whole-tile null {len(d_null_of_r)}")
         r_thr = float(np.quantile(r_null, q))
         part = np.asarray(r_fake) < r_thr
-        flag, null_flag = whole | part, null_flag | (np.asarray(r_null) < r_thr)
+        flag, null_flag = whole | part, below(np.asarray(d_null_of_r, np.float64)) | (np.asarray(r_null) < r_thr)
         out.update(part_copy_share=float(part.mean()), part_copy_threshold=r_thr)
     share, q0 = float(flag.mean()), float(null_flag.mean())
     # Mann-Whitney effect size of the whole-tile distances: P(a generated tile is nearer than a null tile)

@@ -22,6 +22,8 @@ from mitogan.metrics.features import FEATURES_VERSION, FeatureSpace, describe, f
 from mitogan.metrics.scattering import SCATTER_VERSION
 from mitogan.metrics.protocol import RealSplit, duplicate_groups, split_real
 
+PART_COPY_TILES = 400  # training tiles the partial-copy test indexes (set-up ~ their number squared)
+
 __all__ = ["Reference", "CALIBRATION_DRAWS", "fidelity_distance"]
 
 CALIBRATION_DRAWS = 1000  # subsamples whose mean FD is used (calibration, and sets larger than it)
@@ -93,11 +95,16 @@ class Reference:
 
     @property
     def part_copies(self):
-        """The ``copying.PatchIndex`` of the training tiles (partial copies; built once, with its null)."""
+        """The ``copying.PatchIndex`` of at most ``PART_COPY_TILES`` training tiles (a seeded subset: its null
+        costs the square of their number; whole-tile copies are still looked for among all of them)."""
         if not hasattr(self, "_part_copies"):
             from mitogan.metrics.copying import PatchIndex
 
-            self._part_copies = PatchIndex(self.train, self.copy_groups)
+            pick = np.arange(len(self.train))
+            if len(pick) > PART_COPY_TILES:
+                pick = np.sort(np.random.default_rng(23).choice(len(pick), PART_COPY_TILES, replace=False))
+            self._part_copies = PatchIndex(self.train[pick], self.copy_groups[pick])
+            self._part_copies.tiles = pick  # which training tiles it holds (their whole-tile null: the union rate)
         return self._part_copies
 
     @property

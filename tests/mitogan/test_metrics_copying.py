@@ -94,6 +94,12 @@ def test_copy_statistics_join_the_two_tests_and_measure_from_the_null_rate():
     parts_only = copy_statistics(rng.uniform(0, 1, n), d_null, np.zeros(n), r_null)  # every tile part-copied
     assert parts_only["copy_share"] == 1.0 and parts_only["authenticity_gap"] == 1.0
     assert parts_only["whole_copy_share"] < 0.1 and parts_only["part_copy_share"] == 1.0
+    # the partial-copy index may hold a subset of the training tiles: its null is paired with theirs, never
+    # silently dropped
+    sub = copy_statistics(rng.uniform(0, 1, n), d_null, np.zeros(n), r_null[:500], d_null_of_r=d_null[:500])
+    assert sub["part_copy_share"] == 1.0 and sub["authenticity_gap"] == 1.0
+    with pytest.raises(ValueError):
+        copy_statistics(rng.uniform(0, 1, n), d_null, np.zeros(n), r_null[:500], d_null_of_r=d_null[:400])
 
 
 def test_copy_share_is_monotone_in_the_share_of_copies(movie):
