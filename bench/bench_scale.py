@@ -247,9 +247,10 @@ def measure(arm: str, n: int, root: Path) -> dict:
     proc = subprocess.Popen([sys.executable, __file__, "--_arm", arm, "--trials", str(n), "--dir", str(out),
                              "--events", str(events)], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=open(root / f"{arm}-{n}.log", "wb"))
-    peak = 0.0
+    peak, loads = 0.0, []
     while proc.poll() is None:
         peak = max(peak, _tree_rss(proc.pid))
+        loads.append(os.getloadavg()[0])  # a shared machine: the load the arm ran under
         time.sleep(1.0)
     if proc.returncode:
         raise SystemExit(f"arm {arm} ({n} trials) failed: see {root / f'{arm}-{n}.log'}")
@@ -257,7 +258,27 @@ def measure(arm: str, n: int, root: Path) -> dict:
     res["tree_peak_mb"] = peak
     events.write_text(json.dumps(res))
     files = sum(len(f) for _, _, f in os.walk(out))
-    return summarise(res, peak, files)
+    load = sorted(loads) or [os.getloadavg()[0]]
+    return {**summarise(res, peak, files), **state_and_files(out, n),
+            "load_avg_1min": [round(load[0], 1), round(load[len(load) // 2], 1), round(load[-1], 1)]}
+
+
+def state_and_files(out: Path, n: int) -> dict:
+    """Ray's experiment state (its newest file: re-encoded and rewritten on every save) in KB per trial, and
+    the files per trial by kind: inside the trial folders (by name, trial ids dropped) and the rest."""
+    import re
+    from collections import Counter
+
+    states = sorted(out.rglob("experiment_state-*.json"), key=lambda p: p.stat().st_mtime)
+    kinds: Counter = Counter()
+    for path in out.rglob("*"):
+        if path.is_file():
+            rel = path.relative_to(out).as_posix()
+            m = re.search(r"(?:^|/)trial_[^/]+/(.*)$", rel)
+            kind = "(W&B offline runs)" if "/wandb/" in f"/{rel}" else "(elsewhere)"
+            kinds[re.sub(r"\d+", "N", m.group(1)) if m else kind] += 1
+    return {"state_kb_per_trial": round(states[-1].stat().st_size / 1024 / n, 1) if states else None,
+            "files_by_kind_per_trial": {k: round(v / n, 2) for k, v in kinds.most_common()}}
 
 
 def summarise(res: dict, tree_peak: float, files: int) -> dict:
@@ -401,11 +422,19 @@ def plot(results: list[dict], path: Path) -> None:
 
 def table(results: list[dict]) -> str:
     head = ("| arm | trials | wall s | driver CPU s/trial by window | driver RSS MB (start→max) | MB/trial | "
-            "tree peak MB | files/trial | wrap-up s |\n|---|---:|---:|---|---|---:|---:|---:|---:|\n")
-    return head + "".join(
-        f"| {r['arm'] + (' (trains in-process)' if r['arm'] == 'optuna' else '')} | {r['trials']} | {r['wall_s']} | {', '.join(f'{v:.2f}' for v in r['driver_cpu_per_trial'])} | "
-        f"{r['driver_rss_mb'][0]:.0f}→{r['driver_rss_mb'][1]:.0f} | {r['driver_mb_per_trial']} | {r['tree_peak_mb']:.0f} | "
-        f"{r['files_per_trial']} | {r['wrap_up_s']} |\n" for r in results)
+            "tree peak MB | state KB/trial | files/trial | wrap-up s | load avg (min/median/max) | code |\n"
+            "|---|---:|---:|---|---|---:|---:|---:|---:|---:|---|---|\n")
+
+    def row(r: dict) -> str:
+        name = r["arm"] + (" (trains in-process)" if r["arm"] == "optuna" else "")
+        load = "/".join(f"{v:g}" for v in r["load_avg_1min"]) if r.get("load_avg_1min") else \
+            f"{r.get('load_avg_1min_end', '?')} (end)"
+        return (f"| {name} | {r['trials']} | {r['wall_s']} | {', '.join(f'{v:.2f}' for v in r['driver_cpu_per_trial'])} | "
+                f"{r['driver_rss_mb'][0]:.0f}→{r['driver_rss_mb'][1]:.0f} | {r['driver_mb_per_trial']} | "
+                f"{r['tree_peak_mb']:.0f} | {r.get('state_kb_per_trial') or '–'} | {r['files_per_trial']} | "
+                f"{r['wrap_up_s']} | {load} | {r.get('code', '?')} |\n")
+
+    return head + "".join(row(r) for r in results)
 
 
 def main() -> None:
@@ -430,8 +459,9 @@ def main() -> None:
         old = json.loads((out / "scale.json").read_text())
         results = [summarise(json.loads((out / f"{r['arm']}-{r['trials']}.events.json").read_text()),
                              r["tree_peak_mb"], round(r["files_per_trial"] * r["trials"])) for r in old]
-        for r, o in zip(results, old):
-            r["load_avg_1min_end"] = o.get("load_avg_1min_end")
+        for r, o in zip(results, old):  # what the raw samples do not hold: kept from the first summary
+            r.update({k: o[k] for k in ("load_avg_1min_end", "load_avg_1min", "state_kb_per_trial",
+                                        "files_by_kind_per_trial", "code") if k in o})
         return finish(results, out)
     if a.searchers:
         res = searcher_latency(a.searchers)
@@ -443,12 +473,20 @@ def main() -> None:
     results = [r for r in old if (r["arm"], r["trials"]) not in runs]  # earlier arms kept, these replaced
     for n in a.trials:
         for arm in a.arms.split(","):
-            r = measure(arm, n, work)
+            r = {**measure(arm, n, work), "code": _code()}
             shutil.copy2(work / f"{arm}-{n}.json", out / f"{arm}-{n}.events.json")  # raw samples: re-summarise
             results.append(r)
             print(json.dumps(r), flush=True)
             (out / "scale.json").write_text(json.dumps(results, indent=1))
     finish(results, out)
+
+
+def _code() -> str:
+    """The commit the arms ran (with "+changes" when the checkout differed from it)."""
+    def git(*args) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+    return git("rev-parse", "--short", "HEAD") + ("+changes" if git("status", "--porcelain", "search", "mitogan") else "")
 
 
 def finish(results: list[dict], out: Path) -> None:
