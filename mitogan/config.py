@@ -340,7 +340,7 @@ class OtsuConfig(Section):
 class TileConfig(Section):
     """Resizing and tiling of frames into square training tiles."""
 
-    size: int = _f(64, "tile side in pixels (the GAN's image size)", choices=(32, 64, 128))
+    size: int = _f(64, "tile side in pixels (the GAN's image size)", choices=(32, 64, 128, 256))
     scale: float = _f(1.0, "resize frames by this factor before tiling", lo=0.05, hi=4.0)
     stride: Optional[int] = _f(None, "step between tiles in pixels (None: = size, no overlap)", lo=4, hi=1024)
     min_foreground: float = _f(0.02, "skip tiles whose Otsu foreground fraction is below this", lo=0.0, hi=1.0)

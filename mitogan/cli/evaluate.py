@@ -194,8 +194,10 @@ def run(args) -> int:
     _print_c2st(result)
     m = result["metrics"]
     if m.get("copy_share") is not None:
-        print(f"copying: {_num(m['copy_share'], 3)} of generated tiles nearer to a training tile than 95 % of real "
-              f"frames of other times are (honest: ~0.05){'; FLAGGED as copying' if m.get('copying') else ''}")
+        print(f"copying: {_num(m['copy_share'], 3)} of generated tiles copy a training tile, whole or in part, more "
+              f"closely than 95 % of real frames of other times do (whole {_num(m.get('whole_copy_share'), 3)}, "
+              f"part {_num(m.get('part_copy_share'), 3)}; real frames themselves: {_num(m.get('copy_null_share'), 3)})"
+              f"{'; FLAGGED as copying' if m.get('copying') else ''}")
     top = ", ".join(f"{t['feature']} {100 * t['share']:.0f}%" for t in result["top_features"][:4])
     print(f"largest differences: {top}")
     if not args.quiet:

@@ -254,11 +254,12 @@ class PatchIndex:
     """
 
     BLUR = 1 / 16  # sigma / patch side: camera noise averaged out, so a cleaner (smoother) tile is not nearer
+    WORK = 64  # px: larger tiles are area-averaged to this before they are cut into patches
     EPS = 0.005  # in distance units (1 - correlation): two patches this close are the same up to camera noise
 
     def __init__(self, train: np.ndarray, groups: np.ndarray, candidates: int = 4):
         train, groups = np.asarray(train, np.float32), np.asarray(groups)
-        s = train.shape[-1]
+        s = min(train.shape[-1], self.WORK)
         self.side, self._step = s // 2, max(1, s // 4)
         # blurred once as whole tiles (cheaper than per patch, and with the real neighbours at patch borders)
         train_patches, self.owner = patches(self._blur(train), self.side, max(1, s // 8))
@@ -282,10 +283,14 @@ class PatchIndex:
         self._null = ((d + self.EPS) / (seen + self.EPS)).reshape(len(train), -1).min(1)
 
     def _blur(self, tiles: np.ndarray) -> np.ndarray:
+        """Blurred at sigma = BLUR x the patch side, then area-averaged to at most ``WORK`` px (the patches are
+        compared on a 16 x 16 grid anyway: 256 px tiles cost what 64 px tiles do)."""
         from scipy import ndimage
 
-        return ndimage.gaussian_filter(np.asarray(tiles, np.float32), (0, 0, self.side * self.BLUR, self.side * self.BLUR),
-                                       mode="reflect")
+        x = np.asarray(tiles, np.float32)
+        sigma = x.shape[-1] / 2 * self.BLUR
+        x = ndimage.gaussian_filter(x, (0, 0, sigma, sigma), mode="reflect")
+        return x if x.shape[-1] <= self.WORK else _resize(x[:, 0], self.WORK)[:, None].astype(np.float32)
 
     def null(self) -> np.ndarray:
         """Each training tile's ratio against the training tiles of other groups (empty with one group)."""

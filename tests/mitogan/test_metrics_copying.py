@@ -141,3 +141,19 @@ def test_layout_sees_the_same_structure_at_the_same_place():
     assert spread(stamped) < 0.7 * spread(real)
     empty = layout(np.full((10, 1, 32, 32), -1, np.float32) + 0.05 * rng.standard_normal((10, 1, 32, 32)), scale)[0]
     assert np.linalg.norm(empty, axis=1).max() < 0.3  # noise on an empty tile is not blown up into contrast
+
+
+def test_whole_frames_of_256_px_are_indexed_like_64_px_tiles():
+    # 256 px tiles are area-averaged to 64 px before they are cut into patches: a copy is still found, and the
+    # patches cost what 64 px tiles do
+    from scipy import ndimage
+
+    rng = np.random.default_rng(4)
+    tiles = ndimage.gaussian_filter(rng.standard_normal((16, 1, 256, 256)), (0, 0, 3, 3)).astype(np.float32)
+    tiles /= np.abs(tiles).max()
+    train, new = tiles[:12], tiles[12:]
+    index = PatchIndex(train, np.arange(12) // 3)
+    assert index.side == 32 and index.index.size == 32
+    threshold = np.quantile(index.null(), 0.05)
+    assert (index.ratios(np.roll(train[:4], 5, axis=3)) < threshold).all()  # shifted copies
+    assert (index.ratios(new) >= threshold).mean() >= 0.75  # new images are not copies
