@@ -177,8 +177,6 @@ def _tune(store, opts: FitOptions, target, rungs, restore: bool):
 
     from search import run as runmod
 
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", runmod.EXPERIMENT_STATE_PERIOD_S)
     address = opts.address or os.environ.get("RAY_ADDRESS") or "local"
     runmod._check_reachable(address)
     runmod._init_ray(address, verbose=opts.verbose)
@@ -196,7 +194,8 @@ def _tune(store, opts: FitOptions, target, rungs, restore: bool):
             tuner = tune.Tuner.restore(store.ray_path, trainable, resume_errored=True, storage_filesystem=store.fs)
         else:
             tuner = _build_tuner(store, opts, trainable, rungs)
-        with runmod._quiet_stdout(not opts.verbose):
+        # the search's own state-save period for this size, set only while Tune runs (warnings left on)
+        with runmod._quiet_stdout(not opts.verbose), runmod._state_period(runmod.experiment_state_period(opts.trials)):
             return tuner.fit()
     except KeyboardInterrupt:
         return None
