@@ -53,6 +53,7 @@ from mitogan.errors import ConfigError, InputError
 from mitogan.fsutil import atomic_write
 from mitogan.models import build_discriminator, build_generator, discriminate_real, init_weights
 from mitogan.report import SIGNALS, TrainReport, scalars
+from mitogan.simmix import sim_rows
 from mitogan.stopping import signals
 
 __all__ = ["train", "TrainResult", "load_checkpoint", "save_checkpoint", "CHECKPOINT_NAME", "SIGNALS"]
@@ -226,8 +227,6 @@ def _real_batch(st: _State, cfg: Config, data: torch.Tensor) -> torch.Tensor:
     idx = torch.randint(data.shape[0], (b,), generator=st.data_gen).to(st.device, non_blocking=True)
     if st.sim is None:  # no extra draws: runs without simulator tiles keep their random stream
         return data[idx]
-    from mitogan.simmix import sim_rows
-
     take = sim_rows(b, cfg.train.sim_share, st.data_gen).to(st.device).view(b, 1, 1, 1)
     j = torch.randint(st.sim.shape[0], (b,), generator=st.data_gen).to(st.device, non_blocking=True)
     return torch.where(take, st.sim[j], data[idx])

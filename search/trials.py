@@ -76,8 +76,7 @@ def stop_reason_of(result: dict, steps=None, error: bool = False) -> str:
     ``mitogan.stopping``, or ``asha`` (Ray's scheduler ended it); "" when it ran to the end."""
     if error:
         return "error"
-    result = expand(result)
-    if result.get("stop_reason"):
+    if result.get("stop_reason"):  # a string: never packed (``pack``); ran_to_end expands the rest
         return result["stop_reason"]
     return "" if ran_to_end(result, steps) else "asha"
 

@@ -173,7 +173,7 @@ def authenticity(ctx: MetricContext):
     d, r = ctx._cache[key]
     null = ctx.ref.copy_null
     parts = ctx.ref.part_copies
-    out = copy_statistics(d, null, r, parts.null(), d_null_of_r=null[parts.tiles] if len(null) else None)
+    out = copy_statistics(d, null, r, parts.null(), d_null_of_r=null[ctx.ref.part_copy_tiles] if len(null) else None)
     copies = int(round(out["copy_share"] * m)) if len(null) else 0
     q0 = min(max(out.get("copy_null_share", COPY_QUANTILE), COPY_QUANTILE), 0.5)
     p = float(binomtest(copies, m, q0, alternative="greater").pvalue) if len(null) else 1.0

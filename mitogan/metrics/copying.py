@@ -269,18 +269,16 @@ class PatchIndex:
             return
         g = groups[self.owner]
         self.scale, nearest = self.index.distances(train_patches, groups=(g, g))  # nearest other group
-        # the null's queries: the training patches on the query grid (every S/4 px = every other S/8 step)
-        per = int(round(np.sqrt(len(train_patches) // len(train))))
-        grid = np.zeros((per, per), bool)
-        grid[::2, ::2] = True
-        on_grid = np.tile(grid.ravel(), len(train))
+        # the null's queries: the training patches that lie on the query grid (starts every S/4 px)
+        keep = np.arange(0, s - self.side + 1, max(1, s // 8)) % self._step == 0
+        on_grid = np.tile(np.outer(keep, keep).ravel(), len(train))
         d, j, q = self.scale[on_grid], nearest[on_grid], g[on_grid]
         # the scale of each matched patch as a query of group q sees it: without q (where q held its nearest)
         need = np.unique(j)
         second = np.full(len(g), 2.0)
         second[need] = self.index.distances(train_patches[need], groups=(g[need], g, g[nearest[need]]))[0]
         seen = np.where(g[nearest[j]] == q, second[j], self.scale[j])
-        self._null = ((d + self.EPS) / (seen + self.EPS)).reshape(len(train), -1).min(1)
+        self._null = self._ratio(d, seen).reshape(len(train), -1).min(1)
 
     def _blur(self, tiles: np.ndarray) -> np.ndarray:
         """Blurred at sigma = BLUR x the patch side, then area-averaged to at most ``WORK`` px (the patches are
@@ -302,7 +300,10 @@ class PatchIndex:
             return np.full(len(query), np.inf)
         qp, _ = patches(self._blur(query), self.side, self._step)
         d, j = self.index.distances(qp)
-        return ((d + self.EPS) / (self.scale[j] + self.EPS)).reshape(len(query), -1).min(1)
+        return self._ratio(d, self.scale[j]).reshape(len(query), -1).min(1)
+
+    def _ratio(self, d: np.ndarray, scale: np.ndarray) -> np.ndarray:
+        return (d + self.EPS) / (scale + self.EPS)
 
 
 def copy_statistics(d_fake: np.ndarray, d_null: np.ndarray, r_fake: np.ndarray | None = None,

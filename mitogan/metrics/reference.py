@@ -104,7 +104,7 @@ class Reference:
             if len(pick) > PART_COPY_TILES:
                 pick = np.sort(np.random.default_rng(23).choice(len(pick), PART_COPY_TILES, replace=False))
             self._part_copies = PatchIndex(self.train[pick], self.copy_groups[pick])
-            self._part_copies.tiles = pick  # which training tiles it holds (their whole-tile null: the union rate)
+            self.part_copy_tiles = pick  # which training tiles it holds (their whole-tile null: the union rate)
         return self._part_copies
 
     @property
