@@ -4,6 +4,13 @@ the same wall-clock budget each, scored by one function (`mitogan evaluate`).
     python bench/bench_peers.py --budget-min 20                  # the CPU peers (issue 20 suggests 20 min each)
     python bench/bench_peers.py --budget-min 20 --device cuda    # also lightweight-gan and stylegan2-pytorch
 
+On a GPU machine with no package index (the lent device machine): install the peers' wheels into one
+site folder, then train there and score anywhere (scoring is CPU work):
+
+    python bench/bench_peers.py --device cuda --stage train --peer-python python3 --parallel \
+        --peers lightweight-gan,stylegan2,dcgan-story,fastgan --work WORK --budget-min 2
+    python bench/bench_peers.py --stage score --work WORK --out bench/results/peers-gpu --peers ...
+
 Every peer trains on the training split of one tiles file (``mitogan preprocess`` of --data with the story's
 preprocessing: normalise only, 32 px tiles of half-scale frames; ``mitogan.metrics.protocol.split_real``, twin
 videos kept together) and is scored against the held-out split of the same file:
@@ -65,6 +72,9 @@ class Args:
     ddpm_dim: int = 32  # Unet base width
     ddpm_sampling_steps: int = 50  # DDIM steps of 1000
     search_trial_min: float = 1.5  # expected minutes per fewshot trial here: --trials = budget / this
+    stage: str = "all"  # all; train (train and generate, records in --work); score (score what train left)
+    peer_python: str | None = None  # run the venv-less peers with this interpreter (their wheels installed)
+    parallel: bool = False  # train the peers at the same time (one GPU shared), not one after another
 
 
 def parse_args(argv=None) -> Args:
@@ -81,16 +91,21 @@ def parse_args(argv=None) -> Args:
     p.add_argument("--threads", type=int, default=d.threads, help="torch threads per single-run peer")
     p.add_argument("--ddpm-dim", type=int, default=d.ddpm_dim, help="diffusion Unet base width")
     p.add_argument("--ddpm-sampling-steps", type=int, default=d.ddpm_sampling_steps, help="DDIM sampling steps")
+    p.add_argument("--stage", default=d.stage, choices=("all", "train", "score"),
+                   help="train: train and generate only (records in --work); score: score what train left")
+    p.add_argument("--peer-python", default=None,
+                   help="interpreter that already has the GPU peers installed (no venv is made)")
+    p.add_argument("--parallel", action="store_true", help="train the peers at the same time")
     p.add_argument("--search-trial-min", type=float, default=d.search_trial_min,
                    help="expected minutes per fewshot trial (sizes --trials)")
     ns = p.parse_args(argv)
     a = Args(**{k: v for k, v in vars(ns).items() if k != "peers"})
-    a.peers = _peers(ns.peers, a.device)
+    a.peers = _peers(ns.peers, a.device, scoring_only=a.stage == "score")
     _check(a)
     return a
 
 
-def _peers(text, device: str) -> list:
+def _peers(text, device: str, scoring_only: bool = False) -> list:
     if device not in ("cpu", "cuda"):
         raise UsageError(f"--device: give cpu or cuda, not {device!r}")
     if text is None:
@@ -99,7 +114,7 @@ def _peers(text, device: str) -> list:
     for name in peers:
         if name not in CPU_PEERS + CUDA_PEERS:
             raise UsageError(f"--peers: unknown peer {name!r} (known: {', '.join(CPU_PEERS + CUDA_PEERS)})")
-        if name in CUDA_PEERS and device != "cuda":
+        if name in CUDA_PEERS and device != "cuda" and not scoring_only:
             raise UsageError(f"--peers: {name} asserts a CUDA GPU at import; run it with --device cuda")
     return peers
 
@@ -292,31 +307,56 @@ def _describe_best(bundle_cfg: dict) -> str:
 # ---------------------------------------------------------------- GPU-only peers (ready, not run on this CPU machine)
 
 
-def peer_cuda_cli(a: Args, name: str, train_npy: Path) -> tuple[Path, dict]:
-    """lightweight-gan or stylegan2-pytorch through their CLIs: train on PNGs of the training split until the
-    budget (SIGTERM; the last --save-every checkpoint is used), then generate. UNTESTED here: no GPU was lent."""
+CLI_SAVE_EVERY = 25  # steps between the GPU peers' checkpoints: the budget's end keeps the last one
+_CLI_MAIN = {"lightweight-gan": "lightweight_gan.cli", "stylegan2": "stylegan2_pytorch.cli"}
+
+
+def _cuda_cli(a: Args, name: str) -> tuple[list, dict]:
+    """The peer's CLI as a command, and the environment it needs. With --peer-python: that interpreter runs the
+    CLI's entry point (the wheels are installed beside it); else the peer's own venv, made by setup.sh."""
+    if a.peer_python:
+        entry = f"import sys; sys.argv[0] = {name!r}; from {_CLI_MAIN[name]} import main; main()"
+        # stylegan2-pytorch imports aim (an experiment tracker, a large install) at the top, and uses it only with
+        # --log; a module that refuses to log stands in for it (bench/peers/stubs/aim.py)
+        return [a.peer_python, "-c", entry], {"PYTHONPATH": os.pathsep.join(
+            [str(PEERS_DIR / "stubs"), os.environ.get("PYTHONPATH", "")])}
     venv = ROOT / "bench" / f".venv-{name}"
     if not (venv / "bin" / "python").is_file():
         _checked(_run(["bash", PEERS_DIR / "setup.sh", name, "--device", "cuda"], a.work / "logs" / f"setup-{name}.log"),
                  "setup.sh")
-    pngs, res, models = write_pngs(np.load(train_npy), a.work / f"{name}-data"), a.work / name, a.work / f"{name}-models"
-    exe = venv / "bin" / ("lightweight_gan" if name == "lightweight-gan" else "stylegan2_pytorch")
-    common = ["--name", "peers", "--results_dir", res, "--models_dir", models, "--image_size", 32]
+    return [venv / "bin" / ("lightweight_gan" if name == "lightweight-gan" else "stylegan2_pytorch")], {}
+
+
+def peer_cuda_cli(a: Args, name: str, train_npy: Path) -> tuple[Path, dict]:
+    """lightweight-gan or stylegan2-pytorch through their CLIs: train on PNGs of the training split until the
+    budget (SIGTERM; the last --save-every checkpoint is used), then generate one image per call."""
+    exe, env = _cuda_cli(a, name)
+    tiles = np.load(train_npy)
+    px = int(tiles.shape[-1])
+    pngs, res, models = write_pngs(tiles, a.work / f"{name}-data"), a.work / name, a.work / f"{name}-models"
+    common = ["--name", "peers", "--results_dir", res, "--models_dir", models, "--image_size", px]
     grey = ["--greyscale"] if name == "lightweight-gan" else []
-    step = _run([exe, "--data", pngs, *common, *grey, "--batch_size", 32, "--save_every", 200,
-                 "--num_train_steps", 10_000_000], a.work / "logs" / f"{name}.log", timeout_s=a.budget_min * 60)
+    step = _run([*exe, "--data", pngs, *common, *grey, "--batch_size", 32, "--save_every", CLI_SAVE_EVERY,
+                 "--num_train_steps", 10_000_000], a.work / "logs" / f"{name}.log", timeout_s=a.budget_min * 60,
+                env=env)
     t0 = time.monotonic()
-    if name == "lightweight-gan":  # one grid of k x k images per call
-        k = math.ceil(math.sqrt(a.n))
-        _checked(_run([exe, "--generate", *common, *grey, "--num_image_tiles", k], a.work / "logs" / f"{name}-gen.log"),
-                 "lightweight_gan --generate")
-    else:
-        _checked(_run([exe, "--generate", *common, "--num_generate", a.n, "--num_image_tiles", 1],
-                      a.work / "logs" / f"{name}-gen.log"), "stylegan2_pytorch --generate")
+    if name == "lightweight-gan":  # --num_image_tiles single images per call
+        _checked(_run([*exe, "--generate", *common, *grey, "--num_image_tiles", a.n], a.work / "logs" / f"{name}-gen.log",
+                      env=env), "lightweight_gan --generate")
+    else:  # --num_generate calls of one --num_image_tiles x --num_image_tiles grid: 1 x 1
+        _checked(_run([*exe, "--generate", *common, "--num_generate", a.n, "--num_image_tiles", 1],
+                      a.work / "logs" / f"{name}-gen.log", env=env), "stylegan2_pytorch --generate")
     fake = a.work / f"{name}-samples.npy"
-    np.save(fake, read_generated(sorted(res.rglob("*-ema.*")), 32, a.n))
+    # "generated-<time>...-ema.<ext>": the EMA generator's images of --generate, not the grids saved in training
+    np.save(fake, read_generated(sorted(res.rglob("generated-*-ema.*")), px, a.n))
     return fake, {**step, "train_s": step["wall_s"], "sample_s": round(time.monotonic() - t0, 1),
-                  "setting": "CLI defaults, 32 px, batch 32 (untested: written without a GPU)"}
+                  "steps": _cli_steps(models), "setting": f"CLI defaults, {px} px, batch 32"}
+
+
+def _cli_steps(models: Path):
+    """Steps at the last checkpoint: its number times --save_every (both CLIs name them model_<n>.pt)."""
+    nums = [int(p.stem.split("_")[-1]) for p in models.rglob("model_*.pt") if p.stem.split("_")[-1].isdigit()]
+    return max(nums) * CLI_SAVE_EVERY if nums else None
 
 
 def write_pngs(tiles: np.ndarray, folder: Path) -> Path:
@@ -337,6 +377,9 @@ def read_generated(files, size: int, n: int, pad: int = 2) -> np.ndarray:
     out = []
     for f in files:
         img = np.asarray(Image.open(f).convert("L"), np.float32) / 127.5 - 1  # (H, W)
+        if img.shape == (size, size):  # one image (torchvision saves a batch of one without a border)
+            out.append(img)
+            continue
         step = size + pad
         for r in range(pad, img.shape[0] - size + 1, step):
             for c in range(pad, img.shape[1] - size + 1, step):
@@ -397,7 +440,10 @@ def render_table(results: dict) -> str:
                     f"{_fmt(s['c2st_accuracy_sd'])} | {_fmt(s['c2st_baseline'])} ± {_fmt(s['c2st_baseline_sd'])} | "
                     f"{_fmt(s['copy_share'])} | {_fmt(s['memorisation_ratio'], 2)} |")
     c = results["conditions"]
-    foot = (f"\nBudget {c['budget_min']:g} min of training wall clock per peer ({c['threads']} torch thread(s); the "
+    where = (f"On one {c['gpu']} (torch {c['torch']}), "
+             f"{'all peers training at the same time' if c.get('parallel') else 'one peer at a time'}. "
+             if c.get("gpu") else "")
+    foot = (f"\n{where}Budget {c['budget_min']:g} min of training wall clock per peer ({c['threads']} torch thread(s); the "
             f"search: its whole run, trials one at a time), {c['n']} generated tiles each, {c['tile_px']} px tiles; "
             f"scored by `mitogan evaluate` against {c['split']['n_heldout']} held-out real tiles (split by "
             f"{c['split']['split']}; {c['split']['n_train']} training tiles). Load average at the start "
@@ -405,19 +451,49 @@ def render_table(results: dict) -> str:
     return "\n".join([head, *rows]) + "\n" + foot + "\n"
 
 
-def run_peer(a: Args, name: str, tiles: Path, train_npy: Path) -> dict:
-    """Train, generate and score one peer; a failing peer is recorded (with its error) and the bench goes on."""
+def train_peer(a: Args, name: str, tiles: Path, train_npy: Path) -> dict:
+    """Train and generate one peer; a failing peer is recorded (with its error) and the bench goes on."""
     runners = {"ddpm": lambda: peer_ddpm(a, train_npy), "dcgan-story": lambda: peer_dcgan_story(a, tiles),
                "fastgan": lambda: peer_fastgan(a, tiles), "search-fewshot": lambda: peer_search(a, tiles),
                "lightweight-gan": lambda: peer_cuda_cli(a, "lightweight-gan", train_npy),
                "stylegan2": lambda: peer_cuda_cli(a, "stylegan2", train_npy)}
     try:
         fake, rec = runners[name]()
-        rec["scores"] = score(a, name, tiles, fake)
-        save_grid(fake, a.out / f"grid_{name}.png")
-        return {"status": "ok", **rec}
+        return {"status": "trained", "fake": str(Path(fake).resolve().relative_to(a.work.resolve())), **rec}
     except Exception as e:  # noqa: BLE001 - one peer's failure is a result, not the end of the bench
         return {"status": "failed", "reason": f"failed: {type(e).__name__}: {e}"}
+
+
+def score_peer(a: Args, name: str, tiles: Path, rec: dict) -> dict:
+    """Score a trained peer's tiles and draw its grid."""
+    if rec.get("status") != "trained":
+        return rec
+    if name in CUDA_PEERS and not rec.get("steps"):  # the CLIs save model_0 (the initial weights) at step 0
+        return {**rec, "status": "failed", "reason": f"reached no checkpoint past step 0 in {rec['train_s']:.0f} s "
+                f"(--save_every {CLI_SAVE_EVERY}): its samples would come from untrained weights, so it is not scored"}
+    try:
+        fake = a.work / rec.pop("fake")
+        rec["scores"] = score(a, name, tiles, fake)
+        save_grid(fake, a.out / f"grid_{name}.png")
+        return {**rec, "status": "ok"}
+    except Exception as e:  # noqa: BLE001
+        return {"status": "failed", "reason": f"failed scoring: {type(e).__name__}: {e}"}
+
+
+def train_all(a: Args, tiles: Path, train_npy: Path) -> dict:
+    """Every peer of --peers trained and generated, one after another or (--parallel) all at once."""
+    def one(name):
+        print(f"bench_peers: training {name} ({a.budget_min:g} min)", flush=True)
+        rec = train_peer(a, name, tiles, train_npy)
+        print(f"bench_peers: {name}: {json.dumps(rec, default=str)}", flush=True)
+        return rec
+
+    if a.parallel:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(len(a.peers)) as pool:
+            return dict(zip(a.peers, pool.map(one, a.peers)))
+    return {name: one(name) for name in a.peers}
 
 
 def write_results(a: Args, results: dict) -> None:
@@ -429,27 +505,47 @@ def write_results(a: Args, results: dict) -> None:
 def main(argv=None) -> int:
     try:
         a = parse_args(argv)
-        require_cuda(a.device)
+        if a.stage != "score":
+            require_cuda(a.device)
     except UsageError as e:
         print(f"bench_peers: {e}", file=sys.stderr)
         return 2
     a.work.mkdir(parents=True, exist_ok=True)
-    tiles, train_npy, split = prepare_tiles(a)
+    trained_file = a.work / "trained.json"  # what the train stage leaves for the score stage
+    if a.stage == "score":
+        if not trained_file.is_file():
+            print(f"bench_peers: --stage score: {trained_file} is missing: run --stage train first", file=sys.stderr)
+            return 2
+        trained = json.loads(trained_file.read_text())
+        tiles, split, conditions = Path(trained["tiles"]), trained["split"], trained["conditions"]
+        if not tiles.is_file():  # trained on another machine: the same tiles file lies in this --work
+            tiles = a.work / "tiles" / "tiles.npz"
+    else:
+        tiles, train_npy, split = prepare_tiles(a)
+        conditions = {**{k: str(v) if isinstance(v, Path) else v for k, v in asdict(a).items()},
+                      "split": split, "tile_px": split["tile_px"], "load_start": _load(),
+                      "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+        if a.device == "cuda":
+            import torch
+
+            conditions["gpu"] = torch.cuda.get_device_name(0)
+            conditions["torch"] = torch.__version__
+        trained = {"tiles": str(tiles), "split": split, "conditions": conditions,
+                   "peers": train_all(a, tiles, train_npy)}
+        trained["conditions"]["load_end"] = _load()
+        trained_file.write_text(json.dumps(trained, indent=1, default=str) + "\n")
+        if a.stage == "train":
+            return 0
     save_grid(a.work / "heldout.npy", a.out / "grid_real-heldout.png")
-    results = {"conditions": {**{k: str(v) if isinstance(v, Path) else v for k, v in asdict(a).items()},
-                              "split": split, "tile_px": split["tile_px"], "load_start": _load(),
-                              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())},
-               "peers": _earlier_peers(a)}
+    results = {"conditions": conditions, "peers": _earlier_peers(a)}
     for name in a.peers:
-        print(f"bench_peers: {name} ({a.budget_min:g} min)", flush=True)
-        results["peers"][name] = run_peer(a, name, tiles, train_npy)
+        results["peers"][name] = score_peer(a, name, tiles, dict(trained["peers"].get(name, {"status": "not run"})))
         print(f"bench_peers: {name}: {json.dumps(results['peers'][name], default=str)}", flush=True)
         write_results(a, results)  # after every peer: a long run that is cut short keeps what it measured
     for name in CUDA_PEERS:
         if name not in a.peers:
             results["peers"][name] = {"status": "not run", "reason": "needs a CUDA GPU (asserts one at import): "
-                                      "not run here; `--device cuda` runs it (untested)"}
-    results["conditions"]["load_end"] = _load()
+                                      "not run here; `--device cuda` runs it"}
     write_results(a, results)
     print((a.out / "peers.md").read_text())
     return 0

@@ -457,6 +457,10 @@ class TrainConfig(Section):
     eval_every: int = _f(0, "steps between in-training metric evaluations (0: only at the end)", lo=0)
     device: str = _f("auto", "auto (CUDA if present), cpu or cuda", choices=("auto", "cpu", "cuda"))
     amp: bool = _f(True, "mixed precision on CUDA (ignored on CPU)")
+    amp_dtype: str = _f("bf16", "mixed-precision type on CUDA: bf16 (no loss scaling; Ampere and newer) or fp16 "
+                        "(with GradScaler)", choices=("bf16", "fp16"))
+    channels_last: bool = _f(True, "channels-last memory layout on CUDA, the layout cuDNN's fastest convolution "
+                             "kernels use (ignored on CPU)")
     threads: Optional[int] = _f(None, "torch CPU threads (None: torch default)", lo=1, hi=256)
     n_samples: int = _f(64, "fixed-latent EMA samples for grids and the diversity figure", lo=2, hi=1024)
     eval_samples: int = _f(512, "EMA samples handed to the evaluator at eval steps", lo=2, hi=100000)

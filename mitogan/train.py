@@ -91,6 +91,7 @@ class _State:
     z_fixed: torch.Tensor
     device: torch.device
     amp: bool
+    amp_dtype: torch.dtype = torch.bfloat16
     step: int = 0
     history: list = field(default_factory=list)
     acc: dict = field(default_factory=dict)
@@ -140,18 +141,22 @@ def _build_state(cfg: Config, device: torch.device) -> _State:
     _seed(cfg.train.seed)
     G = init_weights(build_generator(cfg.model, cfg.image_size), cfg.init.scheme, cfg.init.gain).to(device)
     D = init_weights(build_discriminator(cfg.model, cfg.image_size), cfg.init.scheme, cfg.init.gain).to(device)
+    if device.type == "cuda" and cfg.train.channels_last:
+        G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
     ema = copy.deepcopy(G).eval().requires_grad_(False)
     amp = device.type == "cuda" and cfg.train.amp
+    amp_dtype = torch.float16 if cfg.train.amp_dtype == "fp16" else torch.bfloat16
+    scale = amp and amp_dtype == torch.float16  # bf16 has fp32's range: no loss scaling, no overflow probe
     z_gen = torch.Generator().manual_seed(cfg.train.seed + 1)
     return _State(
         G=G, D=D, ema=ema,
         opt_g=_optimizer(G.parameters(), cfg.optim, cfg.optim.lr_g),
         opt_d=_optimizer(D.parameters(), cfg.optim, cfg.optim.lr_d),
-        scaler_g=torch.amp.GradScaler("cuda", enabled=amp), scaler_d=torch.amp.GradScaler("cuda", enabled=amp),
+        scaler_g=torch.amp.GradScaler("cuda", enabled=scale), scaler_d=torch.amp.GradScaler("cuda", enabled=scale),
         ada=AdaptiveP(cfg.augment.p, cfg.augment.target, cfg.augment.ada_kimg, cfg.augment.ada_interval),
         data_gen=torch.Generator().manual_seed(cfg.train.seed),
         z_fixed=torch.randn(cfg.train.n_samples, cfg.model.latent_dim, generator=z_gen).to(device),
-        device=device, amp=amp, acc=_new_acc(device))
+        device=device, amp=amp, amp_dtype=amp_dtype, acc=_new_acc(device))
 
 
 def _new_acc(device) -> dict:
@@ -171,19 +176,19 @@ def _new_acc(device) -> dict:
 # one step
 
 
-def _grad_norm(params, amp: bool) -> torch.Tensor:
+def _grad_norm(params, scaled: bool) -> torch.Tensor:
     """Global L2 norm of the (unscaled) gradients.
 
-    Under AMP an Inf/NaN here is the GradScaler's overflow probe (it skips that step and lowers its
+    Under fp16 loss scaling an Inf/NaN here is the GradScaler's overflow probe (it skips that step and lowers its
     scale), not a divergence, so it is reported as 0 rather than flagged as non-finite.
     """
     grads = [p.grad for p in params if p.grad is not None]
     norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-    return torch.nan_to_num(norm, nan=0.0, posinf=0.0) if amp else norm
+    return torch.nan_to_num(norm, nan=0.0, posinf=0.0) if scaled else norm
 
 
 def _autocast(st: _State):
-    return torch.autocast(device_type=st.device.type, dtype=torch.float16, enabled=st.amp)
+    return torch.autocast(device_type=st.device.type, dtype=st.amp_dtype, enabled=st.amp)
 
 
 def _d_step(st: _State, cfg: Config, data: torch.Tensor) -> None:
@@ -208,7 +213,7 @@ def _d_step(st: _State, cfg: Config, data: torch.Tensor) -> None:
     st.opt_d.zero_grad(set_to_none=True)
     st.scaler_d.scale(total).backward()
     st.scaler_d.unscale_(st.opt_d)
-    gn = _grad_norm(st.D.parameters(), st.amp)
+    gn = _grad_norm(st.D.parameters(), st.scaler_d.is_enabled())
     st.scaler_d.step(st.opt_d)
     st.scaler_d.update()
     if kind == "wgan_clip":
@@ -243,7 +248,7 @@ def _g_step(st: _State, cfg: Config) -> None:
     st.opt_g.zero_grad(set_to_none=True)
     st.scaler_g.scale(loss).backward()
     st.scaler_g.unscale_(st.opt_g)
-    gn = _grad_norm(st.G.parameters(), st.amp)
+    gn = _grad_norm(st.G.parameters(), st.scaler_g.is_enabled())
     st.scaler_g.step(st.opt_g)
     st.scaler_g.update()
     st.D.requires_grad_(True)
@@ -349,10 +354,11 @@ def _set_rng_state(st: _State, rng: dict) -> None:
     random.setstate((py[0], tuple(py[1]), py[2]))
     name, keys, pos, has_gauss, cached = rng["numpy"]
     np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(rng["torch"])
-    st.data_gen.set_state(rng["data"])
+    # RNG states are CPU byte tensors, whatever map_location moved the checkpoint to
+    torch.set_rng_state(rng["torch"].cpu())
+    st.data_gen.set_state(rng["data"].cpu())
     if rng["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
 
 
 def save_checkpoint(path, obj: dict) -> Path:

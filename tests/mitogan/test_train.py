@@ -161,8 +161,9 @@ def test_ema_generator_rebuilds_from_checkpoint(tiles, tmp_path):
     ckpt = load_checkpoint(tmp_path)
     g = generator_from_config(ckpt["generator_config"])
     g.load_state_dict(ckpt["EMA"])
-    g.eval()
-    z = torch.randn(3, 16)
+    device = next(result.generator.parameters()).device  # the training device (CUDA where there is one)
+    g.eval().to(device)
+    z = torch.randn(3, 16, device=device)
     with torch.no_grad():
         assert torch.equal(g(z), result.generator(z))
 
