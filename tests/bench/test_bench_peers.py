@@ -146,3 +146,27 @@ def test_rerunning_one_peer_keeps_the_others_of_the_same_budget(bp, tmp_path):
     again = bp.Args(out=tmp_path, budget_min=5.0, n=1000, threads=1, peers=["ddpm"])
     assert set(bp._earlier_peers(again)) == {"fastgan"}  # ddpm is rerun; the not-run GPU rows are rewritten
     assert bp._earlier_peers(bp.Args(out=tmp_path, budget_min=20.0, peers=["ddpm"])) == {}  # another budget
+
+
+def test_scoring_stage_takes_the_gpu_peers_and_needs_the_train_stage_first(bp, tmp_path, capsys):
+    # scoring is CPU work: the GPU-only peers' tiles, trained elsewhere, are scored without --device cuda
+    assert bp.parse_args(["--stage", "score", "--peers", "lightweight-gan"]).peers == ["lightweight-gan"]
+    assert bp.main(["--stage", "score", "--work", str(tmp_path)]) == 2
+    assert "run --stage train first" in capsys.readouterr().err
+
+
+def test_a_gpu_peer_without_a_trained_checkpoint_is_not_scored(bp, tmp_path):
+    a = bp.parse_args(["--stage", "score", "--work", str(tmp_path), "--out", str(tmp_path / "out")])
+    rec = {"status": "trained", "fake": "x.npy", "steps": 0, "train_s": 90.0}  # model_0: the initial weights
+    got = bp.score_peer(a, "lightweight-gan", tmp_path / "tiles.npz", dict(rec))
+    assert got["status"] == "failed" and "untrained weights" in got["reason"]
+
+
+def test_single_unpadded_images_are_read_whole(bp, tmp_path):
+    from PIL import Image
+
+    img = np.arange(32 * 32, dtype=np.uint8).reshape(32, 32)  # torchvision saves a batch of one without a border
+    Image.fromarray(img).save(tmp_path / "generated-1-ema.png")
+    got = bp.read_generated([tmp_path / "generated-1-ema.png"], 32, 10)
+    assert got.shape == (1, 1, 32, 32)
+    assert np.abs(got[0, 0] - (img / 127.5 - 1)).max() < 1e-6, got[0, 0, 0, :4]
