@@ -350,7 +350,7 @@ def peer_cuda_cli(a: Args, name: str, train_npy: Path) -> tuple[Path, dict]:
     # "generated-<time>...-ema.<ext>": the EMA generator's images of --generate, not the grids saved in training
     np.save(fake, read_generated(sorted(res.rglob("generated-*-ema.*")), px, a.n))
     return fake, {**step, "train_s": step["wall_s"], "sample_s": round(time.monotonic() - t0, 1),
-                  "steps": _cli_steps(models), "setting": f"CLI defaults, {px} px, batch 32"}
+                  "steps": _cli_steps(models), "save_every": CLI_SAVE_EVERY, "setting": f"CLI defaults, {px} px, batch 32"}
 
 
 def _cli_steps(models: Path):
@@ -470,7 +470,7 @@ def score_peer(a: Args, name: str, tiles: Path, rec: dict) -> dict:
         return rec
     if name in CUDA_PEERS and not rec.get("steps"):  # the CLIs save model_0 (the initial weights) at step 0
         return {**rec, "status": "failed", "reason": f"reached no checkpoint past step 0 in {rec['train_s']:.0f} s "
-                f"(--save_every {CLI_SAVE_EVERY}): its samples would come from untrained weights, so it is not scored"}
+                f"(--save_every {rec.get('save_every', '?')}): its samples would come from untrained weights, so it is not scored"}
     try:
         fake = a.work / rec.pop("fake")
         rec["scores"] = score(a, name, tiles, fake)

@@ -157,7 +157,7 @@ def test_scoring_stage_takes_the_gpu_peers_and_needs_the_train_stage_first(bp, t
 
 def test_a_gpu_peer_without_a_trained_checkpoint_is_not_scored(bp, tmp_path):
     a = bp.parse_args(["--stage", "score", "--work", str(tmp_path), "--out", str(tmp_path / "out")])
-    rec = {"status": "trained", "fake": "x.npy", "steps": 0, "train_s": 90.0}  # model_0: the initial weights
+    rec = {"status": "trained", "fake": "x.npy", "steps": 0, "train_s": 90.0, "save_every": 25}  # model_0: the initial weights
     got = bp.score_peer(a, "lightweight-gan", tmp_path / "tiles.npz", dict(rec))
     assert got["status"] == "failed" and "untrained weights" in got["reason"]
 
