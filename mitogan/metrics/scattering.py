@@ -28,6 +28,7 @@ __all__ = ["SCATTER_VERSION", "scattering_features", "scattering_names", "n_scal
 SCATTER_VERSION = "scatter-v3"  # part of the feature cache key: bump when the features change
 _L = 4  # orientations
 _EPS = 1e-4  # floor inside the logs, in units of the tile's [-1, 1] range
+_THREADS = 1  # torch threads, as c2st.THREADS: small batched FFTs gain nothing from a second thread on shared cores
 
 
 def n_scales(size: int) -> int:
@@ -67,18 +68,20 @@ _RINGS: dict[int, torch.Tensor] = {}
 
 
 def _ring(size: int) -> torch.Tensor:
-    """Isotropic band-pass filters (J, size, size): the sum of each scale's oriented Morlets, real part of
-    the symmetrised spectrum, so one filter per scale serves the second order (4x fewer FFTs)."""
+    """Isotropic band-pass filters (J, size, size) complex64: the sum of each scale's oriented Morlets, real
+    part of the symmetrised spectrum, so one filter per scale serves the second order (4x fewer FFTs)."""
     if size not in _RINGS:
-        b = _bank(size).sum(1)  # (J, S, S)
+        b = _morlet_bank(size, n_scales(size)).sum(1)  # (J, S, S)
         flipped = torch.roll(torch.flip(b, (-2, -1)), shifts=(1, 1), dims=(-2, -1))  # b(-w)
-        _RINGS[size] = (b + flipped) / 2
+        _RINGS[size] = ((b + flipped) / 2).to(torch.complex64)
     return _RINGS[size]
 
 
 def _bank(size: int) -> torch.Tensor:
+    """The Morlet bank (J, L, size, size) as complex64, once per size: a complex-by-complex product ran
+    1.4-3x faster than complex-by-real (which converts the real factor on every call); same values."""
     if size not in _BANKS:
-        _BANKS[size] = _morlet_bank(size, n_scales(size))
+        _BANKS[size] = _morlet_bank(size, n_scales(size)).to(torch.complex64)
     return _BANKS[size]
 
 
@@ -105,9 +108,10 @@ def _downsample(spec: torch.Tensor, d: int) -> torch.Tensor:
 
 
 def _modulus(c: torch.Tensor) -> torch.Tensor:
-    """|c| of a complex tensor: ``hypot`` of its parts is ~3x faster than complex ``abs`` on the CPU (the
-    two agree to float32 rounding)."""
-    return torch.hypot(c.real, c.imag)
+    """|c| of a complex tensor as sqrt(re^2 + im^2) in place: ~2x faster than ``hypot`` of its parts and
+    ~3x faster than complex ``abs`` on the CPU (all three agree to float32 rounding)."""
+    re, im = c.real, c.imag
+    return (re * re).addcmul_(im, im).sqrt_()
 
 
 @torch.no_grad()
@@ -139,13 +143,14 @@ def _batch(x: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts, 1)
 
 
-def scattering_features(tiles: np.ndarray, batch: int = 256) -> np.ndarray:
+def scattering_features(tiles: np.ndarray, batch: int = 32) -> np.ndarray:
     """Scattering statistics of each tile.
 
     Parameters
     ----------
     tiles : (N, 1, S, S) or (N, S, S) float in [-1, 1]
-    batch : tiles per FFT batch (bounds memory: ~ batch * 16 * S * S * 8 bytes; results do not depend on it)
+    batch : tiles per FFT batch (results do not depend on it). Small batches keep each step's
+        ~ batch * 16 * S * S * 8 bytes in the CPU cache: 32 ran 2x faster than 256 at 64 px
 
     Returns
     -------
@@ -156,5 +161,10 @@ def scattering_features(tiles: np.ndarray, batch: int = 256) -> np.ndarray:
     size = x.shape[-1]
     if len(x) == 0:
         return np.zeros((0, len(scattering_names(size))))
-    out = [_batch(torch.from_numpy(np.ascontiguousarray(x[i:i + batch]))).numpy() for i in range(0, len(x), batch)]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(_THREADS)
+    try:
+        out = [_batch(torch.from_numpy(np.ascontiguousarray(x[i:i + batch]))).numpy() for i in range(0, len(x), batch)]
+    finally:
+        torch.set_num_threads(threads)
     return np.nan_to_num(np.concatenate(out).astype(np.float64))
