@@ -79,6 +79,25 @@ class Sampler(threading.Thread):
     def run(self) -> None:
         while not self.stop.wait(self.period):
             self.sample()
+            self.trace()
+
+    def trace(self) -> None:
+        """With ``--tracemalloc``: what the driver's Python heap gained between the middle and the last
+        trial's end, by line (top 25, to stderr: the arm's log)."""
+        import tracemalloc
+
+        if not tracemalloc.is_tracing() or self.rows[-1][3] < getattr(self, "next_at", 0):
+            return
+        snap = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
+        if getattr(self, "first", None) is None:
+            self.first, self.first_n, self.next_at = snap, self.rows[-1][3], self.total
+            return
+        grown = self.rows[-1][3] - self.first_n
+        print(f"tracemalloc: {grown} trials ended between the snapshots; top growth by line:", file=sys.stderr)
+        for stat in snap.compare_to(self.first, "lineno")[:25]:
+            print(f"  {stat}", file=sys.stderr)
+        sys.stderr.flush()
+        self.next_at = float("inf")
 
 
 class JournalCount:
@@ -207,6 +226,11 @@ def run_arm(arm: str, n: int, out: Path, events: Path) -> None:
     os.environ.setdefault("WANDB_MODE", "offline")
     counter: dict = {"fn": lambda: 0}
     sampler = Sampler(lambda: counter["fn"]())
+    if os.environ.get("BENCH_TRACEMALLOC"):  # --tracemalloc: snapshots at half and all of the trials ended
+        import tracemalloc
+
+        tracemalloc.start(int(os.environ["BENCH_TRACEMALLOC"]))
+        sampler.next_at, sampler.total = n // 2, n
     t0 = time.monotonic()
     sampler.start()
     if arm.startswith("mitogan"):
@@ -445,6 +469,8 @@ def main() -> None:
     ap.add_argument("--searchers", type=int, default=0, help="only the searchers' suggestion latency, N trials")
     ap.add_argument("--wandb-logger", type=int, default=0, help="only the W&B logger's cost, N synthetic trials")
     ap.add_argument("--resummarise", action="store_true", help="recompute OUT/scale.* from the raw samples kept there")
+    ap.add_argument("--tracemalloc", type=int, default=0, metavar="FRAMES",
+                    help="trace the driver's Python allocations (slows it); growth by line in OUT/../ARM-N.log")
     ap.add_argument("--_arm")
     ap.add_argument("--dir")
     ap.add_argument("--events")
@@ -467,7 +493,10 @@ def main() -> None:
         res = searcher_latency(a.searchers)
         (out / f"searchers-{a.searchers}.json").write_text(json.dumps(res, indent=1))
         return
+    if a.tracemalloc:
+        os.environ["BENCH_TRACEMALLOC"] = str(a.tracemalloc)
     work = Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    print(f"arms' folders and logs: {work}", flush=True)
     runs = [(arm, n) for n in a.trials for arm in a.arms.split(",")]
     old = json.loads((out / "scale.json").read_text()) if (out / "scale.json").is_file() else []
     results = [r for r in old if (r["arm"], r["trials"]) not in runs]  # earlier arms kept, these replaced
@@ -483,6 +512,9 @@ def main() -> None:
 
 def _code() -> str:
     """The commit the arms ran (with "+changes" when the checkout differed from it)."""
+    if os.environ.get("BENCH_CODE_LABEL"):  # a copy of another commit's tree (no git there): what it is
+        return os.environ["BENCH_CODE_LABEL"]
+
     def git(*args) -> str:
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
 

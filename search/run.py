@@ -167,6 +167,33 @@ class _PushJournal(tune.Callback):
     on_trial_error = on_trial_complete
 
 
+class _TrialFiles(tune.Callback):
+    """Each trial's ``params.json`` and ``result.json`` (what the report, export, ``--resume`` and Ray's
+    ``ResultGrid`` read), written in place of Ray's default loggers (``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS``
+    while Tune runs), which add a pickle, a CSV and TensorBoard events per trial that nothing here reads.
+
+    ``direct`` (a local or shared-filesystem storage): straight into the trial's folder in the storage.
+    Ray's loggers write into the driver's staging folder, which Ray copies whole, every file of every trial,
+    to the storage at every experiment-state save: a copy that grew with the search. Otherwise (an object
+    store) into that staging folder, which Ray uploads."""
+
+    def __init__(self, direct: bool):
+        self.direct = direct
+
+    def _folder(self, trial) -> Path:
+        return Path(trial.path if self.direct else trial.local_path)
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        from search.trials import write_params
+
+        write_params(self._folder(trial), dict(trial.config or {}))
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        from search.trials import append_result
+
+        append_result(self._folder(trial), result)
+
+
 def validate_options(opts: SearchOptions) -> None:
     """Every option checked before data is read or Ray starts; one line naming the option otherwise."""
     def integer(value, option, low, allow_none=False):
@@ -333,14 +360,14 @@ def _fit(store: SearchStore, opts: SearchOptions, space: Space, launch: dict, re
         try:
             store.write_json("search.json", {**launch, "status": "running"})
             _setup_live(store, opts, space)
-            trainable = _trainable(opts, space, _load_videos(opts))
+            trainable = _trainable(opts, space, _load_videos(opts), store)
             if restore:
                 tuner = tune.Tuner.restore(store.ray_path, trainable, resume_errored=True,
                                            storage_filesystem=store.fs)
             else:
                 tuner = _build_tuner(opts, space, store, trainable, PRIMARY_MODE)
             with _quiet_stdout(not opts.verbose), _credentials_kept_from_runtime_env(), \
-                    _state_period(experiment_state_period(opts.trials)):
+                    _state_period(experiment_state_period(opts.trials)), _env(TUNE_DISABLE_AUTO_CALLBACK_LOGGERS="1"):
                 results = tuner.fit()
         finally:
             stop.settled = True  # Tune has stopped: the watchdog is no longer needed
@@ -389,6 +416,22 @@ def _state_period(seconds: float):
         yield
     finally:
         os.environ.pop("TUNE_GLOBAL_CHECKPOINT_S", None)
+
+
+@contextlib.contextmanager
+def _env(**values: str):
+    """``values`` in ``os.environ`` while the block runs (Ray Tune reads them when ``fit`` starts); what was
+    there before is put back."""
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 class _Stop:
@@ -507,13 +550,17 @@ def _setup_live(store: SearchStore, opts: SearchOptions, space: Space) -> None:
                                            wandb_dir=store.local))
     if store.remote:
         callbacks.append(_PushJournal(store))
+    callbacks.append(_TrialFiles(direct=not store.remote))  # after the W&B logger: it takes the PNG bytes out
     _LIVE["callbacks"] = callbacks
 
 
-def _trainable(opts: SearchOptions, space: Space, videos):
+def _trainable(opts: SearchOptions, space: Space, videos, store: SearchStore):
+    # a storage every node reaches as a path (Ray's rule for a local storage_path): trials write their
+    # files there, outside the staging folder Ray copies at every state save
     return make_trainable(videos=videos, fixed=space.fixed, cpus=opts.cpus_per_trial, gpus=opts.gpus_per_trial,
                           policy=None if opts.stop_nonconvergent else {"enabled": False},
-                          ship_samples=opts.wandb)  # the W&B logger takes the images out of the results
+                          ship_samples=opts.wandb,  # the W&B logger takes the images out of the results
+                          trial_root=None if store.remote else str(store.local))
 
 
 def _write_report(store: SearchStore) -> None:

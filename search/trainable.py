@@ -48,24 +48,40 @@ def worst_primary(mode: str) -> float:
 
 
 def make_trainable(*, videos, fixed: dict, cpus: float, gpus: float, policy: dict | None = None,
-                   ship_samples: bool = False):
+                   ship_samples: bool = False, trial_root: str | None = None):
     """``train_trial`` with its data put in Ray's object store (so remote nodes need no shared disk).
     ``ship_samples``: sample grids travel in the results too (the driver's W&B logger takes them out), so
-    they reach W&B and the report from nodes whose folders the driver cannot read."""
-    fn = tune.with_parameters(train_trial, videos=videos, fixed=fixed, policy=policy or {}, ship_samples=ship_samples)
+    they reach W&B and the report from nodes whose folders the driver cannot read. ``trial_root``: the
+    search's folder in a storage every node reaches as a path; each trial writes into its folder there."""
+    fn = tune.with_parameters(train_trial, videos=videos, fixed=fixed, policy=policy or {}, ship_samples=ship_samples,
+                              trial_root=trial_root)
     return tune.with_resources(fn, {"cpu": cpus, "gpu": gpus})
 
 
-def train_trial(config: dict, *, videos, fixed: dict, policy: dict, ship_samples: bool = False):
-    """Run one trial. ``config`` holds the flat dotted keys Optuna sampled (plus the fixed ones)."""
+# what the trainer rewrites at every checkpoint and nothing of a search reads (the report draws its own
+# curves); with the trial folder in the storage they are removed once Ray holds the checkpoint. (config.yaml
+# stays: `mitogan preprocess --config SEARCH/trial_<id>/config.yaml` redoes a trial's preprocessing)
+_NOT_KEPT = ("loss_curves.png", "signals.png")
+
+
+def train_trial(config: dict, *, videos, fixed: dict, policy: dict, ship_samples: bool = False,
+                trial_root: str | None = None):
+    """Run one trial. ``config`` holds the flat dotted keys Optuna sampled (plus the fixed ones).
+
+    ``trial_root`` given: the trial's files go straight into its folder there (Ray's storage folder of the
+    trial, named as Ray names it), not into the staging folder Ray copies to the storage at every
+    experiment-state save; the trainer's ``checkpoint.pt`` and plots are removed once Ray has stored the
+    checkpoint in the same folder (``checkpoint_N/``), so each checkpoint is kept once."""
     from mitogan.metrics import PRIMARY_COMPONENTS, PRIMARY_MODE, PRIMARY_NAME, InTrainingEvaluator
     from mitogan.metrics.protocol import training_tiles
     from mitogan.preprocess import Pipeline
-    from mitogan.train import train
+    from mitogan.train import CHECKPOINT_NAME, train
 
     cfg = from_flat(Config, {**fixed, **config})
     ctx = tune.get_context()
     trial_dir = Path(ctx.get_trial_dir())
+    if trial_root:
+        trial_dir = Path(trial_root) / trial_dir.name
     trial_dir.mkdir(parents=True, exist_ok=True)
     tiles = Pipeline(cfg.preprocess).run(videos, progress=False)  # content-hash cached across trials
     # the generator trains on the training split only; it is scored against held-out videos/time blocks
@@ -97,6 +113,9 @@ def train_trial(config: dict, *, videos, fixed: dict, policy: dict, ship_samples
         state["components"].update({c: metrics[c] for c in PRIMARY_COMPONENTS if c in metrics})
         ship = ship_samples and _defer_sample(metrics, state, bool(report.get("checkpoint")))
         _report(metrics, report.get("checkpoint"), lineage, trial_dir if ship else None)
+        if trial_root and report.get("checkpoint"):  # Ray has its copy in this folder now
+            for name in (CHECKPOINT_NAME, "resume.pt", *_NOT_KEPT):
+                (trial_dir / name).unlink(missing_ok=True)
 
     result = train(cfg, tiles, out_dir=trial_dir, on_report=on_report, should_stop=lambda: state["reason"] is not None,
                    resume=resume, evaluate=evaluator)
@@ -241,7 +260,25 @@ def _resume_path(trial_dir: Path) -> tuple[Path | None, int, list[dict]]:
             step = -1
         if step > best[1]:
             best = (own, step, lineage_of(trial_dir))
+    stored = _newest_stored(trial_dir, tune.get_context().get_trial_id())  # Ray's state may lag this folder
+    if stored is not None and stored[1] > best[1]:
+        best = stored
     return _chosen(trial_dir, best)
+
+
+def _newest_stored(trial_dir: Path, trial_id: str) -> tuple[Path, int, list[dict]] | None:
+    """The newest of Ray's checkpoints in the trial folder (``checkpoint_N/`` whose ``step.json`` names
+    ``trial_id``), as ``(checkpoint file, step, lineage)``; None when there is none. With the trial folder
+    in the storage, these are where a driver killed before its next state save left the trial."""
+    for folder in sorted(trial_dir.glob("checkpoint_*"), reverse=True):
+        try:
+            info = json.loads((folder / "step.json").read_text())
+            step = int(info["step"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # being written or removed: an older one
+        if (folder / "checkpoint.pt").is_file() and info.get("trial_id") in (None, trial_id):
+            return folder / "checkpoint.pt", step, [e for e in info.get("lineage") or [] if isinstance(e, dict)]
+    return None
 
 
 def _chosen(trial_dir: Path, choice: tuple[Path | None, int, list[dict]]) -> tuple[Path | None, int, list[dict]]:

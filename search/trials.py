@@ -2,8 +2,9 @@
 
 ``ran_to_end`` / ``stop_reason_of`` decide whether a trial trained all its steps or why it ended early; the
 report, the progress bar, the W&B logger and what Optuna is told (COMPLETE or PRUNED) all use them.
-``collect_trials`` reads Ray's per-trial ``params.json`` / ``result.json`` (no Ray needed) and
-``best_trial`` picks the best finished one.
+``collect_trials`` reads a trial folder's ``params.json`` / ``result.json`` (no Ray needed) and
+``best_trial`` picks the best finished one; ``write_params`` / ``append_result`` write them (the search's
+driver, in place of Ray's JSON, CSV and TensorBoard loggers: ``search.run``).
 
 What a trial hands Ray (``pack``): Ray keeps running statistics (max, min, mean, last 5 and 10 values) of
 every number at the top level of every result, in memory and in the experiment state it re-saves for the
@@ -23,7 +24,9 @@ from pathlib import Path
 
 from mitogan.errors import MitoganError
 
-__all__ = ["PAYLOAD", "RAY_KEYS", "pack", "expand", "LINEAGE", "lineage_of", "TrialRecord", "collect_trials", "best_trial", "ran_to_end", "stop_reason_of", "STOP_REASONS_EXPLAINED"]
+__all__ = ["PAYLOAD", "RAY_KEYS", "pack", "expand", "LINEAGE", "lineage_of", "TrialRecord", "collect_trials",
+           "best_trial", "ran_to_end", "stop_reason_of", "STOP_REASONS_EXPLAINED", "PARAMS", "RESULTS",
+           "write_params", "append_result"]
 
 
 PAYLOAD = "metrics_json"  # result key: the trainer's other scalars, as one JSON object in a string
@@ -145,6 +148,34 @@ def lineage_of(trial_dir) -> list[dict]:
     return [e for e in lineage if isinstance(e, dict) and "parent" in e] if isinstance(lineage, list) else []
 
 
+PARAMS, RESULTS = "params.json", "result.json"  # a trial's config, and one JSON line per result (Ray's names)
+
+
+def write_params(trial_dir, config: dict) -> None:
+    """``params.json``: the trial's config (rewritten whole: population-based training changes it)."""
+    from mitogan.fsutil import atomic_write
+
+    atomic_write(Path(trial_dir) / PARAMS, json.dumps(config, sort_keys=True, indent=2, default=_plain))
+
+
+def append_result(trial_dir, result: dict) -> None:
+    """One line of ``result.json``: ``result`` as Ray recorded it (its config is in ``params.json``)."""
+    line = json.dumps({k: v for k, v in result.items() if k != "config"}, default=_plain) + "\n"
+    path = Path(trial_dir) / RESULTS
+    try:
+        f = open(path, "a")
+    except FileNotFoundError:  # the first result of a trial whose folder the trainable has not made
+        path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(path, "a")
+    with f:
+        f.write(line)
+
+
+def _plain(value):
+    """NumPy scalars as plain numbers; anything else not JSON as its text."""
+    return value.item() if hasattr(value, "item") else str(value)
+
+
 def collect_trials(search_dir) -> list[TrialRecord]:
     """Every trial folder under ``search_dir`` (those with a ``params.json``), by trial id. A damaged
     ``params.json`` or ``result.json`` is one line naming the file (a torn last line, from a driver killed
@@ -153,12 +184,12 @@ def collect_trials(search_dir) -> list[TrialRecord]:
     if not search_dir.is_dir():
         raise MitoganError(f"{search_dir}: no such search directory")
     trials = []
-    for params_file in sorted(search_dir.glob("*/params.json")):
+    for params_file in sorted(search_dir.glob(f"*/{PARAMS}")):
         d = params_file.parent
         params = _json(params_file)
         if not isinstance(params, dict):
             raise MitoganError(f"{params_file}: not a JSON object; the trial folder is damaged")
-        results = [r for r in _results(d / "result.json") if "step" in r]
+        results = [r for r in _results(d / RESULTS) if "step" in r]
         error = (d / "error.txt").read_text(errors="replace")[-2000:] if (d / "error.txt").exists() else None
         trial_id = results[-1].get("trial_id") if results else d.name
         trials.append(TrialRecord(str(trial_id or d.name), d, params, results, error))

@@ -21,7 +21,9 @@ rows, images, summaries, finish) runs in one background thread, in the order Ray
 only shapes the row. ``on_experiment_end`` waits for that thread, so the offline runs are complete when
 the search returns. The driver's runs skip what W&B would collect about the driver's environment (the
 package list, system metadata and metrics, git and code): a trial's run describes the trial, and the
-package scan alone cost ~70 ms of driver CPU per trial.
+package scan alone cost ~70 ms of driver CPU per trial. A trial's run that ended cleanly keeps only its
+``.wandb`` file and its images: W&B's debug logs are removed after ``finish`` (kept on an error), and
+a grid named again by a later result (a checkpoint step's grid, shipped with the next result) is logged once.
 
 Images without a shared filesystem: a trial on another node writes its sample grid on that node. The
 trial can ship the PNG in its result (``attach_sample``: key ``samples_png_bytes``); the logger takes it
@@ -144,7 +146,9 @@ class WandbSearchLogger(Callback):
         self.last_step[trial.trial_id] = step
         row = {k: v for k, v in expand(result).items() if k not in _SKIP}  # the trainer's scalars unpacked
         png = _sample_file(trial, result.get("samples_png"), data)
-        if png is not None:
+        if png is not None and self.samples.get(trial.trial_id) == png:
+            png = None  # the grid of a checkpoint step named again by the next result: W&B has it
+        elif png is not None:
             self.samples[trial.trial_id] = png
         self.open.add(trial.trial_id)
         self.worker.submit(self._log, trial.trial_id, dict(trial.config or {}), row, step, png)
@@ -193,8 +197,11 @@ class WandbSearchLogger(Callback):
     def _finish(self, trial_id: str, cfg: dict, summary: dict, exit_code: int) -> None:
         run = self._run(trial_id, cfg)
         run.summary(summary)
+        logs = _debug_logs(run) if exit_code == 0 else []
         run.finish(exit_code=exit_code)
         self.runs.pop(trial_id, None)
+        for path in logs:  # a run that ended cleanly: W&B's debug logs per trial say nothing
+            path.unlink(missing_ok=True)
 
     def _interrupt(self, trial_id: str) -> None:
         run = self.runs.pop(trial_id, None)
@@ -253,7 +260,21 @@ class WandbSearchLogger(Callback):
                        run_id=trial_run_id(self.search_name, "search"), settings=DRIVER_SETTINGS)
         run.log_table("trials", columns, rows, image_columns=("samples",))
         run.summary({"n_trials": len(trials), "n_finished": sum(r[1] == "finished" for r in rows)})
+        logs = _debug_logs(run)
         run.finish()
+        for path in logs:
+            path.unlink(missing_ok=True)
+
+
+def _debug_logs(run) -> list[Path]:
+    """The run's own ``debug.log`` and ``debug-internal.log`` (W&B writes both for every run) and its link
+    to the W&B service's log (``debug-core.log``: the link only)."""
+    try:
+        settings = run.run.settings
+        user = Path(settings.log_user)
+        return [user, Path(settings.log_internal), user.with_name("debug-core.log")]
+    except Exception:  # no run (W&B failed at init) or a W&B without these settings: nothing removed
+        return []
 
 
 def _cell(value):

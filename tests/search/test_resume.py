@@ -74,7 +74,12 @@ def test_a_stopped_and_a_killed_search_resume_to_the_end(tmp_path):
     measured = check_completed(after, at_kill, trials=3)
     assert measured["rerun_from_scratch"] == 0 and measured["finished_ran_again"] == 0, measured
     assert measured["steps_lost"] and all(0 <= lost <= CHECKPOINT_EVERY for lost in measured["steps_lost"]), measured
-    assert _optuna_states(storage, "r") == ["COMPLETE"] * 3  # one Optuna trial per Ray trial, all told
+    # one COMPLETE Optuna trial per Ray trial, all told; a trial Optuna was asked for just before the kill,
+    # which no saved Ray trial continues, is closed as FAIL by the resumed searcher (searcher.restore). The
+    # trials' result.json now reaches the storage at once (not at Ray's next state save), so the kill can
+    # land in that window
+    states = _optuna_states(storage, "r")
+    assert states.count("COMPLETE") == 3 and set(states) <= {"COMPLETE", "FAIL"}, states
     assert _status(storage, "r") == "finished"
 
     # 4. a finished search says so and rewrites nothing

@@ -221,3 +221,23 @@ def test_a_real_tune_run_gets_images_from_results_and_keeps_the_bytes_out_of_ray
     assert len(trials) == 2 and all(r["exit"] == 0 for r in trials)
     for r in trials:
         assert [row["_step"] for row in r["history"] if row.get("samples/_type") == "image-file"] == [10, 20]
+
+
+def test_a_grid_named_twice_is_logged_once_and_clean_runs_keep_no_debug_logs(offline):
+    """A checkpoint step's grid is named again by the trial's next result (it ships there): one image in
+    W&B. A run that ended cleanly keeps its .wandb file and images only; an errored one keeps W&B's logs."""
+    from search.wandb_log import WandbSearchLogger
+
+    logger = WandbSearchLogger(search_name="s4", space_name="e2e", fixed={}, wandb_dir=offline)
+    ok, bad = make_trial(offline, "ok", {}, [20]), make_trial(offline, "bad", {}, [20])
+    for trial in (ok, bad):
+        for r in results([10, 20, 20]):  # the last: the final result, naming the step-20 grid again
+            trial.last_result = r
+            logger.on_trial_result(0, [ok, bad], trial, r)
+    logger.on_trial_complete(0, [ok, bad], ok)
+    logger.on_trial_error(0, [ok, bad], bad)
+    logger.on_experiment_end([ok, bad])
+    runs = {read_run(p)["run"]["name"]: p.parent for p in offline.glob("wandb/offline-run-*/run-*.wandb")}
+    assert len(list(runs["trial_ok"].glob("files/media/images/*.png"))) == 1
+    assert not list(runs["trial_ok"].glob("logs/*")) and not list(runs["search_s4"].glob("logs/*"))
+    assert {p.name for p in runs["trial_bad"].glob("logs/*.log")} >= {"debug-internal.log", "debug.log"}
