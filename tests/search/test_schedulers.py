@@ -114,3 +114,40 @@ def test_pb2_bounds_every_perturbed_parameter_by_its_range():
     assert isinstance(scheduler, PB2)
     assert scheduler._hyperparam_bounds == {p.name: [p.low, p.high] for p in mutable_params(space)}
     assert set(param_space) >= {p.name for p in mutable_params(space)}
+
+
+@pytest.mark.slow
+def test_pb2_fastgan_search_runs_through_report_export_synth_and_explain(tmp_path):
+    """Issue 20's chain on the few-shot family under PB2: search -> report -> export -> synth -> explain."""
+    from mitogan.cli import main
+    from mitogan.simulate import default_dataset
+    from search.report import collect_trials
+    from search.run import SearchOptions, run_search
+
+    pytest.importorskip("sklearn")  # Ray's PB2 fits a GP with it (the pb2 extra)
+    space = PBT_SPACE.replace("name: pbt", "name: pb2").replace("fixed:\n", "fixed:\n  model.arch: fastgan\n", 1)
+    (tmp_path / "pb2.yaml").write_text(space)
+    opts = SearchOptions(space=str(tmp_path / "pb2.yaml"), trials=2, max_concurrent=2, storage=str(tmp_path / "runs"),
+                         name="pb2", seed=2, scheduler="pb2", sim_videos=3, sim_frames=4, progress=False,
+                         wandb=False, report=True)
+    search_dir = run_search(opts)
+    trials = collect_trials(search_dir)
+    assert len(trials) == 2 and all(t.status in ("finished", "stopped") for t in trials)
+    assert all(t.params["model.arch"] == "fastgan" for t in trials)
+    assert (search_dir / "report" / "index.html").is_file()
+    best = search_dir / "best"
+    assert json.loads((best / "config.json").read_text())["generator"]["arch"] == "fastgan"
+
+    synth = tmp_path / "synth"
+    assert main(["synth", str(best), "-n", "40", "--format", "npy", "--out", str(synth), "-q"]) == 0
+    import numpy as np
+
+    drawn = np.load(synth / "images.npy")
+    assert drawn.shape[0] == 40 and drawn.shape[-2:] == (32, 32) and np.isfinite(drawn).all()
+
+    data = default_dataset(videos=3, frames=4)  # the built-in data the search trained on
+    out = tmp_path / "explain"
+    assert main(["explain", str(search_dir), "--data", str(data), "--out", str(out), "--max-tiles", "16", "-q"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert (out / "overlay_real.png").is_file() and summary
+
