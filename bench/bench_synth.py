@@ -1,6 +1,6 @@
 """Synthetic-dataset throughput: ``mitogan synth`` to PNG files against the bare generator forward pass.
 
-    python bench/bench_synth.py [--n 30000] [--width 32] [--repeats 3] [--quick]
+    python bench/bench_synth.py [--n 30000] [--width 32] [--repeats 3] [--quick] [--formats png,tar]
 
 Both sides use the same bundle (a 64 px DCGAN generator), batches of 512 and the same latents; the
 "bare" side only runs ``G(z)`` and keeps nothing. Runs alternate (bare, synth, bare, synth, ...) and
@@ -48,12 +48,12 @@ def bare(bundle: Path, n: int, batch: int) -> tuple[float, float]:
     return time.perf_counter() - t0, time.process_time() - c0
 
 
-def synth(bundle: Path, n: int, batch: int, out: Path) -> tuple[float, float]:
+def synth(bundle: Path, n: int, batch: int, out: Path, fmt: str = "png") -> tuple[float, float]:
     from mitogan.synth import SynthOptions, synthesize
 
     shutil.rmtree(out, ignore_errors=True)
     t0, c0 = time.perf_counter(), time.process_time()
-    synthesize(bundle, out, SynthOptions(n=n, batch_size=batch, format="png"), progress=False)
+    synthesize(bundle, out, SynthOptions(n=n, batch_size=batch, format=fmt), progress=False)
     return time.perf_counter() - t0, time.process_time() - c0
 
 
@@ -64,27 +64,30 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="5,000 images, 2 repeats")
+    ap.add_argument("--formats", default="png", help="comma-separated synth formats to time beside bare G(z), e.g. png,tar")
     args = ap.parse_args()
     if args.quick:
         args.n, args.repeats = 5000, 2
     with tempfile.TemporaryDirectory() as d:
         root = Path(d)
         bundle = make_bundle(root, args.width)
-        times = {"bare": [], "synth": []}
+        formats = args.formats.split(",")
+        times = {"bare": [], **{f: [] for f in formats}}
         for _ in range(args.repeats):
             times["bare"].append(bare(bundle, args.n, args.batch))
-            times["synth"].append(synth(bundle, args.n, args.batch, root / "out"))
-        n_png = len(list((root / "out" / "images").glob("*.png")))
+            for f in formats:
+                times[f].append(synth(bundle, args.n, args.batch, root / f, f))
     wall = {k: statistics.median(w for w, _ in v) for k, v in times.items()}
     cpu = {k: statistics.median(c for _, c in v) for k, v in times.items()}
     print(f"\n{args.n} images of 64x64, generator width {args.width}, batch {args.batch}, "
           f"torch threads {torch.get_num_threads()}, median of {args.repeats}\n")
     print("| path | wall s | images/s | CPU s |\n|---|---:|---:|---:|")
-    for k in ("bare", "synth"):
-        print(f"| {'bare G(z)' if k == 'bare' else 'mitogan synth → PNG + manifest'} | {wall[k]:.1f} | "
+    for k in times:
+        print(f"| {'bare G(z)' if k == 'bare' else f'mitogan synth --format {k} + manifest'} | {wall[k]:.1f} | "
               f"{args.n / wall[k]:,.0f} | {cpu[k]:.1f} |")
-    print(f"\nsynth / bare throughput: **{wall['bare'] / wall['synth']:.2f}x** wall, "
-          f"{cpu['bare'] / cpu['synth']:.2f}x CPU (target >= 0.92); PNGs written: {n_png}")
+    for f in formats:
+        print(f"\nsynth --format {f} / bare throughput: **{wall['bare'] / wall[f]:.2f}x** wall, "
+              f"{cpu['bare'] / cpu[f]:.2f}x CPU (target >= 0.92)")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ other files is refused untouched.
 
 The manifest ``manifest.csv`` has one row per kept image: file (``images/img_XXXXXXXX.png``/``.tif``, or
 ``images.npy`` / ``images.tif`` whose row k of the manifest is item k of the array / slice k + 1 of the
-stack), seed, latent_index, contrast (RMS
+stack, or ``images/shard_BBBBBB.tar/img_XXXXXXXX.png``: member ``img_XXXXXXXX.png`` of batch B's tar shard), seed, latent_index, contrast (RMS
 contrast: std of the image in [0, 1], a cheap quality score — near 0 for blank tiles), nn_set (distance to
 the nearest earlier image of the set, when the duplicate filter is on) and nn_train (distance to the
 nearest reference/training tile, when ``reference`` is given). Filters: ``min_set_distance`` drops
@@ -25,6 +25,11 @@ stack ``images.tif`` (row k of the manifest is slice k + 1) assembled at the end
 carry the pixel size in µm when known (``pixel_size_um``, else the bundle's data provenance) and hold
 intensities in the data's units, I = lo + u (hi - lo) in the data's dtype, when the bundle records that
 mapping; otherwise u is stretched to 0–65535 (uint16).
+
+``format="tar"`` writes each batch's PNGs as the members of one uncompressed tar, ``images/shard_BBBBBB.tar``
+(WebDataset's layout: one key per image), published atomically before the batch's manifest part. For 100k+
+images: creating a file cost ~0.45 ms of kernel CPU on our ext4 VM, 5x the PNG encoding and ~13x the same
+bytes appended to a tar, and a folder of 100k files is slow to list, copy and delete.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ from mitogan.errors import ConfigError, InputError, MitoganError
 __all__ = ["novelty_threshold", "SynthOptions", "synthesize", "FORMATS", "TiffSpec", "latents", "check_options", "resolve_device",
            "check_bundle_config", "human_size", "disk_need"]
 
-FORMATS = ("png", "tiff", "npy")
+FORMATS = ("png", "tiff", "npy", "tar")
 LATENT_CHUNK = 64  # latents are drawn in fixed chunks of this many: latent i never depends on the batch size
 MAX_BATCH = 8192  # images per generator batch (beyond this, memory runs out long before speed improves)
 MAX_IMAGES = 100_000_000
@@ -61,7 +66,7 @@ class SynthOptions:
     n: int = 1000  # images to keep
     seed: int = 0
     batch_size: int = 512
-    format: str = "png"  # png (8-bit), tiff (data units, ImageJ), npy (one float32 array in [-1, 1])
+    format: str = "png"  # png (8-bit), tiff (data units, ImageJ), npy (one float32 array in [-1, 1]), tar (PNG shards)
     device: str = "auto"
     min_set_distance: float = 0.0  # drop images closer than this to an earlier kept image (0: off)
     min_train_distance: float = 0.0  # drop images closer than this to a reference tile (0: off)
@@ -226,7 +231,9 @@ def disk_need(opts: SynthOptions, size: int) -> int:
     pixels = size * size
     if _in_parts(opts):
         return opts.n * pixels * 8  # float32 parts, then the assembled file (float32 at most)
-    per_file = pixels * {"png": 1, "tiff": 2}[opts.format] + 1024  # headers; a PNG of noise barely compresses
+    per_file = pixels * {"png": 1, "tiff": 2, "tar": 1}[opts.format] + 1024  # headers; a PNG of noise barely compresses
+    if opts.format == "tar":  # members padded to 512 bytes, no file-system block each
+        return opts.n * per_file
     return opts.n * (-(-per_file // 4096) * 4096)
 
 
@@ -432,7 +439,13 @@ def _name(index: int, opts: SynthOptions) -> str:
         return f"images.{tif}"  # one stack: row k of the manifest is slice k + 1
     if opts.format == "npy":
         return "images.npy"  # one array: row k of the manifest is images.npy[k]
+    if opts.format == "tar":  # member img_XXXXXXXX.png of its batch's shard
+        return f"images/{_shard_name(index // opts.batch_size)}/img_{index:08d}.png"
     return f"images/img_{index:08d}.{tif if opts.format == 'tiff' else opts.format}"
+
+
+def _shard_name(b: int) -> str:
+    return f"shard_{b:06d}.tar"
 
 
 def _in_parts(opts: SynthOptions) -> bool:
@@ -453,6 +466,9 @@ def _write_batch(out: Path, b: int, images: np.ndarray, rows: list[dict], opts: 
         _atomic(out / "parts" / f"batch_{b:06d}.feat.npy", lambda f: np.save(f, feats.astype(np.float32)))
     if _in_parts(opts):
         _atomic(out / "parts" / f"batch_{b:06d}.npy", lambda f: np.save(f, images.astype(np.float32)))
+    elif opts.format == "tar":
+        (out / "images").mkdir(exist_ok=True)
+        _atomic(out / "images" / _shard_name(b), lambda f: _write_shard(f, images, [r["file"] for r in rows]))
     else:
         (out / "images").mkdir(exist_ok=True)
         _write_images(images, [str(out / row["file"]) for row in rows], opts.format, spec)
@@ -462,19 +478,35 @@ def _write_batch(out: Path, b: int, images: np.ndarray, rows: list[dict], opts: 
 def _write_images(images: np.ndarray, files: list[str], fmt: str, spec: TiffSpec) -> None:
     """(B, S, S) in [-1, 1] to one file each, straight to its name (the batch's manifest part publishes them)."""
     if fmt == "png":
-        import cv2
-
-        u8 = (np.clip((images + 1) / 2, 0, 1) * 255 + 0.5).astype(np.uint8)  # the whole slice at once
-        for img, name in zip(u8, files):
-            # OpenCV's encoder (~1.5x faster than PIL's, and it releases the GIL for the writer threads); run-length
-            # deflate: ~15 % faster than the default strategy at level 1, and smaller on generated tiles
-            ok, buf = cv2.imencode(".png", img, _PNG)
+        for buf, name in zip(_encode_png(images), files):
             with open(name, "wb") as f:
                 f.write(buf)
         return
     for img, name in zip(spec.encode(images), files):
         with open(name, "wb") as f:
             spec.write(f, img)
+
+
+def _encode_png(images: np.ndarray):
+    """(B, S, S) in [-1, 1] -> 8-bit PNG buffers, one per image."""
+    import cv2
+
+    u8 = (np.clip((images + 1) / 2, 0, 1) * 255 + 0.5).astype(np.uint8)  # the whole slice at once
+    # OpenCV's encoder (~1.5x faster than PIL's, and it releases the GIL for the writer threads); run-length
+    # deflate: ~15 % faster than the default strategy at level 1, and smaller on generated tiles
+    return (cv2.imencode(".png", img, _PNG)[1] for img in u8)
+
+
+def _write_shard(f, images: np.ndarray, files: list[str]) -> None:
+    """One uncompressed tar of the batch's PNGs, members named as the manifest's ``.../img_XXXXXXXX.png``."""
+    import io
+    import tarfile
+
+    with tarfile.open(fileobj=f, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for buf, name in zip(_encode_png(images), files):
+            info = tarfile.TarInfo(name.rsplit("/", 1)[1])
+            info.size, info.mode = len(buf), 0o644
+            tar.addfile(info, io.BytesIO(buf.tobytes()))
 
 
 def _atomic(path: Path, write) -> None:
@@ -544,7 +576,7 @@ def _resume(out: Path, opts: SynthOptions, spec: TiffSpec) -> dict:
     for p in parts[done:]:  # a batch after a gap: done again, with its side files
         for side in (p, *(p.with_name(p.name.replace(".csv", ext)) for ext in (".drops.json", ".feat.npy"))):
             side.unlink(missing_ok=True)
-    _remove_unpublished(out, done * opts.batch_size)
+    _remove_unpublished(out, done * opts.batch_size, done)
     for p in parts[:done]:
         with p.open() as f:
             rows = list(csv.DictReader(f, fieldnames=_FIELDS))
@@ -564,15 +596,17 @@ def _resume(out: Path, opts: SynthOptions, spec: TiffSpec) -> dict:
     return state
 
 
-def _remove_unpublished(out: Path, first: int) -> None:
+def _remove_unpublished(out: Path, first: int, first_batch: int) -> None:
     """Image files of batches that were not published (latent index >= ``first``: a killed run may have left
-    them half written) and temporary files of older MitoGANs: the resumed run writes them again."""
+    them half written), tar shards of batches >= ``first_batch``, and temporary files (of a killed shard
+    write, or of older MitoGANs): the resumed run writes them again."""
     images = out / "images"
     if not images.is_dir():
         return
     for entry in os.scandir(images):
         name = entry.name
-        if name.endswith(".tmp") or (name.startswith("img_") and name[4:12].isdigit() and int(name[4:12]) >= first):
+        shard = name.startswith("shard_") and name[6:12].isdigit() and int(name[6:12]) >= first_batch
+        if name.endswith(".tmp") or shard or (name.startswith("img_") and name[4:12].isdigit() and int(name[4:12]) >= first):
             os.unlink(entry.path)
 
 
@@ -580,6 +614,15 @@ def _read_images(out: Path, rows, opts: SynthOptions, part: Path, spec: TiffSpec
     """A finished batch's kept images back as (B', S, S) in [-1, 1] (rebuilds the duplicate filter's bank)."""
     if _in_parts(opts):
         return np.load(part.with_suffix(".npy"))
+    if opts.format == "tar":
+        import io
+        import tarfile
+
+        from PIL import Image
+
+        with tarfile.open(out / "images" / rows[0]["file"].split("/")[1]) as tar:
+            return np.stack([np.asarray(Image.open(io.BytesIO(tar.extractfile(r["file"].rsplit("/", 1)[1]).read())),
+                                        np.float32) / 255 * 2 - 1 for r in rows])
     if opts.format == "png":
         from PIL import Image
 

@@ -22,8 +22,9 @@ def register(sub) -> None:
                         "uninterrupted run")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the earlier synth output in --out (only once the new one is complete)")
-    p.add_argument("--format", default="png", choices=["png", "tiff", "npy"],
-                   help="png (8-bit), tiff (ImageJ, in the data's units when the bundle knows them), npy (float32)")
+    p.add_argument("--format", default="png", choices=["png", "tiff", "npy", "tar"],
+                   help="png (8-bit), tiff (ImageJ, in the data's units when the bundle knows them), npy (float32), "
+                        "tar (the PNGs as one tar shard per batch, OUT/images/shard_*.tar: for 100k+ images)")
     p.add_argument("--seed", type=int, default=0, help="latent seed (same seed = same images)")
     p.add_argument("--batch-size", type=int, default=512, help="images per generator batch")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
