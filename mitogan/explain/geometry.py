@@ -72,8 +72,12 @@ class Splits:
 
     @classmethod
     def fit(cls, tiles: np.ndarray, threshold=None) -> "Splits":
-        s = structures(tiles, splits=None, threshold=threshold)
-        w, c = s.skel_width[s.skel_width > 0], s.skel_curv[s.skel_curv >= 0]
+        return structures(tiles, splits=None, threshold=threshold).splits
+
+    @classmethod
+    def of(cls, skel_width: np.ndarray, skel_curv: np.ndarray) -> "Splits":
+        """The medians of the skeleton's width and curvature maps (0 / -1 off the skeleton)."""
+        w, c = skel_width[skel_width > 0], skel_curv[skel_curv >= 0]
         return cls(float(np.median(w)) if w.size else 0.0, float(np.median(c)) if c.size else 0.0)
 
 
@@ -87,6 +91,7 @@ class Structures:
     skel_width: np.ndarray
     skel_curv: np.ndarray
     counts: np.ndarray | None = None  # (N, 3): beads, junction pixels, end pixels
+    splits: Splits | None = None  # the thick/thin and curvature thresholds the classes were split by
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.masks[STRUCTURES.index(name)]
@@ -159,11 +164,8 @@ def structures(tiles: np.ndarray, splits: Splits | None = None, threshold=None, 
     parts = [_chunk(x[i:i + chunk], thr[i:i + chunk]) for i in range(0, len(x), chunk)]
     masks = np.concatenate([p[0] for p in parts], axis=1)
     mask, sw, sc, counts = (np.concatenate([p[j] for p in parts]) for j in (1, 2, 3, 4))
-    res = Structures(masks, mask, sw, sc, counts)
-    if splits is None:
-        w, c = sw[sw > 0], sc[sc >= 0]
-        splits = Splits(float(np.median(w)) if w.size else 0.0, float(np.median(c)) if c.size else 0.0)
-    _split_classes(res, splits)
+    res = Structures(masks, mask, sw, sc, counts, splits if splits is not None else Splits.of(sw, sc))
+    _split_classes(res, res.splits)
     return res
 
 

@@ -94,15 +94,18 @@ def explain_discriminator(d: torch.nn.Module, real: np.ndarray, fake: np.ndarray
     out, t0 = Path(out_dir), time.perf_counter()
     d = d.eval()
     thr = dataset_threshold(real)  # one threshold, decided on the real tiles, for real and generated alike
-    splits = geometry.Splits.fit(real, thr)
+    # the real tiles split by their own medians: the splits for every set, and the real set's structures
+    st_all = {"real": geometry.structures(real, threshold=thr)}
+    splits = st_all["real"].splits
     sets = {"real": real} if fake is None or not len(fake) else {"real": real, "generated": fake}
     rows, summary, ov = [], {**(info or {}), "threshold": thr, "splits": splits.__dict__}, []
-    st_all, score_all = {}, {}
+    score_all = {}
     for label, tiles in sets.items():
         score_all[label] = attribution.scores(d, tiles)
     _check_scores(score_all)
     for label, tiles in sets.items():
-        st_all[label] = geometry.structures(tiles, splits, threshold=thr)
+        if label not in st_all:
+            st_all[label] = geometry.structures(tiles, splits, threshold=thr)
         maps, checks = _maps(d, tiles, methods, n_sanity, progress)
         if label == "real":
             summary["sanity"], summary["reported_methods"] = checks, list(maps)

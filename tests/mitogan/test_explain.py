@@ -177,3 +177,16 @@ def test_a_method_is_checked_on_a_few_tiles_before_the_whole_set(tiles, monkeypa
     for method, m in maps.items():
         whole = real_attribute(d, tiles, method)
         assert m.shape == whole.shape and np.allclose(m, whole, rtol=1e-5, atol=1e-6 * np.abs(whole).max())
+
+
+def test_the_real_tiles_structures_are_computed_once_and_equal_the_fitted_ones(tiles):
+    """explain splits by the real tiles' own medians and reuses those structures for the real set: the same
+    splits as ``Splits.fit`` and the same masks and maps as ``structures`` called again with them."""
+    from mitogan.metrics.morphology import dataset_threshold
+
+    thr = dataset_threshold(tiles)
+    own = geometry.structures(tiles, threshold=thr)
+    again = geometry.structures(tiles, geometry.Splits.fit(tiles, thr), threshold=thr)
+    assert own.splits == again.splits
+    for field in ("masks", "mask", "skel_width", "skel_curv", "counts"):
+        np.testing.assert_array_equal(getattr(own, field), getattr(again, field))
