@@ -104,3 +104,21 @@ def test_intensity_statistics_equal_their_plain_float64_formulas():
     med = np.partition(lap, k, 1)[:, k:k + 1]
     noise = 1.4826 * np.partition(np.abs(lap - med), k, 1)[:, k] / np.sqrt(20)
     np.testing.assert_allclose(f[:, INTENSITY_NAMES.index("noise_sigma")], noise, rtol=1e-6, atol=1e-7)
+
+
+def test_topology_sees_structure_destroyed_and_ignores_contrast():
+    from mitogan.metrics.features import TOPOLOGY_NAMES, topology_features
+
+    x = _lines(6, seed=4)
+    f = topology_features(x)
+    assert f.shape == (6, len(TOPOLOGY_NAMES)) and np.isfinite(f).all()
+    # contrast and offset move neither the tile's own quantiles' sets nor their shape
+    np.testing.assert_allclose(topology_features(0.5 * x - 0.2), f, atol=1e-6)
+    # the same pixels shuffled: the bright set falls apart into many small pieces (Euler number up, boundary up
+    # on average: a smoothed shuffle has a few large blobs too)
+    rng = np.random.default_rng(0)
+    shuffled = np.stack([rng.permutation(t.ravel()).reshape(t.shape) for t in x])
+    g = topology_features(shuffled)
+    e, p = TOPOLOGY_NAMES.index("topo_euler_q90"), TOPOLOGY_NAMES.index("topo_perimeter_q90")
+    assert (g[:, e] > f[:, e] + 3).all() and g[:, p].mean() > f[:, p].mean()
+    assert (topology_features(np.full((2, 1, 64, 64), -1, np.float32)) == 0).all()  # empty tiles: no set, no shape
