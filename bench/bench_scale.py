@@ -3,6 +3,7 @@
     python bench/bench_scale.py [--trials 50 200] [--arms mitogan,mitogan-nowandb,ray,optuna] [--out DIR]
     python bench/bench_scale.py --searchers 1000      # suggestion latency of the two Optuna searchers alone
     python bench/bench_scale.py --wandb-logger 50     # what the W&B logger costs Ray's result loop
+    python bench/bench_scale.py --trials 50 --arms mitogan --tracemalloc 1   # what the driver's heap gains
 
 Arms, each in its own process (that process is "the driver"), on the cheapest trials the code allows
 (a tiny space: 32 px, widths 8, 20 generator steps, one evaluation, no C2ST; built-in data, 2 videos):
@@ -18,7 +19,7 @@ Arms, each in its own process (that process is "the driver"), on the cheapest tr
 Measured: wall time; the driver's CPU seconds per ended trial in windows of ended trials (flat = the driver's
 cost does not grow with the search); the driver's RSS and its growth per trial (slope over the second
 half); the peak RSS of the whole process tree (driver + Ray's processes + trial workers); files per trial
-in the output folder; "wrap-up", the seconds from the last trial's end to the driver's return (report,
+in the output folder (links included: W&B links each run to its service's log); "wrap-up", the seconds from the last trial's end to the driver's return (report,
 export, W&B flush). Writes ``scale.json``, ``scale.png`` (driver CPU per trial by window) and ``scale.md``.
 """
 

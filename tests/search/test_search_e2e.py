@@ -135,3 +135,16 @@ def test_report_can_be_rewritten_from_the_folder_alone(search_dir):
     page = (search_dir / "report" / "index.html").read_text()
     for column in ("authenticity_gap", "copy_share", "c2st_accuracy", "c2st_baseline"):
         assert f"<th>{column}</th>" in page, column
+
+
+def test_trial_folders_hold_only_what_the_report_export_and_resume_read(search_dir):
+    """No CSV, pickle or TensorBoard twins of result.json/params.json, no trainer plots, and each checkpoint
+    once (Ray's copy): the files a search leaves grow with its trials, and Ray copied its staging folder at
+    every state save."""
+    import re
+
+    allowed = re.compile(r"^(params\.json|result\.json|data\.json|config\.yaml|metrics\.jsonl|error\.(txt|pkl)|"
+                         r"lineage\.json|samples/step_\d+\.png|checkpoint_\d+/(checkpoint\.pt|step\.json))$")
+    for trial in search_dir.glob("trial_*"):
+        files = [p.relative_to(trial).as_posix() for p in trial.rglob("*") if p.is_file()]
+        assert files and all(allowed.match(f) for f in files), (trial.name, sorted(files))
