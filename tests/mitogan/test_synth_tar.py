@@ -1,24 +1,13 @@
 """synth --format tar: one PNG tar shard per batch, the same images as --format png, resumable."""
 
-import csv
 import tarfile
 
 import numpy as np
-import pytest
 
-from mitogan.export import export_bundle
 from mitogan.synth import SynthOptions, synthesize
 from tests.mitogan.test_export import trained  # noqa: F401  (module fixture: a real tiny training run)
-
-
-@pytest.fixture
-def bundle(trained, tmp_path):  # noqa: F811
-    return export_bundle(trained, tmp_path / "bundle")
-
-
-def _rows(out):
-    with open(out / "manifest.csv") as f:
-        return list(csv.DictReader(f))
+from tests.mitogan.test_synth import bundle  # noqa: F401, F811  (its exported bundle)
+from tests.mitogan.test_synth import read_manifest as _rows
 
 
 def _member_bytes(out, file):
@@ -27,7 +16,7 @@ def _member_bytes(out, file):
         return tar.extractfile(member).read()
 
 
-def test_tar_shards_hold_the_same_pngs_as_png_files(bundle, tmp_path):
+def test_tar_shards_hold_the_same_pngs_as_png_files(bundle, tmp_path):  # noqa: F811
     synthesize(bundle, tmp_path / "t", SynthOptions(n=20, batch_size=8, format="tar"), progress=False)
     synthesize(bundle, tmp_path / "p", SynthOptions(n=20, batch_size=8), progress=False)
     rows = _rows(tmp_path / "t")
@@ -40,7 +29,7 @@ def test_tar_shards_hold_the_same_pngs_as_png_files(bundle, tmp_path):
     assert not list((tmp_path / "t").rglob("*.tmp"))
 
 
-def test_tar_resume_rewrites_unpublished_shards_and_matches_a_straight_run(bundle, tmp_path):
+def test_tar_resume_rewrites_unpublished_shards_and_matches_a_straight_run(bundle, tmp_path):  # noqa: F811
     out = tmp_path / "s"
     synthesize(bundle, out, SynthOptions(n=24, batch_size=8, format="tar", min_set_distance=1e-6), progress=False)
     # a kill during batch 1: its manifest part never written, its shard half written, batch 2 left a temp file
@@ -57,7 +46,7 @@ def test_tar_resume_rewrites_unpublished_shards_and_matches_a_straight_run(bundl
     assert all(_member_bytes(out, r["file"]) == _member_bytes(straight, r["file"]) for r in _rows(out))
 
 
-def test_tar_resume_of_an_old_run_rebuilds_the_duplicate_bank_from_the_shards(bundle, tmp_path):
+def test_tar_resume_of_an_old_run_rebuilds_the_duplicate_bank_from_the_shards(bundle, tmp_path):  # noqa: F811
     from PIL import Image
     import io
 

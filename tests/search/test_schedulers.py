@@ -75,16 +75,21 @@ PBT_SPACE = tiny_space("pbt", {"train.steps": 60, "train.report_every": 10, "tra
 """)
 
 
+def _two_trial_search(tmp_path, scheduler: str, space: str, seed: int):
+    """A real search of two trials side by side under ``scheduler`` on the built-in data; its folder."""
+    from search.run import SearchOptions, run_search
+
+    (tmp_path / f"{scheduler}.yaml").write_text(space)
+    return run_search(SearchOptions(space=str(tmp_path / f"{scheduler}.yaml"), trials=2, max_concurrent=2,
+                                    storage=str(tmp_path / "runs"), name=scheduler, seed=seed, scheduler=scheduler,
+                                    sim_videos=3, sim_frames=4, progress=False, wandb=False, report=True))
+
+
 @pytest.mark.slow
 def test_pbt_search_copies_the_better_trials_state_and_records_the_lineage(tmp_path):
     from search.report import collect_trials
-    from search.run import SearchOptions, run_search
 
-    (tmp_path / "pbt.yaml").write_text(PBT_SPACE)
-    opts = SearchOptions(space=str(tmp_path / "pbt.yaml"), trials=2, max_concurrent=2, storage=str(tmp_path / "runs"),
-                         name="pbt", seed=1, scheduler="pbt", sim_videos=3, sim_frames=4, progress=False,
-                         wandb=False, report=True)
-    search_dir = run_search(opts)
+    search_dir = _two_trial_search(tmp_path, "pbt", PBT_SPACE, seed=1)
     trials = collect_trials(search_dir)
     assert len(trials) == 2 and all(t.status in ("finished", "stopped") for t in trials)
     children = [t for t in trials if t.lineage]
@@ -122,15 +127,10 @@ def test_pb2_fastgan_search_runs_through_report_export_synth_and_explain(tmp_pat
     from mitogan.cli import main
     from mitogan.simulate import default_dataset
     from search.report import collect_trials
-    from search.run import SearchOptions, run_search
 
     pytest.importorskip("sklearn")  # Ray's PB2 fits a GP with it (the pb2 extra)
     space = PBT_SPACE.replace("name: pbt", "name: pb2").replace("fixed:\n", "fixed:\n  model.arch: fastgan\n", 1)
-    (tmp_path / "pb2.yaml").write_text(space)
-    opts = SearchOptions(space=str(tmp_path / "pb2.yaml"), trials=2, max_concurrent=2, storage=str(tmp_path / "runs"),
-                         name="pb2", seed=2, scheduler="pb2", sim_videos=3, sim_frames=4, progress=False,
-                         wandb=False, report=True)
-    search_dir = run_search(opts)
+    search_dir = _two_trial_search(tmp_path, "pb2", space, seed=2)
     trials = collect_trials(search_dir)
     assert len(trials) == 2 and all(t.status in ("finished", "stopped") for t in trials)
     assert all(t.params["model.arch"] == "fastgan" for t in trials)
@@ -150,4 +150,5 @@ def test_pb2_fastgan_search_runs_through_report_export_synth_and_explain(tmp_pat
     assert main(["explain", str(search_dir), "--data", str(data), "--out", str(out), "--max-tiles", "16", "-q"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert (out / "overlay_real.png").is_file() and summary
+
 
