@@ -152,3 +152,36 @@ def test_pb2_fastgan_search_runs_through_report_export_synth_and_explain(tmp_pat
     assert (out / "overlay_real.png").is_file() and summary
 
 
+
+
+@pytest.mark.slow
+def test_a_killed_pbt_search_resumes_to_the_end_and_keeps_its_lineage(tmp_path):
+    """`--resume` under PBT: the driver and its Ray SIGKILLed once both trials passed the first exploit point;
+    the resumed search finishes every trial, reruns none from scratch and keeps the lineage it had."""
+    import os
+
+    from search.report import collect_trials
+    from tests.search.resilience import check_completed, kill_tree, rows, run, short_tmp, snapshot, start, wait_for
+
+    env = {**os.environ, "TMPDIR": str(short_tmp(tmp_path))}
+    storage, space = str(tmp_path / "runs"), tmp_path / "pbt.yaml"
+    space.write_text(PBT_SPACE)
+    proc = start(["--space", str(space), "--trials", "2", "--max-concurrent", "2", "--storage", storage, "--name", "p",
+                  "--scheduler", "pbt", "--sim-videos", "2", "--sim-frames", "4", "--no-wandb", "-q"], env)
+
+    def past_first_exploit():
+        trials = rows(storage, "p")
+        return len(trials) == 2 and all(t and t[-1]["step"] >= 30 and t[-1]["step"] < 60 for t in trials.values())
+
+    wait_for(past_first_exploit, 400, proc, "both trials past step 30")
+    kill_tree(proc)
+    at_kill = snapshot(rows(storage, "p"))
+    lineage = {t.trial_id: list(t.lineage) for t in collect_trials(tmp_path / "runs" / "p")}
+
+    out = run(["--resume", "p", "--storage", storage, "-q"], env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    measured = check_completed(rows(storage, "p"), at_kill, trials=2)
+    assert measured["rerun_from_scratch"] == 0 and measured["finished_ran_again"] == 0, measured
+    for t in collect_trials(tmp_path / "runs" / "p"):
+        assert t.lineage[:len(lineage[t.trial_id])] == lineage[t.trial_id], (t.trial_id, t.lineage)
+    assert json.loads((tmp_path / "runs" / "p" / "search.json").read_text())["status"] == "finished"
