@@ -403,19 +403,13 @@ def experiment_state_period(trials: int) -> float:
     return max(float(EXPERIMENT_STATE_PERIOD_S), 19 * STATE_SAVE_S_PER_TRIAL * trials)
 
 
-@contextlib.contextmanager
 def _state_period(seconds: float):
     """``TUNE_GLOBAL_CHECKPOINT_S`` (Ray reads it when ``fit`` starts) while Tune runs, unless the user set
     it; put back afterwards, so the next search in this process gets its own. Ray's warnings about slow or
     too frequent state saves stay on."""
     if "TUNE_GLOBAL_CHECKPOINT_S" in os.environ:
-        yield
-        return
-    os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = f"{seconds:.1f}"
-    try:
-        yield
-    finally:
-        os.environ.pop("TUNE_GLOBAL_CHECKPOINT_S", None)
+        return contextlib.nullcontext()
+    return _env(TUNE_GLOBAL_CHECKPOINT_S=f"{seconds:.1f}")
 
 
 @contextlib.contextmanager

@@ -197,11 +197,8 @@ class WandbSearchLogger(Callback):
     def _finish(self, trial_id: str, cfg: dict, summary: dict, exit_code: int) -> None:
         run = self._run(trial_id, cfg)
         run.summary(summary)
-        logs = _debug_logs(run) if exit_code == 0 else []
-        run.finish(exit_code=exit_code)
+        _finish_run(run, exit_code)
         self.runs.pop(trial_id, None)
-        for path in logs:  # a run that ended cleanly: W&B's debug logs per trial say nothing
-            path.unlink(missing_ok=True)
 
     def _interrupt(self, trial_id: str) -> None:
         run = self.runs.pop(trial_id, None)
@@ -260,10 +257,15 @@ class WandbSearchLogger(Callback):
                        run_id=trial_run_id(self.search_name, "search"), settings=DRIVER_SETTINGS)
         run.log_table("trials", columns, rows, image_columns=("samples",))
         run.summary({"n_trials": len(trials), "n_finished": sum(r[1] == "finished" for r in rows)})
-        logs = _debug_logs(run)
-        run.finish()
-        for path in logs:
-            path.unlink(missing_ok=True)
+        _finish_run(run)
+
+
+def _finish_run(run, exit_code: int = 0) -> None:
+    """Finish ``run``; one that ended cleanly loses W&B's debug logs (per trial they say nothing)."""
+    logs = _debug_logs(run) if exit_code == 0 else []
+    run.finish(exit_code=exit_code)
+    for path in logs:
+        path.unlink(missing_ok=True)
 
 
 def _debug_logs(run) -> list[Path]:
