@@ -34,18 +34,18 @@ from pathlib import Path
 
 import numpy as np
 
+from search.trials import expand
+
 
 def trials(search: Path) -> list[dict]:
     """Finished trials of a search folder: params, the final and last-two-mean realism_gap, C2ST."""
     rows = []
     for t in sorted(search.glob("trial_*")):
-        if not (t / "metrics.jsonl").exists():
+        if not (t / "result.json").exists():
             continue  # not started yet
-        evals = [json.loads(line) for line in (t / "metrics.jsonl").read_text().splitlines() if line.strip()]
-        gaps = [e["primary"] for e in evals if e.get("primary") is not None]
-        results = (t / "result.json").read_text().splitlines() if (t / "result.json").exists() else []
-        last = json.loads(results[-1]) if results else {}
-        extra = json.loads(last.get("metrics_json") or "{}")
+        results = [expand(json.loads(line)) for line in (t / "result.json").read_text().splitlines() if line.strip()]
+        gaps = [r["primary"] for r in results if r.get("fidelity") is not None]  # the evaluated reports
+        last = extra = results[-1] if results else {}
         params = json.loads((t / "params.json").read_text())
         if not gaps or (last.get("step", 0) < params["train.steps"] and not last.get("stop_reason")):
             continue  # still running

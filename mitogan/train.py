@@ -442,13 +442,15 @@ def _json_line(report: dict) -> str:
     return json.dumps(clean)
 
 
-def _start_files(out: Path, cfg: Config, history: list[dict]) -> dict[str, Path]:
+def _start_files(out: Path, cfg: Config, history: list[dict], logs: bool = True) -> dict[str, Path]:
     """Write the resolved config and (re)write metrics.jsonl from the history (drops lines past a resume)."""
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"config": save_config(cfg, out / "config.yaml"), "metrics": out / "metrics.jsonl",
-             "checkpoint": out / CHECKPOINT_NAME, "samples": out / "samples"}
-    with open(paths["metrics"], "w") as f:
-        f.writelines(_json_line(h) + "\n" for h in history)
+    paths = {"config": save_config(cfg, out / "config.yaml"), "checkpoint": out / CHECKPOINT_NAME,
+             "samples": out / "samples"}
+    if logs:
+        paths["metrics"] = out / "metrics.jsonl"
+        with open(paths["metrics"], "w") as f:
+            f.writelines(_json_line(h) + "\n" for h in history)
     return paths
 
 
@@ -499,8 +501,9 @@ def _after_step(st: _State, cfg: Config, ev: dict, ctx: dict) -> Optional[dict]:
     st.history.append(scalars(report))
     if ev["checkpoint"]:
         save_checkpoint(ctx["paths"]["checkpoint"], _checkpoint_dict(st, cfg))
-        ctx["paths"].update(_write_plots(ctx["out"], st.history))
-    if ctx["out"] is not None:
+        if ctx["logs"]:
+            ctx["paths"].update(_write_plots(ctx["out"], st.history))
+    if ctx["out"] is not None and ctx["logs"]:
         with open(ctx["paths"]["metrics"], "a") as f:
             f.write(_json_line(st.history[-1]) + "\n")
     if ctx["on_report"] is not None:
@@ -510,13 +513,16 @@ def _after_step(st: _State, cfg: Config, ev: dict, ctx: dict) -> Optional[dict]:
 
 def train(cfg: Config, tiles, *, out_dir=None, on_report: Optional[Callable[[TrainReport], None]] = None,
           should_stop: Optional[Callable[[], bool]] = None, resume=None,
-          evaluate: Optional[Callable[[np.ndarray], dict]] = None, progress: bool = False) -> TrainResult:
+          evaluate: Optional[Callable[[np.ndarray], dict]] = None, progress: bool = False,
+          logs: bool = True) -> TrainResult:
     """Train a GAN on ``tiles`` ((N, 1, S, S) float32 in [-1, 1], or a TileSet) for ``cfg.train.steps``.
 
     ``out_dir`` (optional) receives config.yaml, metrics.jsonl, samples/step_XXXXXX.png, loss_curves.png,
     signals.png and checkpoint.pt. ``resume`` is a checkpoint file or a folder holding checkpoint.pt; the
     run continues from its step with the same RNG streams (same numbers on CPU as an uninterrupted run).
-    See the module docstring for the hooks and the report keys. ``progress`` shows a tqdm bar.
+    See the module docstring for the hooks and the report keys. ``progress`` shows a tqdm bar. ``logs=False``
+    leaves out metrics.jsonl and the two plots (a search trial: Ray's result.json holds every report and the
+    search report draws its own curves).
     """
     data_np = _as_tiles(tiles, cfg.image_size)
     if cfg.train.threads:
@@ -530,7 +536,7 @@ def train(cfg: Config, tiles, *, out_dir=None, on_report: Optional[Callable[[Tra
     ref = np.random.default_rng(cfg.train.seed).choice(len(data_np), min(cfg.train.n_samples, len(data_np)),
                                                        replace=False)
     out = Path(out_dir) if out_dir is not None else None
-    ctx = {"out": out, "paths": _start_files(out, cfg, st.history) if out is not None else {},
+    ctx = {"out": out, "paths": _start_files(out, cfg, st.history, logs) if out is not None else {}, "logs": logs,
            "real_spread": max(_mean_pairwise(torch.from_numpy(data_np[np.sort(ref)])), 1e-12),
            "evaluate": evaluate, "on_report": on_report}
     stopped, report = _loop(st, cfg, data, ctx, should_stop, progress)

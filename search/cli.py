@@ -54,6 +54,9 @@ def register(sub) -> None:
                    help="do not stop diverging/collapsing trials early")
     p.add_argument("--sampler", default="tpe", choices=["tpe", "random"], help="Optuna sampler (seeded)")
     p.add_argument("--no-wandb", dest="wandb", action="store_false", help="no W&B runs")
+    p.add_argument("--cold-trials", dest="reuse_actors", action="store_false",
+                   help="start every trial in a fresh worker process (default: a worker that ended a trial runs "
+                        "the next one, its imports and data caches warm)")
     p.add_argument("--channel", type=int, default=None, help="channel to read from multi-channel files")
     p.add_argument("--z", default="max", help="z reduction for z-stacks: max, mean or an index")
     p.add_argument("--sim-videos", type=int, default=None, help="videos in the built-in dataset (smaller = faster)")
@@ -74,7 +77,7 @@ def register(sub) -> None:
 # options a resumed search takes from its search.json; giving them with --resume is refused
 _FROM_LAUNCH = ("space", "overrides", "data", "trials", "max_concurrent", "cpus_per_trial", "gpus_per_trial",
                 "name", "seed", "asha", "scheduler", "stop_nonconvergent", "sampler", "wandb", "channel", "z",
-                "sim_videos", "sim_frames", "optuna_storage", "sim_config")
+                "sim_videos", "sim_frames", "optuna_storage", "sim_config", "reuse_actors")
 
 
 def run(args) -> int:
@@ -91,7 +94,7 @@ def run(args) -> int:
         defaults = vars(build_defaults())
         given = [k for k in _FROM_LAUNCH if getattr(args, k) != defaults.get(k)]
         if given:
-            flag = "--" + given[0].replace("_", "-").replace("overrides", "set")
+            flag = {"overrides": "--set", "reuse_actors": "--cold-trials"}.get(given[0], "--" + given[0].replace("_", "-"))
             raise MitoganError(f"{flag} with --resume: a resumed search keeps the options it was started with; "
                                "give only --resume NAME --storage DIR (and --address, --trust-storage, -q, -v, --dashboard)")
     if args.sim_config:  # a fixed key of the space (search.json keeps it for --resume): search/space.py
@@ -104,7 +107,8 @@ def run(args) -> int:
                          sampler=args.sampler, wandb=args.wandb, channel=args.channel, z=_z(args.z),
                          sim_videos=args.sim_videos, sim_frames=args.sim_frames, progress=not args.quiet,
                          verbose=args.verbose, dashboard=args.dashboard, resume=args.resume,
-                         optuna_storage=args.optuna_storage, trust_storage=args.trust_storage)
+                         optuna_storage=args.optuna_storage, trust_storage=args.trust_storage,
+                         reuse_actors=args.reuse_actors)
     try:
         search_dir = run_search(opts)
     except SearchInterrupted as e:

@@ -78,6 +78,7 @@ class SearchOptions:
     resume: str | None = None  # continue the search of this name in ``storage`` (its saved options are used)
     optuna_storage: str | None = None  # an RDB URL for the Optuna study (default: the journal optuna.log)
     trust_storage: bool = False  # --resume: skip the owner/permission check (needed for object stores)
+    reuse_actors: bool = True  # warm trials: a trial's worker process runs the next trial (search.trainable)
 
 
 class SearchInterrupted(Exception):
@@ -598,7 +599,8 @@ def _build_tuner(opts, space: Space, store: SearchStore, trainable, mode: str) -
     return tune.Tuner(
         trainable, param_space=param_space,
         tune_config=tune.TuneConfig(metric="primary", mode=mode, num_samples=opts.trials,
-                                    search_alg=search_alg, scheduler=scheduler, trial_dirname_creator=_trial_dirname),
+                                    search_alg=search_alg, scheduler=scheduler, trial_dirname_creator=_trial_dirname,
+                                    reuse_actors=opts.reuse_actors),
         run_config=tune.RunConfig(
             name=store.name, storage_path=store.fs_storage, storage_filesystem=store.fs, verbose=0,
             callbacks=[_LiveCallbacks()],

@@ -58,12 +58,6 @@ def make_trainable(*, videos, fixed: dict, cpus: float, gpus: float, policy: dic
     return tune.with_resources(fn, {"cpu": cpus, "gpu": gpus})
 
 
-# what the trainer rewrites at every checkpoint and nothing of a search reads (the report draws its own
-# curves); with the trial folder in the storage they are removed once Ray holds the checkpoint. (config.yaml
-# stays: `mitogan preprocess --config SEARCH/trial_<id>/config.yaml` redoes a trial's preprocessing)
-_NOT_KEPT = ("loss_curves.png", "signals.png")
-
-
 def train_trial(config: dict, *, videos, fixed: dict, policy: dict, ship_samples: bool = False,
                 trial_root: str | None = None):
     """Run one trial. ``config`` holds the flat dotted keys Optuna sampled (plus the fixed ones).
@@ -77,6 +71,7 @@ def train_trial(config: dict, *, videos, fixed: dict, policy: dict, ship_samples
     from mitogan.preprocess import Pipeline
     from mitogan.train import CHECKPOINT_NAME, train
 
+    _as_fresh_process()
     cfg = from_flat(Config, {**fixed, **config})
     ctx = tune.get_context()
     trial_dir = Path(ctx.get_trial_dir())
@@ -85,7 +80,7 @@ def train_trial(config: dict, *, videos, fixed: dict, policy: dict, ship_samples
     trial_dir.mkdir(parents=True, exist_ok=True)
     tiles = Pipeline(cfg.preprocess).run(videos, progress=False)  # content-hash cached across trials
     # the generator trains on the training split only; it is scored against held-out videos/time blocks
-    evaluator = _safe_evaluator(InTrainingEvaluator(tiles, holdout=cfg.train.holdout), PRIMARY_MODE)
+    evaluator = _safe_evaluator(_evaluator(InTrainingEvaluator, tiles, cfg.train.holdout), PRIMARY_MODE)
     tiles = training_tiles(tiles, cfg.train.holdout)
     _write_data_info(trial_dir / "data.json", tiles, evaluator.reference.split)
     stopper = NonConvergencePolicy(cfg, **policy)  # thresholds and grace period: cfg.stop
@@ -114,11 +109,14 @@ def train_trial(config: dict, *, videos, fixed: dict, policy: dict, ship_samples
         ship = ship_samples and _defer_sample(metrics, state, bool(report.get("checkpoint")))
         _report(metrics, report.get("checkpoint"), lineage, trial_dir if ship else None)
         if trial_root and report.get("checkpoint"):  # Ray has its copy in this folder now
-            for name in (CHECKPOINT_NAME, "resume.pt", *_NOT_KEPT):
+            for name in (CHECKPOINT_NAME, "resume.pt"):
                 (trial_dir / name).unlink(missing_ok=True)
 
+    # logs=False: no metrics.jsonl or loss plots (Ray's result.json holds every report; the search report draws
+    # the curves). config.yaml stays: `mitogan preprocess --config SEARCH/trial_<id>/config.yaml` redoes a trial's
+    # preprocessing
     result = train(cfg, tiles, out_dir=trial_dir, on_report=on_report, should_stop=lambda: state["reason"] is not None,
-                   resume=resume, evaluate=evaluator)
+                   resume=resume, evaluate=evaluator, logs=False)
     # the final result repeats the last step, with the components of the last evaluation
     final = {**state["components"], **state["last"], "finished": int(state["reason"] is None and not result.stopped),
              "stop_reason": state["reason"] or "", "node": ray.get_runtime_context().get_node_id()}
@@ -126,6 +124,38 @@ def train_trial(config: dict, *, videos, fixed: dict, policy: dict, ship_samples
         final.update(_judge(evaluator, result.generator, cfg, cfg.train.judge_samples))
     ship = ship_samples and _defer_sample(final, state, False)  # a grid that went with the last checkpoint
     _report(final, None, lineage, trial_dir if ship else None)
+
+
+# warm trials (``reuse_actors``): what the worker process had before its first trial, put back before each
+_FIRST: dict[str, Any] = {}
+_EVALUATORS: dict[tuple, Any] = {}
+# how long Ray's actor reset waits for a stopped trial's training thread (Ray's default: 2 s). Ray stops a trial's
+# function only at its next report (``train.report_every`` steps away); a reset that gives up fails the NEXT trial
+_RESET_WAIT_S = "600"
+
+
+def _as_fresh_process() -> None:
+    """Make a trial in a reused worker start as it would in a fresh one. ``mitogan.train`` seeds Python's,
+    NumPy's and torch's global RNGs itself; torch's thread count is put back to the worker's own (Ray sets it from
+    the trial's CPUs) for a config that leaves ``train.threads`` unset, since an earlier trial may have set it.
+    Caches keyed by content (preprocessed tiles, the metrics reference) are kept: that is what a warm trial saves."""
+    import torch
+
+    torch.set_num_threads(_FIRST.setdefault("threads", torch.get_num_threads()))
+    os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", _RESET_WAIT_S)
+
+
+def _evaluator(make, tiles, holdout: float):
+    """The in-training evaluator of these tiles: built once per worker process and data (keyed by the tiles'
+    content hash), so a warm trial reuses its reference, calibrations and copy-test indexes. It keeps no state
+    between calls but those memos, each a function of the data alone."""
+    key = (tiles.meta.get("cache_key"), holdout)
+    if key[0] is None:
+        return make(tiles, holdout=holdout)
+    if key not in _EVALUATORS:
+        _EVALUATORS.clear()  # one dataset per search: keep the newest only
+        _EVALUATORS[key] = make(tiles, holdout=holdout)
+    return _EVALUATORS[key]
 
 
 def _defer_sample(metrics: dict, state: dict, checkpoint: bool) -> bool:

@@ -83,6 +83,19 @@ def test_report_contents_and_hooks(tiles, tmp_path):
     assert not result.generator.training
 
 
+def test_without_logs_a_run_writes_no_metrics_log_or_plots_and_trains_the_same(tiles, tmp_path):
+    """``logs=False`` (search trials): no metrics.jsonl, loss_curves.png or signals.png; the config, grids and
+    checkpoint are written, and the run is the same run."""
+    cfg = _cfg(**{"train.steps": 4, "train.report_every": 2, "train.sample_every": 4, "train.checkpoint_every": 2})
+    full = train(cfg, tiles, out_dir=tmp_path / "full")
+    bare = train(cfg, tiles, out_dir=tmp_path / "bare", logs=False)
+    assert sorted(p.name for p in (tmp_path / "bare").iterdir()) == ["checkpoint.pt", "config.yaml", "samples"]
+    assert (tmp_path / "bare" / "samples" / "step_000004.png").is_file()
+    assert {"metrics.jsonl", "loss_curves.png", "signals.png"} <= {p.name for p in (tmp_path / "full").iterdir()}
+    assert _stable(bare.history) == _stable(full.history)
+    assert load_checkpoint(tmp_path / "bare")["step"] == 4
+
+
 def test_deterministic_on_cpu(tiles):
     cfg = _cfg(**{"train.steps": 3, "augment.cutout": True})
     a, b = train(cfg, tiles), train(cfg, tiles)

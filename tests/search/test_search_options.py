@@ -28,6 +28,16 @@ def test_quiet_verbose_and_dashboard_flags(monkeypatch):
     assert not opts.progress and opts.verbose and opts.dashboard
 
 
+def test_warm_trials_by_default_and_cold_ones_on_request_but_not_on_resume(monkeypatch, capsys):
+    from mitogan.cli import main
+
+    assert parsed_options(monkeypatch, []).reuse_actors
+    assert not parsed_options(monkeypatch, ["--cold-trials"]).reuse_actors
+    assert main(["search", "--resume", "old", "--cold-trials"]) == 2  # a resumed search keeps how it ran
+    err = capsys.readouterr().err
+    assert "--cold-trials with --resume" in err and err.count("\n") == 1
+
+
 def test_help_is_plain_text_with_real_defaults(capsys):
     from mitogan.cli import main
 
