@@ -58,6 +58,7 @@ class Reference:
     seed: int = 0
     train_groups: np.ndarray | None = None  # (T,) time block / video of each training tile (the copy null)
     _cal: dict = field(default_factory=dict)  # (n, seed) -> (d0, d1)
+    cache_file: Path | None = None  # the cache entry this reference came from (``cached``): its copy nulls go beside it
 
     @property
     def size(self) -> int:
@@ -91,21 +92,51 @@ class Reference:
     @property
     def copy_null(self) -> np.ndarray:
         """Each training tile's distance to the training tiles of other time blocks / videos (the copy null)."""
-        return self.copies.null(self.copy_groups, self.train)
+        if not hasattr(self, "_copy_null"):
+            self._copy_nulls()
+        return self._copy_null
 
     @property
     def part_copies(self):
         """The ``copying.PatchIndex`` of at most ``PART_COPY_TILES`` training tiles (a seeded subset: its null
         costs the square of their number; whole-tile copies are still looked for among all of them)."""
         if not hasattr(self, "_part_copies"):
-            from mitogan.metrics.copying import PatchIndex
-
-            pick = np.arange(len(self.train))
-            if len(pick) > PART_COPY_TILES:
-                pick = np.sort(np.random.default_rng(23).choice(len(pick), PART_COPY_TILES, replace=False))
-            self._part_copies = PatchIndex(self.train[pick], self.copy_groups[pick])
-            self.part_copy_tiles = pick  # which training tiles it holds (their whole-tile null: the union rate)
+            self._copy_nulls()
         return self._part_copies
+
+    @property
+    def part_copy_tiles(self) -> np.ndarray:
+        """Which training tiles the partial-copy index holds (their whole-tile null: the union rate)."""
+        pick = np.arange(len(self.train))
+        if len(pick) > PART_COPY_TILES:
+            pick = np.sort(np.random.default_rng(23).choice(len(pick), PART_COPY_TILES, replace=False))
+        return pick
+
+    def _copy_nulls(self) -> None:
+        """Both copy tests' nulls (most of the copy test's set-up), once; for a reference read from the cache
+        (``cached``) they are kept beside its entry, so the next search trial on the same data reads them."""
+        from mitogan.metrics.copying import COPY_NULL_VERSION, PatchIndex
+
+        pick = self.part_copy_tiles
+        if self.cache_file is None:
+            self._part_copies = PatchIndex(self.train[pick], self.copy_groups[pick])
+            self._copy_null = self.copies.null(self.copy_groups, self.train)
+            return
+        key = self.cache_file.stem.removeprefix("reference-")
+        path = self.cache_file.with_name(f"copy-nulls-{key}-v{COPY_NULL_VERSION}-{PART_COPY_TILES}.npz")
+
+        def compute() -> dict:
+            self._part_copies = PatchIndex(self.train[pick], self.copy_groups[pick])
+            return {"whole": self.copies.null(self.copy_groups, self.train), **self._part_copies.state()}
+
+        def load(p: Path) -> dict:
+            with np.load(p, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+
+        nulls = cached_file(path, compute, lambda v, f: np.savez(f, **v), load, label="copy-test nulls")
+        self._copy_null = nulls["whole"]
+        if not hasattr(self, "_part_copies"):  # read back: the index is rebuilt around the stored null
+            self._part_copies = PatchIndex(self.train[pick], self.copy_groups[pick], state=nulls)
 
     @property
     def z_heldout(self) -> np.ndarray:
@@ -203,4 +234,6 @@ class Reference:
         tiles = np.asarray(tiles, np.float32)
         path = cls.cache_path(tiles, source, frame, holdout, seed, max_tiles)
         build = lambda: cls.build(tiles, source, frame, holdout=holdout, seed=seed, max_tiles=max_tiles)  # noqa: E731
-        return cached_file(path, build, lambda ref, f: ref.write(f), cls.load, label="metrics reference")
+        ref = cached_file(path, build, lambda ref, f: ref.write(f), cls.load, label="metrics reference")
+        ref.cache_file = path
+        return ref

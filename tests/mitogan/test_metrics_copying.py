@@ -157,3 +157,32 @@ def test_whole_frames_of_256_px_are_indexed_like_64_px_tiles():
     threshold = np.quantile(index.null(), 0.05)
     assert (index.ratios(np.roll(train[:4], 5, axis=3)) < threshold).all()  # shifted copies
     assert (index.ratios(new) >= threshold).mean() >= 0.75  # new images are not copies
+
+
+def test_a_cached_reference_keeps_its_copy_nulls_for_the_next_trial(monkeypatch, tmp_path):
+    # both copy nulls are kept beside the cached reference: a second trial on the same data reads them (no null
+    # is computed again) and scores generated tiles exactly as a reference built from scratch does
+    from mitogan.metrics.reference import Reference
+
+    monkeypatch.setenv("MITOGAN_CACHE_DIR", str(tmp_path))
+    tiles, frame = _movie(n_frames=20)
+    source = np.zeros(len(tiles), np.int64)
+    query = np.concatenate([_movie(n_frames=4, seed=5)[0], np.rot90(tiles[:8], 1, axes=(2, 3))])
+
+    def stats(ref):
+        d, r = ref.copies.distances(query)[0], ref.part_copies.ratios(query)
+        return copy_statistics(d, ref.copy_null, r, ref.part_copies.null(), d_null_of_r=ref.copy_null[ref.part_copy_tiles])
+
+    want = stats(Reference.build(tiles, source, frame))
+    first = Reference.cached(tiles, source, frame)
+    assert stats(first) == want
+    nulls = list(first.cache_file.parent.glob("copy-nulls-" + first.cache_file.stem.removeprefix("reference-") + "-*.npz"))
+    assert len(nulls) == 1  # kept beside the reference's own entry
+    computed = []
+    distances = CopyIndex.distances
+    monkeypatch.setattr(CopyIndex, "distances",
+                        lambda self, q, groups=None, chunk=256: computed.append(groups) or distances(self, q, groups, chunk))
+    second = Reference.cached(tiles, source, frame)
+    assert stats(second) == want
+    assert len(computed) == 2 and all(g is None for g in computed)  # the two query passes only, no null
+    np.testing.assert_array_equal(second.part_copies.scale, first.part_copies.scale)

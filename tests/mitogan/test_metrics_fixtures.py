@@ -1,0 +1,50 @@
+"""The copy tests and the morphology features against a stored fixture made by the code before issue 21's
+speed-ups (``data/copying_morphology_v1.npz``): the faster code computes the same numbers.
+
+The fixture holds uint8 tiles (simulated movies of 64 px for the copy tests, with rotated and shifted copies
+among the queries; simulated 32 and 64 px tiles, uniform noise, black and mid-grey for the morphology) and what
+the old code gave for them. Regenerate it only when a feature or a null is meant to change (then bump
+``FEATURES_VERSION`` / ``copying.COPY_NULL_VERSION``)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mitogan.metrics.copying import CopyIndex, PatchIndex
+from mitogan.metrics.morphology import morphology_features
+
+FIXTURE = Path(__file__).parent / "data" / "copying_morphology_v1.npz"
+
+
+def _f32(u: np.ndarray) -> np.ndarray:
+    return u.astype(np.float32) / np.float32(127.5) - 1
+
+
+@pytest.fixture(scope="module")
+def data():
+    return np.load(FIXTURE)
+
+
+def test_copy_nulls_distances_and_ratios_equal_the_stored_ones(data):
+    # every distance and ratio to 1e-6 and the same nearest training tile: the whole-tile null, the generated
+    # tiles' distances, the partial-copy null, its patch scales and the generated tiles' ratios
+    train, groups, query = _f32(data["train_s64"]), data["groups_s64"], _f32(data["query_s64"])
+    index = CopyIndex(train)
+    np.testing.assert_allclose(index.null(groups, train), data["null_s64"], rtol=1e-6, atol=1e-6)
+    d, j = index.distances(query)
+    np.testing.assert_allclose(d, data["dist_s64"], rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(j, data["index_s64"])
+    parts = PatchIndex(train, groups)
+    np.testing.assert_allclose(parts.null(), data["pnull_s64"], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(parts.scale, data["scale_s64"], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(parts.ratios(query), data["ratios_s64"], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("size", [32, 64])
+@pytest.mark.parametrize("mode", ["rule", "thr", "nofloor"])
+def test_morphology_features_equal_the_stored_ones(data, size, mode):
+    # the per-tile noise-aware rule, a shared threshold with the noise floor, and the bare threshold
+    x = _f32(data[f"mtiles_s{size}"])
+    kwargs = {"rule": {}, "thr": {"threshold": -0.2}, "nofloor": {"threshold": -0.2, "noise_floor": False}}[mode]
+    np.testing.assert_allclose(morphology_features(x, **kwargs), data[f"morph_{mode}_s{size}"], rtol=1e-6, atol=1e-6)
