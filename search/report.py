@@ -30,6 +30,8 @@ from search.trials import (STOP_REASONS_EXPLAINED, TrialRecord, best_trial, coll
 __all__ = ["write_report", "write_report_at", "TrialRecord", "collect_trials", "best_trial", "ran_to_end",
            "stop_reason_of", "export_search", "STOP_REASONS_EXPLAINED"]
 
+# sample grids the page shows (copied beside it), the best trials first: a 1,000-trial search does not copy 1,000
+GALLERY = 48
 MIN_FINISHED_FOR_IMPORTANCE = 10  # below this, Optuna's importances are noise (8 trials gave 1/12 each)
 
 
@@ -74,7 +76,7 @@ def write_report(search_dir) -> Path:
         side = _real_vs_generated(best, out / "real_vs_generated.png", PRIMARY_NAME)
         if side is not None:
             figures["held-out real tiles vs the best trial's samples"] = side
-    samples = _copy_samples(trials, out / "samples")
+    samples = _copy_samples(_ranked(trials, PRIMARY_MODE)[:GALLERY], out / "samples")
     page = out / "index.html"
     page.write_text(_html(search_dir.name, trials, best, (importances, imp_note), figures, samples,
                           PRIMARY_NAME, PRIMARY_MODE))
@@ -111,6 +113,12 @@ def _real_vs_generated(best, path: Path, primary_name: str) -> Path | None:
     ImageDraw.Draw(canvas).text((4, 5), f"left: held-out real tiles   right: best trial {best.trial_id} at step "
                                         f"{best.step}   {primary_name} {best.primary:.3g} ({parts})", fill=0)
     return save_png(np.asarray(canvas), path)
+
+
+def _ranked(trials, mode: str) -> list:
+    """Finished trials first, each group best first."""
+    sign = 1.0 if mode == "min" else -1.0
+    return sorted(trials, key=lambda t: (t.status != "finished", sign * (t.primary if t.primary is not None else math.inf)))
 
 
 def _copy_samples(trials, dest: Path) -> dict[str, Path]:
@@ -202,9 +210,7 @@ def _html(name, trials, best, importance, figures, samples, primary_name, mode) 
     from mitogan.metrics import PRIMARY_COMPONENTS
 
     importances, imp_note = importance
-    sign = 1.0 if mode == "min" else -1.0
-    ranked = sorted(trials, key=lambda t: (t.status != "finished",
-                                           sign * (t.primary if t.primary is not None else math.inf)))
+    ranked = _ranked(trials, mode)
     reasons = Counter(t.stop_reason or "finished" for t in trials)
     reason_rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v}</td>"
                           f"<td>{html.escape(STOP_REASONS_EXPLAINED.get(k, ''))}</td></tr>" for k, v in reasons.most_common())
@@ -251,7 +257,9 @@ def _gallery(trials, samples: dict, primary_name: str) -> str:
         figs.append(f'<figure class="s"><img src="samples/{p.name}" alt="trial {html.escape(t.trial_id)}">'
                     f"<figcaption>{html.escape(t.trial_id)}: {t.status}{why}, step {t.step}, "
                     f"{primary_name} {_num(t.primary)}</figcaption></figure>")
-    return "".join(figs) or "<p>no sample grids</p>"
+    more = f"<p>the {GALLERY} best trials of {len(trials)}; every trial's grids are in its folder</p>" \
+        if len(trials) > GALLERY else ""
+    return "".join(figs) + more if figs else "<p>no sample grids</p>"
 
 
 def _last(t: TrialRecord, key: str):

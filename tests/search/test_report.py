@@ -87,6 +87,20 @@ def test_report_views_and_no_importances_from_too_few_trials(tmp_path, capfd):
     assert capfd.readouterr().err == ""
 
 
+def test_a_big_search_shows_and_copies_the_grids_of_its_best_trials_only(tmp_path, monkeypatch):
+    """A 1,000-trial search does not copy 1,000 grids beside its page: the best ``GALLERY`` trials' grids."""
+    from search import report
+    from search.report import collect_trials, write_report
+
+    search = make_search(tmp_path / "big", n_finished=5)
+    monkeypatch.setattr(report, "GALLERY", 3)
+    page = write_report(search).read_text()
+    best3 = sorted((t for t in collect_trials(search) if t.status == "finished"), key=lambda t: t.primary)[:3]
+    assert sorted(p.name for p in (search / "report" / "samples").iterdir()) == \
+        sorted(f"trial_{t.trial_id}.png" for t in best3)
+    assert page.count('src="samples/trial_') == 3 and "the 3 best trials of 7" in page
+
+
 def test_importances_once_enough_trials_finished_without_optuna_noise(tmp_path, capfd):
     from search.report import write_report
 
