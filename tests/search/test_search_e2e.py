@@ -138,12 +138,12 @@ def test_report_can_be_rewritten_from_the_folder_alone(search_dir):
 
 
 def test_trial_folders_hold_only_what_the_report_export_and_resume_read(search_dir):
-    """No CSV, pickle or TensorBoard twins of result.json/params.json, no trainer plots, and each checkpoint
-    once (Ray's copy): the files a search leaves grow with its trials, and Ray copied its staging folder at
-    every state save."""
+    """No CSV, pickle or TensorBoard twins of result.json/params.json, no trainer plots or metrics.jsonl, and
+    each checkpoint once (Ray's copy): the files a search leaves grow with its trials, and Ray copied its
+    staging folder at every state save."""
     import re
 
-    allowed = re.compile(r"^(params\.json|result\.json|data\.json|config\.yaml|metrics\.jsonl|error\.(txt|pkl)|"
+    allowed = re.compile(r"^(params\.json|result\.json|data\.json|config\.yaml|error\.(txt|pkl)|"
                          r"lineage\.json|samples/step_\d+\.png|checkpoint_\d+/(checkpoint\.pt|step\.json))$")
     for trial in search_dir.glob("trial_*"):
         files = [p.relative_to(trial).as_posix() for p in trial.rglob("*") if p.is_file()]
