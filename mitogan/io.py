@@ -28,6 +28,8 @@ Formats (by suffix, see ``SUPPORTED_SUFFIXES``):
   (name-sorted) still images of one shape and dtype are grouped into one Video per folder — labs export
   time-lapses as ``frame_0001.png ...`` — with ``meta["files"]`` listing the file of each frame. TIFFs are
   never grouped: a TIFF carries its own stack.
+* Uncompressed tars of still images (``.tar``, the shards of ``mitogan synth --format tar``): one Video per
+  tar, its image members in name order, read as a folder of those images would be.
 
 Extra axes: ``channel`` picks a channel (default 0 when there are several; ``meta["channel_note"]``
 says so); ``z`` reduces a z axis (``"max"``, ``"mean"`` or a plane index). Any other axes (time,
@@ -65,7 +67,8 @@ TIFF_SUFFIXES = (".tif", ".tiff")
 GIF_SUFFIXES = (".gif",)
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mov", ".mkv")
 STILL_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
-SUPPORTED_SUFFIXES: tuple[str, ...] = TIFF_SUFFIXES + GIF_SUFFIXES + VIDEO_SUFFIXES + STILL_SUFFIXES
+TAR_SUFFIXES = (".tar",)  # uncompressed tars of still images (`mitogan synth --format tar` shards)
+SUPPORTED_SUFFIXES: tuple[str, ...] = TIFF_SUFFIXES + GIF_SUFFIXES + VIDEO_SUFFIXES + STILL_SUFFIXES + TAR_SUFFIXES
 
 MIN_SIZE = 2  # smallest H and W a frame may have
 _GREY_SPREAD = 0.15  # max mean(channel spread) / mean(brightness) for RGB to count as grey
@@ -101,7 +104,7 @@ def read_file(path, *, channel: int | None = None, z: str | int = "max", progres
     kind = _check_file(path)
     if kind == "video":
         return [_read_video(path, channel, z, progress)]
-    reader = {"tiff": _read_tiff, "gif": _read_gif, "still": _read_still}[kind]
+    reader = {"tiff": _read_tiff, "gif": _read_gif, "still": _read_still, "tar": _read_tar}[kind]
     return [reader(path, channel, z)]
 
 
@@ -292,7 +295,8 @@ def _check_file(path: Path) -> str:
         raise InputError(path, f"unsupported file type '{suffix or path.name}'; supported: {supported}")
     if path.stat().st_size == 0:
         raise InputError(path, "file is empty (0 bytes)")
-    for kind, suffixes in (("tiff", TIFF_SUFFIXES), ("gif", GIF_SUFFIXES), ("video", VIDEO_SUFFIXES)):
+    for kind, suffixes in (("tiff", TIFF_SUFFIXES), ("gif", GIF_SUFFIXES), ("video", VIDEO_SUFFIXES),
+                           ("tar", TAR_SUFFIXES)):
         if suffix in suffixes:
             return kind
     return "still"
@@ -549,10 +553,15 @@ def _read_gif(path: Path, channel, z) -> Video:
 
 def _read_still(path: Path, channel, z) -> Video:
     """PNG/JPEG/BMP → one-frame Video (16-bit PNG stays uint16; RGB turned grey; alpha dropped)."""
+    return _read_still_bytes(path, path, channel, z)
+
+
+def _read_still_bytes(path: Path, source, channel, z) -> Video:
+    """``_read_still`` of ``source`` (a file or a file-like object), named ``path`` in messages."""
     import imageio.v3 as iio
 
     try:
-        arr = np.asarray(iio.imread(path, plugin="pillow"))
+        arr = np.asarray(iio.imread(source, plugin="pillow", extension=path.suffix.lower()))
     except Exception as err:
         raise _decode_error(path, f"{path.suffix.lower().lstrip('.').upper()} image", err) from None
     meta = {"format": "still", "original_shape": tuple(arr.shape), "original_dtype": str(arr.dtype)}
@@ -563,6 +572,33 @@ def _read_still(path: Path, channel, z) -> Video:
     if arr.ndim == 3 and arr.shape[-1] in (3, 4):
         return _to_video(path, arr, "YXS", channel, z, meta, rgb=True)
     raise InputError(path, f"unexpected image array shape {arr.shape}")
+
+
+def _read_tar(path: Path, channel, z) -> Video:
+    """An uncompressed tar of still images (``mitogan synth --format tar`` writes one per batch) → one Video
+    of its image members in name order, as a folder of those images would be read (one shape and dtype)."""
+    import io
+    import tarfile
+
+    try:
+        with tarfile.open(path, mode="r:") as tar:
+            members = sorted((m for m in tar.getmembers() if m.isfile() and Path(m.name).suffix.lower() in STILL_SUFFIXES),
+                             key=lambda m: m.name)
+            stills = [(m.name, tar.extractfile(m).read()) for m in members]
+    except (tarfile.TarError, OSError) as err:
+        raise _decode_error(path, "tar of images", err) from None
+    if not stills:
+        raise InputError(path, f"a tar with no image members ({', '.join(STILL_SUFFIXES)}); nothing to read")
+    frames = []
+    for name, data in stills:
+        member = path / name  # named for messages only
+        video = _read_still_bytes(member, io.BytesIO(data), channel, z)
+        if frames and (video.frames.shape[1:] != frames[0].shape[1:] or video.frames.dtype != frames[0].dtype):
+            raise InputError(path, f"member {name} is {video.frames.shape[1:]} {video.frames.dtype}, the first "
+                                   f"{frames[0].shape[1:]} {frames[0].dtype}: a tar must hold images of one shape")
+        frames.append(video.frames)
+    meta = {"format": "tar", "files": [f"{path}/{name}" for name, _ in stills], "grouped": "image members of a tar"}
+    return Video(np.concatenate(frames), str(path), np.arange(len(frames)), meta)
 
 
 def _read_video(path: Path, channel, z, progress: bool = True) -> Video:

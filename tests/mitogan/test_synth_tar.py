@@ -60,3 +60,33 @@ def test_tar_resume_of_an_old_run_rebuilds_the_duplicate_bank_from_the_shards(bu
     got = _read_images(out, rows, opts, out / "parts" / "batch_000000.csv", TiffSpec())
     want = np.stack([np.asarray(Image.open(io.BytesIO(_member_bytes(out, r["file"]))), np.float32) for r in rows])
     np.testing.assert_array_equal(got, want / 255 * 2 - 1)
+
+
+def test_evaluate_reads_tar_shards_as_it_reads_the_png_files(bundle, tmp_path):  # noqa: F811
+    """`mitogan evaluate REAL SYNTH` on a --format tar folder: the same tiles, in the same order, as on the same
+    images written as PNG files (so every metric is the same)."""
+    from mitogan.cli.evaluate import load_images
+
+    synthesize(bundle, tmp_path / "t", SynthOptions(n=20, batch_size=8, format="tar"), progress=False)
+    synthesize(bundle, tmp_path / "p", SynthOptions(n=20, batch_size=8), progress=False)
+    tar, png = load_images(tmp_path / "t", 32, progress=False), load_images(tmp_path / "p", 32, progress=False)
+    assert len(tar) == len(png) >= 20 and np.array_equal(tar.tiles, png.tiles)
+
+
+def test_a_tar_without_images_or_not_a_tar_is_one_line(tmp_path):
+    import io
+
+    import pytest
+
+    from mitogan.errors import InputError
+    from mitogan.io import read_file
+
+    with tarfile.open(tmp_path / "notes.tar", "w") as tar:
+        info = tarfile.TarInfo("README.txt")
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"hi"))
+    (tmp_path / "torn.tar").write_bytes(b"torn" * 100)
+    for name, problem in (("notes.tar", "no image members"), ("torn.tar", "not a readable tar of images")):
+        with pytest.raises(InputError, match=problem) as e:
+            read_file(tmp_path / name)
+        assert "\n" not in str(e.value) and name in str(e.value)
