@@ -106,6 +106,8 @@ class LocalCluster:
     dashboard_port: int = 0  # dashboard + job server; 0: a free port
     object_store_mb: int = 256  # per node; Ray's default (30 % of RAM per node) is far too much here
     root: Path | None = None  # Ray's temp dir goes under it (keep the path short: Unix sockets live there)
+    worker_dirs: bool = False  # each worker its own Ray temp dir (root/<name>): trials stage their files where
+    # the head and a driver attached to it never look, as on machines without a shared filesystem
     token: str | None = None  # None: RAY_AUTH_TOKEN from the environment, or a new random one
     ready_timeout: float = 120.0
     env: dict = field(init=False, default_factory=dict)
@@ -125,6 +127,10 @@ class LocalCluster:
     def temp_dir(self) -> Path:
         return Path(self.root) / "ray"
 
+    def node_temp_dir(self, name: str) -> Path:
+        """Ray's temp dir of node ``name`` (``head``, ``worker1``, ...): the head's, unless ``worker_dirs``."""
+        return Path(self.root) / name if self.worker_dirs and name != "head" else self.temp_dir
+
     def start(self) -> "LocalCluster":
         """Start the head, then the workers; return once every node and the job server answer."""
         self.root = Path(self.root or tempfile.mkdtemp(prefix="mgc-"))
@@ -139,8 +145,10 @@ class LocalCluster:
                                       f"--dashboard-port={self.dashboard_port}",
                                       f"--ray-client-server-port={free_port()}", f"--temp-dir={self.temp_dir}"])
             for i in range(self.workers):
-                self._start_node(f"worker{i + 1}", [f"--address={self.address}", f"--num-cpus={self.worker_cpus}",
-                                                    f"--num-gpus={self.worker_gpus}"])
+                name = f"worker{i + 1}"
+                own = [f"--temp-dir={self.node_temp_dir(name)}"] if self.worker_dirs else []  # Ray allows it per node
+                self._start_node(name, [f"--address={self.address}", f"--num-cpus={self.worker_cpus}",
+                                        f"--num-gpus={self.worker_gpus}", *own])
             self._wait_job_server()
         except BaseException:
             self.stop()
@@ -211,10 +219,12 @@ class LocalCluster:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 pass
+        names = [name for name, _, _ in self._procs]
         self._procs.clear()
         if self.root is not None:
             # a leftover ray_current_cluster makes a later plain ray.init() try to reach this dead cluster
-            (self.temp_dir / "ray_current_cluster").unlink(missing_ok=True)
+            for name in ("head", *names):
+                (self.node_temp_dir(name) / "ray_current_cluster").unlink(missing_ok=True)
 
     def __enter__(self) -> "LocalCluster":
         return self.start()

@@ -73,10 +73,7 @@ def train_trial(config: dict, *, videos, fixed: dict, policy: dict, ship_samples
 
     _as_fresh_process()
     cfg = from_flat(Config, {**fixed, **config})
-    ctx = tune.get_context()
-    trial_dir = Path(ctx.get_trial_dir())
-    if trial_root:
-        trial_dir = Path(trial_root) / trial_dir.name
+    trial_dir = _trial_folder(trial_root)
     trial_dir.mkdir(parents=True, exist_ok=True)
     tiles = Pipeline(cfg.preprocess).run(videos, progress=False)  # content-hash cached across trials
     # the generator trains on the training split only; it is scored against held-out videos/time blocks
@@ -156,6 +153,21 @@ def _evaluator(make, tiles, holdout: float):
         _EVALUATORS.clear()  # one dataset per search: keep the newest only
         _EVALUATORS[key] = make(tiles, holdout=holdout)
     return _EVALUATORS[key]
+
+
+def _trial_folder(trial_root: str | None) -> Path:
+    """Where the trial writes its files: its folder in a path storage (``trial_root``), else the working folder
+    that Ray uploads to an object store (``SyncConfig(sync_artifacts=True)``). Not ``get_trial_dir()`` there: in a
+    fresh worker process Ray 2.60 gives the *driver's* staging path, which on another node nothing uploads (the
+    trial's data.json, config.yaml, sample grids and checkpoint.pt never reached the storage, so nothing was
+    exported; tests/search/test_cluster_images.py)."""
+    named = Path(tune.get_context().get_trial_dir())
+    if trial_root:
+        return Path(trial_root) / named.name
+    from ray.train._internal.session import get_session  # Ray's own record of the folder it syncs
+
+    storage = getattr(get_session(), "storage", None)
+    return Path(storage.trial_working_directory) if storage is not None else named
 
 
 def _defer_sample(metrics: dict, state: dict, checkpoint: bool) -> bool:
