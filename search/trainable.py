@@ -64,8 +64,8 @@ def train_trial(config: dict, *, videos, fixed: dict, policy: dict, ship_samples
 
     ``trial_root`` given: the trial's files go straight into its folder there (Ray's storage folder of the
     trial, named as Ray names it), not into the staging folder Ray copies to the storage at every
-    experiment-state save; the trainer's ``checkpoint.pt`` and plots are removed once Ray has stored the
-    checkpoint in the same folder (``checkpoint_N/``), so each checkpoint is kept once."""
+    experiment-state save; the trainer's ``checkpoint.pt`` is removed once Ray has stored the checkpoint in
+    the same folder (``checkpoint_N/``), so each checkpoint is kept once."""
     from mitogan.metrics import PRIMARY_COMPONENTS, PRIMARY_MODE, PRIMARY_NAME, InTrainingEvaluator
     from mitogan.metrics.protocol import training_tiles
     from mitogan.preprocess import Pipeline
@@ -164,10 +164,10 @@ def _trial_folder(trial_root: str | None) -> Path:
     named = Path(tune.get_context().get_trial_dir())
     if trial_root:
         return Path(trial_root) / named.name
-    from ray.train._internal.session import get_session  # Ray's own record of the folder it syncs
-
-    storage = getattr(get_session(), "storage", None)
-    return Path(storage.trial_working_directory) if storage is not None else named
+    # Ray Tune runs each trial in that working folder (its documented default; RAY_CHDIR_TO_TRIAL_DIR=0 turns
+    # it off), named as the trial's folder
+    cwd = Path.cwd()
+    return cwd if os.environ.get("RAY_CHDIR_TO_TRIAL_DIR", "1") != "0" and cwd.name == named.name else named
 
 
 def _defer_sample(metrics: dict, state: dict, checkpoint: bool) -> bool:
