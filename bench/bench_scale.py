@@ -11,6 +11,7 @@ Arms, each in its own process (that process is "the driver"), on the cheapest tr
     mitogan          ``run_search`` (Ray Tune + MitoGAN's Optuna searcher + ASHA + stopper), W&B offline
     mitogan-nowandb  the same without W&B
     mitogan-cold     ``mitogan`` with every trial in a fresh worker process (``--cold-trials``; before warm trials)
+    mitogan-random   ``mitogan`` with Optuna's random sampler (constant cost per suggestion, unlike TPE's)
     ray              plain Ray Tune: ``ray.tune.search.optuna.OptunaSearch`` (TPE, same define-by-run space)
                      + ``ASHAScheduler``, the same trainable (``search.trainable.make_trainable``)
     optuna           a plain Optuna loop (TPE + SuccessiveHalvingPruner, one trial at a time: the trainer's
@@ -40,7 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-ARMS = ("mitogan", "mitogan-nowandb", "mitogan-cold", "ray", "optuna")
+ARMS = ("mitogan", "mitogan-nowandb", "mitogan-cold", "mitogan-random", "ray", "optuna")
 STEPS = 20
 FIXED = {"preprocess.tile.size": 32, "preprocess.tile.scale": 0.5, "model.arch": "dcgan", "model.g_width": 8,
          "model.d_width": 8, "model.latent_dim": 16, "train.batch_size": 16, "train.threads": 1,
@@ -130,13 +131,13 @@ def _videos():
     return read_inputs([default_dataset(**SIM, progress=False)])
 
 
-def arm_mitogan(n: int, out: Path, wandb: bool, counter: dict, warm: bool = True) -> float:
+def arm_mitogan(n: int, out: Path, wandb: bool, counter: dict, warm: bool = True, sampler: str = "tpe") -> float:
     from search.run import SearchOptions, run_search
 
     counter["fn"] = JournalCount(out / "scale" / "optuna.log")
     run_search(SearchOptions(space=str(space_file(out)), trials=n, max_concurrent=CONCURRENT, storage=str(out),
                              name="scale", sim_videos=SIM["videos"], sim_frames=SIM["frames"], grace_steps=10,
-                             wandb=wandb, progress=False, reuse_actors=warm))
+                             wandb=wandb, progress=False, reuse_actors=warm, sampler=sampler))
     return time.monotonic()
 
 
@@ -236,7 +237,8 @@ def run_arm(arm: str, n: int, out: Path, events: Path) -> None:
     t0 = time.monotonic()
     sampler.start()
     if arm.startswith("mitogan"):
-        done = arm_mitogan(n, out, arm != "mitogan-nowandb", counter, warm=arm != "mitogan-cold")
+        done = arm_mitogan(n, out, arm != "mitogan-nowandb", counter, warm=arm != "mitogan-cold",
+                           sampler="random" if arm == "mitogan-random" else "tpe")
     elif arm == "ray":
         done = arm_ray(n, out, counter)
     else:
