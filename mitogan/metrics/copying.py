@@ -137,13 +137,17 @@ def _window_norms(g: np.ndarray, shift: int) -> np.ndarray:
     """(..., G, G) -> (..., 2 shift + 1, 2 shift + 1): the norm of every window of side G - 2 shift after its
     mean is removed, from box sums (no window is materialised)."""
     side = g.shape[-1] - 2 * shift
-    g = g.astype(np.float64)
+    g = g.astype(np.float64)  # a copy: squared in place below
+    c = np.zeros(g.shape[:-2] + (g.shape[-2] + 1, g.shape[-1] + 1))  # summed-area table, a zero row and column first
+    inner = c[..., 1:, 1:]
 
     def box(a):
-        c = np.pad(a.cumsum(-1).cumsum(-2), [(0, 0)] * (a.ndim - 2) + [(1, 0), (1, 0)])
+        np.cumsum(a, -1, out=inner)  # in place: the same sums as a padded copy, without the copies
+        np.cumsum(inner, -2, out=inner)
         return c[..., side:, side:] - c[..., :-side, side:] - c[..., side:, :-side] + c[..., :-side, :-side]
 
-    s1, s2 = box(g), box(g * g)
+    s1 = box(g)
+    s2 = box(np.multiply(g, g, out=g))
     return np.sqrt(np.maximum(s2 - s1 * s1 / side ** 2, 1e-12)).astype(np.float32)
 
 

@@ -190,15 +190,19 @@ def _hist_quantile(hist: np.ndarray, rank: np.ndarray, lo, span) -> np.ndarray:
     return lo + (j + frac) / bins * span
 
 
-def _lap_abs(x: np.ndarray) -> np.ndarray:
-    """|4-neighbour Laplacian| inside each tile: (N, S, S) -> (N, (S-2)^2) float32."""
-    lap = 4 * x[:, 1:-1, 1:-1] - x[:, :-2, 1:-1] - x[:, 2:, 1:-1] - x[:, 1:-1, :-2] - x[:, 1:-1, 2:]
-    return np.abs(lap).reshape(len(x), -1)
+def _laplacian(x: np.ndarray) -> np.ndarray:
+    """4-neighbour Laplacian inside each tile: (N, S, S) -> (N, S-2, S-2), x's dtype."""
+    return 4 * x[:, 1:-1, 1:-1] - x[:, :-2, 1:-1] - x[:, 2:, 1:-1] - x[:, 1:-1, :-2] - x[:, 1:-1, 2:]
 
 
-def _lap_mad(x: np.ndarray) -> np.ndarray:
+def _lap_abs(x: np.ndarray, lap: np.ndarray | None = None) -> np.ndarray:
+    """|4-neighbour Laplacian| inside each tile: (N, S, S) -> (N, (S-2)^2) float32 (``lap``: it, computed already)."""
+    return np.abs(_laplacian(x) if lap is None else lap).reshape(len(x), -1)
+
+
+def _lap_mad(x: np.ndarray, lap: np.ndarray | None = None) -> np.ndarray:
     """Median |Laplacian| per tile (noise is zero-centred, so this is its MAD): (N,) float64."""
-    return np.median(_lap_abs(x), 1).astype(np.float64) if x.shape[-1] > 2 else np.zeros(len(x))
+    return np.median(_lap_abs(x, lap), 1).astype(np.float64) if x.shape[-1] > 2 else np.zeros(len(x))
 
 
 def _group_rule(x: np.ndarray, groups) -> tuple:
@@ -240,7 +244,8 @@ def _noise_aware(v: np.ndarray, lap_mad: np.ndarray) -> tuple[np.ndarray, np.nda
 def _chunk_features(x: np.ndarray, thr: np.ndarray | None, noise_floor: bool = True) -> np.ndarray:
     """(n, S, S) float32, (n,) thresholds or None -> (n, F) float64, on one tall image of padded tiles."""
     n, s, _ = x.shape
-    rule, otsu, floor = _noise_aware(x.reshape(n, -1), _lap_mad(x))
+    lap = _laplacian(x)  # (n, S-2, S-2): the noise estimate and the sharpness feature share it
+    rule, otsu, floor = _noise_aware(x.reshape(n, -1), _lap_mad(x, lap))
     if thr is None:
         thr = rule
     elif noise_floor:
@@ -249,12 +254,10 @@ def _chunk_features(x: np.ndarray, thr: np.ndarray | None, noise_floor: bool = T
     labels, n_lab, skel = segment(x, thr)
     big = labels > 0
     edt = cv2.distanceTransform(big.view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)  # exact EDT
-    inten = np.zeros((n, t, t), np.float32)
-    inten[:, _PAD:-_PAD, _PAD:-_PAD] = (x + 1.0) / 2.0  # [0, 1] so the coefficient of variation is defined
     f = {}
     f.update(_object_features(labels, n_lab, n, t))
-    f.update(_skeleton_features(skel, edt, inten.reshape(n * t, t), f["n_objects"], n, t))
-    f.update(_intensity_features(x, big.reshape(n, t, t)[:, _PAD:-_PAD, _PAD:-_PAD], otsu))
+    f.update(_skeleton_features(skel, edt, x, f["n_objects"], n, t))
+    f.update(_intensity_features(x, big.reshape(n, t, t)[:, _PAD:-_PAD, _PAD:-_PAD], otsu, lap))
     f["area_fraction"] = big.reshape(n, -1).sum(1) / float(s * s)
     return np.stack([np.asarray(f[k], np.float64) for k in FEATURE_NAMES], axis=1)
 
@@ -294,8 +297,9 @@ def _fill_pinholes(big: np.ndarray) -> np.ndarray:
     adds a loop and junctions to the skeleton (55 -> 13 junctions per 64 px tile of a raw deep-events
     frame; drawn and processed data unchanged). Holes are 4-connected (the dual of 8-connected objects);
     the padding joins all outside background, so only enclosed holes are filled."""
-    holes, n_holes = ndimage.label(~big)
-    small = np.bincount(holes.ravel(), minlength=n_holes + 1) < MIN_OBJECT_AREA
+    # OpenCV's labelling: the same components as ndimage's (other numbers; only their areas matter), 1.4x faster
+    n_holes, holes = cv2.connectedComponents((~big).view(np.uint8), connectivity=4)
+    small = np.bincount(holes.ravel(), minlength=n_holes) < MIN_OBJECT_AREA
     small[0] = False  # label 0 is the mask itself
     return big | small[holes]
 
@@ -306,7 +310,7 @@ def _drop_small(big: np.ndarray) -> tuple[np.ndarray, int]:
     area = np.bincount(labels.ravel(), minlength=n_lab + 1)
     keep = area >= MIN_OBJECT_AREA
     keep[0] = False
-    remap = np.where(keep, np.cumsum(keep), 0)
+    remap = np.where(keep, np.cumsum(keep), 0).astype(labels.dtype)  # int32 as ndimage's: half the memory traffic
     return remap[labels], int(keep.sum())
 
 
@@ -416,7 +420,7 @@ def _edge_lengths(sk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return idx, right.astype(np.float64) + down + np.sqrt(2) * diag
 
 
-def _skeleton_features(skel, edt, inten, n_obj, n: int, t: int) -> dict:
+def _skeleton_features(skel, edt, x, n_obj, n: int, t: int) -> dict:
     """Length, branches, junctions, end points, width, tortuosity, beads and skeleton intensity."""
     nb = _neighbours(skel)
     junc = skel & (nb >= 3)  # the junction region: branches are cut here
@@ -431,7 +435,8 @@ def _skeleton_features(skel, edt, inten, n_obj, n: int, t: int) -> dict:
     cnt = np.maximum(np.bincount(st, minlength=n)[:n], 1)
     w_mean = _per_tile(width, st, n) / cnt
     w_var = np.maximum(_per_tile(width ** 2, st, n) / cnt - w_mean ** 2, 0)
-    iv = inten.ravel()[idx]
+    tile_px = idx - st * (t * t)  # the tile's pixels are offset by _PAD in the tall image
+    iv = (x[st, tile_px // t - _PAD, tile_px % t - _PAD] + 1.0) / 2.0  # [0, 1]: the coefficient of variation is defined
     i_mean = _per_tile(iv, st, n) / cnt
     i_std = np.sqrt(np.maximum(_per_tile(iv ** 2, st, n) / cnt - i_mean ** 2, 0))
     f = {"skeleton_length": length, "branch_points_per_object": n_junc / per_obj,
@@ -500,7 +505,7 @@ def _bead_count(skel: np.ndarray, width: np.ndarray, n: int, t: int) -> np.ndarr
     return np.bincount(_label_tiles(pl, n_p, t)[1:], minlength=n)[:n].astype(np.float64)
 
 
-def _intensity_features(x: np.ndarray, mask: np.ndarray, thr: np.ndarray) -> dict:
+def _intensity_features(x: np.ndarray, mask: np.ndarray, thr: np.ndarray, lap: np.ndarray) -> dict:
     """Whole-tile, foreground and background intensity statistics and Laplacian sharpness."""
     n = x.shape[0]
     flat = x.reshape(n, -1).astype(np.float64)
@@ -519,7 +524,6 @@ def _intensity_features(x: np.ndarray, mask: np.ndarray, thr: np.ndarray) -> dic
     bg = np.where(nb > 0, mean + bg_d, mean)
     bg_sq = (d2.sum(1) - np.einsum("ij,ij->i", d2, m)) / np.maximum(nb, 1)
     bg_var = np.where(nb > 0, bg_sq - bg_d ** 2, 0.0)
-    lap = (4 * x[:, 1:-1, 1:-1] - x[:, :-2, 1:-1] - x[:, 2:, 1:-1] - x[:, 1:-1, :-2] - x[:, 1:-1, 2:])
     return {"int_mean": mean, "int_std": std, "int_skew": skew, "fg_mean": fg, "bg_mean": bg,
             "bg_std": np.sqrt(np.maximum(bg_var, 0)), "lap_std": lap.reshape(n, -1).std(1),
             "otsu_threshold": thr}
