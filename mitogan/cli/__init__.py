@@ -49,6 +49,10 @@ ENVIRONMENT = {
     "MITOGAN_RESOURCE_WAIT_S": "with --address: how long `mitogan search` waits for a node that can hold one "
                                "trial's CPUs/GPUs to join (autoscaling clusters) before it fails (default: 300)",
     "CUDA_VISIBLE_DEVICES": "GPUs that train, synth and search may use (read by PyTorch and Ray)",
+    "RAY_CHDIR_TO_TRIAL_DIR, TUNE_FUNCTION_THREAD_TIMEOUT_S, TUNE_GLOBAL_CHECKPOINT_S": "Ray Tune's own, honoured "
+        "by `mitogan search`: 0 keeps trials in the worker's folder; how long a reused worker waits for a stopped "
+        "trial (default here: 600 s); seconds between experiment-state saves (default here: <= 1 % of the time, "
+        "at least 2 s)",
 }
 
 
