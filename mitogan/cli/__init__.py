@@ -49,10 +49,12 @@ ENVIRONMENT = {
     "MITOGAN_RESOURCE_WAIT_S": "with --address: how long `mitogan search` waits for a node that can hold one "
                                "trial's CPUs/GPUs to join (autoscaling clusters) before it fails (default: 300)",
     "CUDA_VISIBLE_DEVICES": "GPUs that train, synth and search may use (read by PyTorch and Ray)",
-    "RAY_CHDIR_TO_TRIAL_DIR, TUNE_FUNCTION_THREAD_TIMEOUT_S, TUNE_GLOBAL_CHECKPOINT_S": "Ray Tune's own, honoured "
-        "by `mitogan search`: 0 keeps trials in the worker's folder; how long a reused worker waits for a stopped "
-        "trial (default here: 600 s); seconds between experiment-state saves (default here: <= 1 % of the time, "
-        "at least 2 s)",
+    "RAY_CHDIR_TO_TRIAL_DIR": "Ray Tune's: 0 keeps search trials in their worker's folder (default: each trial "
+                              "runs in the folder Ray uploads)",
+    "TUNE_FUNCTION_THREAD_TIMEOUT_S": "Ray Tune's: how long a reused search worker waits for a stopped trial to "
+                                      "end (default here: 600)",
+    "TUNE_GLOBAL_CHECKPOINT_S": "Ray Tune's: seconds between a search's experiment-state saves (default here: "
+                                "saving takes <= 1 % of the time, at least every 2 s)",
 }
 
 
