@@ -27,6 +27,10 @@ def test_a_trial_restored_at_its_last_step_reports_finished_with_its_metrics(tmp
     assert "loss_d" in final or "loss_g" in final  # the trainer's own numbers of its last report
 
 
+# Ray's variable: how long its actor reset waits for the previous trial's thread
+RESET_WAIT = "TUNE_FUNCTION_THREAD_TIMEOUT_S"
+
+
 def test_a_reused_worker_gives_each_trial_the_thread_count_it_started_with(monkeypatch):
     """Warm trials: a trial that changed torch's thread count (``train.threads``) does not pass it on to the next
     trial in the same worker; Ray's actor reset waits for a stopped trial's thread longer than its 2 s default."""
@@ -34,7 +38,7 @@ def test_a_reused_worker_gives_each_trial_the_thread_count_it_started_with(monke
 
     from search import trainable
 
-    monkeypatch.delenv("TUNE_FUNCTION_THREAD_TIMEOUT_S", raising=False)
+    monkeypatch.delenv(RESET_WAIT, raising=False)
     monkeypatch.setattr(trainable, "_FIRST", {})
     start = torch.get_num_threads()
     try:
@@ -42,10 +46,10 @@ def test_a_reused_worker_gives_each_trial_the_thread_count_it_started_with(monke
         torch.set_num_threads(start + 1)  # what a trial with train.threads = start + 1 leaves behind
         trainable._as_fresh_process()
         assert torch.get_num_threads() == start
-        assert int(os.environ["TUNE_FUNCTION_THREAD_TIMEOUT_S"]) > 2
-        monkeypatch.setenv("TUNE_FUNCTION_THREAD_TIMEOUT_S", "7")  # the user's own value wins
+        assert int(os.environ[RESET_WAIT]) > 2
+        monkeypatch.setenv(RESET_WAIT, "7")  # the user's own value wins
         trainable._as_fresh_process()
-        assert os.environ["TUNE_FUNCTION_THREAD_TIMEOUT_S"] == "7"
+        assert os.environ[RESET_WAIT] == "7"
     finally:
         torch.set_num_threads(start)
 
