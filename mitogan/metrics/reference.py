@@ -8,6 +8,7 @@ damaged into noise) for the sample size it is asked about. It can be saved to an
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -104,7 +105,7 @@ class Reference:
             self._copy_nulls()
         return self._part_copies
 
-    @property
+    @functools.cached_property
     def part_copy_tiles(self) -> np.ndarray:
         """Which training tiles the partial-copy index holds (their whole-tile null: the union rate)."""
         pick = np.arange(len(self.train))
