@@ -130,7 +130,7 @@ def _layout_level(ref, m: int, tau: float, scale: float, seed: int) -> float:
     return ref._cal[key]
 
 
-@register_metric
+@register_metric(features=False)
 def memorisation(ctx: MetricContext):
     """Pixel RMS distance of each generated tile to its nearest real TRAINING tile, against the same
     distance for the held-out real tiles. memorisation_ratio = median generated / median held-out (< 1:
@@ -151,7 +151,7 @@ def memorisation(ctx: MetricContext):
     return out, {"n_train": len(train), "n_heldout": len(d_ho), "n_fake": ctx.n_fake}
 
 
-@register_metric
+@register_metric(features=False)
 def authenticity(ctx: MetricContext):
     """Data copying against the TRAINING split (``copying.py``): each generated tile's distance to its nearest
     training tile up to orientation, small shifts and a 10 % zoom, and its closest patch's distance to the

@@ -226,7 +226,7 @@ def _baseline(ref, n: int, seed: int, budget: dict) -> dict:
     return ref._cal[key]
 
 
-@register_metric
+@register_metric(features=False)
 def c2st(ctx: MetricContext):
     """Classifier two-sample test: a small CNN's k-fold accuracy at telling generated from HELD-OUT real
     tiles (``c2st_accuracy``; 0.5 = indistinguishable), its baseline (the TRAINING split vs the held-out

@@ -44,6 +44,7 @@ __all__ = ["FEATURE_NAMES", "morphology_features", "tile_thresholds", "group_thr
 
 MIN_OBJECT_AREA = 4  # pixels; smaller specks are noise, not organelles
 NOISE_MARGIN = 5.0  # threshold >= background + this many noise sigmas (chosen in docs/morphology-validation.md)
+MORPH_CHUNK = 1024  # tiles per batch: the features depend on the batch boundaries by ~1e-4 (keep it fixed)
 _PAD = 4  # zero rows/columns between stacked tiles: wider than every filter radius used below
 _BEAD_RADIUS = 3  # a bead is the widest skeleton point within this radius ...
 _BEAD_PROMINENCE = 1.3  # ... and this many times wider than the narrowest skeleton point nearby
@@ -78,7 +79,7 @@ FEATURE_NAMES = (
 )
 
 
-def morphology_features(tiles: np.ndarray, chunk: int = 1024, progress: bool = False,
+def morphology_features(tiles: np.ndarray, chunk: int = MORPH_CHUNK, progress: bool = False,
                         threshold: float | np.ndarray | None = None, *, noise_floor: bool = True) -> np.ndarray:
     """Morphology features of each tile.
 

@@ -14,18 +14,23 @@ import numpy as np
 
 from mitogan.metrics.reference import Reference
 
-__all__ = ["register_metric", "METRICS", "MetricContext"]
+__all__ = ["register_metric", "METRICS", "PIXEL_METRICS", "MetricContext"]
 
 METRICS: dict[str, Callable] = {}
+PIXEL_METRICS: set[str] = set()  # metrics that never read the generated tiles' features (``features=False``)
 
 
-def register_metric(fn: Callable | None = None, *, name: str | None = None):
-    """Decorator: add ``fn`` to ``METRICS`` under ``name`` (default: the function name)."""
+def register_metric(fn: Callable | None = None, *, name: str | None = None, features: bool = True):
+    """Decorator: add ``fn`` to ``METRICS`` under ``name`` (default: the function name). ``features=False``
+    declares that it reads only the tiles (not ``fake_raw``/``fake_z``): ``evaluate`` then runs it while the
+    generated tiles' features are computed in another thread."""
     def wrap(f):
         key = name or f.__name__
         if key in METRICS:
             raise ValueError(f"metric {key!r} registered twice")
         METRICS[key] = f
+        if not features:
+            PIXEL_METRICS.add(key)
         return f
     return wrap(fn) if fn is not None else wrap
 

@@ -1,3 +1,4 @@
+import importlib
 import json
 
 import numpy as np
@@ -146,3 +147,18 @@ def test_evaluate_keeps_the_real_side_and_a_second_call_gives_the_same_numbers(r
     monkeypatch.setattr(reference.Reference, "build", lambda *a, **k: pytest.fail("the real side was recomputed"))
     second = evaluate(real, honest[:60], metrics=("fidelity", "vendi"))
     assert first["metrics"] == second["metrics"] and first["primary"] == second["primary"]
+
+
+def test_metrics_that_read_only_the_tiles_run_beside_the_features_with_the_same_numbers(real, ref, honest, monkeypatch):
+    # the copy tests and the C2ST run while the generated tiles' features are computed in another thread
+    import mitogan.metrics.registry as registry
+
+    assert {"authenticity", "memorisation", "c2st"} <= registry.PIXEL_METRICS
+    assert not {"fidelity", "vendi", "kid_fluo", "prdc_fluo"} & registry.PIXEL_METRICS
+    names = ("fidelity", "authenticity", "vendi", "memorisation")
+    together = evaluate(real, honest, reference=ref, metrics=names)
+    # the module, not the function ``mitogan.metrics.evaluate`` that the package exports under the same name
+    monkeypatch.setattr(importlib.import_module("mitogan.metrics.evaluate"), "PIXEL_METRICS", set())
+    one_by_one = evaluate(real, honest, reference=ref, metrics=names)
+    assert together["metrics"] == one_by_one["metrics"] and list(together["metrics"]) == list(one_by_one["metrics"])
+    assert together["primary"] == one_by_one["primary"]

@@ -122,3 +122,17 @@ def test_topology_sees_structure_destroyed_and_ignores_contrast():
     e, p = TOPOLOGY_NAMES.index("topo_euler_q90"), TOPOLOGY_NAMES.index("topo_perimeter_q90")
     assert (g[:, e] > f[:, e] + 3).all() and g[:, p].mean() > f[:, p].mean()
     assert (topology_features(np.full((2, 1, 64, 64), -1, np.float32)) == 0).all()  # empty tiles: no set, no shape
+
+
+def test_describe_gives_the_same_numbers_on_any_number_of_threads():
+    # more tiles than morphology's chunk, so the blocks and their order matter; per-tile thresholds sliced per block
+    from mitogan.metrics.morphology import MORPH_CHUNK
+
+    x = np.concatenate([_lines(MORPH_CHUNK // 2, seed=s) for s in range(3)])  # 1.5 chunks
+    for thr in (0.0, None, np.linspace(-0.5, 0.5, len(x))):
+        one = describe(x, thr, workers=1)
+        assert one.shape == (len(x), len(feature_names(64)))
+        for w in (2, 5):
+            assert np.array_equal(describe(x, thr, workers=w), one)
+    # a block is computed as on its own: the rows of the second block do not depend on the first
+    assert np.array_equal(describe(x[MORPH_CHUNK:], 0.0, workers=2), describe(x, 0.0, workers=2)[MORPH_CHUNK:])
