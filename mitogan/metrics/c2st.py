@@ -17,7 +17,7 @@ The protocol, all of it reported, because the number depends on it (a longer bud
   - augmentation: a random flip and 90° rotation per tile (the 8 symmetries of a square)
   - budget: ``batches`` batches of ``batch_size`` tiles, but at most ``max_epochs`` passes over a fold's
     training tiles (a small set is not trained for hundreds of epochs)
-  - deterministic for a seed: ``torch.manual_seed`` plus a local ``torch.Generator``, ``THREADS`` torch thread(s)
+  - deterministic for a seed: ``torch.manual_seed`` plus a local ``torch.Generator``, one torch thread (``torch_threads``)
 """
 
 from __future__ import annotations
@@ -30,13 +30,12 @@ import numpy as np
 from mitogan.errors import InputError
 from mitogan.metrics.registry import MetricContext, register_metric
 
-__all__ = ["c2st_accuracy", "c2st", "calibrated_gap", "C2ST_BUDGET", "MIN_PER_SIDE", "THREADS"]
+__all__ = ["c2st_accuracy", "c2st", "calibrated_gap", "C2ST_BUDGET", "MIN_PER_SIDE"]
 
 # The default budget (docs/c2st.md: chosen so `mitogan evaluate` of 600 real vs 5000 generated 64 px tiles,
 # C2ST and its baseline included, stays well under 45 s on 2 shared cores).
 C2ST_BUDGET = {"folds": 3, "batches": 300, "batch_size": 64, "max_epochs": 40, "max_per_side": 1000}
 MIN_PER_SIDE = 10  # fewer tiles than this per side and a fold's accuracy is noise
-THREADS = 1  # one torch thread: on 2 shared cores two threads ran these small convs 2-10x slower
 _MAX_INPUT = 64  # px; larger tiles are area-resized to this
 _WIDTHS = (16, 32, 64)
 _LR = 2e-3
@@ -190,17 +189,15 @@ def c2st_accuracy(a: np.ndarray, b: np.ndarray, *, seed: int = 0, folds: int = C
     used = int(max(1, min(batches, math.ceil(max_epochs * n_fit / batch_size))))
     rng = np.random.default_rng(seed)
     fixed = [rng.permutation(len(x))[:n] for x in (a, b)]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(THREADS)
-    try:
-        with torch.random.fork_rng(devices=[]):  # the caller's global torch RNG is left as it was
-            torch.manual_seed(seed)
-            gen = torch.Generator().manual_seed(seed)
-            x_a, x_b = _as_input(a), _as_input(b)
-            scores = [_fold(x_a, x_b, [_fold_indices(len(x), n, folds, f, rng, fx) for x, fx in zip((a, b), fixed)],
-                            used, batch_size, gen) for f in range(folds)]
-    finally:
-        torch.set_num_threads(threads)
+    from mitogan.metrics.torch_threads import one_torch_thread
+
+    # one torch thread: on 2 shared cores two threads ran these small convs 2-10x slower
+    with one_torch_thread(), torch.random.fork_rng(devices=[]):  # the caller's global torch RNG is left as it was
+        torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)
+        x_a, x_b = _as_input(a), _as_input(b)
+        scores = [_fold(x_a, x_b, [_fold_indices(len(x), n, folds, f, rng, fx) for x, fx in zip((a, b), fixed)],
+                        used, batch_size, gen) for f in range(folds)]
     accs, info = np.array(scores).T
     sd = lambda v: float(np.std(v, ddof=1)) if folds > 1 else 0.0  # noqa: E731
     return {"accuracy": float(np.mean(accs)), "accuracy_sd": sd(accs), "information": float(np.mean(info)),

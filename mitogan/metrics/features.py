@@ -154,10 +154,11 @@ def describe(tiles: np.ndarray, threshold: float | np.ndarray | None = None, pro
 
 
 def _threads() -> int:
-    """Threads ``describe`` may use: torch's setting (what a search trial or ``--threads`` allows), at most 4."""
-    import torch
+    """Threads ``describe`` may use: the process's torch setting (what a search trial or ``--threads`` allows, not
+    the one thread a C2ST running beside it holds), at most 4."""
+    from mitogan.metrics.torch_threads import setting
 
-    return max(1, min(4, torch.get_num_threads()))
+    return max(1, min(4, setting()))
 
 
 def robust_scale(ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

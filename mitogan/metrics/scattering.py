@@ -23,12 +23,14 @@ import math
 import numpy as np
 import torch
 
+from mitogan.metrics.torch_threads import one_torch_thread
+
 __all__ = ["SCATTER_VERSION", "scattering_features", "scattering_names", "n_scales"]
 
 SCATTER_VERSION = "scatter-v3"  # part of the feature cache key: bump when the features change
 _L = 4  # orientations
 _EPS = 1e-4  # floor inside the logs, in units of the tile's [-1, 1] range
-_THREADS = 1  # torch threads, as c2st.THREADS: small batched FFTs gain nothing from a second thread on shared cores
+# one torch thread (``torch_threads``), as the C2ST: small batched FFTs gain nothing from a second thread on shared cores
 
 
 def n_scales(size: int) -> int:
@@ -168,10 +170,6 @@ def scattering_features(tiles: np.ndarray, batch: int = 32) -> np.ndarray:
     size = x.shape[-1]
     if len(x) == 0:
         return np.zeros((0, len(scattering_names(size))))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(_THREADS)
-    try:
+    with one_torch_thread():
         out = [_batch(torch.from_numpy(np.ascontiguousarray(x[i:i + batch]))).numpy() for i in range(0, len(x), batch)]
-    finally:
-        torch.set_num_threads(threads)
     return np.nan_to_num(np.concatenate(out).astype(np.float64))

@@ -155,8 +155,12 @@ def test_metrics_that_read_only_the_tiles_run_beside_the_features_with_the_same_
 
     assert {"authenticity", "memorisation", "c2st"} <= registry.PIXEL_METRICS
     assert not {"fidelity", "vendi", "kid_fluo", "prdc_fluo"} & registry.PIXEL_METRICS
-    names = ("fidelity", "authenticity", "vendi", "memorisation")
+    import torch
+
+    names = ("fidelity", "authenticity", "vendi", "memorisation", "c2st")
+    threads = torch.get_num_threads()
     together = evaluate(real, honest, reference=ref, metrics=names)
+    assert torch.get_num_threads() == threads  # the C2ST's and the scattering's one-thread blocks overlapped
     # the module, not the function ``mitogan.metrics.evaluate`` that the package exports under the same name
     monkeypatch.setattr(importlib.import_module("mitogan.metrics.evaluate"), "PIXEL_METRICS", set())
     one_by_one = evaluate(real, honest, reference=ref, metrics=names)
