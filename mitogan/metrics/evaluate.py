@@ -75,10 +75,13 @@ def _run_metrics(ctx: MetricContext, names) -> tuple[dict, dict]:
     """Run the metrics ``names`` on ``ctx``: {value name: value}, {metric: sample sizes}, in the order asked.
 
     The generated tiles' features (most of the cost) are computed in a second thread while the metrics that
-    do not read them (``PIXEL_METRICS``: the copy tests, the C2ST) run; the numbers are the same either way."""
+    do not read them (``PIXEL_METRICS``: the copy tests, the C2ST) run, unless the process may use one thread
+    only (a search trial given one CPU); the numbers are the same either way."""
     from concurrent.futures import ThreadPoolExecutor
 
     from threadpoolctl import threadpool_limits
+
+    from mitogan.metrics.torch_threads import allowed
 
     for name in names:
         if name not in METRICS:
@@ -88,7 +91,8 @@ def _run_metrics(ctx: MetricContext, names) -> tuple[dict, dict]:
     # One BLAS thread: once torch has run, its OpenMP workers spin on the cores and a multi-threaded
     # OpenBLAS fights them — a 480x480 eigh went from 0.02 s to 3.5 s on 2 cores.
     with threadpool_limits(1, "blas"), ThreadPoolExecutor(1) as pool:
-        features = pool.submit(lambda: ctx.fake_raw) if pixels and len(pixels) < len(names) else None
+        beside = pixels and len(pixels) < len(names) and allowed() > 1
+        features = pool.submit(lambda: ctx.fake_raw) if beside else None
         for name in pixels:
             done[name] = METRICS[name](ctx)
         if features is not None:

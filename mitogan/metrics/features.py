@@ -115,7 +115,7 @@ def describe(tiles: np.ndarray, threshold: float | np.ndarray | None = None, pro
     """All features of ``tiles`` (N, 1, S, S) in [-1, 1]: (N, len(feature_names(S))) float64, finite.
 
     ``threshold`` (tile units) is the mask threshold decided on the real data; None = per-tile rule.
-    ``workers`` threads share the work (default: the torch threads this process may use, at most 4): blocks
+    ``workers`` threads share the work (default: ``torch_threads.allowed()``, the process's torch threads, at most 4): blocks
     of ``morphology``'s own chunk size, each family of each block a task, so the result is bit-identical to
     one thread (morphology's numbers depend on its chunk boundaries by ~1e-4; the other families' do not).
     The work is NumPy, OpenCV, SciPy and torch kernels that release the GIL: 1.45x on 2 cores.
@@ -124,6 +124,7 @@ def describe(tiles: np.ndarray, threshold: float | np.ndarray | None = None, pro
 
     from mitogan.metrics.morphology import FEATURE_NAMES, MORPH_CHUNK, morphology_features
     from mitogan.metrics.scattering import scattering_features
+    from mitogan.metrics.torch_threads import allowed
 
     x = np.asarray(tiles, np.float32)
     keep = [i for i, n in enumerate(FEATURE_NAMES) if not n.startswith(("int_", "otsu"))]
@@ -138,7 +139,7 @@ def describe(tiles: np.ndarray, threshold: float | np.ndarray | None = None, pro
         return lambda i: fn(x[i:i + MORPH_CHUNK])
 
     families = (block(intensity_features), block(scattering_features), morph, block(topology_features))  # column order
-    with ThreadPoolExecutor(min(len(starts) * len(families), workers or _threads())) as pool:
+    with ThreadPoolExecutor(min(len(starts) * len(families), workers or allowed())) as pool:
         futures = [pool.submit(fn, i) for i in starts for fn in families]
         if progress:
             from concurrent.futures import as_completed
@@ -151,14 +152,6 @@ def describe(tiles: np.ndarray, threshold: float | np.ndarray | None = None, pro
     k = len(families)
     rows = [np.concatenate(parts[j:j + k], 1) for j in range(0, len(parts), k)]
     return np.nan_to_num(np.concatenate(rows), nan=0.0, posinf=0.0, neginf=0.0)
-
-
-def _threads() -> int:
-    """Threads ``describe`` may use: the process's torch setting (what a search trial or ``--threads`` allows, not
-    the one thread a C2ST running beside it holds), at most 4."""
-    from mitogan.metrics.torch_threads import setting
-
-    return max(1, min(4, setting()))
 
 
 def robust_scale(ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import torch
 
-__all__ = ["one_torch_thread", "setting"]
+__all__ = ["one_torch_thread", "setting", "allowed"]
 
 _LOCK = threading.Lock()
 _users = 0
@@ -43,3 +43,9 @@ def setting() -> int:
     """The process's torch thread count, as set outside any ``one_torch_thread`` block."""
     with _LOCK:
         return _saved if _saved is not None else torch.get_num_threads()
+
+
+def allowed(cap: int = 4) -> int:
+    """Threads the metrics may keep busy at once: the process's torch setting (what a search trial's CPUs or
+    ``--threads`` allow; one thread keeps everything on one core), at most ``cap``."""
+    return max(1, min(cap, setting()))

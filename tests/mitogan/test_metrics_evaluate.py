@@ -166,3 +166,27 @@ def test_metrics_that_read_only_the_tiles_run_beside_the_features_with_the_same_
     one_by_one = evaluate(real, honest, reference=ref, metrics=names)
     assert together["metrics"] == one_by_one["metrics"] and list(together["metrics"]) == list(one_by_one["metrics"])
     assert together["primary"] == one_by_one["primary"]
+
+
+def test_a_process_allowed_one_thread_computes_the_features_in_its_own_thread(real, ref, honest, monkeypatch):
+    # a search trial given one CPU keeps evaluate on one core; with two, the features go to a second thread
+    import threading
+
+    import torch
+
+    import mitogan.metrics.features as features
+
+    where = {1: [], 2: []}
+    describe = features.describe
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            monkeypatch.setattr(features, "describe",
+                                lambda *a, n=n, **k: where[n].append(threading.current_thread()) or describe(*a, **k))
+            evaluate(real, honest, reference=ref, metrics=("fidelity", "authenticity"))
+    finally:
+        torch.set_num_threads(threads)
+    main = threading.main_thread()
+    assert where[1] and all(t is main for t in where[1])  # the generated tiles' (and any calibration's) features
+    assert where[2][-1] is not main  # the generated tiles' features, beside the copy test
