@@ -30,7 +30,6 @@ __all__ = ["SCATTER_VERSION", "scattering_features", "scattering_names", "n_scal
 SCATTER_VERSION = "scatter-v3"  # part of the feature cache key: bump when the features change
 _L = 4  # orientations
 _EPS = 1e-4  # floor inside the logs, in units of the tile's [-1, 1] range
-# one torch thread (``torch_threads``), as the C2ST: small batched FFTs gain nothing from a second thread on shared cores
 
 
 def n_scales(size: int) -> int:
@@ -170,6 +169,6 @@ def scattering_features(tiles: np.ndarray, batch: int = 32) -> np.ndarray:
     size = x.shape[-1]
     if len(x) == 0:
         return np.zeros((0, len(scattering_names(size))))
-    with one_torch_thread():
+    with one_torch_thread():  # as the C2ST: small batched FFTs gain nothing from a second thread on shared cores
         out = [_batch(torch.from_numpy(np.ascontiguousarray(x[i:i + batch]))).numpy() for i in range(0, len(x), batch)]
     return np.nan_to_num(np.concatenate(out).astype(np.float64))
