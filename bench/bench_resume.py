@@ -21,7 +21,6 @@ import argparse
 import os
 import random
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -29,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.search.resilience import (CHECKPOINT_EVERY, SPACE, check_completed, finished, kill_tree,  # noqa: E402
+from tests.search.resilience import (CHECKPOINT_EVERY, SPACE, check_completed, finished, kill_pids, kill_tree,  # noqa: E402
                                      new_search_args, restarts, rows, run, snapshot, start, wait_for)
 
 
@@ -110,11 +109,7 @@ def worker(args, root: Path, env: dict) -> dict:
             pids = wait_for(victim, 600, proc, "a checkpointed trial on a worker")
             time.sleep(random.uniform(0, args.jitter))
             at_kill = snapshot(rows(storage, "worker"))
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            kill_pids(pids)
             _, err = proc.communicate(timeout=900)
             assert proc.returncode == 0, err[-2000:]
             total = time.monotonic() - t0

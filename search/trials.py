@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,8 +93,9 @@ class TrialRecord:
     dir: Path
     params: dict
     results: list[dict] = field(default_factory=list)
-    error: str | None = None
+    error: str | None = None  # the end of Ray's error.txt: every failure of every attempt
     searched: dict | None = None  # params minus the space's fixed keys (set by write_report)
+    failed_at: str | None = None  # when the last failure happened ("YYYY-MM-DD_HH-MM-SS", Ray's error.txt)
 
     @property
     def last(self) -> dict:
@@ -114,9 +116,18 @@ class TrialRecord:
         return ran_to_end(self.last, self.params.get("train.steps"))
 
     @property
+    def failed(self) -> bool:
+        """Its last attempt failed: an error, and no result reported after it. A trial whose worker was lost
+        and that Ray continued from its checkpoint has an error.txt too, but results from after the failure
+        (Ray's ``date``, in the same format and the cluster's clock)."""
+        if not self.error:
+            return False
+        return self.failed_at is None or str(self.last.get("date", "")) <= self.failed_at
+
+    @property
     def status(self) -> str:
         """finished | stopped | error | running."""
-        if self.error:
+        if self.failed:
             return "error"
         if self.done:
             return "finished"
@@ -125,7 +136,7 @@ class TrialRecord:
     @property
     def stop_reason(self) -> str:
         """Why the trial ended early: a non-convergence reason, ``asha``, ``error``; "" when it finished."""
-        return stop_reason_of(self.last, self.params.get("train.steps"), error=bool(self.error))
+        return stop_reason_of(self.last, self.params.get("train.steps"), error=self.failed)
 
     def samples(self) -> list[Path]:
         return sorted(self.dir.glob("samples/*.png"))
@@ -190,10 +201,15 @@ def collect_trials(search_dir) -> list[TrialRecord]:
         if not isinstance(params, dict):
             raise MitoganError(f"{params_file}: not a JSON object; the trial folder is damaged")
         results = [r for r in _results(d / RESULTS) if "step" in r]
-        error = (d / "error.txt").read_text(errors="replace")[-2000:] if (d / "error.txt").exists() else None
+        text = (d / "error.txt").read_text(errors="replace") if (d / "error.txt").exists() else None
+        failures = _FAILURE.findall(text or "")
         trial_id = results[-1].get("trial_id") if results else d.name
-        trials.append(TrialRecord(str(trial_id or d.name), d, params, results, error))
+        trials.append(TrialRecord(str(trial_id or d.name), d, params, results, text[-2000:] if text is not None else None,
+                                  failed_at=failures[-1] if failures else None))
     return trials
+
+
+_FAILURE = re.compile(r"^Failure # \d+ \(occurred at (\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d)\)", re.M)  # Ray's error.txt
 
 
 def _json(path: Path):

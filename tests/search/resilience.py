@@ -100,15 +100,20 @@ def kill_tree(proc: subprocess.Popen) -> None:
     from cluster.local_cluster import descendants
 
     pids = {proc.pid} | descendants([proc.pid])
+    kill_pids(pids)
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() and _state(p) != "Z" for p in pids):
+        time.sleep(0.2)
+
+
+def kill_pids(pids) -> None:
+    """SIGKILL each of ``pids`` (those already gone are skipped): a machine, or a node's processes, lost at once."""
     for pid in pids:
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    proc.wait(timeout=30)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() and _state(p) != "Z" for p in pids):
-        time.sleep(0.2)
 
 
 def _state(pid: int) -> str:

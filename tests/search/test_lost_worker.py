@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import tempfile
 from pathlib import Path
 
 import pytest
 
-from tests.search.resilience import (CHECKPOINT_EVERY, SPACE, check_completed, finished, kill_tree, new_search_args,
-                                     restarts, rows, run, short_tmp, snapshot, start, wait_for)
+from tests.search.resilience import (CHECKPOINT_EVERY, SPACE, check_completed, finished, kill_pids, kill_tree,
+                                     new_search_args, restarts, rows, run, short_tmp, snapshot, start, wait_for)
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
@@ -67,11 +66,7 @@ def test_a_lost_worker_node_costs_at_most_one_checkpoint_interval(where, tmp_pat
             node, pids = wait_for(lambda: _node_running_a_checkpointed_trial(cluster, storage, "w"), 400, proc,
                                   "a trial with two checkpoints on a worker")
             at_kill = snapshot(rows(storage, "w"))
-            for pid in pids:  # the whole node at once, by PID
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            kill_pids(pids)  # the whole node at once, by PID
             if where == "s3":  # then the driver too, once the lost trial continued elsewhere
                 wait_for(lambda: _continued_elsewhere(rows(storage, "w")), 400, proc, "the lost trial continuing")
                 kill_tree(proc)
@@ -113,3 +108,47 @@ def test_a_lost_worker_node_costs_at_most_one_checkpoint_interval(where, tmp_pat
         for r in trials:
             steps = [h["_step"] for h in r["history"]]
             assert steps == sorted(set(steps)), steps  # no step logged twice
+
+
+def test_a_lost_worker_under_pbt_costs_at_most_one_perturbation_interval_and_keeps_the_lineage(tmp_path, monkeypatch):
+    """Population-based training on the stand-in cluster: once both trials have passed the first exploit point,
+    the node running one of them is SIGKILLed by PID. The search finishes on the surviving node; no trial reruns
+    from scratch, none loses more than one checkpoint interval (PBT's perturbation interval), and the lineage
+    recorded before the loss is kept."""
+    from cluster.local_cluster import LocalCluster
+    from search.report import collect_trials
+    from tests.search.test_schedulers import PBT_SPACE
+
+    monkeypatch.setenv("TMPDIR", str(short_tmp(tmp_path)))
+    storage, space = str(tmp_path / "runs"), tmp_path / "pbt.yaml"
+    space.write_text(PBT_SPACE)
+    interval = 20  # PBT_SPACE's train.checkpoint_every: PBT perturbs at every checkpoint
+
+    def a_node_running_a_trial_past_the_first_exploit(cluster):
+        nodes = {n: {p.pid} | _below(p.pid) for n, p, _ in cluster._procs if n.startswith("worker")}
+        trials = rows(storage, "p")
+        if len(trials) < 2 or not all(t and interval + 10 <= t[-1]["step"] < 3 * interval for t in trials.values()):
+            return None
+        return next(((n, pids) for t in trials.values() for n, pids in nodes.items() if t[-1].get("pid") in pids), None)
+
+    root = Path(tempfile.mkdtemp(prefix="m", dir="/tmp"))
+    try:
+        with LocalCluster(workers=2, head_cpus=0, worker_cpus=1, root=root) as cluster:
+            proc = start(["--space", str(space), "--trials", "2", "--max-concurrent", "2", "--storage", storage,
+                          "--name", "p", "--scheduler", "pbt", "--sim-videos", "2", "--sim-frames", "4", "--no-wandb",
+                          "-q", "--address", cluster.address], cluster.env)
+            node, pids = wait_for(lambda: a_node_running_a_trial_past_the_first_exploit(cluster), 400, proc,
+                                  "both trials past the first exploit point, one on a worker we can kill")
+            at_kill = snapshot(rows(storage, "p"))
+            lineage = {t.trial_id: list(t.lineage) for t in collect_trials(tmp_path / "runs" / "p")}
+            kill_pids(pids)
+            out, err = proc.communicate(timeout=600)
+            assert proc.returncode == 0, err[-3000:]
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    measured = check_completed(rows(storage, "p"), at_kill, trials=2)
+    assert measured["rerun_from_scratch"] == 0 and measured["finished_ran_again"] == 0, measured
+    assert all(0 <= s <= interval for s in measured["steps_lost"]), measured
+    for t in collect_trials(tmp_path / "runs" / "p"):
+        assert t.status in ("finished", "stopped"), (t.trial_id, t.status)
+        assert t.lineage[:len(lineage[t.trial_id])] == lineage[t.trial_id], (t.trial_id, t.lineage)

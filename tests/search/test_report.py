@@ -30,6 +30,24 @@ def test_status_and_stop_reasons(tmp_path):
     assert best_trial(list(t.values()), "max").dir.name == "a"  # stopped trials never win
 
 
+def test_a_trial_that_failed_and_was_continued_reads_by_its_last_attempt(tmp_path):
+    # Ray's error.txt keeps every failure; a trial whose worker was lost and that continued from its checkpoint
+    # on another node has results dated after its last failure (the lost-worker tests: PBT and ASHA)
+    p = {"train.steps": 100}
+    failure = "Failure # {} (occurred at {})\nThe actor is unavailable: RpcError: Socket closed\n\n"
+    twice = failure.format(1, "2026-12-04_20-32-35") + failure.format(2, "2026-12-04_20-40-00")
+    rows = lambda *dates: [{"step": 50 * (i + 1), "primary": 1.5, "date": d} for i, d in enumerate(dates)]  # noqa: E731
+    write_trial(tmp_path, "recovered", p, rows("2026-12-04_20-32-30", "2026-12-04_20-41-02"), error=twice)
+    write_trial(tmp_path, "stopped", p, rows("2026-12-04_20-32-30", "2026-12-04_20-33-02")[:1],
+                error=failure.format(1, "2026-12-04_20-32-35"))  # no result after the failure: it failed
+    write_trial(tmp_path, "failed_last", p, rows("2026-12-04_20-32-30", "2026-12-04_20-39-00"), error=twice)
+    write_trial(tmp_path, "unknown", p, rows("2026-12-04_20-32-30", "2026-12-04_20-41-02"), error="a traceback")
+    t = {r.dir.name: r for r in collect_trials(tmp_path)}
+    assert t["recovered"].status == "finished" and t["recovered"].stop_reason == ""
+    assert t["recovered"].failed_at == "2026-12-04_20-40-00"  # the last failure, not the first
+    assert [t[k].status for k in ("stopped", "failed_last", "unknown")] == ["error"] * 3  # no header: failed
+
+
 def test_ties_are_broken_by_diversity(tmp_path):
     a = TrialRecord("a", tmp_path, {}, [{"step": 1, "primary": 1.0, "finished": 1, "diversity": 0.2}])
     b = TrialRecord("b", tmp_path, {}, [{"step": 1, "primary": 1.0, "finished": 1, "diversity": 0.9}])
