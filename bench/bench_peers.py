@@ -71,7 +71,8 @@ class Args:
     threads: int = 1  # torch threads of every single-run peer (the search: one 1-thread trial at a time)
     ddpm_dim: int = 32  # Unet base width
     ddpm_sampling_steps: int = 50  # DDIM steps of 1000
-    search_trial_min: float = 0.6  # minutes per fewshot trial here (warm trials, quiet 2 cores: 24 in 13.8 min); --trials = budget / this
+    # minutes per fewshot trial here (warm trials, quiet 2 cores: 24 in 13.8 min); --trials = budget / this
+    search_trial_min: float = 0.6
     stage: str = "all"  # all; train (train and generate, records in --work); score (score what train left)
     peer_python: str | None = None  # run the venv-less peers with this interpreter (their wheels installed)
     parallel: bool = False  # train the peers at the same time (one GPU shared), not one after another
