@@ -128,7 +128,7 @@ def describe(tiles: np.ndarray, threshold: float | np.ndarray | None = None, pro
 
     x = np.asarray(tiles, np.float32)
     keep = [i for i, n in enumerate(FEATURE_NAMES) if not n.startswith(("int_", "otsu"))]
-    starts = range(0, len(x), MORPH_CHUNK) if len(x) else [0]
+    starts = range(0, max(len(x), 1), MORPH_CHUNK)
     per_tile = threshold is not None and np.ndim(threshold) > 0
 
     def morph(i: int) -> np.ndarray:
