@@ -36,6 +36,7 @@ import ray
 from ray import tune
 
 from mitogan.errors import MitoganError
+from mitogan.fsutil import atomic_write
 from search import schedulers
 from search.space import Space, load_space
 from search.storage import JOURNAL, SearchStore, validate_name
@@ -181,13 +182,33 @@ class _TrialFiles(tune.Callback):
     ``direct`` (a local or shared-filesystem storage): straight into the trial's folder in the storage.
     Ray's loggers write into the driver's staging folder, which Ray copies whole, every file of every trial,
     to the storage at every experiment-state save: a copy that grew with the search. Otherwise (an object
-    store) into that staging folder, which Ray uploads."""
+    store) into that staging folder, which Ray uploads: ``store`` then gives the files already stored."""
 
-    def __init__(self, direct: bool):
-        self.direct = direct
+    def __init__(self, direct: bool, store: SearchStore | None = None):
+        self.direct, self.store = direct, store
+        self._staged: set[str] = set()  # trials whose staging folder this driver has checked
 
     def _folder(self, trial) -> Path:
-        return Path(trial.path if self.direct else trial.local_path)
+        if self.direct:
+            return Path(trial.path)
+        folder = Path(trial.local_path)
+        if trial.trial_id not in self._staged:
+            self._staged.add(trial.trial_id)
+            self._stage_stored_results(folder)
+        return folder
+
+    def _stage_stored_results(self, folder: Path) -> None:
+        """A trial this driver continues from an earlier one (``--resume``) whose staging folder is new and
+        empty (the driver runs in another Ray session than the one that started the trial: a restarted local
+        Ray or cluster, another machine): its stored ``result.json`` is copied in first. Ray uploads the
+        staging folder over the stored one, and the file would hold only the results from the resume on."""
+        from search.trials import RESULTS, whole_lines
+
+        if self.store is None or (folder / RESULTS).exists():
+            return
+        text = self.store.read_text(f"{folder.name}/{RESULTS}")
+        if text:
+            atomic_write(folder / RESULTS, whole_lines(text))
 
     def on_trial_start(self, iteration, trials, trial, **info):
         from search.trials import write_params
@@ -395,12 +416,40 @@ def _fit(store: SearchStore, opts: SearchOptions, space: Space, launch: dict, re
             threading.Event().wait()  # the watchdog is ending the process (exit 143/130) right now
         stop.mark_interrupted(ended)
         raise stop.interrupted()
+    _complete_results(store, results)
     if opts.report:
         _write_report(store)
     _export_best(store)
     store.write_json("search.json", {**launch, "status": "finished", "trials_ended": ended,
                                      "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
     return store.local
+
+
+def _complete_results(store: SearchStore, results) -> list[str]:
+    """Append to a trial's ``result.json`` the last result Ray's saved state holds for it when the file
+    stops short of it; returns the trial folders mended. On an object store the driver uploads its state and
+    the trials' result files together, file by file, at each state save: a driver killed during that upload
+    can leave the state saying a trial ended while its ``result.json`` lacks the final result (``finished``,
+    the judge's C2ST). The resumed search does not run that trial again, so its last result would be lost
+    to the report and the export. Only the last result is in Ray's state: a file missing more keeps a gap."""
+    from search.trials import RESULTS, complete_results
+
+    mended = []
+    for result in results:
+        if not result.path or not result.metrics:
+            continue
+        rel = f"{Path(result.path).name}/{RESULTS}"
+        if store.remote:  # mended in the local copy, then uploaded
+            text = store.read_text(rel)
+            if text is None:
+                continue
+            atomic_write(store.local / rel, text)
+        if complete_results((store.local / rel).parent, result.metrics):
+            store.upload(rel)
+            mended.append(Path(result.path).name)
+    if mended:
+        log.info("completed the last result of %s from Ray's saved state", ", ".join(mended))
+    return mended
 
 
 def experiment_state_period(trials: int) -> float:
@@ -552,7 +601,7 @@ def _setup_live(store: SearchStore, opts: SearchOptions, space: Space) -> None:
                                            wandb_dir=store.local))
     if store.remote:
         callbacks.append(_PushJournal(store))
-    callbacks.append(_TrialFiles(direct=not store.remote))  # after the W&B logger: it takes the PNG bytes out
+    callbacks.append(_TrialFiles(direct=not store.remote, store=store))  # after the W&B logger: it takes the PNG bytes out
     _LIVE["callbacks"] = callbacks
 
 

@@ -155,7 +155,11 @@ class SearchStore:
 
     def write_json(self, rel: str, data: dict) -> None:
         """Write ``rel`` atomically in the local folder and upload it."""
-        atomic_write(self.local / rel, json.dumps(data, indent=2, default=str))
+        self.write_text(rel, json.dumps(data, indent=2, default=str))
+
+    def write_text(self, rel: str, text: str) -> None:
+        """Write ``rel`` atomically in the local folder and upload it."""
+        atomic_write(self.local / rel, text)
         self.upload(rel)
 
     # -- copies between the local folder and an object store ----------------------------------------------

@@ -24,10 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mitogan.errors import MitoganError
+from mitogan.fsutil import atomic_write
 
 __all__ = ["PAYLOAD", "RAY_KEYS", "pack", "expand", "LINEAGE", "lineage_of", "TrialRecord", "collect_trials",
            "best_trial", "ran_to_end", "stop_reason_of", "STOP_REASONS_EXPLAINED", "PARAMS", "RESULTS",
-           "write_params", "append_result"]
+           "write_params", "append_result", "complete_results",
+           "whole_lines"]
 
 
 PAYLOAD = "metrics_json"  # result key: the trainer's other scalars, as one JSON object in a string
@@ -164,8 +166,6 @@ PARAMS, RESULTS = "params.json", "result.json"  # a trial's config, and one JSON
 
 def write_params(trial_dir, config: dict) -> None:
     """``params.json``: the trial's config (rewritten whole: population-based training changes it)."""
-    from mitogan.fsutil import atomic_write
-
     atomic_write(Path(trial_dir) / PARAMS, json.dumps(config, sort_keys=True, indent=2, default=_plain))
 
 
@@ -180,6 +180,36 @@ def append_result(trial_dir, result: dict) -> None:
         f = open(path, "a")
     with f:
         f.write(line)
+
+
+def complete_results(trial_dir, last: dict) -> bool:
+    """Append ``last`` (a result as Ray recorded it) to the trial's ``result.json`` unless the file already
+    holds its ``training_iteration``; a last line cut short by a kill is dropped first. True when appended.
+    No file, or a result without ``training_iteration``: nothing to complete, False."""
+    path = Path(trial_dir) / RESULTS
+    if "training_iteration" not in last or not path.is_file():
+        return False
+    rows = _results(path)  # a torn last line is left out
+    if max((r.get("training_iteration", 0) for r in rows), default=0) >= last["training_iteration"]:
+        return False
+    text = path.read_text()
+    if whole_lines(text) != text:
+        atomic_write(path, whole_lines(text))
+    append_result(trial_dir, last)
+    return True
+
+
+def whole_lines(text: str) -> str:
+    """The text of a ``result.json`` ready for more lines: a last line cut short by a kill dropped, a whole
+    one missing only its newline given it."""
+    if not text or text.endswith("\n"):
+        return text
+    tail = text[text.rfind("\n") + 1:]
+    try:
+        json.loads(tail)
+    except ValueError:
+        return text[:len(text) - len(tail)]
+    return text + "\n"
 
 
 def _plain(value):

@@ -92,7 +92,11 @@ def wait_for(predicate, timeout: float, proc: subprocess.Popen | None = None, wh
 
 
 def finished(trial_rows: list[dict]) -> bool:
-    return any(r.get("finished") for r in trial_rows)
+    """Whether the trial ran to its end, by the product's own rule (``search.trials.ran_to_end``): its final
+    result says so, or Ray ended it right at its last step before that final result was recorded."""
+    from search.trials import ran_to_end
+
+    return bool(trial_rows) and ran_to_end(trial_rows[-1])
 
 
 def kill_tree(proc: subprocess.Popen) -> None:
@@ -152,7 +156,7 @@ def check_completed(after: dict[str, list[dict]], at_kill: dict[str, dict], tria
     assert len(after) == trials, f"{len(after)} trials have results, {trials} were requested"
     measured = {"rerun_from_scratch": 0, "steps_lost": [], "finished_ran_again": 0}
     for tid, r in after.items():
-        assert finished(r), f"{tid} did not finish: {r[-1:]}"
+        assert finished(r), f"{tid} did not finish: steps {[x.get('step') for x in r]}, restarts {restarts(r)}, {r[-1:]}"
         starts = restarts(r)
         assert starts and starts[0] == 0, f"{tid}: {starts}"
         measured["rerun_from_scratch"] += starts.count(0) - 1

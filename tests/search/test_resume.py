@@ -100,6 +100,37 @@ def test_a_stopped_and_a_killed_search_resume_to_the_end(tmp_path):
     assert ids == {trial_run_id("r", t[-1]["trial_id"]) for t in after.values()} | {trial_run_id("r", "search")}
 
 
+@pytest.mark.slow
+def test_an_object_store_search_resumed_by_a_new_ray_keeps_every_result_of_its_trials(tmp_path, s3_env):
+    """On an object store each trial's result.json is staged by the driver in Ray's session folder and
+    uploaded over the stored file. A search stopped with its local Ray and resumed (a new Ray session: a new,
+    empty staging folder) keeps every result from before the stop: none of the continued trials starts
+    its rows at the resume."""
+    env = {**s3_env, "TMPDIR": str(short_tmp(tmp_path))}
+    storage = "s3://mitogan/new-ray"
+    space = tmp_path / "longer.yaml"
+    space.write_text(SPACE.replace("train.steps: 60", "train.steps: 200"))
+    proc = start(new_search_args(space, storage, "n", trials=2), env)
+
+    def mid_search(trials: dict) -> bool:  # as stored: a trial with two results and not finished
+        return any(len(t) >= 2 and not finished(t) for t in trials.values())
+
+    wait_for(lambda: mid_search(rows(storage, "n")), 300, proc, "two stored results of an unfinished trial")
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 143, err[-3000:]
+    before = rows(storage, "n")
+    out = run(["--resume", "n", "--storage", storage, "-q", "--trust-storage"], env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    after = rows(storage, "n")
+    assert len(after) == 2 and all(r[-1]["finished"] or r[-1]["stop_reason"] for r in after.values()), after
+    continued = [t for t, r in before.items() if r and not finished(r)]
+    assert continued
+    for t in continued:  # the rows stored before the stop, then those of the continued attempt
+        assert [r["step"] for r in after[t][:len(before[t])]] == [r["step"] for r in before[t]], (before[t], after[t])
+        assert restarts(after[t])[0] == 0 and len(restarts(after[t])) == 2, after[t]
+
+
 def test_reusing_a_name_or_a_bad_name_is_refused_before_anything_runs(tmp_path, capsys):
     from mitogan.cli import main
 
