@@ -26,6 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def _spearman(a, b) -> float:
     from scipy.stats import spearmanr
 
+    if np.ptp(a) == 0 or np.ptp(b) == 0:  # undefined (a judge that saturates): nan, without SciPy's warning
+        return float("nan")
     return float(spearmanr(a, b).statistic)
 
 
