@@ -129,6 +129,30 @@ def test_an_object_store_search_resumed_by_a_new_ray_keeps_every_result_of_its_t
     for t in continued:  # the rows stored before the stop, then those of the continued attempt
         assert [r["step"] for r in after[t][:len(before[t])]] == [r["step"] for r in before[t]], (before[t], after[t])
         assert restarts(after[t])[0] == 0 and len(restarts(after[t])) == 2, after[t]
+    _a_final_result_lost_in_the_upload_comes_back(storage, "n", ["--resume", "n", "--storage", storage, "-q",
+                                                                   "--trust-storage"], env)
+
+
+def _a_final_result_lost_in_the_upload_comes_back(storage: str, name: str, resume: list[str], env) -> None:
+    """A driver killed while it uploads Ray's state to the object store (file by file) can leave the state
+    saying a trial ended while the trial's result.json there lacks its final result; the resumed search runs
+    nothing for that trial, and puts the final result back from Ray's state (search.run._complete_results)."""
+    from search.storage import SearchStore
+
+    store = SearchStore(storage, name)
+    before = rows(storage, name)
+    tid = sorted(before)[0]  # ended: its last row is the trainable's final result
+    rel = f"{tid}/result.json"
+    lines = store.read_text(rel).splitlines(keepends=True)
+    with store.fs.open_output_stream(f"{store.ray_path}/{rel}") as f:
+        f.write("".join(lines[:-1]).encode())
+    store.write_json("search.json", {**store.read_json("search.json"), "status": "interrupted"})
+    out = run(resume, env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    after = rows(storage, name)
+    keys = ("training_iteration", "step", "finished", "primary", "stop_reason")
+    assert [[r.get(k) for k in keys] for r in after[tid]] == [[r.get(k) for k in keys] for r in before[tid]]
+    assert {t: len(r) for t, r in after.items()} == {t: len(r) for t, r in before.items()}  # nothing trained
 
 
 def test_reusing_a_name_or_a_bad_name_is_refused_before_anything_runs(tmp_path, capsys):
