@@ -25,6 +25,11 @@ def register(sub) -> None:
                    help="change a fixed key of the space, e.g. --set train.steps=200 (repeatable)")
     p.add_argument("--trials", type=int, default=8, help="number of trials")
     p.add_argument("--max-concurrent", type=int, default=None, help="trials at once (default: as resources allow)")
+    p.add_argument("--time-budget", metavar="DURATION", default=None,
+                   help="stop starting trials once the search has run this long, e.g. 90s, 20m, 2h (plain "
+                        "number: seconds); running trials finish, then the report and export follow as usual "
+                        "(Optuna's timeout; a resumed search gets what is left). Not with pbt/pb2, whose "
+                        "population trains together")
     p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs reserved per trial")
     p.add_argument("--gpus-per-trial", type=float, default=0.0,
                    help="GPUs per trial; fractional values share a GPU, e.g. 0.25 = four trials per GPU")
@@ -75,8 +80,8 @@ def register(sub) -> None:
 
 
 # options a resumed search takes from its search.json; giving them with --resume is refused
-_FROM_LAUNCH = ("space", "overrides", "data", "trials", "max_concurrent", "cpus_per_trial", "gpus_per_trial",
-                "name", "seed", "asha", "scheduler", "stop_nonconvergent", "sampler", "wandb", "channel", "z",
+_FROM_LAUNCH = ("space", "overrides", "data", "trials", "max_concurrent", "time_budget", "cpus_per_trial",
+                "gpus_per_trial", "name", "seed", "asha", "scheduler", "stop_nonconvergent", "sampler", "wandb", "channel", "z",
                 "sim_videos", "sim_frames", "optuna_storage", "sim_config", "reuse_actors")
 
 
@@ -99,8 +104,11 @@ def run(args) -> int:
                                "give only --resume NAME --storage DIR (and --address, --trust-storage, -q, -v, --dashboard)")
     if args.sim_config:  # a fixed key of the space (search.json keeps it for --resume): search/space.py
         args.overrides = [*args.overrides, f"train.sim_config={args.sim_config}"]
+    from search.run import parse_duration
+
     opts = SearchOptions(space=args.space, overrides=args.overrides, data=args.data, trials=args.trials,
                          max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial,
+                         time_budget=None if args.time_budget is None else parse_duration(args.time_budget),
                          gpus_per_trial=args.gpus_per_trial, address=args.address, storage=args.storage,
                          name=args.name, seed=args.seed, asha=args.asha, scheduler=args.scheduler,
                          stop_nonconvergent=args.stop_nonconvergent,

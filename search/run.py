@@ -56,6 +56,7 @@ class SearchOptions:
     data: list[str] = field(default_factory=list)  # files/folders; empty = the built-in simulator
     trials: int = 8
     max_concurrent: int | None = None  # None: as many as the resources allow
+    time_budget: float | None = None  # seconds after which no new trial starts (running ones finish)
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0  # fractional shares one GPU between trials, e.g. 0.25
     address: str | None = None  # a Ray cluster ("ray://..." or "host:port"); None: a local Ray
@@ -258,9 +259,33 @@ def validate_options(opts: SearchOptions) -> None:
             raise MitoganError(f"--name {opts.name} with --resume {opts.resume}: give only --resume NAME")
     if not isinstance(opts.storage, str) or not opts.storage.strip():
         raise MitoganError("--storage: give a folder or an s3:// / gs:// URI")
+    budget = opts.time_budget
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float))
+                               or not math.isfinite(budget) or budget <= 0):
+        raise MitoganError(f"--time-budget {budget!r}: must be a duration above 0, e.g. 90s, 20m or 2h")
+    if budget is not None and scheduler_of(opts) in ("pbt", "pb2"):
+        raise MitoganError(f"--time-budget with --scheduler {opts.scheduler}: the population trains together and "
+                           "ends together; size it with --trials and --set train.steps=N instead")
     if opts.optuna_storage is not None and "://" not in opts.optuna_storage:
         raise MitoganError(f"--optuna-storage {opts.optuna_storage!r}: an RDB URL such as sqlite:////abs/path.db "
                            "or postgresql://user@host/db")
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``text``: a number with an optional unit s, m, h or d (``90``, ``90s``, ``20m``, ``1.5h``);
+    one line naming ``--time-budget`` otherwise."""
+    value = str(text).strip().lower()
+    unit = _UNITS.get(value[-1:], None)
+    try:
+        seconds = float(value[:-1] if unit else value) * (unit or 1)
+    except ValueError:
+        raise MitoganError(f"--time-budget {text!r}: not a duration; give e.g. 90s, 20m or 2h") from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise MitoganError(f"--time-budget {text!r}: must be a duration above 0, e.g. 90s, 20m or 2h")
+    return seconds
 
 
 def resume_command(opts: SearchOptions, name: str) -> str:
@@ -411,7 +436,11 @@ def _fit(store: SearchStore, opts: SearchOptions, space: Space, launch: dict, re
     finally:
         signal.signal(signal.SIGTERM, previous)
     ended = 0 if results is None else results.num_terminated + results.num_errors
-    if stop.got or ended < opts.trials:
+    from search.searcher import budget_spent
+
+    # the searcher stopped asking once the time budget was spent, and every trial it started has ended
+    by_budget = not stop.got and results is not None and budget_spent(store.name)
+    if stop.got or (ended < opts.trials and not by_budget):
         if not stop.claim():
             threading.Event().wait()  # the watchdog is ending the process (exit 143/130) right now
         stop.mark_interrupted(ended)
@@ -420,8 +449,11 @@ def _fit(store: SearchStore, opts: SearchOptions, space: Space, launch: dict, re
     if opts.report:
         _write_report(store)
     _export_best(store)
-    store.write_json("search.json", {**launch, "status": "finished", "trials_ended": ended,
+    ended_by = {"ended_by": "time budget"} if by_budget and ended < opts.trials else {}
+    store.write_json("search.json", {**launch, "status": "finished", "trials_ended": ended, **ended_by,
                                      "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
+    if ended_by:
+        print(f"time budget of {_duration(opts.time_budget)} spent: {ended} of {opts.trials} trials ran")
     return store.local
 
 
@@ -450,6 +482,13 @@ def _complete_results(store: SearchStore, results) -> list[str]:
     if mended:
         log.info("completed the last result of %s from Ray's saved state", ", ".join(mended))
     return mended
+
+
+def _duration(seconds: float) -> str:
+    for unit in ("d", "h", "m"):
+        if seconds >= _UNITS[unit] and seconds % _UNITS[unit] == 0:
+            return f"{int(seconds // _UNITS[unit])}{unit}"
+    return f"{seconds:g}s"
 
 
 def experiment_state_period(trials: int) -> float:
@@ -647,7 +686,7 @@ def _build_tuner(opts, space: Space, store: SearchStore, trainable, mode: str) -
     from search.searcher import OptunaAskTell
 
     searcher = OptunaAskTell(space.define, metric="primary", mode=mode, study_name=store.name, sampler=_sampler(opts),
-                             storage=_optuna_storage, components=PRIMARY_COMPONENTS)
+                             storage=_optuna_storage, components=PRIMARY_COMPONENTS, time_budget=opts.time_budget)
     limit = opts.max_concurrent or max(1, int(ray.cluster_resources().get("CPU", 1) // opts.cpus_per_trial))
     search_alg, scheduler, param_space = schedulers.build(scheduler_of(opts), space, searcher=searcher, seed=opts.seed,
                                              trials=opts.trials, limit=limit,

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from typing import Callable
 
 import numpy as np
@@ -33,10 +34,19 @@ from ray.tune.search import Searcher
 from mitogan.errors import MitoganError
 from search.trials import expand, ran_to_end, stop_reason_of
 
-__all__ = ["OptunaAskTell", "TrialSeeded", "sampler_spec"]
+__all__ = ["OptunaAskTell", "TrialSeeded", "sampler_spec", "budget_spent"]
 
 log = logging.getLogger(__name__)
 STATE_VERSION = 1  # of the JSON that ``save`` writes
+# study names whose searcher in this process stopped asking because its time budget was spent (Ray runs the
+# searcher it unpickled on a resume, not the one the driver built, so the driver looks the fact up here)
+_BUDGET_SPENT: set[str] = set()
+
+
+def budget_spent(study_name: str) -> bool:
+    """Whether the searcher of ``study_name`` in this process stopped proposing trials because its time
+    budget was spent."""
+    return study_name in _BUDGET_SPENT
 
 
 def sampler_spec(kind: str, seed: int, n_startup_trials: int = 5) -> dict:
@@ -103,14 +113,25 @@ class OptunaAskTell(Searcher):
 
     ``storage``: an Optuna storage, an RDB URL, or a function returning one (called when the study is first
     needed, so a restored search can put its journal somewhere else than the first run did).
-    ``sampler``: a :func:`sampler_spec` (JSON); None: Optuna's default sampler, unseeded."""
+    ``sampler``: a :func:`sampler_spec` (JSON); None: Optuna's default sampler, unseeded.
+    ``time_budget``: seconds of search after which it proposes no more trials (``Searcher.FINISHED``; the
+    running ones finish, as with Optuna's ``optimize(timeout=...)``). The clock starts at the first proposal
+    and counts only while a driver runs: the time used is saved with the searcher, so a resumed search gets
+    what is left."""
+
+    # class defaults: a searcher Ray pickled before time budgets existed unpickles with none
+    time_budget: float | None = None
+    used: float = 0.0
+    _since: float | None = None
 
     def __init__(self, space_fn: Callable, *, metric: str, mode: str, study_name: str, storage=None,
-                 sampler: dict | None = None, components: tuple[str, ...] = ()):
+                 sampler: dict | None = None, components: tuple[str, ...] = (), time_budget: float | None = None):
         super().__init__(metric=metric, mode=mode)
         self.space_fn, self.study_name, self.storage = space_fn, study_name, storage
         self.sampler = None if sampler is None else sampler_spec(**sampler)
         self.components = tuple(components)
+        self.time_budget, self.used = time_budget, 0.0  # seconds: the budget, and what earlier drivers used
+        self._since: float | None = None  # this driver's first proposal (time.monotonic)
         self.study = None
         self.trials: dict = {}  # Ray trial id -> optuna.Trial
         self.reported: dict[str, int] = {}  # Ray trial id -> last step reported to Optuna
@@ -130,7 +151,16 @@ class OptunaAskTell(Searcher):
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return False  # metric, mode and space come from the constructor
 
-    def suggest(self, trial_id: str) -> dict | None:
+    def spent(self) -> float:
+        """Seconds of the time budget used so far (earlier drivers included)."""
+        return self.used + (0.0 if self._since is None else time.monotonic() - self._since)
+
+    def suggest(self, trial_id: str) -> dict | str | None:
+        if self._since is None:
+            self._since = time.monotonic()
+        if self.time_budget is not None and trial_id not in self.trials and self.spent() >= self.time_budget:
+            _BUDGET_SPENT.add(self.study_name)
+            return Searcher.FINISHED
         ot_trial = self.trials.get(trial_id) or self._study().ask()
         self.trials[trial_id] = ot_trial
         constants = self.space_fn(ot_trial) or {}
@@ -184,7 +214,7 @@ class OptunaAskTell(Searcher):
         """JSON: the sampler's spec, which Optuna trial each Ray trial is, and the step bookkeeping. The
         study itself is not saved here: it lives in its storage (the journal)."""
         state = {"version": STATE_VERSION, "sampler": self.sampler, "reported": dict(self.reported),
-                 "evaluated": dict(self.evaluated),
+                 "evaluated": dict(self.evaluated), "budget_used_s": self.spent(),
                  "trial_numbers": {rid: t.number for rid, t in self.trials.items()}}
         with open(checkpoint_path, "w") as f:
             json.dump(state, f, default=_plain)
@@ -195,6 +225,7 @@ class OptunaAskTell(Searcher):
         state = read_state(checkpoint_path)
         self.sampler, self.study = state["sampler"], None
         self.reported, self.evaluated = state["reported"], state["evaluated"]
+        self.used, self._since = float(state.get("budget_used_s", 0.0)), None  # states saved before budgets: 0
         study = self._study()
         study_id = self._storage.get_study_id_from_name(self.study_name)
         trial_id = self._storage.get_trial_id_from_study_id_trial_number  # trial number -> storage id
@@ -224,6 +255,8 @@ def read_state(path) -> dict:
             state = json.loads(f.read().decode("utf-8"))
         ok = isinstance(state, dict) and state.get("version") == STATE_VERSION
         ok = ok and all(isinstance(state.get(k), dict) for k in ("reported", "evaluated", "trial_numbers"))
+        used = state.get("budget_used_s", 0.0) if ok else 0.0
+        ok = ok and isinstance(used, (int, float)) and not isinstance(used, bool) and math.isfinite(used)
         if ok and state["sampler"] is not None:
             state["sampler"] = sampler_spec(**state["sampler"])
     except (ValueError, TypeError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors

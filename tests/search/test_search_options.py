@@ -38,6 +38,29 @@ def test_warm_trials_by_default_and_cold_ones_on_request_but_not_on_resume(monke
     assert "--cold-trials with --resume" in err and err.count("\n") == 1
 
 
+def test_a_time_budget_is_read_as_a_duration_and_a_bad_one_is_one_line(monkeypatch, capsys):
+    from mitogan.cli import main
+
+    assert parsed_options(monkeypatch, []).time_budget is None
+    for given, seconds in (("90", 90.0), ("90s", 90.0), ("20m", 1200.0), ("1.5h", 5400.0), ("2D", 172800.0)):
+        assert parsed_options(monkeypatch, ["--time-budget", given]).time_budget == seconds
+    for bad, says in (("soon", "not a duration"), ("-5m", "above 0"), ("0", "above 0"), ("inf", "above 0"),
+                      ("m", "not a duration")):
+        assert main(["search", f"--time-budget={bad}"]) == 2
+        err = capsys.readouterr().err
+        assert f"--time-budget {bad!r}" in err and says in err and err.count("\n") == 1, err
+    # population-based training: the population trains together, so a budget cannot end it early
+    from mitogan.errors import MitoganError
+    from search.run import SearchOptions, validate_options
+
+    with pytest.raises(MitoganError, match="--time-budget with --scheduler pbt"):
+        validate_options(SearchOptions(time_budget=1200.0, scheduler="pbt"))
+    with pytest.raises(MitoganError, match="--time-budget -1"):
+        validate_options(SearchOptions(time_budget=-1))
+    assert main(["search", "--resume", "old", "--time-budget", "5m"]) == 2  # a resumed search keeps its budget
+    assert "--time-budget with --resume" in capsys.readouterr().err
+
+
 def test_help_is_plain_text_with_real_defaults(capsys):
     from mitogan.cli import main
 

@@ -203,3 +203,60 @@ def test_packed_results_tell_optuna_what_plain_ones_do():
         states.append([(t.state, t.value, t.intermediate_values, t.user_attrs) for t in searcher.study.trials])
     assert states[0] == states[1]
     assert states[1][0][0] == optuna.trial.TrialState.COMPLETE and states[1][0][3]["fidelity"] == 0.25
+
+
+def test_a_time_budget_stops_proposing_and_a_restored_searcher_gets_what_is_left(tmp_path, monkeypatch):
+    """``--time-budget``: once the search has run that long the searcher returns Ray's FINISHED (the running
+    trials finish); the time used is saved with its state, so a resumed search gets only what is left, counted
+    from its own first proposal (the time the search was stopped does not count)."""
+    import search.searcher as searcher_module
+    from ray.tune.search import Searcher
+
+    now = {"t": 0.0}
+    monkeypatch.setattr(searcher_module.time, "monotonic", lambda: now["t"])
+
+    def make(name, budget=100.0):
+        return OptunaAskTell(space().define, metric="primary", mode="min", study_name=name, time_budget=budget,
+                             storage=lambda: _journal(tmp_path / f"{name}.log"), sampler=sampler_spec("random", 0))
+
+    a = make("budget")
+    now["t"] = 5.0
+    assert "optim.lr_d" in a.suggest("t0")  # the clock starts at the first proposal
+    now["t"] = 65.0
+    assert "optim.lr_d" in a.suggest("t1") and not searcher_module.budget_spent("budget")
+    a.save(str(tmp_path / "searcher-state.pkl"))  # 60 s used when the driver stops
+    now["t"] = 105.0
+    assert a.suggest("t2") == Searcher.FINISHED and searcher_module.budget_spent("budget")
+
+    searcher_module._BUDGET_SPENT.clear()  # a new driver process
+    b = make("budget")
+    b.restore(str(tmp_path / "searcher-state.pkl"))
+    now["t"] = 5000.0  # hours later: the stop does not count
+    assert "optim.lr_d" in b.suggest("t2")
+    now["t"] = 5039.0
+    assert "optim.lr_d" in b.suggest("t3")  # 99 s used
+    now["t"] = 5040.0
+    assert b.suggest("t4") == Searcher.FINISHED and searcher_module.budget_spent("budget")
+    assert [t.user_attrs["ray_trial_id"] for t in b.study.trials] == ["t0", "t1", "t2", "t3"]
+
+    unlimited = make("unlimited", budget=None)
+    now["t"] = 1e9
+    assert all("optim.lr_d" in unlimited.suggest(f"u{i}") for i in range(3))
+    assert not searcher_module.budget_spent("unlimited")
+
+
+def test_a_saved_state_with_a_bad_time_used_is_refused(tmp_path):
+    import json
+
+    import pytest
+
+    from mitogan.errors import MitoganError
+    from search.searcher import STATE_VERSION, read_state
+
+    good = {"version": STATE_VERSION, "sampler": None, "reported": {}, "evaluated": {}, "trial_numbers": {}}
+    (tmp_path / "ok.pkl").write_text(json.dumps(good))
+    assert read_state(tmp_path / "ok.pkl")["sampler"] is None  # saved before time budgets: accepted
+    for bad in ("60", None, float("inf"), True):
+        (tmp_path / "bad.pkl").write_text(json.dumps({**good, "budget_used_s": bad}))
+        with pytest.raises(MitoganError, match="not MitoGAN's searcher state"):
+            read_state(tmp_path / "bad.pkl")
