@@ -94,7 +94,7 @@ class SearchInterrupted(Exception):
 
 # What Ray pickles into its experiment state must not hold this driver's objects (a resumed search runs in
 # another process, maybe on another machine): the callbacks and the Optuna storage are looked up here.
-_LIVE: dict = {"callbacks": [], "optuna_storage": None, "ray_pids": []}
+_LIVE: dict = {"callbacks": [], "optuna_storage": None, "optuna_spec": None, "ray_pids": []}
 # Ray saves its experiment state (every trial's record, the searcher) on a period: a driver killed right after
 # a trial ended loses at most one period of bookkeeping (a trial resumed from its final checkpoint trains no
 # step again). Ray's own rule ("auto") keeps saving at <= 5 % of the driver's time but never more often than
@@ -122,6 +122,11 @@ _TUNE_FORWARDED_CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AW
 def _optuna_storage():
     """The Optuna storage of the search this driver runs (``OptunaAskTell`` calls this lazily)."""
     return _LIVE["optuna_storage"]
+
+
+def _optuna_storage_spec():
+    """The same storage as ``search.searcher.open_storage`` takes it, for the proposer actor."""
+    return _LIVE["optuna_spec"]
 
 
 class _LiveCallbacks(tune.Callback):
@@ -404,7 +409,9 @@ def _fit(store: SearchStore, opts: SearchOptions, space: Space, launch: dict, re
     """Load the data and run (or continue) Ray Tune, which ``_start_ray`` started; on SIGINT/SIGTERM leave
     the search resumable and raise SearchInterrupted."""
     from mitogan.metrics import PRIMARY_MODE
+    from search.searcher import budget_spent, forget
 
+    forget(store.name)  # nothing of an earlier search of this name in this process
     stop = _Stop(store, opts, launch)
     previous = signal.signal(signal.SIGTERM, stop.on_sigterm)
     results = None
@@ -436,10 +443,9 @@ def _fit(store: SearchStore, opts: SearchOptions, space: Space, launch: dict, re
     finally:
         signal.signal(signal.SIGTERM, previous)
     ended = 0 if results is None else results.num_terminated + results.num_errors
-    from search.searcher import budget_spent
-
     # the searcher stopped asking once the time budget was spent, and every trial it started has ended
     by_budget = not stop.got and results is not None and budget_spent(store.name)
+    forget(store.name)
     if stop.got or (ended < opts.trials and not by_budget):
         if not stop.claim():
             threading.Event().wait()  # the watchdog is ending the process (exit 143/130) right now
@@ -632,6 +638,7 @@ def _setup_live(store: SearchStore, opts: SearchOptions, space: Space) -> None:
         logging.getLogger("ray.tune.tune").setLevel(logging.ERROR)
     store.local.mkdir(parents=True, exist_ok=True)
     _LIVE["optuna_storage"] = opts.optuna_storage or JournalStorage(JournalFileBackend(str(store.journal)))
+    _LIVE["optuna_spec"] = opts.optuna_storage or ("journal", str(store.journal))
     callbacks = [SearchProgress(opts.trials, PRIMARY_MODE, enabled=opts.progress)]
     if opts.wandb:  # logged from the driver: complete runs whatever stops a trial (search.wandb_log)
         from search.wandb_log import WandbSearchLogger
@@ -686,7 +693,8 @@ def _build_tuner(opts, space: Space, store: SearchStore, trainable, mode: str) -
     from search.searcher import OptunaAskTell
 
     searcher = OptunaAskTell(space.define, metric="primary", mode=mode, study_name=store.name, sampler=_sampler(opts),
-                             storage=_optuna_storage, components=PRIMARY_COMPONENTS, time_budget=opts.time_budget)
+                             storage=_optuna_storage, components=PRIMARY_COMPONENTS, time_budget=opts.time_budget,
+                             proposer=_optuna_storage_spec)
     limit = opts.max_concurrent or max(1, int(ray.cluster_resources().get("CPU", 1) // opts.cpus_per_trial))
     search_alg, scheduler, param_space = schedulers.build(scheduler_of(opts), space, searcher=searcher, seed=opts.seed,
                                              trials=opts.trials, limit=limit,

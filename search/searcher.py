@@ -28,13 +28,15 @@ from typing import Callable
 
 import numpy as np
 import optuna
+import ray
 from optuna.samplers import BaseSampler
 from ray.tune.search import Searcher
 
 from mitogan.errors import MitoganError
 from search.trials import expand, ran_to_end, stop_reason_of
 
-__all__ = ["OptunaAskTell", "TrialSeeded", "sampler_spec", "budget_spent"]
+__all__ = ["OptunaAskTell", "TrialSeeded", "Proposer", "sampler_spec", "budget_spent", "forget",
+           "open_storage"]
 
 log = logging.getLogger(__name__)
 STATE_VERSION = 1  # of the JSON that ``save`` writes
@@ -47,6 +49,51 @@ def budget_spent(study_name: str) -> bool:
     """Whether the searcher of ``study_name`` in this process stopped proposing trials because its time
     budget was spent."""
     return study_name in _BUDGET_SPENT
+
+
+# study name -> the Ray actor that proposes its trials (``OptunaAskTell(proposer=...)``), for this driver only
+_PROPOSERS: dict = {}
+
+
+def forget(study_name: str) -> None:
+    """Forget what this process knows of the search ``study_name`` (its budget, its proposer actor): called
+    when a driver starts and ends a search, so a second search of that name in the process starts clean."""
+    _BUDGET_SPENT.discard(study_name)
+    _PROPOSERS.pop(study_name, None)
+
+
+def open_storage(spec):
+    """An Optuna storage from a picklable description: ``("journal", path)`` for a journal file, else what
+    ``optuna.storages.get_storage`` takes (an RDB URL)."""
+    if isinstance(spec, (tuple, list)) and len(spec) == 2 and spec[0] == "journal":
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        return JournalStorage(JournalFileBackend(str(spec[1])))
+    return optuna.storages.get_storage(spec)
+
+
+class Proposer:
+    """Asks Optuna for a new trial and samples its parameters: a Ray actor on the driver's node, so that
+    TPE's cost per proposal, which grows with the trials of the study, is not paid in the driver's control
+    loop. It opens the same study (the journal is safe for several processes); the driver then re-attaches
+    the trial by its number and reports and tells it as before."""
+
+    def __init__(self, space_fn: Callable, study_name: str, storage, sampler: dict | None, direction: str):
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
+        self.space_fn = space_fn
+        self.study = optuna.create_study(study_name=study_name, storage=open_storage(storage),
+                                         sampler=None if sampler is None else TrialSeeded(sampler),
+                                         direction=direction, load_if_exists=True)
+
+    def propose(self, ray_trial_id: str) -> tuple[int, dict]:
+        """``(trial number, config)`` of a new trial tagged with ``ray_trial_id``."""
+        trial = self.study.ask()
+        constants = self.space_fn(trial) or {}
+        trial.set_user_attr("ray_trial_id", ray_trial_id)
+        if isinstance(self.study.sampler, TrialSeeded):
+            self.study.sampler.release(trial.number)
+        return trial.number, {**constants, **trial.params}
 
 
 def sampler_spec(kind: str, seed: int, n_startup_trials: int = 5) -> dict:
@@ -102,7 +149,11 @@ class TrialSeeded(BaseSampler):
 
     def after_trial(self, study, trial, state, values) -> None:
         self._of(trial).after_trial(study, trial, state, values)
-        self._live.pop(trial.number, None)
+        self.release(trial.number)
+
+    def release(self, number: int) -> None:
+        """Drop trial ``number``'s sampler: it is sampled (a :class:`Proposer` never sees the trial end)."""
+        self._live.pop(number, None)
 
     def reseed_rng(self) -> None:
         """Nothing to reseed: every trial's seed is derived from the spec's seed and its number."""
@@ -117,16 +168,22 @@ class OptunaAskTell(Searcher):
     ``time_budget``: seconds of search after which it proposes no more trials (``Searcher.FINISHED``; the
     running ones finish, as with Optuna's ``optimize(timeout=...)``). The clock starts at the first proposal
     and counts only while a driver runs: the time used is saved with the searcher, so a resumed search gets
-    what is left."""
+    what is left.
+    ``proposer``: a function returning the study's storage as :func:`open_storage` takes it; given (and Ray
+    running), new trials are asked and sampled by a :class:`Proposer` actor on the driver's node, not in
+    the driver. Same proposals: the sampler is :class:`TrialSeeded`, a function of the seed and the study."""
 
-    # class defaults: a searcher Ray pickled before time budgets existed unpickles with none
+    # class defaults: a searcher Ray pickled before time budgets and proposers existed unpickles with none
     time_budget: float | None = None
     used: float = 0.0
     _since: float | None = None
+    proposer: Callable | None = None
 
     def __init__(self, space_fn: Callable, *, metric: str, mode: str, study_name: str, storage=None,
-                 sampler: dict | None = None, components: tuple[str, ...] = (), time_budget: float | None = None):
+                 sampler: dict | None = None, components: tuple[str, ...] = (), time_budget: float | None = None,
+                 proposer: Callable | None = None):
         super().__init__(metric=metric, mode=mode)
+        self.proposer = proposer
         self.space_fn, self.study_name, self.storage = space_fn, study_name, storage
         self.sampler = None if sampler is None else sampler_spec(**sampler)
         self.components = tuple(components)
@@ -161,11 +218,30 @@ class OptunaAskTell(Searcher):
         if self.time_budget is not None and trial_id not in self.trials and self.spent() >= self.time_budget:
             _BUDGET_SPENT.add(self.study_name)
             return Searcher.FINISHED
+        if trial_id not in self.trials and self.proposer is not None and ray.is_initialized():
+            return self._propose_remotely(trial_id)
         ot_trial = self.trials.get(trial_id) or self._study().ask()
         self.trials[trial_id] = ot_trial
         constants = self.space_fn(ot_trial) or {}
         ot_trial.set_user_attr("ray_trial_id", trial_id)
         return {**constants, **ot_trial.params}
+
+    def _propose_remotely(self, trial_id: str) -> dict:
+        actor = _PROPOSERS.get(self.study_name)
+        if actor is None:
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+            actor = ray.remote(Proposer).options(num_cpus=0, scheduling_strategy=here).remote(
+                self.space_fn, self.study_name, self.proposer(), self.sampler,
+                "minimize" if self.mode == "min" else "maximize")
+            _PROPOSERS[self.study_name] = actor
+        number, config = ray.get(actor.propose.remote(trial_id))
+        study = self._study()
+        storage_id = self._storage.get_trial_id_from_study_id_trial_number(
+            self._storage.get_study_id_from_name(self.study_name), number)
+        self.trials[trial_id] = optuna.trial.Trial(study, storage_id)
+        return config
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         result = expand(result)  # the components travel packed (search.trials.pack)

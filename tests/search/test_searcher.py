@@ -260,3 +260,39 @@ def test_a_saved_state_with_a_bad_time_used_is_refused(tmp_path):
         (tmp_path / "bad.pkl").write_text(json.dumps({**good, "budget_used_s": bad}))
         with pytest.raises(MitoganError, match="not MitoGAN's searcher state"):
             read_state(tmp_path / "bad.pkl")
+
+
+def test_a_proposer_actor_proposes_what_the_driver_would_and_the_driver_tells_the_same_trials(tmp_path):
+    """``proposer=``: new trials are asked and sampled by a Ray actor (TPE's growing cost off the driver's
+    control loop); the proposals equal those made in the driver, and the driver reports and tells the very
+    trials the actor asked (one Optuna trial per Ray trial, COMPLETE with its value)."""
+    import ray
+
+    import search.searcher as searcher_module
+
+    def make(name, proposer):
+        return OptunaAskTell(space().define, metric="primary", mode="min", study_name=name, components=COMPONENTS,
+                             storage=lambda: _journal(tmp_path / f"{name}.log"),
+                             sampler=sampler_spec("tpe", 7, n_startup_trials=2), proposer=proposer)
+
+    local, here = make("local", None), []
+    for i in range(6):
+        here.append(local.suggest(f"t{i}"))
+        _finish(local, f"t{i}", here[-1])
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        remote = make("remote", lambda: ("journal", str(tmp_path / "remote.log")))
+        there = []
+        for i in range(6):
+            config = remote.suggest(f"t{i}")
+            assert remote.suggest(f"t{i}") == config  # asked again (Ray may): the same trial, nothing new
+            there.append(config)
+            _finish(remote, f"t{i}", config)
+        assert searcher_module._PROPOSERS.get("remote") is not None
+    finally:
+        ray.shutdown()
+        searcher_module.forget("remote")
+    assert there == here  # past TPE's start-up trials too: the proposals depend on the told results
+    trials = remote._study().trials
+    assert [t.user_attrs["ray_trial_id"] for t in trials] == [f"t{i}" for i in range(6)]
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
