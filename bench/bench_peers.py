@@ -19,7 +19,8 @@ videos kept together) and is scored against the held-out split of the same file:
                     (bench/peers/setup.sh), trained for the budget by bench/peers/ddpm_driver.py
     dcgan-story     `mitogan train` of the README real-data story's best DCGAN (bench/peers/dcgan-story.yaml)
     fastgan         `mitogan train` with the fastgan family's defaults (32 px like the others)
-    search-fewshot  `mitogan search --space fewshot`, --trials sized to the budget, its best exported
+    search-fewshot  `mitogan search --space fewshot --time-budget`: trials start until the budget less one
+                    trial's expected time is spent, so the last one ends within it; its best exported
     lightweight-gan, stylegan2   (--device cuda only) their own CLIs; they assert a CUDA GPU at import
 
 The `mitogan train` peers are stopped by SIGTERM when the budget is spent (they save a checkpoint and exit) and
@@ -30,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import resource
 import signal
@@ -71,7 +71,8 @@ class Args:
     threads: int = 1  # torch threads of every single-run peer (the search: one 1-thread trial at a time)
     ddpm_dim: int = 32  # Unet base width
     ddpm_sampling_steps: int = 50  # DDIM steps of 1000
-    # minutes per fewshot trial here (warm trials, quiet 2 cores: 24 in 13.8 min); --trials = budget / this
+    # minutes per fewshot trial here (warm trials, quiet 2 cores: 24 in 13.8 min): the search's --time-budget is
+    # the budget less this, so the trial running when it is spent ends within the budget
     search_trial_min: float = 0.6
     stage: str = "all"  # all; train (train and generate, records in --work); score (score what train left)
     peer_python: str | None = None  # run the venv-less peers with this interpreter (their wheels installed)
@@ -98,7 +99,7 @@ def parse_args(argv=None) -> Args:
                    help="interpreter that already has the GPU peers installed (no venv is made)")
     p.add_argument("--parallel", action="store_true", help="train the peers at the same time")
     p.add_argument("--search-trial-min", type=float, default=d.search_trial_min,
-                   help="expected minutes per fewshot trial (sizes --trials)")
+                   help="expected minutes per fewshot trial (the search's --time-budget is the budget less this)")
     ns = p.parse_args(argv)
     a = Args(**{k: v for k, v in vars(ns).items() if k != "peers"})
     a.peers = _peers(ns.peers, a.device, scoring_only=a.stage == "score")
@@ -140,9 +141,13 @@ def require_cuda(device: str) -> None:
         raise UsageError("--device cuda: no CUDA GPU visible here (lightweight-gan and stylegan2-pytorch need one)")
 
 
-def search_trials(budget_min: float, trial_min: float) -> int:
-    """Trials of the fewshot search that fit the budget, one at a time (at least 2, so Optuna compares)."""
-    return max(2, math.floor(budget_min / trial_min))
+def search_budget_s(budget_min: float, trial_min: float) -> int:
+    """The fewshot search's --time-budget in seconds: the budget less one trial's expected time (no trial starts
+    after it; the running one finishes), at least one trial's time."""
+    return round(max(trial_min, budget_min - trial_min) * 60)
+
+
+SEARCH_MAX_TRIALS = 10_000  # --trials of the fewshot search: the time budget ends it long before
 
 
 # ---------------------------------------------------------------- running things
@@ -272,11 +277,12 @@ def peer_fastgan(a: Args, tiles: Path) -> tuple[Path, dict]:
 
 
 def peer_search(a: Args, tiles: Path) -> tuple[Path, dict]:
-    """The fewshot search on the raw movies (its preprocessing is part of what it searches), trials sized to the
-    budget and run one at a time; stopped by SIGTERM (state saved) if it runs past three budgets."""
-    storage, trials = a.work / "search", search_trials(a.budget_min, a.search_trial_min)
-    cmd = [*MITOGAN, "search", "--data", a.data, "--space", "fewshot", "--trials", trials, "--max-concurrent", 1,
-           "--storage", storage, "--name", "fewshot", "--no-wandb", "--seed", 0, "-q"]
+    """The fewshot search on the raw movies (its preprocessing is part of what it searches), one trial at a time
+    until its time budget is spent; stopped by SIGTERM (state saved) if it runs past three budgets."""
+    storage, budget_s = a.work / "search", search_budget_s(a.budget_min, a.search_trial_min)
+    cmd = [*MITOGAN, "search", "--data", a.data, "--space", "fewshot", "--trials", SEARCH_MAX_TRIALS,
+           "--time-budget", f"{budget_s}s", "--max-concurrent", 1, "--storage", storage, "--name", "fewshot",
+           "--no-wandb", "--seed", 0, "-q"]
     if (storage / "fewshot").exists():
         import shutil
 
@@ -292,9 +298,11 @@ def peer_search(a: Args, tiles: Path) -> tuple[Path, dict]:
     trial_cfg = json.loads((best / "config.json").read_text())
     # Ray's trial workers are not this process's children: their CPU time is not in getrusage, only the driver's
     step = {**step, "driver_cpu_s": step["cpu_s"], "cpu_s": None}
-    return fake, {**step, "train_s": step["wall_s"], "sample_s": round(time.monotonic() - t0, 1),
-                  "trials": trials, "setting": f"{trials} trials of 400 steps, 1 at a time; best: "
-                                               f"{_describe_best(trial_cfg)}"}
+    launch = json.loads((storage / "fewshot" / "search.json").read_text())
+    trials = launch.get("trials_ended", "?")
+    return fake, {**step, "train_s": step["wall_s"], "sample_s": round(time.monotonic() - t0, 1), "trials": trials,
+                  "setting": f"{trials} trials of 400 steps, 1 at a time, --time-budget {budget_s}s; best: "
+                             f"{_describe_best(trial_cfg)}"}
 
 
 def _describe_best(bundle_cfg: dict) -> str:

@@ -70,9 +70,9 @@ def test_setup_refuses_before_making_a_venv(argv):
     assert not (REPO / "bench" / f".venv-{argv[0]}").exists() or argv[0] == "ddpm"
 
 
-def test_search_trials_fit_the_budget_and_compare_at_least_two(bp):
-    assert bp.search_trials(20, 1.5) == 13  # floor(20 / 1.5)
-    assert bp.search_trials(1, 1.5) == 2
+def test_the_search_budget_leaves_room_for_the_trial_running_when_it_is_spent(bp):
+    assert bp.search_budget_s(20, 1.5) == 1110  # (20 - 1.5) min
+    assert bp.search_budget_s(1, 1.5) == 90  # never below one trial
 
 
 def _results():
