@@ -42,8 +42,8 @@ def test_a_time_budget_is_read_as_a_duration_and_a_bad_one_is_one_line(monkeypat
     from mitogan.cli import main
 
     assert parsed_options(monkeypatch, []).time_budget is None
-    for given, seconds in (("90", 90.0), ("90s", 90.0), ("20m", 1200.0), ("1.5h", 5400.0), ("2D", 172800.0)):
-        assert parsed_options(monkeypatch, ["--time-budget", given]).time_budget == seconds
+    for given, expected in (("90", 90.0), ("90s", 90.0), ("20m", 1200.0), ("1.5h", 5400.0), ("2D", 172800.0)):
+        assert parsed_options(monkeypatch, ["--time-budget", given]).time_budget == expected  # in s
     for bad, says in (("soon", "not a duration"), ("-5m", "above 0"), ("0", "above 0"), ("inf", "above 0"),
                       ("m", "not a duration")):
         assert main(["search", f"--time-budget={bad}"]) == 2
