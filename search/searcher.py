@@ -51,7 +51,8 @@ def budget_spent(study_name: str) -> bool:
     return study_name in _BUDGET_SPENT
 
 
-# study name -> the Ray actor that proposes its trials (``OptunaAskTell(proposer=...)``), for this driver only
+# study name -> the Ray actor that proposes its trials (``OptunaAskTell(proposer=...)``), for this driver only;
+# False once it failed (the driver proposes itself from then on)
 _PROPOSERS: dict = {}
 
 
@@ -218,8 +219,15 @@ class OptunaAskTell(Searcher):
         if self.time_budget is not None and trial_id not in self.trials and self.spent() >= self.time_budget:
             _BUDGET_SPENT.add(self.study_name)
             return Searcher.FINISHED
-        if trial_id not in self.trials and self.proposer is not None and ray.is_initialized():
-            return self._propose_remotely(trial_id)
+        if trial_id not in self.trials and self.proposer is not None and ray.is_initialized() \
+                and _PROPOSERS.get(self.study_name, True):
+            try:
+                return self._propose_remotely(trial_id)
+            except ray.exceptions.RayError as e:  # the actor died (its process was killed): ask here from now on
+                log.warning("optuna: the proposer actor failed (%s); proposing in the driver from now on",
+                            str(e).splitlines()[0])
+                _PROPOSERS[self.study_name] = False
+                self._close_orphans()  # a trial it asked and could not hand over
         ot_trial = self.trials.get(trial_id) or self._study().ask()
         self.trials[trial_id] = ot_trial
         constants = self.space_fn(ot_trial) or {}
@@ -306,6 +314,12 @@ class OptunaAskTell(Searcher):
         study_id = self._storage.get_study_id_from_name(self.study_name)
         trial_id = self._storage.get_trial_id_from_study_id_trial_number  # trial number -> storage id
         self.trials = {rid: optuna.trial.Trial(study, trial_id(study_id, n)) for rid, n in state["trial_numbers"].items()}
+        self._close_orphans()
+
+    def _close_orphans(self) -> None:
+        """Mark FAIL the RUNNING Optuna trials that no Ray trial of this searcher continues (asked just before a
+        driver died, or by a proposer actor that died before it replied)."""
+        study = self._study()
         kept = {t.number for t in self.trials.values()}
         for frozen in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             if frozen.number not in kept:

@@ -3,6 +3,7 @@ carries its Ray trial id, stop reason and final metrics; intermediate values are
 only trials that ran all their steps are COMPLETE."""
 
 import optuna
+import pytest
 
 from search.searcher import OptunaAskTell, sampler_spec
 from search.space import Param, Space
@@ -288,11 +289,17 @@ def test_a_proposer_actor_proposes_what_the_driver_would_and_the_driver_tells_th
             assert remote.suggest(f"t{i}") == config  # asked again (Ray may): the same trial, nothing new
             there.append(config)
             _finish(remote, f"t{i}", config)
-        assert searcher_module._PROPOSERS.get("remote") is not None
+        assert searcher_module._PROPOSERS.get("remote")
+        actor = searcher_module._PROPOSERS["remote"]
+        ray.kill(actor)  # its process lost: the driver proposes from now on
+        with pytest.raises(ray.exceptions.RayActorError):
+            ray.get(actor.__ray_ready__.remote())
+        assert remote.suggest("t6") == local.suggest("t6")
+        assert searcher_module._PROPOSERS["remote"] is False
     finally:
         ray.shutdown()
         searcher_module.forget("remote")
     assert there == here  # past TPE's start-up trials too: the proposals depend on the told results
     trials = remote._study().trials
-    assert [t.user_attrs["ray_trial_id"] for t in trials] == [f"t{i}" for i in range(6)]
-    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert [t.user_attrs["ray_trial_id"] for t in trials] == [f"t{i}" for i in range(7)]
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials[:6])
