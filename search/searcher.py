@@ -74,6 +74,14 @@ def open_storage(spec):
     return optuna.storages.get_storage(spec)
 
 
+def sample(trial, space_fn: Callable, ray_trial_id: str) -> dict:
+    """The config of Optuna trial ``trial`` (its parameters sampled by the define-by-run ``space_fn``, plus
+    the constants it returns), the trial tagged with the Ray trial it becomes."""
+    constants = space_fn(trial) or {}
+    trial.set_user_attr("ray_trial_id", ray_trial_id)
+    return {**constants, **trial.params}
+
+
 class Proposer:
     """Asks Optuna for a new trial and samples its parameters: a Ray actor on the driver's node, so that
     TPE's cost per proposal, which grows with the trials of the study, is not paid in the driver's control
@@ -90,11 +98,10 @@ class Proposer:
     def propose(self, ray_trial_id: str) -> tuple[int, dict]:
         """``(trial number, config)`` of a new trial tagged with ``ray_trial_id``."""
         trial = self.study.ask()
-        constants = self.space_fn(trial) or {}
-        trial.set_user_attr("ray_trial_id", ray_trial_id)
+        config = sample(trial, self.space_fn, ray_trial_id)
         if isinstance(self.study.sampler, TrialSeeded):
             self.study.sampler.release(trial.number)
-        return trial.number, {**constants, **trial.params}
+        return trial.number, config
 
 
 def sampler_spec(kind: str, seed: int, n_startup_trials: int = 5) -> dict:
@@ -230,9 +237,7 @@ class OptunaAskTell(Searcher):
                 self._close_orphans()  # a trial it asked and could not hand over
         ot_trial = self.trials.get(trial_id) or self._study().ask()
         self.trials[trial_id] = ot_trial
-        constants = self.space_fn(ot_trial) or {}
-        ot_trial.set_user_attr("ray_trial_id", trial_id)
-        return {**constants, **ot_trial.params}
+        return sample(ot_trial, self.space_fn, trial_id)
 
     def _propose_remotely(self, trial_id: str) -> dict:
         actor = _PROPOSERS.get(self.study_name)
