@@ -292,8 +292,14 @@ def test_a_proposer_actor_proposes_what_the_driver_would_and_the_driver_tells_th
         assert searcher_module._PROPOSERS.get("remote")
         actor = searcher_module._PROPOSERS["remote"]
         ray.kill(actor)  # its process lost: the driver proposes from now on
-        with pytest.raises(ray.exceptions.RayActorError):
-            ray.get(actor.__ray_ready__.remote())
+        for _ in range(600):  # the kill is asynchronous: wait until the actor is gone
+            try:
+                ray.get(actor.__ray_ready__.remote())
+            except ray.exceptions.RayActorError:
+                break
+            __import__("time").sleep(0.1)
+        else:
+            pytest.fail("the killed proposer actor still answers after 60 s")
         assert remote.suggest("t6") == local.suggest("t6")
         assert searcher_module._PROPOSERS["remote"] is False
     finally:
