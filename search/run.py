@@ -431,7 +431,7 @@ def _fit(store: SearchStore, opts: SearchOptions, space: Space, launch: dict, re
         finally:
             stop.settled = True  # Tune has stopped: the watchdog is no longer needed
             ray.shutdown()
-            _LIVE["callbacks"], _LIVE["optuna_storage"] = [], None
+            _LIVE["callbacks"], _LIVE["optuna_storage"], _LIVE["optuna_spec"] = [], None, None
             store.upload(JOURNAL, "wandb")
     except KeyboardInterrupt:  # before Ray's own handler was in place, or a second Ctrl-C
         stop.got.setdefault("signal", "SIGINT")
