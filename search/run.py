@@ -32,6 +32,7 @@ import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
+import pyarrow.fs
 import ray
 from ray import tune
 
@@ -423,6 +424,8 @@ def _fit(store: SearchStore, opts: SearchOptions, space: Space, launch: dict, re
             if restore:
                 tuner = tune.Tuner.restore(store.ray_path, trainable, resume_errored=True,
                                            storage_filesystem=store.fs)
+                with contextlib.suppress(RuntimeError):  # Ray could not read its state: Tune says so itself
+                    _remake_removed_checkpoints(tuner.get_results())
             else:
                 tuner = _build_tuner(opts, space, store, trainable, PRIMARY_MODE)
             with _quiet_stdout(not opts.verbose), _credentials_kept_from_runtime_env(), \
@@ -461,6 +464,28 @@ def _fit(store: SearchStore, opts: SearchOptions, space: Space, launch: dict, re
     if ended_by:
         print(f"time budget of {_duration(opts.time_budget)} spent: {ended} of {opts.trials} trials ran")
     return store.local
+
+
+def _remake_removed_checkpoints(results) -> list[str]:
+    """Make again, empty, each checkpoint folder Ray's saved state keeps for a trial that is no longer
+    there; returns their paths. Ray removes a trial's older checkpoints when it registers a new one and
+    saves its state some time later: a driver stopped in between (a process-group stop ends it at once,
+    with a state up to ``experiment_state_period`` old; a kill) leaves a state naming checkpoints already
+    removed. The resumed Ray removes them again at the trial's next checkpoint, which fails on a missing
+    folder (an error with a traceback, and that checkpoint's bookkeeping skipped); an empty folder is
+    removed as it meant to. The trainable passes over an empty one if Ray restores it
+    (``trainable._restored``). ``results``: the restored Tuner's ``get_results()``."""
+    made = []
+    for result in results:
+        for checkpoint, _ in result.best_checkpoints or []:
+            fs, path = checkpoint.filesystem, checkpoint.path
+            if fs.get_file_info(path).type == pyarrow.fs.FileType.NotFound:
+                fs.create_dir(path)
+                made.append(path)
+    if made:
+        log.info("made again, empty, %d checkpoint folder(s) Ray's state names and its stopped driver had "
+                 "removed", len(made))
+    return made
 
 
 def _complete_results(store: SearchStore, results) -> list[str]:

@@ -81,7 +81,7 @@ def train_trial(config: dict, *, videos, fixed: dict, policy: dict, ship_samples
     tiles = training_tiles(tiles, cfg.train.holdout)
     _write_data_info(trial_dir / "data.json", tiles, evaluator.reference.split)
     stopper = NonConvergencePolicy(cfg, **policy)  # thresholds and grace period: cfg.stop
-    resume, start_step, lineage = _resume_path(trial_dir)
+    resume, start_step, lineage = _resume_path(trial_dir, tune.get_checkpoint(), tune.get_context().get_trial_id())
     if resume is not None and start_step >= cfg.train.steps:  # it had ended when its driver died
         _report(_ended_result(resume, start_step), None, lineage)
         return
@@ -267,7 +267,7 @@ def _report(metrics: dict, checkpoint_file: str | None, lineage: list[dict], shi
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _resume_path(trial_dir: Path) -> tuple[Path | None, int, list[dict]]:
+def _resume_path(trial_dir: Path, ckpt: "tune.Checkpoint | None", trial_id: str) -> tuple[Path | None, int, list[dict]]:
     """Where this trial continues from, its generator step and its lineage; ``(None, 0, [])`` for a fresh
     start.
 
@@ -278,20 +278,19 @@ def _resume_path(trial_dir: Path) -> tuple[Path | None, int, list[dict]]:
     that trial's state into this one. ``start_step`` goes into every result: a resumed trial shows where it
     continued from, and one restarted from scratch shows 0 twice. The lineage (``[{"parent", "step"}]``)
     is the restored state's: Ray's checkpoint carries it, the trial folder's ``lineage.json`` goes with
-    ``checkpoint.pt``; the chosen one is written to ``lineage.json``."""
+    ``checkpoint.pt``; the chosen one is written to ``lineage.json``. ``ckpt`` is the checkpoint Ray
+    restored (None for a fresh start): a driver killed between Ray removing an old checkpoint and its next
+    state save leaves a state naming a checkpoint that is gone (or that the resume made again, empty, for
+    Ray to remove: ``run._remake_removed_checkpoints``); that one is passed over for the others."""
     from mitogan.train import CHECKPOINT_NAME, load_checkpoint
 
     best: tuple[Path | None, int, list[dict]] = (None, 0, [])
-    ckpt = tune.get_checkpoint()
-    if ckpt is not None:
-        dest = trial_dir / "resume.pt"
-        with ckpt.as_directory() as d:
-            shutil.copy2(Path(d) / "checkpoint.pt", dest)
-            meta = Path(d) / "step.json"
-            info = json.loads(meta.read_text()) if meta.is_file() else {}
+    restored = _restored(ckpt, trial_dir / "resume.pt")
+    if restored is not None:
+        dest, info = restored
         step, writer = int(info.get("step", -1)), info.get("trial_id")
         lineage = [e for e in info.get("lineage") or [] if isinstance(e, dict)]
-        if writer and writer != tune.get_context().get_trial_id():  # copied from another trial: that it is
+        if writer and writer != trial_id:  # copied from another trial: that it is
             return _chosen(trial_dir, (dest, step, [*lineage, {"parent": writer, "step": step}]))
         best = (dest, step, lineage)
     own = trial_dir / CHECKPOINT_NAME
@@ -302,10 +301,26 @@ def _resume_path(trial_dir: Path) -> tuple[Path | None, int, list[dict]]:
             step = -1
         if step > best[1]:
             best = (own, step, lineage_of(trial_dir))
-    stored = _newest_stored(trial_dir, tune.get_context().get_trial_id())  # Ray's state may lag this folder
+    stored = _newest_stored(trial_dir, trial_id)  # Ray's state may lag this folder
     if stored is not None and stored[1] > best[1]:
         best = stored
     return _chosen(trial_dir, best)
+
+
+def _restored(ckpt: "tune.Checkpoint | None", dest: Path) -> tuple[Path, dict] | None:
+    """Ray's restored checkpoint copied to ``dest``, with its ``step.json`` (``{}`` when it has none);
+    None when there is none or its ``checkpoint.pt`` is gone."""
+    if ckpt is None:
+        return None
+    try:
+        with ckpt.as_directory() as d:
+            shutil.copy2(Path(d) / "checkpoint.pt", dest)
+            meta = Path(d) / "step.json"
+            return dest, (json.loads(meta.read_text()) if meta.is_file() else {})
+    except FileNotFoundError:
+        log.warning("Ray's checkpoint %s is gone (its driver was stopped while removing it): "
+                    "continuing from the trial's newest other checkpoint", ckpt.path)
+        return None
 
 
 def _newest_stored(trial_dir: Path, trial_id: str) -> tuple[Path, int, list[dict]] | None:

@@ -30,6 +30,26 @@ def _status(storage: str, name: str) -> str:
     return SearchStore(storage, name).read_json("search.json")["status"]
 
 
+def _remove_older_checkpoints_rays_state_keeps(storage: str, name: str) -> list[str]:
+    """Remove, in each unfinished trial, the checkpoints Ray's saved state keeps other than its latest (read
+    through Ray's public ExperimentAnalysis and ResultGrid); returns them."""
+    import shutil
+
+    from ray import tune
+
+    from search.storage import SearchStore
+
+    removed = []
+    for result in tune.ResultGrid(tune.ExperimentAnalysis(SearchStore(storage, name).ray_path)):
+        if result.checkpoint is None or (result.metrics or {}).get("done"):
+            continue
+        for checkpoint, _ in result.best_checkpoints:
+            if checkpoint.path != result.checkpoint.path and os.path.isdir(checkpoint.path):
+                shutil.rmtree(checkpoint.path)
+                removed.append(checkpoint.path)
+    return removed
+
+
 def _optuna_states(storage: str, name: str) -> list[str]:
     import optuna
     from optuna.storages import JournalStorage
@@ -54,22 +74,30 @@ def test_a_stopped_and_a_killed_search_resume_to_the_end(tmp_path):
 
     # 1. SIGTERM, as a batch scheduler preempting the job sends it
     proc = start(new_search_args(space, storage, "r"), env)
-    wait_for(lambda: any(len(t) >= 2 for t in rows(storage, "r").values()), 300, proc, "the first results")
+    wait_for(lambda: any(t and not finished(t) and t[-1]["step"] >= 2 * CHECKPOINT_EVERY
+                         for t in rows(storage, "r").values()), 300, proc, "a trial's second checkpoint")
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=180)
     assert proc.returncode == 143, err[-3000:]
     assert f"Resume it with: mitogan search --resume r --storage {storage}" in err
     assert "Traceback" not in err and _status(storage, "r") == "interrupted"
+    # Ray removes a trial's older checkpoint when it registers a new one, and saves its state later: a
+    # driver stopped in between leaves a state naming a removed checkpoint, which the resumed Ray removes
+    # again at the trial's next checkpoint (seen in CI as an error with a traceback). Made certain here:
+    assert _remove_older_checkpoints_rays_state_keeps(storage, "r"), "no unfinished trial with two checkpoints"
     proc = start(resume, env)
 
     # 2. the driver and its Ray die at once (SIGKILL by PID), mid-search
     wait_for(lambda: _kill_point(rows(storage, "r")), 400, proc, "a finished trial and a checkpointed running one")
     kill_tree(proc)
+    err = proc.stderr.read()
+    assert "Traceback" not in err and "Error handling checkpoint" not in err, err[-3000:]
     at_kill = snapshot(rows(storage, "r"))
 
-    # 3. --resume finishes it
+    # 3. --resume finishes it (Ray's state may name checkpoints removed just before the kill, too)
     out = run(resume, env)
     assert out.returncode == 0, out.stderr[-3000:]
+    assert "Traceback" not in out.stderr and "Error handling checkpoint" not in out.stderr, out.stderr[-3000:]
     after = rows(storage, "r")
     measured = check_completed(after, at_kill, trials=3)
     assert measured["rerun_from_scratch"] == 0 and measured["finished_ran_again"] == 0, measured

@@ -68,3 +68,63 @@ def test_the_newest_stored_checkpoint_of_this_trial_is_found(tmp_path):
     ckpt("checkpoint_000003", 40, writer="other")
     path, step, lineage = _newest_stored(tmp_path, "t1")
     assert (path.parent.name, step, lineage) == ("checkpoint_000001", 20, [])
+
+
+def _ray_checkpoint(folder, step, writer="t1"):
+    folder.mkdir(parents=True)
+    (folder / "checkpoint.pt").write_bytes(b"x")
+    (folder / "step.json").write_text(json.dumps({"step": step, "trial_id": writer}))
+    from ray import tune
+
+    return tune.Checkpoint(str(folder))
+
+
+def test_a_restored_checkpoint_that_is_gone_or_empty_is_passed_over_for_the_newest_other(tmp_path, caplog):
+    """A driver stopped between Ray removing a checkpoint and saving its state can restore a trial from a
+    checkpoint that is gone (or that the resume made again, empty): the trial continues from the newest
+    checkpoint of its own still in its folder, with one warning, instead of failing."""
+    from ray import tune
+
+    from search.trainable import _resume_path
+
+    trial = tmp_path / "trial_a"
+    gone = tune.Checkpoint(str(trial / "checkpoint_000001"))
+    _ray_checkpoint(trial / "checkpoint_000002", 30)
+    with caplog.at_level("WARNING", logger="search.trainable"):
+        path, step, _ = _resume_path(trial, gone, "t1")
+    assert (path.parent.name, step) == ("checkpoint_000002", 30)
+    assert "checkpoint_000001 is gone" in caplog.text
+    (trial / "checkpoint_000001").mkdir()  # made again, empty
+    path, step, _ = _resume_path(trial, gone, "t1")
+    assert (path.parent.name, step) == ("checkpoint_000002", 30)
+    # the restored checkpoint, when it is there, is what the trial continues from (copied beside it)
+    path, step, _ = _resume_path(trial, tune.Checkpoint(str(trial / "checkpoint_000002")), "t1")
+    assert (path.name, step) == ("resume.pt", 30)
+
+
+def test_the_checkpoints_rays_state_names_and_a_stopped_driver_removed_are_made_again_empty(tmp_path, s3_env,
+                                                                                             s3_server):
+    """Ray removes each one again at the trial's next checkpoint: missing, that fails with a traceback."""
+    import pyarrow.fs as pafs
+    from ray import tune
+
+    from search.run import _remake_removed_checkpoints
+
+    kept = _ray_checkpoint(tmp_path / "trial_a" / "checkpoint_000002", 30)
+    gone = tune.Checkpoint(str(tmp_path / "trial_a" / "checkpoint_000001"))
+    fs = s3_server["fs"]
+    fs.create_dir("mitogan/remake/trial_b/checkpoint_000004")
+    fs.create_dir("mitogan/remake/trial_b/checkpoint_000005")
+    fs.delete_dir("mitogan/remake/trial_b/checkpoint_000004")
+    on_s3 = [tune.Checkpoint(f"mitogan/remake/trial_b/checkpoint_00000{i}", filesystem=fs) for i in (4, 5)]
+    results = [tune.Result(metrics={}, checkpoint=kept, error=None, path=str(tmp_path / "trial_a"),
+                           best_checkpoints=[(gone, {}), (kept, {})]),
+               tune.Result(metrics={}, checkpoint=on_s3[1], error=None, path="mitogan/remake/trial_b",
+                           best_checkpoints=[(c, {}) for c in on_s3]),
+               tune.Result(metrics={}, checkpoint=None, error=None, path=str(tmp_path / "trial_c"))]
+    assert sorted(_remake_removed_checkpoints(results)) == sorted([gone.path, on_s3[0].path])
+    assert (tmp_path / "trial_a" / "checkpoint_000001").is_dir()
+    assert sorted(p.name for p in (tmp_path / "trial_a" / "checkpoint_000002").iterdir()) == ["checkpoint.pt",
+                                                                                              "step.json"]
+    assert fs.get_file_info("mitogan/remake/trial_b/checkpoint_000004").type == pafs.FileType.Directory
+    assert _remake_removed_checkpoints(results) == []  # nothing is missing now
