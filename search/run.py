@@ -415,7 +415,7 @@ def _fit(store: SearchStore, opts: SearchOptions, space: Space, launch: dict, re
     forget(store.name)  # nothing of an earlier search of this name in this process
     stop = _Stop(store, opts, launch)
     previous = signal.signal(signal.SIGTERM, stop.on_sigterm)
-    results = None
+    results, remade = None, []
     try:
         try:
             store.write_json("search.json", {**launch, "status": "running"})
@@ -425,7 +425,7 @@ def _fit(store: SearchStore, opts: SearchOptions, space: Space, launch: dict, re
                 tuner = tune.Tuner.restore(store.ray_path, trainable, resume_errored=True,
                                            storage_filesystem=store.fs)
                 with contextlib.suppress(RuntimeError):  # Ray could not read its state: Tune says so itself
-                    _remake_removed_checkpoints(tuner.get_results())
+                    remade = _remake_removed_checkpoints(tuner.get_results())
             else:
                 tuner = _build_tuner(opts, space, store, trainable, PRIMARY_MODE)
             with _quiet_stdout(not opts.verbose), _credentials_kept_from_runtime_env(), \
@@ -454,6 +454,7 @@ def _fit(store: SearchStore, opts: SearchOptions, space: Space, launch: dict, re
             threading.Event().wait()  # the watchdog is ending the process (exit 143/130) right now
         stop.mark_interrupted(ended)
         raise stop.interrupted()
+    _drop_still_empty(remade)  # a trial that ended without checkpointing again left its one
     _complete_results(store, results)
     if opts.report:
         _write_report(store)
@@ -474,18 +475,30 @@ def _remake_removed_checkpoints(results) -> list[str]:
     removed. The resumed Ray removes them again at the trial's next checkpoint, which fails on a missing
     folder (an error with a traceback, and that checkpoint's bookkeeping skipped); an empty folder is
     removed as it meant to. The trainable passes over an empty one if Ray restores it
-    (``trainable._restored``). ``results``: the restored Tuner's ``get_results()``."""
+    (``trainable._restored``). ``results``: the restored Tuner's ``get_results()``; a trial that had ended
+    checkpoints no more and is left as it is. Returns ``(filesystem, path)`` of each folder made."""
     made = []
     for result in results:
+        if (result.metrics or {}).get("done"):
+            continue
         for checkpoint, _ in result.best_checkpoints or []:
             fs, path = checkpoint.filesystem, checkpoint.path
             if fs.get_file_info(path).type == pyarrow.fs.FileType.NotFound:
                 fs.create_dir(path)
-                made.append(path)
+                made.append((fs, path))
     if made:
         log.info("made again, empty, %d checkpoint folder(s) Ray's state names and its stopped driver had "
                  "removed", len(made))
     return made
+
+
+def _drop_still_empty(made) -> None:
+    """Remove those of the folders ``_remake_removed_checkpoints`` made that Ray did not (still empty: their
+    trial ended without another checkpoint)."""
+    for fs, path in made:
+        info = fs.get_file_info(path)
+        if info.type == pyarrow.fs.FileType.Directory and not fs.get_file_info(pyarrow.fs.FileSelector(path)):
+            fs.delete_dir(path)
 
 
 def _complete_results(store: SearchStore, results) -> list[str]:

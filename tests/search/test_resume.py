@@ -98,6 +98,7 @@ def test_a_stopped_and_a_killed_search_resume_to_the_end(tmp_path):
     out = run(resume, env)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "Traceback" not in out.stderr and "Error handling checkpoint" not in out.stderr, out.stderr[-3000:]
+    assert [d for d in (tmp_path / "runs").rglob("checkpoint_*") if d.is_dir() and not any(d.iterdir())] == []
     after = rows(storage, "r")
     measured = check_completed(after, at_kill, trials=3)
     assert measured["rerun_from_scratch"] == 0 and measured["finished_ran_again"] == 0, measured

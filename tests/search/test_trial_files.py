@@ -108,7 +108,7 @@ def test_the_checkpoints_rays_state_names_and_a_stopped_driver_removed_are_made_
     import pyarrow.fs as pafs
     from ray import tune
 
-    from search.run import _remake_removed_checkpoints
+    from search.run import _drop_still_empty, _remake_removed_checkpoints
 
     kept = _ray_checkpoint(tmp_path / "trial_a" / "checkpoint_000002", 30)
     gone = tune.Checkpoint(str(tmp_path / "trial_a" / "checkpoint_000001"))
@@ -117,14 +117,27 @@ def test_the_checkpoints_rays_state_names_and_a_stopped_driver_removed_are_made_
     fs.create_dir("mitogan/remake/trial_b/checkpoint_000005")
     fs.delete_dir("mitogan/remake/trial_b/checkpoint_000004")
     on_s3 = [tune.Checkpoint(f"mitogan/remake/trial_b/checkpoint_00000{i}", filesystem=fs) for i in (4, 5)]
+    ended = tune.Checkpoint(str(tmp_path / "trial_d" / "checkpoint_000003"))
     results = [tune.Result(metrics={}, checkpoint=kept, error=None, path=str(tmp_path / "trial_a"),
                            best_checkpoints=[(gone, {}), (kept, {})]),
                tune.Result(metrics={}, checkpoint=on_s3[1], error=None, path="mitogan/remake/trial_b",
                            best_checkpoints=[(c, {}) for c in on_s3]),
-               tune.Result(metrics={}, checkpoint=None, error=None, path=str(tmp_path / "trial_c"))]
-    assert sorted(_remake_removed_checkpoints(results)) == sorted([gone.path, on_s3[0].path])
-    assert (tmp_path / "trial_a" / "checkpoint_000001").is_dir()
+               tune.Result(metrics={}, checkpoint=None, error=None, path=str(tmp_path / "trial_c")),
+               # an ended trial checkpoints no more: Ray will not remove anything of it
+               tune.Result(metrics={"done": True}, checkpoint=ended, error=None, path=str(tmp_path / "trial_d"),
+                           best_checkpoints=[(ended, {})])]
+    made = _remake_removed_checkpoints(results)
+    assert sorted(path for _, path in made) == sorted([gone.path, on_s3[0].path])
+    assert (tmp_path / "trial_a" / "checkpoint_000001").is_dir() and not (tmp_path / "trial_d").exists()
     assert sorted(p.name for p in (tmp_path / "trial_a" / "checkpoint_000002").iterdir()) == ["checkpoint.pt",
                                                                                               "step.json"]
     assert fs.get_file_info("mitogan/remake/trial_b/checkpoint_000004").type == pafs.FileType.Directory
     assert _remake_removed_checkpoints(results) == []  # nothing is missing now
+
+    # after the search: those Ray did not remove (their trial ended without checkpointing again) go; a folder
+    # that holds something (a checkpoint written there since) stays
+    (tmp_path / "trial_a" / "checkpoint_000001" / "checkpoint.pt").write_bytes(b"x")
+    _drop_still_empty(made)
+    assert (tmp_path / "trial_a" / "checkpoint_000001" / "checkpoint.pt").is_file()
+    assert fs.get_file_info("mitogan/remake/trial_b/checkpoint_000004").type == pafs.FileType.NotFound
+    assert fs.get_file_info("mitogan/remake/trial_b/checkpoint_000005").type == pafs.FileType.Directory
