@@ -467,9 +467,9 @@ def _fit(store: SearchStore, opts: SearchOptions, space: Space, launch: dict, re
     return store.local
 
 
-def _remake_removed_checkpoints(results) -> list[str]:
+def _remake_removed_checkpoints(results) -> list[tuple[pyarrow.fs.FileSystem, str]]:
     """Make again, empty, each checkpoint folder Ray's saved state keeps for a trial that is no longer
-    there; returns their paths. Ray removes a trial's older checkpoints when it registers a new one and
+    there. Ray removes a trial's older checkpoints when it registers a new one and
     saves its state some time later: a driver stopped in between (a process-group stop ends it at once,
     with a state up to ``experiment_state_period`` old; a kill) leaves a state naming checkpoints already
     removed. The resumed Ray removes them again at the trial's next checkpoint, which fails on a missing
