@@ -185,3 +185,45 @@ def test_a_killed_pbt_search_resumes_to_the_end_and_keeps_its_lineage(tmp_path):
     for t in collect_trials(tmp_path / "runs" / "p"):
         assert t.lineage[:len(lineage[t.trial_id])] == lineage[t.trial_id], (t.trial_id, t.lineage)
     assert json.loads((tmp_path / "runs" / "p" / "search.json").read_text())["status"] == "finished"
+
+
+def test_the_next_trial_is_the_one_rays_fifo_choice_would_start_among_many(tmp_path):
+    """The live-first choice (ASHA and ``--scheduler none``) starts the same trial as Ray's own FIFO choice,
+    which scans every trial, through adds, starts, ends, errors, pauses and retries (Ray adds a retried
+    trial again, at the end of its list); ended trials leave its index."""
+    import random
+
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers import FIFOScheduler
+
+    from search.schedulers import LiveFirstASHA, LiveFirstFIFO
+
+    class Controller:  # what a scheduler's choice reads of Ray's TuneController: its trials, in order
+        def __init__(self):
+            self.trials = []
+
+        def get_trials(self):
+            return self.trials
+
+    rng = random.Random(0)
+    for ours in (LiveFirstASHA(time_attr="step", max_t=10, metric="primary", mode="min"), LiveFirstFIFO()):
+        ctl, ray_fifo = Controller(), FIFOScheduler()
+        for _ in range(2000):
+            live = [t for t in ctl.trials if t.status not in (Trial.TERMINATED, Trial.ERROR)]
+            move = rng.random()
+            if move < 0.3 or not live:
+                trial = Trial("t", config={}, stub=True)
+                ctl.trials.append(trial)
+                ours.on_trial_add(ctl, trial)
+            elif move < 0.5:  # a failed trial that Ray retries: pending again, at the end of the list
+                trial = rng.choice(live)
+                trial.set_status(Trial.PENDING)
+                ctl.trials.remove(trial)
+                ctl.trials.append(trial)
+                ours.on_trial_add(ctl, trial)
+            else:
+                rng.choice(live).set_status(rng.choice([Trial.RUNNING, Trial.PAUSED, Trial.TERMINATED, Trial.ERROR]))
+            assert ours.choose_trial_to_run(ctl) is ray_fifo.choose_trial_to_run(ctl)
+        ended = [t for t in ctl.trials if t.status in (Trial.TERMINATED, Trial.ERROR)]
+        assert ended and not set(ended) & set(ours._live_trials())  # gone from the index at the next choice
+        assert "_live" not in ours.__getstate__()
