@@ -496,8 +496,9 @@ def _drop_still_empty(made) -> None:
     """Remove those of the folders ``_remake_removed_checkpoints`` made that Ray did not (still empty: their
     trial ended without another checkpoint)."""
     for fs, path in made:
-        info = fs.get_file_info(path)
-        if info.type == pyarrow.fs.FileType.Directory and not fs.get_file_info(pyarrow.fs.FileSelector(path)):
+        still_empty = fs.get_file_info(path).type == pyarrow.fs.FileType.Directory \
+            and not fs.get_file_info(pyarrow.fs.FileSelector(path))
+        if still_empty:
             fs.delete_dir(path)
 
 
