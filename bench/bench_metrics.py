@@ -62,6 +62,9 @@ def main() -> None:
             ("morphology features", lambda: morphology_features(fake, threshold=0.0)),
             ("evaluate (all metrics, real side included)", lambda: evaluate(real, fake, **fresh)),
             ("evaluate without the C2ST (real side included)", lambda: evaluate(real, fake, metrics=no_c2st, **fresh))]
+    if "structure" in no_c2st:  # what the surrogate structure test adds, side by side
+        rows.append(("evaluate without the C2ST and the structure test (real side included)",
+                     lambda: evaluate(real, fake, metrics=tuple(m for m in no_c2st if m != "structure"), **fresh)))
     if "cache" in inspect.signature(evaluate).parameters:  # the real side from the cache: a second generator
         os.environ["MITOGAN_CACHE_DIR"] = tempfile.mkdtemp(prefix="bench-metrics-")
         evaluate(real, fake[:50], metrics=("vendi",))  # builds and keeps the real side

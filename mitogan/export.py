@@ -581,13 +581,18 @@ def _card_metrics(tc: dict, info: dict) -> list[str]:
 
 
 def _card_judges(metrics: dict) -> list[str]:
-    """Authenticity and the classifier two-sample test, each beside the baseline it must be read against."""
+    """Authenticity, structure and the classifier two-sample test, each beside the baseline it must be read against."""
     lines = []
     if isinstance(metrics.get("copy_share"), (int, float)):
         flag = "**flagged as copying**" if metrics.get("copying") else "not flagged as copying"
         lines.append(f"- Authenticity: {metrics['copy_share']:.1%} of generated tiles are nearer to a training tile "
                      f"(up to rotation, mirroring, small shifts and zoom) than 95 % of real frames of other times "
                      f"are (baseline: 5 %); authenticity gap {metrics.get('authenticity_gap', 0):.3f}; {flag}.")
+    if isinstance(metrics.get("structure_auc"), (int, float)):
+        lines.append(f"- Structure: a generated tile has less shape than a held-out real tile (each against random "
+                     f"fields with its own histogram and power spectrum) in {metrics['structure_auc']:.1%} of pairs, "
+                     f"against {metrics.get('structure_auc_null', 0.5):.1%} for the training tiles (baseline); "
+                     f"structure gap {metrics.get('structure_gap', 0):.3f}.")
     if isinstance(metrics.get("c2st_accuracy"), (int, float)) and isinstance(metrics.get("c2st_baseline"), (int, float)):
         lines.append(f"- Classifier two-sample test (a small CNN told generated from held-out real tiles): accuracy "
                      f"{metrics['c2st_accuracy']:.3f} ± {metrics.get('c2st_accuracy_sd', 0):.3f}, against a baseline "

@@ -189,7 +189,8 @@ def run(args) -> int:
     prim, proto = result["primary"], result["protocol"]
     print(f"{prim['name']} = {_num(prim['value'])} ({prim['mode']}; fidelity {_num(prim['components']['fidelity'], 3)}, "
           f"diversity gap {_num(prim['components']['diversity_gap'], 3)}, authenticity gap "
-          f"{_num(prim['components'].get('authenticity_gap'), 3)}; generated {result['n_fake']} vs "
+          f"{_num(prim['components'].get('authenticity_gap'), 3)}, structure gap "
+          f"{_num(prim['components'].get('structure_gap'), 3)}; generated {result['n_fake']} vs "
           f"{proto['n_heldout']} held-out real tiles, split by {proto['split']}) -> {Path(args.out) / 'metrics.json'}")
     _print_c2st(result)
     m = result["metrics"]

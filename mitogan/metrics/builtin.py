@@ -13,7 +13,8 @@ from mitogan.metrics import distances as D
 from mitogan.metrics.reference import fidelity_distance
 from mitogan.metrics.registry import MetricContext, register_metric
 
-__all__ = ["fidelity", "kid_fluo", "prdc_fluo", "vendi", "memorisation", "authenticity", "feature_contributions",
+__all__ = ["fidelity", "kid_fluo", "prdc_fluo", "vendi", "memorisation", "authenticity", "structure",
+           "feature_contributions",
            "MAX_COPY_QUERIES"]
 
 MAX_COPY_QUERIES = 1000  # generated tiles the copy test looks at (a seeded subset of bigger sets)
@@ -180,6 +181,18 @@ def authenticity(ctx: MetricContext):
     out.update(copy_pvalue=p, copy_nn_median=float(np.median(d)),
                copying=float(out["authenticity_gap"] >= COPYING_GAP and p < 1e-3))
     return out, {"n_fake": m, "n_train": len(ctx.ref.train), "n_null": int(len(null)), "quantile": COPY_QUANTILE}
+
+
+@register_metric(features=False)
+def structure(ctx: MetricContext):
+    """Structure beyond the histogram and the power spectrum (``structure.py``): each tile's bright excursion
+    sets against those of its own phase surrogates, scored against the held-out tiles' (Mann-Whitney AUC);
+    structure_gap = max(0, (AUC - null) / (1 - null)), the null being the training split's AUC, a component of
+    the primary: 0 = as structured as new real data, -> 1 as tiles become random fields with real statistics."""
+    from mitogan.metrics.structure import MAX_STRUCTURE_TILES
+
+    out = ctx.ref.structure.gap(ctx.fake_tiles, ctx.seed)
+    return out, {"n_fake": min(ctx.n_fake, MAX_STRUCTURE_TILES), "n_heldout": len(ctx.ref.structure.heldout)}
 
 
 def feature_contributions(ctx: MetricContext, top: int = 8) -> list[dict]:

@@ -2,7 +2,8 @@
 
 PRIMARY objective ``realism_gap`` (mode "min"; docs/metrics.md has the derivation and the proof):
 
-    realism_gap = 1 - (1 - fidelity) (1 - diversity_gap)      (+ fidelity - 1 when fidelity > 1)
+    realism_gap = 1 - (1 - fidelity) (1 - diversity_gap) (1 - authenticity_gap) (1 - structure_gap)
+                                                              (+ fidelity - 1 when fidelity > 1)
 
     fidelity       log(FD / d0) / log(d1 / d0) — Fréchet distance to HELD-OUT real tiles in
                    a deterministic fluorescence feature space, on the dataset's own scale: 0 = a disjoint
@@ -10,8 +11,13 @@ PRIMARY objective ``realism_gap`` (mode "min"; docs/metrics.md has the derivatio
                    so it keeps ranking sets that are far away instead of saturating.
     diversity_gap  max(0, 1 - Vendi(generated) / Vendi(real)) at the same sample size: 0 = as many
                    distinct images as real data, -> 1 as the generator collapses onto a few.
+    authenticity_gap  how many more generated tiles reproduce TRAINING tiles than new real frames do
+                   (``copying.py``): 0 = honest, 1 = every tile a copy.
+    structure_gap  how much less structure (beyond the histogram and the power spectrum: a surrogate-data
+                   test per tile, ``structure.py``) generated tiles hold than new real frames: 0 = as real,
+                   -> 1 for random fields with real statistics.
 
-(1 - fidelity)(1 - diversity_gap) is a quality that needs BOTH: a generator that repeats two perfect
+(1 - fidelity)(1 - diversity_gap)... is a quality that needs ALL of them: a generator that repeats two perfect
 frames has quality ~0 and scores just under noise; noise (fidelity 1) scores 1 whatever its diversity;
 sets worse than noise keep ranking above 1, and a set closer to the held-out data than a disjoint real
 split is (fidelity < 0) scores below 0.
@@ -35,19 +41,21 @@ __all__ = ["PRIMARY_NAME", "PRIMARY_MODE", "PRIMARY_COMPONENTS", "primary_value"
 
 PRIMARY_NAME = "realism_gap"
 PRIMARY_MODE = "min"
-PRIMARY_COMPONENTS = ("fidelity", "diversity_gap", "authenticity_gap")
-PRIMARY_FORMULA = ("1 - (1 - min(fidelity, 1)) * (1 - diversity_gap) * (1 - authenticity_gap) + max(fidelity - 1, 0)")
+PRIMARY_COMPONENTS = ("fidelity", "diversity_gap", "authenticity_gap", "structure_gap")
+PRIMARY_FORMULA = ("1 - (1 - min(fidelity, 1)) * (1 - diversity_gap) * (1 - authenticity_gap) * (1 - structure_gap)"
+                   " + max(fidelity - 1, 0)")
 DEFAULT_METRICS = tuple(METRICS)
-FAST_METRICS = ("fidelity", "prdc_fluo", "vendi", "authenticity")  # what the in-training evaluator runs
+FAST_METRICS = ("fidelity", "prdc_fluo", "vendi", "authenticity", "structure")  # what the in-training evaluator runs
 
 
 def primary_value(values: dict) -> float:
     """The primary objective (lower is better): 1 - (1 - fidelity) (1 - diversity_gap) (1 - authenticity_gap)
-    while fidelity < 1, plus how far fidelity goes beyond 1. A set without ``authenticity_gap`` (the copy test
-    not run) is scored as authentic."""
+    (1 - structure_gap) while fidelity < 1, plus how far fidelity goes beyond 1. A set without
+    ``authenticity_gap`` or ``structure_gap`` (that test not run) is scored as passing it."""
     fid, gap = float(values["fidelity"]), float(values["diversity_gap"])
     auth = float(values.get("authenticity_gap", 0.0))
-    return 1.0 - (1.0 - min(fid, 1.0)) * (1.0 - gap) * (1.0 - auth) + max(fid - 1.0, 0.0)
+    struct = float(values.get("structure_gap", 0.0))
+    return 1.0 - (1.0 - min(fid, 1.0)) * (1.0 - gap) * (1.0 - auth) * (1.0 - struct) + max(fid - 1.0, 0.0)
 
 
 def primary_record(values: dict) -> dict:
@@ -176,6 +184,8 @@ class InTrainingEvaluator:
         # at most max_real tiles per side (seeded): set-up stays a few seconds on big datasets
         self.reference = real_reference(real, holdout=holdout, seed=seed, cache=cache, max_tiles=max_real)
         self.reference.calibration(n_fake, seed)  # the scale for this sample size, once
+        if "structure" in self.metrics:
+            self.reference.structure  # noqa: B018 (the held-out tiles' surrogate test, once)
         if "authenticity" in self.metrics:
             self.reference.copy_null  # noqa: B018 (the copy tests' indexes and nulls, once)
             self.reference.part_copies  # noqa: B018

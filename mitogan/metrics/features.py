@@ -56,8 +56,9 @@ _TOPOLOGY_LEVELS = (0.8, 0.9)  # each tile's own quantiles: its brightest 20 % a
 TOPOLOGY_NAMES = tuple(f"topo_{kind}_q{round(q * 100)}" for q in _TOPOLOGY_LEVELS for kind in ("perimeter", "euler"))
 
 
-def topology_features(tiles: np.ndarray) -> np.ndarray:
-    """Minkowski functionals of each tile's bright excursion sets: (N, 1, S, S) -> (N, len(TOPOLOGY_NAMES)) float64.
+def topology_features(tiles: np.ndarray, levels=_TOPOLOGY_LEVELS) -> np.ndarray:
+    """Minkowski functionals of each tile's bright excursion sets: (N, 1, S, S) -> (N, 2 len(levels)) float64
+    (``TOPOLOGY_NAMES`` at the default ``levels``; ``structure.py`` cuts at more of them).
 
     The tile is smoothed (Gaussian, sigma 2 px) and cut at its own 80th and 90th percentiles; of each set
     {pixels brighter than that}, ``perimeter`` is its boundary length (4-neighbour edges) over the square root
@@ -75,10 +76,10 @@ def topology_features(tiles: np.ndarray) -> np.ndarray:
     x = np.asarray(tiles, np.float32)
     x = x.reshape(len(x), x.shape[-2], x.shape[-1])
     g = ndimage.gaussian_filter(x, (0, _TOPOLOGY_SIGMA, _TOPOLOGY_SIGMA), mode="reflect")
-    levels = _quantiles(g.reshape(len(g), -1), _TOPOLOGY_LEVELS).astype(np.float32)  # (N, len(levels))
+    cut = _quantiles(g.reshape(len(g), -1), levels).astype(np.float32)  # (N, len(levels))
     cols = []
-    for k in range(len(_TOPOLOGY_LEVELS)):
-        m = g > levels[:, k, None, None]
+    for k in range(len(levels)):
+        m = g > cut[:, k, None, None]
         edges = (m[:, 1:] != m[:, :-1]).sum((1, 2)) + (m[:, :, 1:] != m[:, :, :-1]).sum((1, 2))
         cols += [edges / np.sqrt(m.sum((1, 2)) + 1.0), _euler_number(m)]
     return np.stack(cols, 1).astype(np.float64)

@@ -28,7 +28,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["LADDERS", "COPIES", "copy_set", "damage", "ladder_sets", "frames_to_tiles", "videos_to_tiles", "proof_parts", "proof_scores",
+from mitogan.metrics.structure import phase_surrogate
+
+__all__ = ["LADDERS", "COPIES", "PROOF_METRICS", "copy_set", "damage", "ladder_sets", "frames_to_tiles", "videos_to_tiles", "proof_parts", "proof_scores",
            "rule_violations", "pair_orders"]
 
 LADDERS: dict[str, tuple] = {
@@ -42,6 +44,7 @@ LADDERS: dict[str, tuple] = {
     "stamp": (0.3, 0.6),  # weight of the one shared tile
     "mixture": (0.25, 0.5),  # share of the tiles from a generator collapsed onto one template, the rest healthy
 }
+PROOF_METRICS = ("fidelity", "vendi", "authenticity", "structure")  # what the primary needs, nothing more
 COPIES: tuple[str, ...] = ("copy", "copy_noise=0.01", "copy_noise=0.05", "copy_shift=1", "copy_shift=2",
                            "copy_flip", "copy_rot90", "copy_crop=0.9", "copy_shrink=0.9",
                            "copy_part=0.75",
@@ -65,7 +68,7 @@ def damage(tiles: np.ndarray, kind: str, level, seed: int = 0, frames: np.ndarra
     elif kind == "shuffle":
         out = _shuffle(x, level, rng)
     elif kind == "phase":
-        out = _phase_scramble(x, level, rng)
+        out = phase_surrogate(x, level, rng)
     elif kind == "collapse":
         out = _collapse(x, level, rng, np.arange(len(x)) if frames is None else np.asarray(frames))
     elif kind == "templates":
@@ -92,21 +95,6 @@ def _shuffle(x: np.ndarray, block: int, rng) -> np.ndarray:
     order = np.argsort(rng.random(cells.shape), axis=-1)
     cells = np.take_along_axis(cells, order, axis=-1)
     return cells.reshape(n, s // b, s // b, b, b).transpose(0, 1, 3, 2, 4).reshape(x.shape)
-
-
-def _phase_scramble(x: np.ndarray, level: float, rng) -> np.ndarray:
-    """Fourier phases of every tile shifted by ``level`` x the phases of white noise (1: all structure gone,
-    the power spectrum kept), then each tile's own pixel values put back in the new rank order, so the
-    intensity histogram is exactly the original's (what a generator matching only intensity statistics and
-    spatial frequencies would draw)."""
-    noise = np.angle(np.fft.fft2(rng.standard_normal(x.shape)))  # Hermitian: the result stays real
-    spectrum = np.fft.fft2(x)
-    y = np.fft.ifft2(np.abs(spectrum) * np.exp(1j * (np.angle(spectrum) + level * noise))).real
-    n = x.shape[-1] * x.shape[-2]
-    flat_y, flat_x = y.reshape(len(x), -1), x.reshape(len(x), -1)
-    out = np.empty_like(flat_x)
-    np.put_along_axis(out, np.argsort(flat_y, axis=1), np.sort(flat_x, axis=1), axis=1)
-    return out.reshape(x.shape) if n else x
 
 
 def _collapse(x: np.ndarray, level, rng, frames: np.ndarray) -> np.ndarray:
@@ -283,7 +271,7 @@ def proof_scores(ts, seconds: dict | None = None, seeds=(0,), split_seed: int = 
     for name, tiles in sets.items():
         shared: dict = {}  # the set's features, computed once for all seeds
         for s in seeds:
-            values, _ = _run_metrics(MetricContext(ref, tiles, seed=s, _cache=shared), ("fidelity", "vendi", "authenticity"))
+            values, _ = _run_metrics(MetricContext(ref, tiles, seed=s, _cache=shared), PROOF_METRICS)
             out["scores"][s][name] = primary_value(values)
             out["components"][s][name] = {c: values[c] for c in PRIMARY_COMPONENTS}
     return out

@@ -106,6 +106,24 @@ class Reference:
         return self._part_copies
 
     @functools.cached_property
+    def structure(self):
+        """The ``structure.StructureReference`` of the held-out and training tiles (the surrogate test), once; for
+        a reference read from the cache (``cached``) it is kept beside its entry, like the copy nulls."""
+        from mitogan.metrics.structure import STRUCTURE_VERSION, StructureReference
+
+        build = lambda: StructureReference(self.heldout, self.train, self.seed)  # noqa: E731
+        if self.cache_file is None:
+            return build()
+        key = self.cache_file.stem.removeprefix("reference-")
+        path = self.cache_file.with_name(f"structure-{key}-v{STRUCTURE_VERSION}.npz")
+
+        def load(p: Path) -> StructureReference:
+            with np.load(p, allow_pickle=False) as z:
+                return StructureReference(None, None, state={k: z[k] for k in z.files})
+
+        return cached_file(path, build, lambda ref, f: np.savez(f, **ref.state()), load, label="structure-test scores")
+
+    @functools.cached_property
     def part_copy_tiles(self) -> np.ndarray:
         """Which training tiles the partial-copy index holds (their whole-tile null: the union rate)."""
         pick = np.arange(len(self.train))
