@@ -188,7 +188,7 @@ def structure(ctx: MetricContext):
     """Structure beyond the histogram and the power spectrum (``structure.py``): each tile's bright excursion
     sets against those of its own phase surrogates, scored against the held-out tiles' (Mann-Whitney AUC);
     structure_gap = max(0, (AUC - null) / (1 - null)), the null being the training split's AUC, a component of
-    the primary: 0 = as structured as new real data, -> 1 as tiles become random fields with real statistics."""
+    the primary: 0 = as structured as the training tiles, -> 1 as tiles become random fields with real statistics."""
     from mitogan.metrics.structure import MAX_STRUCTURE_TILES
 
     out = ctx.ref.structure.gap(ctx.fake_tiles, ctx.seed)

@@ -60,7 +60,7 @@ def topology_features(tiles: np.ndarray, levels=_TOPOLOGY_LEVELS) -> np.ndarray:
     """Minkowski functionals of each tile's bright excursion sets: (N, 1, S, S) -> (N, 2 len(levels)) float64
     (``TOPOLOGY_NAMES`` at the default ``levels``; ``structure.py`` cuts at more of them).
 
-    The tile is smoothed (Gaussian, sigma 2 px) and cut at its own 80th and 90th percentiles; of each set
+    The tile is smoothed (Gaussian, sigma 2 px) and cut at its own quantiles ``levels`` (80th, 90th); of each set
     {pixels brighter than that}, ``perimeter`` is its boundary length (4-neighbour edges) over the square root
     of its area, and ``euler`` its Euler characteristic (8-connected objects minus their holes; Gray 1971).
     The third functional, the area, is fixed by the quantile. Why these: a phase-scrambled or pixel-shuffled

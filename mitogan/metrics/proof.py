@@ -11,7 +11,7 @@ second real source beats shuffled pixels, noise and heavy blur, and noise is las
     gamma     intensity gamma 1.5 < 3 (on the [0, 1] scale)
     shuffle   pixels permuted within 4 px blocks < within the whole tile
     phase     Fourier phases scrambled by half < fully, each tile's histogram kept (structure destroyed, the
-              power spectrum and intensities kept)
+              power spectrum and intensities kept: ``structure.phase_surrogate``)
     templates collapse as GANs collapse: k = 20 > 5 > 1 distinct images, each repeated with a random gain
               and 5 % noise
     stamp     position collapse: the same tile blended into every tile at 30 % < 60 %
@@ -30,8 +30,8 @@ from scipy import ndimage
 
 from mitogan.metrics.structure import phase_surrogate
 
-__all__ = ["LADDERS", "COPIES", "PROOF_METRICS", "copy_set", "damage", "ladder_sets", "frames_to_tiles", "videos_to_tiles", "proof_parts", "proof_scores",
-           "rule_violations", "pair_orders"]
+__all__ = ["LADDERS", "COPIES", "PROOF_METRICS", "copy_set", "damage", "ladder_sets", "frames_to_tiles",
+           "videos_to_tiles", "proof_parts", "proof_scores", "rule_violations", "pair_orders"]
 
 LADDERS: dict[str, tuple] = {
     "blur": (0.5, 1.0, 2.0, 4.0),
