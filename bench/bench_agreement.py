@@ -79,7 +79,7 @@ def search(folder: Path, data: Path) -> None:
     from mitogan.train import load_checkpoint
 
     rows, evaluators = [], {}
-    for ckpt in sorted(folder.glob("*/checkpoint.pt")):
+    for ckpt in _last_checkpoints(folder):
         c = load_checkpoint(ckpt)
         cfg = from_flat(Config, c["config"])
         key = json.dumps(c["config"].get("preprocess.tile.size")) + json.dumps(
@@ -97,7 +97,8 @@ def search(folder: Path, data: Path) -> None:
             continue
         values = ev(fake)
         values.update(ev.judge(fake))
-        values.update(trial=ckpt.parent.name.split("_")[1] if "_" in ckpt.parent.name else ckpt.parent.name,
+        trial = ckpt.parent.name if not ckpt.parent.name.startswith("checkpoint_") else ckpt.parent.parent.name
+        values.update(trial=trial.split("_")[1] if "_" in trial else trial,
                       step=int(c["step"]))
         rows.append(values)
         print(f"{values['trial']}: step {values['step']} primary {values['primary']:.3f} "
@@ -106,14 +107,27 @@ def search(folder: Path, data: Path) -> None:
     (folder / "agreement.json").write_text(json.dumps(rows, indent=1))
 
 
+def _last_checkpoints(folder: Path) -> list[Path]:
+    """Each trial's newest checkpoint: the trainer's own ``checkpoint.pt`` (a trial stopped early keeps it) or the
+    newest of Ray's ``checkpoint_N/checkpoint.pt`` (a finished trial keeps only those), whichever is later."""
+    out = []
+    for trial in sorted(p for p in folder.iterdir() if p.is_dir()):
+        found = [trial / "checkpoint.pt", *trial.glob("checkpoint_*/checkpoint.pt")]
+        found = [p for p in found if p.is_file()]
+        if found:
+            out.append(max(found, key=lambda p: p.stat().st_mtime_ns))
+    return out
+
+
 def _print(rows, key) -> None:
-    print(f"\n| {key} | realism_gap | fidelity | diversity_gap | authenticity_gap | C2ST accuracy ± sd | baseline | "
-          f"C2ST information (bits) | baseline |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"\n| {key} | realism_gap | fidelity | diversity_gap | authenticity_gap | structure_gap | C2ST accuracy ± sd | "
+          f"baseline | C2ST information (bits) | baseline |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     num = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
     for r in rows:
         print(f"| {r.get(key)} | {r['primary']:.3f} | {r['fidelity']:.3f} | {r['diversity_gap']:.3f} | "
-              f"{r.get('authenticity_gap', 0):.3f} | {r['c2st_accuracy']:.3f} ± {r['c2st_accuracy_sd']:.3f} | "
+              f"{r.get('authenticity_gap', 0):.3f} | {r.get('structure_gap', 0):.3f} | "
+              f"{r['c2st_accuracy']:.3f} ± {r['c2st_accuracy_sd']:.3f} | "
               f"{r['c2st_baseline']:.3f} | {num(r.get('c2st_information'))} | {num(r.get('c2st_information_baseline'))} |")
     if len(rows) >= 3:
         rho = _spearman([r["primary"] for r in rows], [r["c2st_accuracy"] for r in rows])

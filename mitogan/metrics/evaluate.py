@@ -82,9 +82,9 @@ def check_pair(real: np.ndarray, fake: np.ndarray, k: int = 5, real_name="real",
 def _run_metrics(ctx: MetricContext, names) -> tuple[dict, dict]:
     """Run the metrics ``names`` on ``ctx``: {value name: value}, {metric: sample sizes}, in the order asked.
 
-    The generated tiles' features (most of the cost) are computed in a second thread while the metrics that
-    do not read them (``PIXEL_METRICS``: the copy tests, the C2ST) run, unless the process may use one thread
-    only (a search trial given one CPU); the numbers are the same either way."""
+    The generated tiles' features and the metrics that do not read them (``PIXEL_METRICS``: the copy tests, the
+    structure test, the C2ST) share two threads, unless the process may use one thread only (a search trial
+    given one CPU); the numbers are the same either way."""
     from concurrent.futures import ThreadPoolExecutor
 
     from threadpoolctl import threadpool_limits
@@ -98,11 +98,14 @@ def _run_metrics(ctx: MetricContext, names) -> tuple[dict, dict]:
     done: dict = {}
     # One BLAS thread: once torch has run, its OpenMP workers spin on the cores and a multi-threaded
     # OpenBLAS fights them — a 480x480 eigh went from 0.02 s to 3.5 s on 2 cores.
-    with threadpool_limits(1, "blas"), ThreadPoolExecutor(1) as pool:
-        beside = pixels and len(pixels) < len(names) and allowed() > 1
+    beside = pixels and len(pixels) < len(names) and allowed() > 1
+    with threadpool_limits(1, "blas"), ThreadPoolExecutor(2 if beside else 1) as pool:
+        # two workers: the features first, the pixel metrics as workers come free (each task is deterministic
+        # and writes its own cache key, so the numbers are the same in any order)
         features = pool.submit(lambda: ctx.fake_raw) if beside else None
+        futures = {name: pool.submit(METRICS[name], ctx) for name in pixels} if beside else {}
         for name in pixels:
-            done[name] = METRICS[name](ctx)
+            done[name] = futures[name].result() if beside else METRICS[name](ctx)
         if features is not None:
             features.result()
         for name in names:

