@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-STRUCTURE_VERSION = 1  # part of the cache key of the real side's scores: bump on any change
+STRUCTURE_VERSION = 2  # part of the cache key of the real side's scores: bump on any change (2: float32 surrogates)
 
 __all__ = ["STRUCTURE_VERSION", "phase_surrogate", "structure_excess", "StructureReference", "structure_auc", "SURROGATES",
            "STRUCTURE_LEVELS", "MAX_STRUCTURE_TILES"]
