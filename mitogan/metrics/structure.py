@@ -6,7 +6,8 @@ surrogate-data test (Theiler et al., Physica D 1992) asks each tile directly whe
 structure than a random field with its own power spectrum and histogram:
 
     surrogate   the tile's Fourier phases replaced by random ones, then its own pixel values put back in the
-                new rank order (``phase_surrogate``): same histogram, (nearly) the same power spectrum, no shape
+                new rank order (``phase_surrogate``; ``_surrogates`` draws them in float32): same histogram,
+                (nearly) the same power spectrum, no shape
     excess      Minkowski functionals of the tile's bright excursion sets (boundary length / sqrt(area) and
                 Euler characteristic of its brightest 30, 20, 10 and 5 % after a 2 px Gaussian, as the
                 topology features) minus their mean over ``SURROGATES`` surrogates: real tubes and networks
@@ -15,12 +16,12 @@ structure than a random field with its own power spectrum and histogram:
                 (median, MAD), averaged: ~0 for a real tile, higher = less structure than real tiles have
 
 Against the held-out real tiles, ``structure_auc`` = P(score of a generated tile > score of a held-out tile)
-(Mann-Whitney, ties count half): 0.5 = as structured as real data. Its null, ``structure_auc_null``, is the
-same for the TRAINING split (what new real frames reach; not exactly 0.5 on mixed data), and
+(Mann-Whitney, ties count half): 0.5 = as structured as the held-out tiles. Its null, ``structure_auc_null``,
+is the same for the TRAINING split (what a generator learns from; not exactly 0.5 on mixed data), and
 
     structure_gap = max(0, (structure_auc - null) / (1 - null))
 
-0 = as much structure as new real data, 1 = every generated tile less structured than every real one (the
+0 = as much structure as the training tiles, 1 = every generated tile less structured than every real one (the
 AUC is smoothed by half a pair, so it only approaches 1). Blur, gamma and noise change a tile and its
 surrogates alike, so they barely move it; shuffled pixels, scrambled phases and textures move it most.
 Deterministic: the surrogates' phases come from a fixed seed; sets above ``MAX_STRUCTURE_TILES`` use a
@@ -33,8 +34,8 @@ import numpy as np
 
 STRUCTURE_VERSION = 2  # part of the cache key of the real side's scores: bump on any change (2: float32 surrogates)
 
-__all__ = ["STRUCTURE_VERSION", "phase_surrogate", "structure_excess", "StructureReference", "structure_auc", "SURROGATES",
-           "STRUCTURE_LEVELS", "MAX_STRUCTURE_TILES"]
+__all__ = ["STRUCTURE_VERSION", "phase_surrogate", "structure_excess", "StructureReference", "structure_auc",
+           "SURROGATES", "STRUCTURE_LEVELS", "MAX_STRUCTURE_TILES"]
 
 SURROGATES = 4  # per tile: the mean over 4 is steadier than one (docs/metrics.md, "Structure")
 STRUCTURE_LEVELS = (0.7, 0.8, 0.9, 0.95)  # each tile's own quantiles: its brightest 30, 20, 10 and 5 %
