@@ -33,9 +33,11 @@ CASES = {
     "wgan_gp": {"loss.kind": "wgan_gp", "loss.n_critic": 2, "optim.beta1": 0.0, "optim.beta2": 0.9,
                 "model.d_norm": "layer", "train.steps": 200},
     # FastGAN as in Liu et al.: hinge loss, spectral norm, reconstruction decoders on; a step costs ~3 DCGAN
-    # steps on a CPU (gated convolutions at every resolution), so narrower networks
+    # steps on a CPU (gated convolutions at every resolution), so narrower networks. 400 steps, not 300: since the
+    # objective charges unstructured tiles (structure_gap), its first 300 steps move it 1.000 -> 0.956 (fidelity
+    # 0.95 -> 0.86, structure gap 0.92 -> 0.48: learning, but short of the margin); 400 steps reach 0.926
     "fastgan": {"model.arch": "fastgan", "model.g_width": 8, "model.d_width": 8, "loss.kind": "hinge",
-                "train.steps": 300},
+                "train.steps": 400},
 }
 
 
