@@ -5,7 +5,8 @@
 The proof's parts (``proof.proof_parts``: train / other videos / later frames) of the real data or of 20
 simulated movies; ``CopyIndex`` and ``PatchIndex`` built on the training part with its time-block groups;
 then, for each set, the share of tiles each test flags (below its null's 5 % quantile), their union, and the
-null's own union rate (``copy_null_share``). Prints a markdown table (docs/metrics.md, "Partial copies").
+null's own union rate (``copy_null_share``). Prints a markdown table (docs/metrics.md, "Partial copies"), then
+one of copies turned by ``--turns`` degrees, flagged with and without the turned stage ("Turned copies").
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import time
 
 import numpy as np
 
-COPY_SETS = ("copy", "copy_noise=0.01", "copy_noise=0.05", "copy_shift=2", "copy_part=0.75", "copy_part=0.6",
+COPY_SETS = ("copy", "copy_noise=0.01", "copy_noise=0.05", "copy_shift=2", "copy_turn=30", "copy_turn=90",
+             "copy_part=0.75", "copy_part=0.6",
              "copy_part=0.5", "copy_mix=0.1")
 DAMAGE_SETS = (("blur", 1.0), ("gamma", 1.5), ("shuffle", 0), ("phase", 1.0), ("templates", 5))
 
@@ -44,6 +46,9 @@ def main(argv=None) -> None:
     ap.add_argument("--simulated", action="store_true", help="20 simulated movies instead of --data")
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--n", type=int, default=300, help="tiles per set")
+    ap.add_argument("--turns", default="3,5,8,12,20,30,45",
+                    help="angles (degrees) of the turned-copy table: training tiles turned about their centre, "
+                         "flagged with and without the turned stage ('' = no table)")
     args = ap.parse_args(argv)
     ts = _tiles(None if args.simulated else args.data, args.size)
     parts = proof_parts(ts, 0)
@@ -71,6 +76,32 @@ def main(argv=None) -> None:
         ms = 1000 * (time.perf_counter() - t) / len(x)
         w, p = dw < thr_d, rp < thr_r
         print(f"| {name} | {w.mean():.3f} | {p.mean():.3f} | {(w | p).mean():.3f} | {ms:.1f} |")
+    if args.turns:
+        _turn_table(train, groups, whole, part, thr_r, args, [float(a) for a in args.turns.split(",")], sets)
+
+
+def _turn_table(train, groups, whole, part, thr_r, args, angles, sets) -> None:
+    """Share flagged (whole-tile or partial) of training tiles turned by each angle, without and with the
+    turned stage of ``CopyIndex`` (each index against its own null), and of the honest sets."""
+    import cv2
+
+    from mitogan.metrics.copying import CopyIndex
+
+    plain = CopyIndex(train, rotate=False)
+    indexes = {"without": (plain, np.quantile(plain.null(groups, train), 0.05)),
+               "with": (whole, np.quantile(whole.null(groups, train), 0.05))}
+    x = train[np.random.default_rng(1).choice(len(train), min(args.n, len(train)), replace=False)]
+    s = x.shape[-1]
+    turned = {f"turned by {a:g}°": np.stack([cv2.warpAffine(t[0], cv2.getRotationMatrix2D((s / 2, s / 2), a, 1.0), (s, s),
+                                                           borderMode=cv2.BORDER_REFLECT)[None] for t in x])
+              for a in angles}
+    rows = {**turned, **{k: v for k, v in sets.items() if "honest" in k}}
+    print("\n| set | flagged without the turned stage | with it |\n|---|---:|---:|")
+    for name, q in rows.items():
+        q = q[: args.n]
+        p = part.ratios(q) < thr_r
+        cells = [((index.distances(q)[0] < thr) | p).mean() for index, thr in indexes.values()]
+        print(f"| {name} | {cells[0]:.3f} | {cells[1]:.3f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -191,7 +191,10 @@ def structure(ctx: MetricContext):
     the primary: 0 = as structured as the training tiles, -> 1 as tiles become random fields with real statistics."""
     from mitogan.metrics.structure import MAX_STRUCTURE_TILES
 
-    out = ctx.ref.structure.gap(ctx.fake_tiles, ctx.seed)
+    key = ("structure_scores", None if ctx.n_fake <= MAX_STRUCTURE_TILES else ctx.seed)  # all tiles: every seed alike
+    if key not in ctx._cache:
+        ctx._cache[key] = ctx.ref.structure.scores(ctx.fake_tiles, ctx.seed)
+    out = ctx.ref.structure.gap_of_scores(ctx._cache[key])
     return out, {"n_fake": min(ctx.n_fake, MAX_STRUCTURE_TILES), "n_heldout": len(ctx.ref.structure.heldout)}
 
 

@@ -1,7 +1,7 @@
 """Data copying: is a generated tile a reproduction of a TRAINING tile, or new data?
 
 A GAN trained on a few hundred images can learn to replay them: exactly, blurred, shifted by a pixel or two,
-flipped, rotated by 90 degrees, slightly cropped or rescaled. Such a generator is as "realistic" as the
+flipped, turned by any angle, slightly cropped or rescaled. Such a generator is as "realistic" as the
 training data itself, so fidelity alone would crown it. This module finds, for every query tile, its nearest
 training tile **up to those transformations**, and compares that distance with how close *honest* new real
 data gets to the training tiles.
@@ -15,6 +15,14 @@ Matching (``CopyIndex``), two stages so that it stays cheap:
              of each candidate, at zoom 1 and 1.1 on either side (a 10 % crop or rescale), compared over
              shifts of up to +-2 grid cells (S/16 px) as the correlation of the overlapping windows.
              distance = 1 - the best correlation: 0 for a copy, ~1 for unrelated content.
+    turned   copies turned by any angle, not only quarter turns (``_rotated_match``): each query's 3 nearest
+             training tiles over turns in 7.5-degree steps (coarse grids of the central disc, which every turn
+             keeps); the exact angle, mirrored or not, read from the two tiles' polar power spectra (a turn is
+             a shift along their angle axis: within ~0.5 degree); the query turned back by it, registered onto
+             the training tile by phase correlation to a fraction of a grid cell, compared over the central
+             square of the disc (blur sigma = S/32: a turn resamples the camera noise). The smaller distance of
+             the two stages counts. Turns within 2 degrees of a quarter turn are left to the first stage:
+             registered that finely, the unturned new frames of a drifting field (the null) would come nearer too.
 
 The null (what honest new data looks like): every training tile's distance to the nearest training tile of
 *another time block or video* (``split groups``). It contains "the same field a few frames later", so frames
@@ -34,13 +42,23 @@ that one test works whether the held-out split is other videos or later frames; 
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 __all__ = ["grids", "CopyIndex", "PatchIndex", "patches", "COPY_QUANTILE", "COPY_NULL_VERSION", "copy_statistics", "video_twins", "merge_twins", "layout"]
 
 COPY_QUANTILE = 0.05  # a generated tile nearer than this quantile of the null counts as a copy
-COPY_NULL_VERSION = 1  # part of the cache key of the nulls kept beside a cached reference: bump when they change
+COPY_NULL_VERSION = 2  # part of the cache key of the nulls kept beside a cached reference: bump when they change
 COARSE, FINE, SHIFT, ZOOM = 8, 32, 2, 1.1
+# rotated copies: the query is looked up at these angles (degrees; with the 8 orientations of the training side
+# every rotation is within 7.5 degrees of one), then its exact angle against each candidate is read from their
+# power spectra (``_angles``), and it is compared turned back by that angle, over the central disc only
+ROT_LOOKUP = tuple(np.arange(-37.5, 45.1, 7.5))
+ROT_BLUR = 1 / 32  # sigma / S of the turned comparison: a turn resamples camera noise, this averages it out
+MIN_TURN = 2.0  # degrees: turns nearer a quarter turn than this are left to the orientations (``_fine_match``)
+ROT_CANDIDATES = 3  # training tiles per query the rotated comparison looks at
+_POLAR_ANGLES = 180  # bins over 180 degrees (a power spectrum repeats after half a turn)
 
 
 def _sum_last(a: np.ndarray) -> np.ndarray:
@@ -159,6 +177,133 @@ def _top_k(x: np.ndarray, k: int) -> np.ndarray:
     return torch.from_numpy(np.ascontiguousarray(x, np.float32)).topk(k, dim=1, sorted=False).indices.numpy()
 
 
+def _rot_side(fine: int) -> int:
+    """Side of the window the rotated comparison uses: the square inside the disc of radius G/2 (even)."""
+    return int(fine / np.sqrt(2)) // 2 * 2
+
+
+def _coarse_disc() -> np.ndarray:
+    """(COARSE**2,) bool: the cells of the coarse grid inside the disc that every turn of a tile keeps."""
+    c = np.arange(COARSE) - (COARSE - 1) / 2
+    return (np.hypot(*np.meshgrid(c, c, indexing="ij")) <= COARSE / 2 - 0.4).ravel()
+
+
+def _turn(x: np.ndarray, degrees) -> np.ndarray:
+    """(N, 1, S, S) tiles each turned about its centre by ``degrees`` (one number or one per tile; counter-
+    clockwise as displayed), bilinear, mirrored at the border."""
+    import cv2
+
+    x = np.asarray(x, np.float32)
+    s = x.shape[-1]
+    a = np.broadcast_to(np.asarray(degrees, np.float64), (len(x),))
+    return np.stack([cv2.warpAffine(np.ascontiguousarray(t[0]), cv2.getRotationMatrix2D(((s - 1) / 2, (s - 1) / 2),
+                                    float(d), 1.0), (s, s), flags=cv2.INTER_LINEAR,
+                                    borderMode=cv2.BORDER_REFLECT)[None] for t, d in zip(x, a)])
+
+
+def _polar_spectra(tiles: np.ndarray) -> np.ndarray:
+    """(N, 1, S, S) -> (N, _POLAR_ANGLES, R) float32: each tile's log power spectrum (under a radial Hann window,
+    so that the tile's border does not add a cross) sampled on a polar grid, 1 degree by 1 cycle per tile from 2
+    to 3S/8 cycles, each radius's mean removed, unit norm. A turn of the tile is a shift along the angle axis."""
+    from scipy import fft as scipy_fft
+
+    x = np.asarray(tiles, np.float32)[:, 0]
+    n, s = len(x), x.shape[-1]
+    x = (x - x.mean((1, 2), keepdims=True)) * _hann_disc(s)
+    power = np.log1p(np.abs(np.fft.fftshift(scipy_fft.fft2(x), axes=(1, 2))))  # complex64: half numpy's cost
+    sample = _polar_sampler(s)
+    out = (sample @ power.reshape(n, -1).T).T.reshape(n, _POLAR_ANGLES, -1)
+    out -= out.mean(1, keepdims=True)
+    return _unit(out.reshape(n, -1)).reshape(out.shape).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def _polar_sampler(s: int):
+    """Sparse (angles x radii, S x S) matrix of bilinear weights: the polar grid of ``_polar_spectra`` read from a
+    centred S x S spectrum (image rows grow downwards: angles count counter-clockwise as displayed)."""
+    from scipy import sparse
+
+    phi = np.arange(_POLAR_ANGLES) * np.pi / _POLAR_ANGLES
+    rad = np.arange(2, max(3, 3 * s // 8 + 1))
+    yy = (s // 2 - np.outer(np.sin(phi), rad)).ravel()
+    xx = (s // 2 + np.outer(np.cos(phi), rad)).ravel()
+    y0, x0 = np.floor(yy).astype(int), np.floor(xx).astype(int)
+    fy, fx = yy - y0, xx - x0
+    rows, cols, vals = [], [], []
+    for dy, wy in ((0, 1 - fy), (1, fy)):
+        for dx, wx in ((0, 1 - fx), (1, fx)):
+            rows.append(np.arange(len(yy)))
+            cols.append(np.clip(y0 + dy, 0, s - 1) * s + np.clip(x0 + dx, 0, s - 1))
+            vals.append(wy * wx)
+    return sparse.csr_matrix((np.concatenate(vals).astype(np.float32), (np.concatenate(rows), np.concatenate(cols))),
+                             shape=(len(yy), s * s))
+
+
+def _angles(fq: np.ndarray, ft: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The turn (degrees, in [-90, 90)) that takes each training tile to its query, and how well their spectra
+    then agree (the correlation's peak, 1 = identical up to the turn): ``fq`` (b, F, R) and ``ft`` (b, k, F, R)
+    are the polar spectra's Fourier transforms along the angle axis (``rfft(_polar_spectra(x), axis=1)``). The
+    peak of their circular cross-correlation, refined by a parabola through its neighbours."""
+    corr = np.fft.irfft((fq[:, None] * np.conj(ft)).sum(-1), n=_POLAR_ANGLES, axis=-1)  # (b, k, A)
+    peak = corr.argmax(-1)
+    left = np.take_along_axis(corr, ((peak - 1) % _POLAR_ANGLES)[..., None], -1)[..., 0]
+    mid = np.take_along_axis(corr, peak[..., None], -1)[..., 0]
+    right = np.take_along_axis(corr, ((peak + 1) % _POLAR_ANGLES)[..., None], -1)[..., 0]
+    den = left - 2 * mid + right
+    frac = np.where(den < 0, 0.5 * (left - right) / np.where(den < 0, den, -1.0), 0.0)
+    shift = (peak + frac) * 180.0 / _POLAR_ANGLES
+    return (shift + 90.0) % 180.0 - 90.0, mid
+
+
+def _hann_disc(g: int) -> np.ndarray:
+    """(g, g) float32: a radial Hann window over the disc inscribed in a g x g grid."""
+    c = np.arange(g) - (g - 1) / 2
+    r = np.hypot(*np.meshgrid(c, c, indexing="ij"))
+    return np.where(r < g / 2, 0.5 * (1 + np.cos(np.pi * r / (g / 2))), 0.0).astype(np.float32)
+
+
+def _registered_correlation(q: np.ndarray, t: np.ndarray, side: int) -> np.ndarray:
+    """Correlation of the central ``side`` x ``side`` windows of grids ``q`` and each of ``t`` (n, ..., G, G)
+    after ``q`` is moved onto it by the shift their phase correlation finds (sub-cell: a parabola through the
+    peak and its neighbours; at most SHIFT cells either way), the move done exactly by the Fourier shift theorem.
+    A turned copy is turned about an unknown centre, so it is off by a fraction of a cell that a search over
+    whole cells leaves; registered, it matches its original as closely as an unturned copy does. -> (n, ...)"""
+    from scipy import fft as scipy_fft
+
+    g = q.shape[-1]
+    window = _hann_disc(g)
+    fq_raw = scipy_fft.fft2(q)
+    fq = scipy_fft.fft2((q - q.mean((-2, -1), keepdims=True)) * window)
+    ky = scipy_fft.fftfreq(g).astype(np.float32)[:, None]
+    kx = scipy_fft.fftfreq(g).astype(np.float32)[None, :]
+    e = (g - side) // 2
+    a_shape = q.shape[:-2]
+    out = []
+    for tv in t:
+        ft = scipy_fft.fft2((tv - tv.mean((-2, -1), keepdims=True)) * window)
+        cross = fq * np.conj(ft)
+        surface = scipy_fft.ifft2(cross / np.maximum(np.abs(cross), 1e-12)).real  # peak: q's shift against t
+        flat = surface.reshape(*a_shape, -1)
+        peak = flat.argmax(-1)
+        py, px = np.divmod(peak, g)
+        mid = np.take_along_axis(flat, peak[..., None], -1)[..., 0]
+
+        def refine(p, step):  # sub-cell position of the peak along one axis (step: its stride in ``flat``)
+            at = lambda d: np.take_along_axis(flat, (peak + d * step + (((p + d) % g) - (p + d)) * step)[..., None], -1)[..., 0]  # noqa: E731
+            left, right = at(-1), at(1)
+            den = left - 2 * mid + right
+            frac = np.where(den < 0, 0.5 * (left - right) / np.where(den < 0, den, -1.0), 0.0)
+            return np.clip((p + np.clip(frac, -0.5, 0.5) + g / 2) % g - g / 2, -SHIFT, SHIFT).astype(np.float32)
+
+        dy, dx = refine(py, g), refine(px, 1)
+        ramp = np.exp((2j * np.pi) * (ky * dy[..., None, None] + kx * dx[..., None, None])).astype(np.complex64)
+        moved = scipy_fft.ifft2(fq_raw * ramp).real  # q moved back by (dy, dx)
+        a = moved[..., e:e + side, e:e + side].reshape(*a_shape, -1)
+        b = tv[..., e:e + side, e:e + side].reshape(*a_shape, -1)
+        out.append((_unit(a) * _unit(b)).sum(-1))
+    return np.stack(out)
+
+
 class CopyIndex:
     """Nearest training tile of any query tile, up to orientation, shifts of +-S/16 px and a 10 % zoom.
 
@@ -168,7 +313,7 @@ class CopyIndex:
     """
 
     def __init__(self, train: np.ndarray, candidates: int = 8, orient: bool = True, zooms=(1.0, ZOOM),
-                 fine: int = FINE, blur: float = 1 / 64):
+                 fine: int = FINE, blur: float = 1 / 64, rotate: bool | None = None):
         train = np.asarray(train, np.float32)
         s = train.shape[-1]
         self.size, self.n, self.zooms, self.fine, self.blur = s, len(train), tuple(zooms), fine, blur
@@ -183,6 +328,15 @@ class CopyIndex:
         self._fine = np.stack([self._views(_zoomed_grids(blurred, fine, z)) for z in self.zooms])
         self._norms = _window_norms(self._fine, SHIFT)  # (zooms, O, T, 2 SHIFT + 1, 2 SHIFT + 1)
         self._null: dict = {}
+        self.rotate = orient if rotate is None else rotate
+        if self.rotate:  # rotated copies (``_rotated_match``): what the training side needs, once
+            disc = _coarse_disc()
+            self._coarse_disc = _unit(self._views(coarse).reshape(self.n_views, len(train), -1)[:, :, disc])  # (O, T, cells in the disc)
+            # (T, F, radii): the polar spectra along the angle axis in Fourier space (``_angles``)
+            self._spectra = np.fft.rfft(_polar_spectra(train), axis=1).astype(np.complex64)
+            # the central RS x RS windows of the unturned and the half-turned view (orientations 0 and 4)
+            turned_view = _zoomed_grids(_blurred(train, s * ROT_BLUR), fine)
+            self._fine_rot = np.stack([turned_view, turned_view[:, ::-1, ::-1]])  # (2, T, G, G): as is, half turn
 
     def _query_centres(self, query: np.ndarray) -> np.ndarray:
         """(zooms, N, V, side, side): central windows of each query grid at every zoom, and at sub-cell offsets
@@ -221,7 +375,54 @@ class CopyIndex:
                     own |= extra[lo:hi, None] == groups[1][None, :]
                 np.copyto(sim, -np.inf, where=own[:, None, :])
             dist[lo:hi], index[lo:hi] = self._fine_match(sim, centres[:, lo:hi])
+            if self.rotate:
+                own = None if groups is None else own
+                d, i = self._rotated_match(query[lo:hi], own)
+                better = d < dist[lo:hi]
+                dist[lo:hi], index[lo:hi] = np.where(better, d, dist[lo:hi]), np.where(better, i, index[lo:hi])
         return np.clip(dist, 0.0, 2.0), index
+
+    def _rotated_match(self, query: np.ndarray, own: np.ndarray | None):
+        """Distance and training index of each query tile (b, 1, S, S) as a turned copy: its ``ROT_CANDIDATES``
+        nearest training tiles over the turns ``ROT_LOOKUP`` (coarse grids, central disc), for each the turn
+        read from the two power spectra, with and without a mirror (``_angles``); the query turned back by it is
+        registered onto the training tile and its half turn (``_registered_correlation``) and compared over its
+        central RS x RS window (inside the disc every turn keeps). ``own`` (b, T): training tiles a query may not
+        match. Turns within ``MIN_TURN`` of a quarter turn are left to ``_fine_match``.
+        The tiles are blurred before they are turned (a Gaussian blur and a turn commute), and the lookup turns
+        2C x 2C grids: the blur, once per tile, is what costs."""
+        b, s = len(query), self.size
+        disc = _coarse_disc()
+        small = _resize(_blurred(query, self._coarse_sigma), 2 * COARSE)[:, None]  # (b, 1, 2C, 2C)
+        train_disc = self._coarse_disc.reshape(-1, self._coarse_disc.shape[-1]).T
+        sim = np.full((b, self.n), -np.inf, np.float32)
+        for a in ROT_LOOKUP:  # (b, T): the best turn and orientation per training tile
+            g = _resize(_turn(small, a)[:, 0], COARSE).reshape(b, -1)[:, disc]
+            sim = np.maximum(sim, (_unit(g) @ train_disc).reshape(b, self.n_views, self.n).max(1))
+        if own is not None:
+            np.copyto(sim, -np.inf, where=own)
+        k = min(ROT_CANDIDATES, self.n)
+        top = _top_k(sim, k)  # (b, k)
+        valid = np.take_along_axis(sim, top, 1) > -np.inf
+        # which candidate, mirrored or not, at which angle: the best agreement of the polar spectra (2 x k per
+        # query); near a quarter turn the orientations of ``_fine_match`` match already, and registered that
+        # finely here, unturned new frames of a drifting field would come nearer than there, the null with them
+        fq = np.fft.rfft(_polar_spectra(query), axis=1)
+        ft = self._spectra[top]  # (b, k, F, R)
+        angles, agree = zip(*(_angles(f, ft) for f in (fq, np.conj(fq))))  # a mirror reverses the angle axis
+        angles, agree = np.stack(angles, 1), np.stack(agree, 1)  # (b, 2, k): unmirrored, mirrored
+        agree = np.where(valid[:, None] & (np.abs((angles + 45.0) % 90.0 - 45.0) >= MIN_TURN), agree, -np.inf)
+        pick = agree.reshape(b, -1).argmax(1)
+        mirror, j = np.divmod(pick, k)
+        angle = angles.reshape(b, -1)[np.arange(b), pick]
+        tile = top[np.arange(b), j]
+        blurred = _blurred(query, s * ROT_BLUR)  # (b, S, S)
+        blurred = np.where(mirror[:, None, None] == 1, blurred[..., ::-1], blurred)
+        g = _zoomed_grids(_turn(blurred[:, None], -angle)[:, 0], self.fine)  # (b, G, G)
+        # the training tile and its half turn (the spectra cannot tell them apart): (2, b)
+        corr = _registered_correlation(g, self._fine_rot[:, tile], _rot_side(self.fine)).max(0)
+        ok = np.isfinite(agree.reshape(b, -1).max(1))
+        return np.where(ok, 1.0 - corr, 2.0), tile
 
     def _fine_match(self, sim: np.ndarray, centres: np.ndarray):
         """Distance and training index of the best of each query's ``candidates`` coarse matches (``sim``
@@ -307,7 +508,8 @@ class PatchIndex:
         self.side, self._step = s // 2, max(1, s // 4)
         # blurred once as whole tiles (cheaper than per patch, and with the real neighbours at patch borders)
         train_patches, self.owner = patches(self._blur(train), self.side, max(1, s // 8))
-        self.index = CopyIndex(train_patches, candidates, orient=False, zooms=(1.0,), fine=min(16, self.side), blur=0)
+        self.index = CopyIndex(train_patches, candidates, orient=False, zooms=(1.0,), fine=min(16, self.side), blur=0,
+                               rotate=False)
         if state is not None:
             self.scale, self._null = np.asarray(state["scale"]), np.asarray(state["null"])
             if self.scale.shape not in ((0,), (len(train_patches),)) or len(self._null) not in (0, len(train)):

@@ -46,7 +46,7 @@ LADDERS: dict[str, tuple] = {
 }
 PROOF_METRICS = ("fidelity", "vendi", "authenticity", "structure")  # what the primary needs, nothing more
 COPIES: tuple[str, ...] = ("copy", "copy_noise=0.01", "copy_noise=0.05", "copy_shift=1", "copy_shift=2",
-                           "copy_flip", "copy_rot90", "copy_crop=0.9", "copy_shrink=0.9",
+                           "copy_flip", "copy_rot90", "copy_turn=30", "copy_crop=0.9", "copy_shrink=0.9",
                            "copy_part=0.75",
                            "copy_mix=0.1", "copy_mix=0.5", "copy_mix=1.0")
 
@@ -123,6 +123,10 @@ def copy_set(train: np.ndarray, name: str, honest: np.ndarray, n: int, seed: int
         x = x[..., ::-1]
     elif kind == "copy_rot90":
         x = np.rot90(x, 1, axes=(2, 3))
+    elif kind == "copy_turn":  # each turned by its own angle of up to lv degrees either way, mirrored at the border
+        x = np.stack([cv2.warpAffine(t[0], cv2.getRotationMatrix2D((s / 2, s / 2), a, 1.0), (s, s),
+                                     flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)[None]
+                      for t, a in zip(x, rng.uniform(-lv, lv, len(x)))])
     elif kind in ("copy_crop", "copy_shrink"):
         c = int(round(s * lv))
         o = (s - c) // 2

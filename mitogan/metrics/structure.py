@@ -128,7 +128,10 @@ class StructureReference:
         return self.score_excess(structure_excess(_subset(np.asarray(tiles, np.float32), seed + 41)))
 
     def gap(self, tiles: np.ndarray, seed: int = 0) -> dict:
-        s = self.scores(tiles, seed)
+        return self.gap_of_scores(self.scores(tiles, seed))
+
+    def gap_of_scores(self, s: np.ndarray) -> dict:
+        """The test's numbers for generated tiles' ``scores``."""
         auc = structure_auc(s, self.heldout)
         return {"structure_gap": float(max(0.0, (auc - self.null) / (1.0 - self.null))), "structure_auc": auc,
                 "structure_auc_null": self.null, "structure_score_median": float(np.median(s)),
