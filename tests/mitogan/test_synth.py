@@ -175,14 +175,20 @@ def test_tiff_mapping_from_bundles_that_kept_per_video_intensity_lists():
 
 
 def test_image_i_is_the_same_whatever_the_batch_size(bundle, tmp_path):
-    # latent i is one fixed vector: batches of 7, 64 and 100 (not multiples of each other) give the same images
+    # latent i is one fixed vector: batches of 7, 64 and 100 (not multiples of each other) give the same images,
+    # to float rounding: with more than one torch thread the convolutions split a batch by its size, so the last
+    # bits of a float32 image may differ (seen: 1e-10 on 2 threads; bit-equal on one). The same batch size
+    # gives the same bits.
     runs = {}
     for bs in (7, 64, 100):
         synthesize(bundle, tmp_path / f"b{bs}", SynthOptions(n=130, batch_size=bs, format="npy"), progress=False)
         runs[bs] = np.load(tmp_path / f"b{bs}" / "images.npy")
         assert [int(r["latent_index"]) for r in read_manifest(tmp_path / f"b{bs}")] == list(range(130))
-    assert np.array_equal(runs[7], runs[64]) and np.array_equal(runs[64], runs[100])
-    assert not np.array_equal(runs[7][0], runs[7][1])  # and the images differ from one another
+    np.testing.assert_allclose(runs[7], runs[64], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(runs[64], runs[100], rtol=0, atol=1e-6)
+    synthesize(bundle, tmp_path / "again", SynthOptions(n=130, batch_size=64, format="npy"), progress=False)
+    assert np.array_equal(np.load(tmp_path / "again" / "images.npy"), runs[64])
+    assert not np.allclose(runs[7][0], runs[7][1], atol=1e-3)  # and the images differ from one another
 
 
 def test_latents_do_not_depend_on_how_they_are_asked_for():
