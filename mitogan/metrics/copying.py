@@ -204,7 +204,7 @@ def _turn(x: np.ndarray, degrees) -> np.ndarray:
 def _polar_spectra(tiles: np.ndarray) -> np.ndarray:
     """(N, 1, S, S) -> (N, _POLAR_ANGLES, R) float32: each tile's log power spectrum (under a radial Hann window,
     so that the tile's border does not add a cross) sampled on a polar grid, 1 degree by 1 cycle per tile from 2
-    to 3S/8 cycles, each radius's mean removed, unit norm. A turn of the tile is a shift along the angle axis."""
+    to 3S/8 cycles (at most 24), each radius's mean removed, unit norm. A turn of the tile is a shift along the angle axis."""
     from scipy import fft as scipy_fft
 
     x = np.asarray(tiles, np.float32)[:, 0]
@@ -224,7 +224,7 @@ def _polar_sampler(s: int):
     from scipy import sparse
 
     phi = np.arange(_POLAR_ANGLES) * np.pi / _POLAR_ANGLES
-    rad = np.arange(2, max(3, 3 * s // 8 + 1))
+    rad = np.arange(2, min(max(3, 3 * s // 8 + 1), 25))  # at most 24 cycles: bounded memory for big tiles
     yy = (s // 2 - np.outer(np.sin(phi), rad)).ravel()
     xx = (s // 2 + np.outer(np.cos(phi), rad)).ravel()
     y0, x0 = np.floor(yy).astype(int), np.floor(xx).astype(int)
@@ -334,7 +334,7 @@ class CopyIndex:
             self._coarse_disc = _unit(self._views(coarse).reshape(self.n_views, len(train), -1)[:, :, disc])  # (O, T, cells in the disc)
             # (T, F, radii): the polar spectra along the angle axis in Fourier space (``_angles``)
             self._spectra = np.fft.rfft(_polar_spectra(train), axis=1).astype(np.complex64)
-            # the central RS x RS windows of the unturned and the half-turned view (orientations 0 and 4)
+            # fine grids at the turned comparison's blur, as is and half-turned (the spectra cannot tell them apart)
             turned_view = _zoomed_grids(_blurred(train, s * ROT_BLUR), fine)
             self._fine_rot = np.stack([turned_view, turned_view[:, ::-1, ::-1]])  # (2, T, G, G): as is, half turn
 
@@ -369,6 +369,7 @@ class CopyIndex:
         for lo in range(0, n, chunk):
             hi = min(n, lo + chunk)
             sim = (coarse[lo:hi] @ self._coarse.reshape(-1, self._coarse.shape[-1]).T).reshape(hi - lo, self.n_views, -1)
+            own = None  # (b, T): training tiles each query may not match
             if groups is not None:  # (b, O, T): orientation-major like ``_coarse``
                 own = groups[0][lo:hi, None] == groups[1][None, :]
                 for extra in groups[2:]:  # further groups excluded per query row
@@ -376,7 +377,6 @@ class CopyIndex:
                 np.copyto(sim, -np.inf, where=own[:, None, :])
             dist[lo:hi], index[lo:hi] = self._fine_match(sim, centres[:, lo:hi])
             if self.rotate:
-                own = None if groups is None else own
                 d, i = self._rotated_match(query[lo:hi], own)
                 better = d < dist[lo:hi]
                 dist[lo:hi], index[lo:hi] = np.where(better, d, dist[lo:hi]), np.where(better, i, index[lo:hi])
