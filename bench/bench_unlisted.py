@@ -1,0 +1,107 @@
+"""Forms of copying and collapse that the proof does not hold, scored by the primary objective.
+
+    python bench/bench_unlisted.py [--data ../shared/data | --simulated]
+
+The proof's parts (``proof.proof_parts``, seed 0) of the real data or of 20 simulated movies; the reference
+built on them as in the proof; then ``realism_gap`` and its components for honest sets ("other" videos, "later"
+frames, blur 1 px of "other") and for sets the proof's ladders do not contain: copies of training tiles made
+dimmer, gamma-corrected, blurred, down- and up-sampled, turned by up to 15 degrees, elastically warped; mosaics
+of four training quadrants; the brighter of two training tiles; 5 templates at random positions; one streak at
+one place over honest tiles; 50 templates plus noise. Each of those should score worse than the honest sets.
+Prints a markdown table (docs/metrics.md, "Forms not in the proof").
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+
+def unlisted_sets(train: np.ndarray, other: np.ndarray, seed: int = 5) -> dict[str, np.ndarray]:
+    """As many tiles as ``other`` for every unlisted form, from the TRAINING tiles (copies) or from ``other``."""
+    import cv2
+    from scipy import ndimage
+
+    from mitogan.metrics.proof import damage
+
+    rng = np.random.default_rng(seed)
+    n, s = len(other), other.shape[-1]
+    x = train[rng.choice(len(train), n, replace=len(train) < n)].astype(np.float32)
+    out = {"copy, 20 % dimmer": (x + 1) * 0.8 - 1,
+           "copy, gamma 1.3": ((x + 1) / 2) ** 1.3 * 2 - 1,
+           "copy, blurred 1 px": ndimage.gaussian_filter(x, (0, 0, 1, 1)),
+           "copy, down- and up-sampled 2x": np.stack([cv2.resize(cv2.resize(t[0], (s // 2, s // 2), interpolation=cv2.INTER_AREA),
+                                                                 (s, s), interpolation=cv2.INTER_LINEAR)[None] for t in x])}
+    turn = lambda t, a: cv2.warpAffine(t, cv2.getRotationMatrix2D((s / 2, s / 2), a, 1.0), (s, s),  # noqa: E731
+                                       borderMode=cv2.BORDER_REFLECT)
+    out["copy, turned by up to 15°"] = np.stack([turn(t[0], rng.uniform(-15, 15))[None] for t in x])
+    yy, xx = np.mgrid[:s, :s].astype(np.float32)
+
+    def warp(t):  # a smooth random displacement of up to 2 px
+        d = [ndimage.gaussian_filter(rng.standard_normal((s, s)), 6) for _ in range(2)]
+        d = [v / (np.abs(v).max() + 1e-9) * 2.0 for v in d]
+        return cv2.remap(t, (xx + d[1]).astype(np.float32), (yy + d[0]).astype(np.float32), cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REFLECT)
+
+    out["copy, elastically warped 2 px"] = np.stack([warp(t[0])[None] for t in x])
+    h = s // 2
+    q = train[rng.choice(len(train), (n, 4))][:, :, 0]
+    mosaic = np.empty_like(x)
+    mosaic[:, 0, :h, :h], mosaic[:, 0, :h, h:] = q[:, 0, :h, :h], q[:, 1, :h, h:]
+    mosaic[:, 0, h:, :h], mosaic[:, 0, h:, h:] = q[:, 2, h:, :h], q[:, 3, h:, h:]
+    out["mosaic of 4 training quadrants"] = mosaic
+    out["brighter of two training tiles"] = np.maximum(x, train[rng.choice(len(train), n)])
+    pick = other[rng.choice(n, 5, replace=False)][np.arange(n) % 5]
+    moves = rng.integers(0, s, (n, 2))
+    out["5 templates at random places + noise"] = (np.stack([np.roll(p, tuple(v), axis=(1, 2)) for p, v in zip(pick, moves)])
+                                                  + 0.05 * rng.standard_normal(x.shape))
+    streak = np.zeros((s, s), np.float32)
+    cv2.line(streak, (s // 4, s // 4), (s // 2, s // 2), 1.0, 3)
+    streak = ndimage.gaussian_filter(streak, 1.5)
+    out["one streak at one place over honest tiles"] = 0.5 * other + 1.2 * streak[None, None] / streak.max() - 0.2
+    out["50 templates + noise"] = damage(other, "templates", 50, seed=3)
+    return {k: np.clip(v, -1, 1).astype(np.float32) for k, v in out.items()}
+
+
+def main(argv=None) -> None:
+    from mitogan.metrics.evaluate import PRIMARY_COMPONENTS, _run_metrics, primary_value
+    from mitogan.metrics.proof import PROOF_METRICS, damage, proof_parts, videos_to_tiles
+    from mitogan.metrics.protocol import RealSplit
+    from mitogan.metrics.reference import Reference
+    from mitogan.metrics.registry import MetricContext
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", default="../shared/data")
+    ap.add_argument("--simulated", action="store_true", help="20 simulated movies instead of --data")
+    args = ap.parse_args(argv)
+    if args.simulated:
+        from mitogan.simulate import SimParams, simulate_video
+
+        ts = videos_to_tiles([simulate_video(SimParams(size=128, frames=12), s)[0] for s in range(20)], 64)
+    else:
+        from mitogan.io import read_inputs
+        from mitogan.preprocess import quality_report
+
+        frames = [np.delete(v.frames, quality_report(v)["flagged"], axis=0) for v in read_inputs(args.data)]
+        ts = videos_to_tiles([f for f in frames if len(f)], 64)
+    t0 = time.perf_counter()
+    parts = proof_parts(ts, 0)
+    split = RealSplit(parts["train"], parts["heldout"], "proof", np.zeros(len(ts), np.int64))
+    ref = Reference.build(ts.tiles, ts.source, ts.frame, split=split, seed=0)
+    other, train = ts.tiles[parts["other"]], ts.tiles[parts["train"]]
+    sets = {"other videos (honest)": other, "later frames (honest)": ts.tiles[parts["later"]],
+            "blur 1 px of other": damage(other, "blur", 1.0), **unlisted_sets(train, other)}
+    print(f"{'simulated' if args.simulated else args.data}: parts {({k: len(v) for k, v in parts.items()})}\n")
+    print("| set | realism_gap ↓ | " + " | ".join(PRIMARY_COMPONENTS) + " |")
+    print("|---|---:|" + "---:|" * len(PRIMARY_COMPONENTS))
+    for name, tiles in sets.items():
+        values, _ = _run_metrics(MetricContext(ref, tiles, seed=0, _cache={}), PROOF_METRICS)
+        cells = " | ".join(f"{values[c]:.3f}" for c in PRIMARY_COMPONENTS)
+        print(f"| {name} | {primary_value(values):.3f} | {cells} |", flush=True)
+    print(f"\n({time.perf_counter() - t0:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
