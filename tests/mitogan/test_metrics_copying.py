@@ -120,8 +120,8 @@ def test_nearest_training_tile_is_the_copied_one(movie):
 def test_a_turned_copy_is_matched_to_its_original_at_its_angle(movie, degrees, mirror):
     """Any turn, not only quarter turns: the angle read from the two power spectra is within 2 degrees (32 px
     tiles), and a copy turned about a point off the tile's centre (a turn plus a sub-pixel move) finds its
-    original (mirrored or not), nearer than the copy threshold. Tiles with structure: a turned tile of camera noise alone is new
-    noise, no test can call it a copy."""
+    original (mirrored or not), nearer than the copy threshold. Tiles with structure: a turned tile of camera
+    noise alone is new noise, no test can call it a copy."""
     import cv2
 
     from mitogan.metrics.copying import _angles, _polar_spectra, _turn
