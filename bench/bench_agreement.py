@@ -108,14 +108,26 @@ def search(folder: Path, data: Path) -> None:
 
 
 def _last_checkpoints(folder: Path) -> list[Path]:
-    """Each trial's newest checkpoint: the trainer's own ``checkpoint.pt`` (a trial stopped early keeps it) or the
-    newest of Ray's ``checkpoint_N/checkpoint.pt`` (a finished trial keeps only those), whichever is later."""
+    """Each trial's newest checkpoint by training step: the trainer's own ``checkpoint.pt`` (a trial stopped early
+    keeps it; its step is read from it) or one of Ray's ``checkpoint_N/checkpoint.pt`` (a finished trial keeps only
+    those; the step is in the ``step.json`` beside each), whichever holds the later step. (File times would do
+    until a copy or a restore touches a file.)"""
+    from mitogan.train import load_checkpoint
+
     out = []
     for trial in sorted(p for p in folder.iterdir() if p.is_dir()):
-        found = [trial / "checkpoint.pt", *trial.glob("checkpoint_*/checkpoint.pt")]
-        found = [p for p in found if p.is_file()]
+        found = []
+        for ckpt in [trial / "checkpoint.pt", *trial.glob("checkpoint_*/checkpoint.pt")]:
+            if not ckpt.is_file():
+                continue
+            meta = ckpt.parent / "step.json"
+            if ckpt.parent != trial and meta.is_file():
+                step = int(json.loads(meta.read_text()).get("step", -1))
+            else:
+                step = int(load_checkpoint(ckpt)["step"])
+            found.append((step, str(ckpt)))
         if found:
-            out.append(max(found, key=lambda p: p.stat().st_mtime_ns))
+            out.append(Path(max(found)[1]))
     return out
 
 
