@@ -334,9 +334,7 @@ class CopyIndex:
             self._coarse_disc = _unit(self._views(coarse).reshape(self.n_views, len(train), -1)[:, :, disc])  # (O, T, cells in the disc)
             # (T, F, radii): the polar spectra along the angle axis in Fourier space (``_angles``)
             self._spectra = np.fft.rfft(_polar_spectra(train), axis=1).astype(np.complex64)
-            # fine grids at the turned comparison's blur, as is and half-turned (the spectra cannot tell them apart)
-            turned_view = _zoomed_grids(_blurred(train, s * ROT_BLUR), fine)
-            self._fine_rot = np.stack([turned_view, turned_view[:, ::-1, ::-1]])  # (2, T, G, G): as is, half turn
+            self._fine_rot = _zoomed_grids(_blurred(train, s * ROT_BLUR), fine)  # (T, G, G) at the turned stage's blur
 
     def _query_centres(self, query: np.ndarray) -> np.ndarray:
         """(zooms, N, V, side, side): central windows of each query grid at every zoom, and at sub-cell offsets
@@ -420,7 +418,8 @@ class CopyIndex:
         blurred = np.where(mirror[:, None, None] == 1, blurred[..., ::-1], blurred)
         g = _zoomed_grids(_turn(blurred[:, None], -angle)[:, 0], self.fine)  # (b, G, G)
         # the training tile and its half turn (the spectra cannot tell them apart): (2, b)
-        corr = _registered_correlation(g, self._fine_rot[:, tile], _rot_side(self.fine)).max(0)
+        cand = self._fine_rot[tile]
+        corr = _registered_correlation(g, np.stack([cand, cand[:, ::-1, ::-1]]), _rot_side(self.fine)).max(0)
         ok = np.isfinite(agree.reshape(b, -1).max(1))
         return np.where(ok, 1.0 - corr, 2.0), tile
 
