@@ -83,18 +83,14 @@ def main(argv=None) -> None:
 def _turn_table(train, groups, whole, part, thr_r, args, angles, sets) -> None:
     """Share flagged (whole-tile or partial) of training tiles turned by each angle, without and with the
     turned stage of ``CopyIndex`` (each index against its own null), and of the honest sets."""
-    import cv2
-
-    from mitogan.metrics.copying import CopyIndex
+    from mitogan.metrics.copying import CopyIndex, turn_tiles
 
     plain = CopyIndex(train, rotate=False)
     indexes = {"without": (plain, np.quantile(plain.null(groups, train), 0.05)),
                "with": (whole, np.quantile(whole.null(groups, train), 0.05))}
     x = train[np.random.default_rng(1).choice(len(train), min(args.n, len(train)), replace=False)]
     s = x.shape[-1]
-    turned = {f"turned by {a:g}°": np.stack([cv2.warpAffine(t[0], cv2.getRotationMatrix2D((s / 2, s / 2), a, 1.0), (s, s),
-                                                           borderMode=cv2.BORDER_REFLECT)[None] for t in x])
-              for a in angles}
+    turned = {f"turned by {a:g}°": turn_tiles(x, a, centre=(s / 2, s / 2)) for a in angles}
     rows = {**turned, **{k: v for k, v in sets.items() if "honest" in k}}
     print("\n| set | flagged without the turned stage | with it |\n|---|---:|---:|")
     for name, q in rows.items():

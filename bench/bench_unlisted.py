@@ -24,6 +24,7 @@ def unlisted_sets(train: np.ndarray, other: np.ndarray, seed: int = 5) -> dict[s
     import cv2
     from scipy import ndimage
 
+    from mitogan.metrics.copying import turn_tiles
     from mitogan.metrics.proof import damage
 
     rng = np.random.default_rng(seed)
@@ -34,9 +35,8 @@ def unlisted_sets(train: np.ndarray, other: np.ndarray, seed: int = 5) -> dict[s
            "copy, blurred 1 px": ndimage.gaussian_filter(x, (0, 0, 1, 1)),
            "copy, down- and up-sampled 2x": np.stack([cv2.resize(cv2.resize(t[0], (s // 2, s // 2), interpolation=cv2.INTER_AREA),
                                                                  (s, s), interpolation=cv2.INTER_LINEAR)[None] for t in x])}
-    turn = lambda t, a: cv2.warpAffine(t, cv2.getRotationMatrix2D((s / 2, s / 2), a, 1.0), (s, s),  # noqa: E731
-                                       borderMode=cv2.BORDER_REFLECT)
-    out["copy, turned by up to 15°"] = np.stack([turn(t[0], rng.uniform(-15, 15))[None] for t in x])
+    out["copy, turned by up to 15°"] = np.stack([turn_tiles(t[None], rng.uniform(-15, 15), centre=(s / 2, s / 2))[0]
+                                                 for t in x])  # one draw per tile, in order, as before
     yy, xx = np.mgrid[:s, :s].astype(np.float32)
 
     def warp(t):  # a smooth random displacement of up to 2 px

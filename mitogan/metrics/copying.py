@@ -46,7 +46,7 @@ import functools
 
 import numpy as np
 
-__all__ = ["grids", "CopyIndex", "PatchIndex", "patches", "COPY_QUANTILE", "COPY_NULL_VERSION", "copy_statistics", "video_twins", "merge_twins", "layout"]
+__all__ = ["grids", "turn_tiles", "CopyIndex", "PatchIndex", "patches", "COPY_QUANTILE", "COPY_NULL_VERSION", "copy_statistics", "video_twins", "merge_twins", "layout"]
 
 COPY_QUANTILE = 0.05  # a generated tile nearer than this quantile of the null counts as a copy
 COPY_NULL_VERSION = 2  # part of the cache key of the nulls kept beside a cached reference: bump when they change
@@ -188,17 +188,19 @@ def _coarse_disc() -> np.ndarray:
     return (np.hypot(*np.meshgrid(c, c, indexing="ij")) <= COARSE / 2 - 0.4).ravel()
 
 
-def _turn(x: np.ndarray, degrees) -> np.ndarray:
-    """(N, 1, S, S) tiles each turned about its centre by ``degrees`` (one number or one per tile; counter-
-    clockwise as displayed), bilinear, mirrored at the border."""
+def turn_tiles(x: np.ndarray, degrees, centre: tuple[float, float] | None = None) -> np.ndarray:
+    """(N, 1, S, S) tiles each turned by ``degrees`` (one number or one per tile; counter-clockwise as displayed)
+    about ``centre`` (x, y; default the tile's centre, ((S - 1) / 2, (S - 1) / 2)), bilinear, mirrored at the border."""
     import cv2
 
     x = np.asarray(x, np.float32)
     s = x.shape[-1]
+    c = ((s - 1) / 2, (s - 1) / 2) if centre is None else centre
     a = np.broadcast_to(np.asarray(degrees, np.float64), (len(x),))
-    return np.stack([cv2.warpAffine(np.ascontiguousarray(t[0]), cv2.getRotationMatrix2D(((s - 1) / 2, (s - 1) / 2),
-                                    float(d), 1.0), (s, s), flags=cv2.INTER_LINEAR,
-                                    borderMode=cv2.BORDER_REFLECT)[None] for t, d in zip(x, a)])
+    return np.stack([cv2.warpAffine(np.ascontiguousarray(t[0]), cv2.getRotationMatrix2D(c, float(d), 1.0), (s, s),
+                                    flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)[None] for t, d in zip(x, a)])
+
+
 
 
 def _polar_spectra(tiles: np.ndarray) -> np.ndarray:
@@ -395,7 +397,7 @@ class CopyIndex:
         train_disc = self._coarse_disc.reshape(-1, self._coarse_disc.shape[-1]).T
         sim = np.full((b, self.n), -np.inf, np.float32)
         for a in ROT_LOOKUP:  # (b, T): the best turn and orientation per training tile
-            g = _resize(_turn(small, a)[:, 0], COARSE).reshape(b, -1)[:, disc]
+            g = _resize(turn_tiles(small, a)[:, 0], COARSE).reshape(b, -1)[:, disc]
             sim = np.maximum(sim, (_unit(g) @ train_disc).reshape(b, self.n_views, self.n).max(1))
         if own is not None:
             np.copyto(sim, -np.inf, where=own)
@@ -416,7 +418,7 @@ class CopyIndex:
         tile = top[np.arange(b), j]
         blurred = _blurred(query, s * ROT_BLUR)  # (b, S, S)
         blurred = np.where(mirror[:, None, None] == 1, blurred[..., ::-1], blurred)
-        g = _zoomed_grids(_turn(blurred[:, None], -angle)[:, 0], self.fine)  # (b, G, G)
+        g = _zoomed_grids(turn_tiles(blurred[:, None], -angle)[:, 0], self.fine)  # (b, G, G)
         # the training tile and its half turn (the spectra cannot tell them apart): (2, b)
         cand = self._fine_rot[tile]
         corr = _registered_correlation(g, np.stack([cand, cand[:, ::-1, ::-1]]), _rot_side(self.fine)).max(0)

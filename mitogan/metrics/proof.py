@@ -124,9 +124,9 @@ def copy_set(train: np.ndarray, name: str, honest: np.ndarray, n: int, seed: int
     elif kind == "copy_rot90":
         x = np.rot90(x, 1, axes=(2, 3))
     elif kind == "copy_turn":  # each turned by its own angle of up to lv degrees either way, mirrored at the border
-        x = np.stack([cv2.warpAffine(t[0], cv2.getRotationMatrix2D((s / 2, s / 2), a, 1.0), (s, s),
-                                     flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)[None]
-                      for t, a in zip(x, rng.uniform(-lv, lv, len(x)))])
+        from mitogan.metrics.copying import turn_tiles
+
+        x = turn_tiles(x, rng.uniform(-lv, lv, len(x)), centre=(s / 2, s / 2))  # not the matcher's own centre
     elif kind in ("copy_crop", "copy_shrink"):
         c = int(round(s * lv))
         o = (s - c) // 2

@@ -124,7 +124,7 @@ def test_a_turned_copy_is_matched_to_its_original_at_its_angle(movie, degrees, m
     noise alone is new noise, no test can call it a copy."""
     import cv2
 
-    from mitogan.metrics.copying import _angles, _polar_spectra, _turn
+    from mitogan.metrics.copying import _angles, _polar_spectra, turn_tiles
 
     train, _, index, null = movie
     pick = np.sort(np.argsort(train.std((1, 2, 3)))[-4:])
@@ -133,7 +133,7 @@ def test_a_turned_copy_is_matched_to_its_original_at_its_angle(movie, degrees, m
     turned = np.stack([cv2.warpAffine(t[0], cv2.getRotationMatrix2D((s / 2 + 0.3, s / 2 - 0.6), degrees, 1.0), (s, s),
                                       borderMode=cv2.BORDER_REFLECT)[None] for t in originals])
     spectra = lambda x: np.fft.rfft(_polar_spectra(x), axis=1)  # noqa: E731
-    angle = _angles(spectra(_turn(train[pick], degrees)), spectra(train[pick])[:, None])[0][:, 0]
+    angle = _angles(spectra(turn_tiles(train[pick], degrees)), spectra(train[pick])[:, None])[0][:, 0]
     assert np.all(np.abs((angle - degrees + 90) % 180 - 90) < 2.0), angle
     d, j = index.distances(turned)
     assert list(j) == list(pick) and np.all(d < np.quantile(null, 0.05)), (j, d, np.quantile(null, 0.05))
