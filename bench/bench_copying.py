@@ -6,7 +6,8 @@ The proof's parts (``proof.proof_parts``: train / other videos / later frames) o
 simulated movies; ``CopyIndex`` and ``PatchIndex`` built on the training part with its time-block groups;
 then, for each set, the share of tiles each test flags (below its null's 5 % quantile), their union, and the
 null's own union rate (``copy_null_share``). Prints a markdown table (docs/metrics.md, "Partial copies"), then
-one of copies turned by ``--turns`` degrees, flagged with and without the turned stage ("Turned copies").
+one of copies turned by ``--turns`` degrees and rescaled by ``--scales``, flagged with and without the second
+(turned and rescaled) stage of ``CopyIndex`` ("Turned and rescaled copies").
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ def main(argv=None) -> None:
     ap.add_argument("--turns", default="3,5,8,12,20,30,45",
                     help="angles (degrees) of the turned-copy table: training tiles turned about their centre, "
                          "flagged with and without the turned stage ('' = no table)")
+    ap.add_argument("--scales", default="0.7,0.8,0.9,1.1,1.25,1.4",
+                    help="magnifications of the same table: training tiles rescaled about their centre, the border "
+                         "mirrored in where they shrink ('' = none)")
     args = ap.parse_args(argv)
     ts = _tiles(None if args.simulated else args.data, args.size)
     parts = proof_parts(ts, 0)
@@ -76,13 +80,14 @@ def main(argv=None) -> None:
         ms = 1000 * (time.perf_counter() - t) / len(x)
         w, p = dw < thr_d, rp < thr_r
         print(f"| {name} | {w.mean():.3f} | {p.mean():.3f} | {(w | p).mean():.3f} | {ms:.1f} |")
-    if args.turns:
-        _turn_table(train, groups, whole, part, thr_r, args, [float(a) for a in args.turns.split(",")], sets)
+    if args.turns or args.scales:
+        _turn_table(train, groups, whole, part, thr_r, args, [float(a) for a in args.turns.split(",") if a],
+                    [float(z) for z in args.scales.split(",") if z], sets)
 
 
-def _turn_table(train, groups, whole, part, thr_r, args, angles, sets) -> None:
-    """Share flagged (whole-tile or partial) of training tiles turned by each angle, without and with the
-    turned stage of ``CopyIndex`` (each index against its own null), and of the honest sets."""
+def _turn_table(train, groups, whole, part, thr_r, args, angles, scales, sets) -> None:
+    """Share flagged (whole-tile or partial) of training tiles turned by each angle and rescaled by each factor,
+    without and with the second stage of ``CopyIndex`` (each index against its own null), and of the honest sets."""
     from mitogan.metrics.copying import CopyIndex, turn_tiles
 
     plain = CopyIndex(train, rotate=False)
@@ -91,8 +96,11 @@ def _turn_table(train, groups, whole, part, thr_r, args, angles, sets) -> None:
     x = train[np.random.default_rng(1).choice(len(train), min(args.n, len(train)), replace=False)]
     s = x.shape[-1]
     turned = {f"turned by {a:g}°": turn_tiles(x, a, centre=(s / 2, s / 2)) for a in angles}
+    turned.update({f"rescaled by {z:g}": turn_tiles(x, 0.0, centre=(s / 2, s / 2), scale=z) for z in scales})
+    if angles and scales:
+        turned["rescaled by 1.3 and turned by 20°"] = turn_tiles(x, 20.0, centre=(s / 2, s / 2), scale=1.3)
     rows = {**turned, **{k: v for k, v in sets.items() if "honest" in k}}
-    print("\n| set | flagged without the turned stage | with it |\n|---|---:|---:|")
+    print("\n| set | flagged without the second stage | with it |\n|---|---:|---:|")
     for name, q in rows.items():
         q = q[: args.n]
         p = part.ratios(q) < thr_r

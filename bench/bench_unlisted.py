@@ -62,6 +62,9 @@ def unlisted_sets(train: np.ndarray, other: np.ndarray, seed: int = 5) -> dict[s
     streak = ndimage.gaussian_filter(streak, 1.5)
     out["one streak at one place over honest tiles"] = 0.5 * other + 1.2 * streak[None, None] / streak.max() - 0.2
     out["50 templates + noise"] = damage(other, "templates", 50, seed=3)
+    # after every other form, so that their draws stay as they were
+    out["copy, rescaled by 0.75-1.33"] = np.stack([turn_tiles(t[None], 0.0, centre=(s / 2, s / 2), scale=float(np.exp(rng.uniform(-0.29, 0.29))))[0]
+                                                  for t in x])
     return {k: np.clip(v, -1, 1).astype(np.float32) for k, v in out.items()}
 
 

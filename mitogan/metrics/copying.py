@@ -1,7 +1,7 @@
 """Data copying: is a generated tile a reproduction of a TRAINING tile, or new data?
 
 A GAN trained on a few hundred images can learn to replay them: exactly, blurred, shifted by a pixel or two,
-flipped, turned by any angle, slightly cropped or rescaled. Such a generator is as "realistic" as the
+flipped, turned by any angle, cropped or rescaled. Such a generator is as "realistic" as the
 training data itself, so fidelity alone would crown it. This module finds, for every query tile, its nearest
 training tile **up to those transformations**, and compares that distance with how close *honest* new real
 data gets to the training tiles.
@@ -15,14 +15,19 @@ Matching (``CopyIndex``), two stages so that it stays cheap:
              of each candidate, at zoom 1 and 1.1 on either side (a 10 % crop or rescale), compared over
              shifts of up to +-2 grid cells (S/16 px) as the correlation of the overlapping windows.
              distance = 1 - the best correlation: 0 for a copy, ~1 for unrelated content.
-    turned   copies turned by any angle, not only quarter turns (``_rotated_match``): each query's 3 nearest
-             training tiles over turns in 7.5-degree steps (coarse grids of the central disc, which every turn
-             keeps); the exact angle, mirrored or not, read from the two tiles' polar power spectra (a turn is
-             a shift along their angle axis: within ~0.5 degree); the query turned back by it, registered onto
-             the training tile by phase correlation to a fraction of a grid cell, compared over the central
-             square of the disc (blur sigma = S/32: a turn resamples the camera noise). The smaller distance of
-             the two stages counts. Turns within 2 degrees of a quarter turn are left to the first stage:
-             registered that finely, the unturned new frames of a drifting field (the null) would come nearer too.
+    turned   copies turned by any angle and rescaled by 0.66-1.5, not only quarter turns and 10 % zooms
+             (``_rotated_match``): each query's 3 nearest training tiles over turns in 7.5-degree steps and
+             magnifications in steps of 1.2 (coarse grids of the central disc, which every turn keeps; below 1
+             the training side is magnified instead, so every disc is full); for each candidate the scale, the
+             exact angle and the mirror read from the two tiles' polar power spectra (a turn is a shift along
+             their angle axis; the query's spectrum is read at radii times each lookup scale, and the best
+             agreement, refined between them, gives the scale); the query turned back and rescaled (steps of 4 %
+             and turns of 1.5 degrees about that, each refined by a parabola), registered onto the training
+             tile by phase correlation to a fraction of a grid cell, compared over the central square of the
+             disc that its content fills (blur sigma = S/32: a turn resamples the camera noise). The smaller
+             distance of the two stages counts. Unscaled turns within 2 degrees of a quarter turn are left to
+             the first stage: registered that finely, the unturned new frames of a drifting field (the null)
+             would come nearer too.
 
 The null (what honest new data looks like): every training tile's distance to the nearest training tile of
 *another time block or video* (``split groups``). It contains "the same field a few frames later", so frames
@@ -49,7 +54,7 @@ import numpy as np
 __all__ = ["grids", "turn_tiles", "CopyIndex", "PatchIndex", "patches", "COPY_QUANTILE", "COPY_NULL_VERSION", "copy_statistics", "video_twins", "merge_twins", "layout"]
 
 COPY_QUANTILE = 0.05  # a generated tile nearer than this quantile of the null counts as a copy
-COPY_NULL_VERSION = 2  # part of the cache key of the nulls kept beside a cached reference: bump when they change
+COPY_NULL_VERSION = 3  # part of the cache key of the nulls kept beside a cached reference: bump when they change
 COARSE, FINE, SHIFT, ZOOM = 8, 32, 2, 1.1
 # rotated copies: the query is looked up at these angles (degrees; with the 8 orientations of the training side
 # every rotation is within 7.5 degrees of one), then its exact angle against each candidate is read from their
@@ -58,6 +63,11 @@ ROT_LOOKUP = tuple(np.arange(-37.5, 45.1, 7.5))
 ROT_BLUR = 1 / 32  # sigma / S of the turned comparison: a turn resamples camera noise, this averages it out
 MIN_TURN = 2.0  # degrees: turns nearer a quarter turn than this are left to the orientations (``_fine_match``)
 ROT_CANDIDATES = 3  # training tiles per query the rotated comparison looks at
+# rescaled copies: the lookup also magnifies the query by these factors (every scale from 0.63 to 1.58 is within
+# 10 % of one); the comparison tries the scale the spectra give, and SCALE_STEP either way of it
+SCALE_LOOKUP = tuple(float(z) for z in 1.2 ** np.arange(-2, 3))
+SCALE_STEP = 1.04
+MIN_SCALE = 1.15  # near a quarter turn, scales nearer 1 than this are left to the zooms of ``_fine_match``
 _POLAR_ANGLES = 180  # bins over 180 degrees (a power spectrum repeats after half a turn)
 
 
@@ -177,9 +187,22 @@ def _top_k(x: np.ndarray, k: int) -> np.ndarray:
     return torch.from_numpy(np.ascontiguousarray(x, np.float32)).topk(k, dim=1, sorted=False).indices.numpy()
 
 
-def _rot_side(fine: int) -> int:
-    """Side of the window the rotated comparison uses: the square inside the disc of radius G/2 (even)."""
-    return int(fine / np.sqrt(2)) // 2 * 2
+def _scale_side(fine: int, scale) -> np.ndarray:
+    """Side of the square window inside the disc (radius G/2) that a tile turned by any angle and magnified by
+    ``scale`` (one number or an array) keeps of its own content (below 1 the rest is border), even."""
+    return np.maximum(4, (fine * np.minimum(1.0, np.asarray(scale)) / np.sqrt(2)).astype(int) // 2 * 2)
+
+
+def _near_quarter(angle: np.ndarray) -> np.ndarray:
+    """Whether each turn (degrees) is within ``MIN_TURN`` of a quarter turn."""
+    return np.abs((np.asarray(angle) + 45.0) % 90.0 - 45.0) < MIN_TURN
+
+
+def _outside_first_stage(scale, angle) -> np.ndarray:
+    """Whether the second stage may compare at this scale and turn: not an unscaled quarter turn, which the
+    orientations and zooms of ``_fine_match`` compare already (registered that finely here, unturned new frames
+    of a drifting field would come nearer than there, and the null with them)."""
+    return ~(_near_quarter(angle) & (np.abs(np.log(scale)) < np.log(MIN_SCALE)))
 
 
 def _coarse_disc() -> np.ndarray:
@@ -188,45 +211,66 @@ def _coarse_disc() -> np.ndarray:
     return (np.hypot(*np.meshgrid(c, c, indexing="ij")) <= COARSE / 2 - 0.4).ravel()
 
 
-def turn_tiles(x: np.ndarray, degrees, centre: tuple[float, float] | None = None) -> np.ndarray:
+def turn_tiles(x: np.ndarray, degrees, centre: tuple[float, float] | None = None, scale=1.0) -> np.ndarray:
     """(N, 1, S, S) tiles each turned by ``degrees`` (one number or one per tile; counter-clockwise as displayed)
-    about ``centre`` (x, y; default the tile's centre, ((S - 1) / 2, (S - 1) / 2)), bilinear, mirrored at the border."""
+    about ``centre`` (x, y; default the tile's centre, ((S - 1) / 2, (S - 1) / 2)) and magnified by ``scale`` (one
+    number or one per tile; > 1 zooms in) about it, bilinear, mirrored at the border."""
     import cv2
 
     x = np.asarray(x, np.float32)
     s = x.shape[-1]
     c = ((s - 1) / 2, (s - 1) / 2) if centre is None else centre
     a = np.broadcast_to(np.asarray(degrees, np.float64), (len(x),))
-    return np.stack([cv2.warpAffine(np.ascontiguousarray(t[0]), cv2.getRotationMatrix2D(c, float(d), 1.0), (s, s),
-                                    flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)[None] for t, d in zip(x, a)])
+    z = np.broadcast_to(np.asarray(scale, np.float64), (len(x),))
+    return np.stack([cv2.warpAffine(np.ascontiguousarray(t[0]), cv2.getRotationMatrix2D(c, float(d), float(m)), (s, s),
+                                    flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)[None]
+                     for t, d, m in zip(x, a, z)])
 
 
+@functools.lru_cache(maxsize=4)
+def _lookup_maps(side: int) -> tuple[np.ndarray, ...]:
+    """Per ``SCALE_LOOKUP`` factor z, (side**2, turns x cells in the disc) float32: the linear map from a blurred
+    2C x 2C grid to the coarse disc cells of that grid turned by every ``ROT_LOOKUP`` angle and magnified by
+    max(z, 1) (``turn_tiles``, then area-averaged to C x C): the lookup's many small warps as one matrix product.
+    Below 1 the training side is magnified instead (``CopyIndex``), so every comparison has a whole disc of
+    content and the similarities of all scales compare."""
+    basis = np.eye(side * side, dtype=np.float32).reshape(-1, 1, side, side)
+    disc = _coarse_disc()
+    return tuple(np.concatenate([_resize(turn_tiles(basis, a, scale=max(z, 1.0))[:, 0], COARSE).reshape(len(basis), -1)[:, disc]
+                                 for a in ROT_LOOKUP], 1) for z in SCALE_LOOKUP)
 
 
-def _polar_spectra(tiles: np.ndarray) -> np.ndarray:
+def _polar_spectra(tiles: np.ndarray, scales=None) -> np.ndarray:
     """(N, 1, S, S) -> (N, _POLAR_ANGLES, R) float32: each tile's log power spectrum (under a radial Hann window,
     so that the tile's border does not add a cross) sampled on a polar grid, 1 degree by 1 cycle per tile from 2
-    to 3S/8 cycles (at most 24), each radius's mean removed, unit norm. A turn of the tile is a shift along the angle axis."""
+    to 3S/8 cycles (at most 24), each radius's mean removed, unit norm. A turn of the tile is a shift along the
+    angle axis. With ``scales`` (a sequence): (len(scales), N, A, R), the spectrum of the tile as if magnified by
+    each (its radii read at r x scale: a magnified tile's spectrum contracts), for comparison with tiles at scale 1."""
     from scipy import fft as scipy_fft
 
     x = np.asarray(tiles, np.float32)[:, 0]
     n, s = len(x), x.shape[-1]
     x = (x - x.mean((1, 2), keepdims=True)) * _hann_disc(s)
-    power = np.log1p(np.abs(np.fft.fftshift(scipy_fft.fft2(x), axes=(1, 2))))  # complex64: half numpy's cost
-    sample = _polar_sampler(s)
-    out = (sample @ power.reshape(n, -1).T).T.reshape(n, _POLAR_ANGLES, -1)
-    out -= out.mean(1, keepdims=True)
-    return _unit(out.reshape(n, -1)).reshape(out.shape).astype(np.float32)
+    power = np.log1p(np.abs(np.fft.fftshift(scipy_fft.fft2(x), axes=(1, 2)))).reshape(n, -1).T  # complex64: half numpy's cost
+    out = []
+    for z in (1.0,) if scales is None else scales:
+        o = (_polar_sampler(s, float(z)) @ power).T.reshape(n, _POLAR_ANGLES, -1)
+        o -= o.mean(1, keepdims=True)
+        out.append(_unit(o.reshape(n, -1)).reshape(o.shape).astype(np.float32))
+    return out[0] if scales is None else np.stack(out)
 
 
-@functools.lru_cache(maxsize=8)
-def _polar_sampler(s: int):
+@functools.lru_cache(maxsize=16)
+def _polar_sampler(s: int, scale: float = 1.0):
     """Sparse (angles x radii, S x S) matrix of bilinear weights: the polar grid of ``_polar_spectra`` read from a
-    centred S x S spectrum (image rows grow downwards: angles count counter-clockwise as displayed)."""
+    centred S x S spectrum (image rows grow downwards: angles count counter-clockwise as displayed), its radii
+    times ``scale``; a radius that then falls outside the spectrum reads 0."""
     from scipy import sparse
 
     phi = np.arange(_POLAR_ANGLES) * np.pi / _POLAR_ANGLES
     rad = np.arange(2, min(max(3, 3 * s // 8 + 1), 25))  # at most 24 cycles: bounded memory for big tiles
+    inside = np.repeat((rad * scale <= s // 2 - 1)[None], _POLAR_ANGLES, 0).ravel()
+    rad = rad * scale
     yy = (s // 2 - np.outer(np.sin(phi), rad)).ravel()
     xx = (s // 2 + np.outer(np.cos(phi), rad)).ravel()
     y0, x0 = np.floor(yy).astype(int), np.floor(xx).astype(int)
@@ -236,7 +280,7 @@ def _polar_sampler(s: int):
         for dx, wx in ((0, 1 - fx), (1, fx)):
             rows.append(np.arange(len(yy)))
             cols.append(np.clip(y0 + dy, 0, s - 1) * s + np.clip(x0 + dx, 0, s - 1))
-            vals.append(wy * wx)
+            vals.append(np.where(inside, wy * wx, 0.0))
     return sparse.csr_matrix((np.concatenate(vals).astype(np.float32), (np.concatenate(rows), np.concatenate(cols))),
                              shape=(len(yy), s * s))
 
@@ -246,15 +290,21 @@ def _angles(fq: np.ndarray, ft: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     then agree (the correlation's peak, 1 = identical up to the turn): ``fq`` (b, F, R) and ``ft`` (b, k, F, R)
     are the polar spectra's Fourier transforms along the angle axis (``rfft(_polar_spectra(x), axis=1)``). The
     peak of their circular cross-correlation, refined by a parabola through its neighbours."""
-    corr = np.fft.irfft((fq[:, None] * np.conj(ft)).sum(-1), n=_POLAR_ANGLES, axis=-1)  # (b, k, A)
+    fq = fq[:, None] if fq.ndim == 3 else fq  # one spectrum per query, or one per query and candidate
+    corr = np.fft.irfft((fq * np.conj(ft)).sum(-1), n=_POLAR_ANGLES, axis=-1)  # (b, k, A)
     peak = corr.argmax(-1)
     left = np.take_along_axis(corr, ((peak - 1) % _POLAR_ANGLES)[..., None], -1)[..., 0]
     mid = np.take_along_axis(corr, peak[..., None], -1)[..., 0]
     right = np.take_along_axis(corr, ((peak + 1) % _POLAR_ANGLES)[..., None], -1)[..., 0]
-    den = left - 2 * mid + right
-    frac = np.where(den < 0, 0.5 * (left - right) / np.where(den < 0, den, -1.0), 0.0)
-    shift = (peak + frac) * 180.0 / _POLAR_ANGLES
+    shift = (peak + _vertex(left, mid, right)) * 180.0 / _POLAR_ANGLES
     return (shift + 90.0) % 180.0 - 90.0, mid
+
+
+def _vertex(left, mid, right) -> np.ndarray:
+    """Where the parabola through three equally spaced values peaks, in steps from the middle one (0 where
+    they do not bend down): the sub-step refinement of a maximum found on a grid."""
+    den = left - 2 * mid + right
+    return np.where(den < 0, 0.5 * (left - right) / np.where(den < 0, den, -1.0), 0.0)
 
 
 def _hann_disc(g: int) -> np.ndarray:
@@ -264,50 +314,60 @@ def _hann_disc(g: int) -> np.ndarray:
     return np.where(r < g / 2, 0.5 * (1 + np.cos(np.pi * r / (g / 2))), 0.0).astype(np.float32)
 
 
-def _registered_correlation(q: np.ndarray, t: np.ndarray, side: int) -> np.ndarray:
-    """Correlation of the central ``side`` x ``side`` windows of grids ``q`` and each of ``t`` (n, ..., G, G)
-    after ``q`` is moved onto it by the shift their phase correlation finds (sub-cell: a parabola through the
-    peak and its neighbours; at most SHIFT cells either way), the move done exactly by the Fourier shift theorem.
-    A turned copy is turned about an unknown centre, so it is off by a fraction of a cell that a search over
-    whole cells leaves; registered, it matches its original as closely as an unturned copy does. -> (n, ...)"""
+def _windowed_fft(g: np.ndarray) -> np.ndarray:
+    """(..., G, G) grids -> the 2-D FFT of each, mean removed, under the radial Hann window (``_hann_disc``):
+    what phase correlation compares."""
     from scipy import fft as scipy_fft
 
-    g = q.shape[-1]
-    window = _hann_disc(g)
+    return scipy_fft.fft2((g - g.mean((-2, -1), keepdims=True)) * _hann_disc(g.shape[-1]))
+
+
+def _registered_correlation(q: np.ndarray, t: np.ndarray, side, ft: np.ndarray | None = None) -> np.ndarray:
+    """Correlation of the central ``side`` x ``side`` windows (``side`` one even number, or one per query) of
+    grids ``q`` (n, G, G) and each of ``t`` (m, n, G, G) after ``q`` is moved onto it by the shift their phase
+    correlation finds (sub-cell: a parabola through the peak and its neighbours; at most SHIFT cells either way),
+    the move done exactly by the Fourier shift theorem. ``ft``: ``_windowed_fft(t)`` if the caller has it.
+    A turned copy is turned about an unknown centre, so it is off by a fraction of a cell that a search over
+    whole cells leaves; registered, it matches its original as closely as an unturned copy does. -> (m, n)"""
+    from scipy import fft as scipy_fft
+
+    n, g = len(q), q.shape[-1]
     fq_raw = scipy_fft.fft2(q)
-    fq = scipy_fft.fft2((q - q.mean((-2, -1), keepdims=True)) * window)
-    ky = scipy_fft.fftfreq(g).astype(np.float32)[:, None]
-    kx = scipy_fft.fftfreq(g).astype(np.float32)[None, :]
-    e = (g - side) // 2
-    a_shape = q.shape[:-2]
+    fq = _windowed_fft(q)
+    k = scipy_fft.fftfreq(g).astype(np.float32)
+    c = np.abs(np.arange(g) - (g - 1) / 2)  # the central window of each query: |offset from the centre| < side / 2
+    side = np.broadcast_to(np.asarray(side, np.float32), (n,))[:, None, None]
+    mask = ((c[:, None] < side / 2) & (c[None, :] < side / 2)).astype(np.float32)  # (n, G, G)
+    count = mask.sum((1, 2), keepdims=True)
+
+    def unit(x):  # each window zero mean, unit norm, 0 outside it
+        x = (x - (x * mask).sum((1, 2), keepdims=True) / count) * mask
+        return x / np.maximum(np.sqrt((x * x).sum((1, 2), keepdims=True)), 1e-6)
+
     out = []
-    for tv in t:
-        ft = scipy_fft.fft2((tv - tv.mean((-2, -1), keepdims=True)) * window)
-        cross = fq * np.conj(ft)
-        surface = scipy_fft.ifft2(cross / np.maximum(np.abs(cross), 1e-12)).real  # peak: q's shift against t
-        flat = surface.reshape(*a_shape, -1)
+    for i, tv in enumerate(t):
+        cross = fq * np.conj(_windowed_fft(tv) if ft is None else ft[i])
+        flat = scipy_fft.ifft2(cross / np.maximum(np.abs(cross), 1e-12)).real.reshape(n, -1)  # peak: q's shift against t
         peak = flat.argmax(-1)
         py, px = np.divmod(peak, g)
         mid = np.take_along_axis(flat, peak[..., None], -1)[..., 0]
 
         def refine(p, step):  # sub-cell position of the peak along one axis (step: its stride in ``flat``)
             at = lambda d: np.take_along_axis(flat, (peak + d * step + (((p + d) % g) - (p + d)) * step)[..., None], -1)[..., 0]  # noqa: E731
-            left, right = at(-1), at(1)
-            den = left - 2 * mid + right
-            frac = np.where(den < 0, 0.5 * (left - right) / np.where(den < 0, den, -1.0), 0.0)
+            frac = _vertex(at(-1), mid, at(1))
             return np.clip((p + np.clip(frac, -0.5, 0.5) + g / 2) % g - g / 2, -SHIFT, SHIFT).astype(np.float32)
 
         dy, dx = refine(py, g), refine(px, 1)
-        ramp = np.exp((2j * np.pi) * (ky * dy[..., None, None] + kx * dx[..., None, None])).astype(np.complex64)
-        moved = scipy_fft.ifft2(fq_raw * ramp).real  # q moved back by (dy, dx)
-        a = moved[..., e:e + side, e:e + side].reshape(*a_shape, -1)
-        b = tv[..., e:e + side, e:e + side].reshape(*a_shape, -1)
-        out.append((_unit(a) * _unit(b)).sum(-1))
+        ramp_y = np.exp((2j * np.pi) * (k[None, :] * dy[:, None])).astype(np.complex64)[:, :, None]  # separable
+        ramp_x = np.exp((2j * np.pi) * (k[None, :] * dx[:, None])).astype(np.complex64)[:, None, :]
+        moved = scipy_fft.ifft2(fq_raw * ramp_y * ramp_x).real  # q moved back by (dy, dx)
+        out.append((unit(moved) * unit(tv)).sum((1, 2)))
     return np.stack(out)
 
 
 class CopyIndex:
-    """Nearest training tile of any query tile, up to orientation, shifts of +-S/16 px and a 10 % zoom.
+    """Nearest training tile of any query tile, up to orientation, shifts of +-S/16 px and a 10 % zoom (the first
+    stage, ``_fine_match``), and up to any turn and a rescaling by 0.66-1.5 (the second, ``_rotated_match``).
 
     ``CopyIndex(train)``; ``index.distances(query) -> (distance (N,), training index (N,))``;
     ``index.null(groups)`` -> each training tile's distance to the training tiles of other groups.
@@ -332,11 +392,18 @@ class CopyIndex:
         self._null: dict = {}
         self.rotate = orient if rotate is None else rotate
         if self.rotate:  # rotated copies (``_rotated_match``): what the training side needs, once
+            # per lookup scale z, (cells in the disc, O T): the training side of the lookup, magnified by 1 / z
+            # where z < 1 (a query zoomed out from a training tile matches it zoomed out... by zooming the tile in)
             disc = _coarse_disc()
-            self._coarse_disc = _unit(self._views(coarse).reshape(self.n_views, len(train), -1)[:, :, disc])  # (O, T, cells in the disc)
+            self._coarse_disc = [_unit(self._views(grids(train, COARSE, self._coarse_sigma, max(1 / z, 1.0)))
+                                       .reshape(self.n_views, len(train), -1)[:, :, disc]).reshape(-1, int(disc.sum())).T
+                                 for z in SCALE_LOOKUP]
             # (T, F, radii): the polar spectra along the angle axis in Fourier space (``_angles``)
             self._spectra = np.fft.rfft(_polar_spectra(train), axis=1).astype(np.complex64)
-            self._fine_rot = _zoomed_grids(_blurred(train, s * ROT_BLUR), fine)  # (T, G, G) at the turned stage's blur
+            fine_rot = _zoomed_grids(_blurred(train, s * ROT_BLUR), fine)  # (T, G, G) at the second stage's blur
+            # each tile and its half turn (the spectra cannot tell them apart), and what phase correlation needs
+            self._fine_rot = np.stack([fine_rot, fine_rot[:, ::-1, ::-1]], 1)  # (T, 2, G, G)
+            self._fft_rot = _windowed_fft(self._fine_rot).astype(np.complex64)
 
     def _query_centres(self, query: np.ndarray) -> np.ndarray:
         """(zooms, N, V, side, side): central windows of each query grid at every zoom, and at sub-cell offsets
@@ -383,47 +450,96 @@ class CopyIndex:
         return np.clip(dist, 0.0, 2.0), index
 
     def _rotated_match(self, query: np.ndarray, own: np.ndarray | None):
-        """Distance and training index of each query tile (b, 1, S, S) as a turned copy: its ``ROT_CANDIDATES``
-        nearest training tiles over the turns ``ROT_LOOKUP`` (coarse grids, central disc), for each the turn
-        read from the two power spectra, with and without a mirror (``_angles``); the query turned back by it is
-        registered onto the training tile and its half turn (``_registered_correlation``) and compared over its
-        central RS x RS window (inside the disc every turn keeps). ``own`` (b, T): training tiles a query may not
-        match. Turns within ``MIN_TURN`` of a quarter turn are left to ``_fine_match``.
-        The tiles are blurred before they are turned (a Gaussian blur and a turn commute), and the lookup turns
-        2C x 2C grids: the blur, once per tile, is what costs."""
+        """Distance and training index of each query tile (b, 1, S, S) as a turned and rescaled copy: its
+        ``ROT_CANDIDATES`` nearest training tiles over the turns ``ROT_LOOKUP`` and scales ``SCALE_LOOKUP`` (coarse
+        grids, central disc); for each, the scale, the turn and the mirror at which the two power spectra agree
+        best (``_angles``, the query's spectrum read at each lookup scale, the scale refined between them); the
+        query turned back and rescaled by them, registered and compared (``_correlation``); the best
+        candidate counts. ``own`` (b, T): training tiles a query may not match. Unscaled turns within
+        ``MIN_TURN`` of a quarter turn are left to ``_fine_match``. The tiles are blurred before they are turned
+        (a Gaussian blur and a turn commute), and the lookup warps 2C x 2C grids by one matrix product
+        (``_lookup_maps``)."""
         b, s = len(query), self.size
-        disc = _coarse_disc()
-        small = _resize(_blurred(query, self._coarse_sigma), 2 * COARSE)[:, None]  # (b, 1, 2C, 2C)
-        train_disc = self._coarse_disc.reshape(-1, self._coarse_disc.shape[-1]).T
-        sim = np.full((b, self.n), -np.inf, np.float32)
-        for a in ROT_LOOKUP:  # (b, T): the best turn and orientation per training tile
-            g = _resize(turn_tiles(small, a)[:, 0], COARSE).reshape(b, -1)[:, disc]
-            sim = np.maximum(sim, (_unit(g) @ train_disc).reshape(b, self.n_views, self.n).max(1))
+        small = _resize(_blurred(query, self._coarse_sigma), 2 * COARSE).reshape(b, -1)  # (b, 4C^2)
+        sim = np.full((len(SCALE_LOOKUP), b, self.n), -np.inf, np.float32)
+        for i, (maps, train_disc) in enumerate(zip(_lookup_maps(2 * COARSE), self._coarse_disc)):
+            warped = (small @ maps).reshape(b, len(ROT_LOOKUP), -1)  # (b, turns, cells)
+            for j in range(len(ROT_LOOKUP)):  # (b, T) per scale: the best turn and orientation per training tile
+                sim[i] = np.maximum(sim[i], (_unit(warped[:, j]) @ train_disc).reshape(b, self.n_views, self.n).max(1))
+        sim = sim.max(0)
         if own is not None:
             np.copyto(sim, -np.inf, where=own)
         k = min(ROT_CANDIDATES, self.n)
         top = _top_k(sim, k)  # (b, k)
         valid = np.take_along_axis(sim, top, 1) > -np.inf
-        # which candidate, mirrored or not, at which angle: the best agreement of the polar spectra (2 x k per
-        # query); near a quarter turn the orientations of ``_fine_match`` match already, and registered that
-        # finely here, unturned new frames of a drifting field would come nearer than there, the null with them
-        fq = np.fft.rfft(_polar_spectra(query), axis=1)
+        # per candidate, its scale, mirror and angle: the best agreement of the polar spectra, the query's read as
+        # if magnified by each lookup scale (a turn is a shift along their angle axis, a mirror reverses it)
+        nz = len(SCALE_LOOKUP)
+        fq = np.fft.rfft(_polar_spectra(query, SCALE_LOOKUP), axis=2)  # (Z, b, F, R)
         ft = self._spectra[top]  # (b, k, F, R)
-        angles, agree = zip(*(_angles(f, ft) for f in (fq, np.conj(fq))))  # a mirror reverses the angle axis
-        angles, agree = np.stack(angles, 1), np.stack(agree, 1)  # (b, 2, k): unmirrored, mirrored
-        agree = np.where(valid[:, None] & (np.abs((angles + 45.0) % 90.0 - 45.0) >= MIN_TURN), agree, -np.inf)
-        pick = agree.reshape(b, -1).argmax(1)
-        mirror, j = np.divmod(pick, k)
-        angle = angles.reshape(b, -1)[np.arange(b), pick]
-        tile = top[np.arange(b), j]
+        angles, agree = (np.stack(v).reshape(nz, 2, b, k) for v in zip(*(_angles(f, ft) for z in fq for f in (z, np.conj(z)))))
+        lookup = np.asarray(SCALE_LOOKUP)[:, None, None, None]
+        raw, agree = agree, np.where(valid & _outside_first_stage(lookup, angles), agree, -np.inf)
+        zi, mirror = np.divmod(agree.reshape(2 * nz, b, k).argmax(0), 2)  # (b, k)
+        angle = angles[zi, mirror, np.arange(b)[:, None], np.arange(k)]
+        # the scale between the lookup's: a parabola through the agreement at the best one and its neighbours
+        # (all of them: one left to ``_fine_match`` still says where the peak is)
+        curve = np.where(valid, raw, -np.inf)[:, mirror, np.arange(b)[:, None], np.arange(k)]  # (Z, b, k)
+        at = np.clip(zi, 1, nz - 2)
+        left, mid, right = (np.take_along_axis(curve, (at + d)[None], 0)[0] for d in (-1, 0, 1))
+        usable = (zi == at) & np.isfinite(left) & np.isfinite(mid) & np.isfinite(right)  # not at an end or an invalid candidate
+        frac = _vertex(*(np.where(usable, v, 0.0) for v in (left, mid, right)))
+        frac = np.where(usable, np.clip(frac, -1.0, 1.0), 0.0)
+        log_z = np.log(SCALE_LOOKUP)
+        scales = np.exp(log_z[zi] + frac * (log_z[1] - log_z[0]))
+        agree = agree.max((0, 1))  # (b, k)
+        ok = np.isfinite(agree)  # (b, k)
         blurred = _blurred(query, s * ROT_BLUR)  # (b, S, S)
-        blurred = np.where(mirror[:, None, None] == 1, blurred[..., ::-1], blurred)
-        g = _zoomed_grids(turn_tiles(blurred[:, None], -angle)[:, 0], self.fine)  # (b, G, G)
-        # the training tile and its half turn (the spectra cannot tell them apart): (2, b)
-        cand = self._fine_rot[tile]
-        corr = _registered_correlation(g, np.stack([cand, cand[:, ::-1, ::-1]]), _rot_side(self.fine)).max(0)
-        ok = np.isfinite(agree.reshape(b, -1).max(1))
-        return np.where(ok, 1.0 - corr, 2.0), tile
+        flipped = blurred[..., ::-1]
+        queries = [np.where(mirror[:, j, None, None] == 1, flipped, blurred)[:, None] for j in range(k)]
+        # every candidate at its own scale and turn (the spectra's agreement does not rank tiles read at other
+        # scales); then the best one's scale and turn refined
+        raw = np.stack([self._correlation(queries[j], top[:, j], scales[:, j], angle[:, j]) for j in range(k)], 1)
+        corr = np.where(ok & _outside_first_stage(scales, angle), raw, -1.0)  # (b, k)
+        j = corr.argmax(1)
+        tile, rows = top[np.arange(b), j], np.arange(b)
+        query = np.stack(queries)[j, rows]
+        best = np.maximum(corr.max(1), self._refined_correlation(query, tile, scales[rows, j], angle[rows, j], raw[rows, j]))
+        return np.where(ok.any(1), 1.0 - best, 2.0), tile
+
+    def _correlation(self, query: np.ndarray, tile: np.ndarray, scale: np.ndarray, angle: np.ndarray) -> np.ndarray:
+        """(b,): the correlation of each query (b, 1, S, S; blurred) turned back by ``angle`` and magnified by
+        ``scale`` (b,) with training tile ``tile`` (b,) or its half turn, registered (``_registered_correlation``)
+        over the window the query's content fills (``_scale_side``)."""
+        g = _zoomed_grids(turn_tiles(query, -angle, scale=scale)[:, 0], self.fine)  # (b, G, G)
+        halves, fts = self._fine_rot[tile].swapaxes(0, 1), self._fft_rot[tile].swapaxes(0, 1)  # (2, b, G, G)
+        return _registered_correlation(g, halves, _scale_side(self.fine, scale), fts).max(0)
+
+    def _refined_correlation(self, query, tile, scale, angle, there) -> np.ndarray:
+        """(b,): the best correlation of each query with its tile near ``scale`` and ``angle`` (``there``: the
+        correlation at them): the scale at
+        ``SCALE_STEP`` (4 %) steps up to two either way, and where a parabola through the best and its
+        neighbours puts the peak (in log scale); there, the turn read again from the spectra of the query
+        magnified by that scale (read at another scale, the spectra's angle is off by 1-3 degrees on 32 px
+        tiles). Scales and turns the first stage compares (``_outside_first_stage``) guide the search but
+        do not count."""
+        tried = []
+
+        def correlation(z, a):
+            c = self._correlation(query, tile, z, a)
+            tried.append(np.where(_outside_first_stage(z, a), c, -1.0))
+            return c
+
+        steps = np.log(SCALE_STEP) * np.arange(-2, 3)
+        corrs = np.stack([correlation(scale * np.exp(v), angle) if v else there for v in steps], 1)  # (b, 5)
+        at = np.clip(corrs.argmax(1), 1, len(steps) - 2)
+        frac = np.clip(_vertex(*(corrs[np.arange(len(at)), at + d] for d in (-1, 0, 1))), -1.0, 1.0)
+        scale = scale * np.exp(steps[at] + frac * np.log(SCALE_STEP))
+        spectra = np.fft.rfft(_polar_spectra(turn_tiles(query, 0.0, scale=scale)), axis=1)
+        turned = _angles(spectra, self._spectra[tile][:, None])[0][:, 0]
+        turned += np.round((angle - turned) / 180.0) * 180.0  # the half turn the first angle had
+        correlation(scale, turned)
+        return np.max(tried, 0)
 
     def _fine_match(self, sim: np.ndarray, centres: np.ndarray):
         """Distance and training index of the best of each query's ``candidates`` coarse matches (``sim``

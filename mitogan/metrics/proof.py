@@ -47,6 +47,7 @@ LADDERS: dict[str, tuple] = {
 PROOF_METRICS = ("fidelity", "vendi", "authenticity", "structure")  # what the primary needs, nothing more
 COPIES: tuple[str, ...] = ("copy", "copy_noise=0.01", "copy_noise=0.05", "copy_shift=1", "copy_shift=2",
                            "copy_flip", "copy_rot90", "copy_turn=30", "copy_crop=0.9", "copy_shrink=0.9",
+                           "copy_scale=1.4",
                            "copy_part=0.75",
                            "copy_mix=0.1", "copy_mix=0.5", "copy_mix=1.0")
 
@@ -127,6 +128,10 @@ def copy_set(train: np.ndarray, name: str, honest: np.ndarray, n: int, seed: int
         from mitogan.metrics.copying import turn_tiles
 
         x = turn_tiles(x, rng.uniform(-lv, lv, len(x)), centre=(s / 2, s / 2))  # not the matcher's own centre
+    elif kind == "copy_scale":  # each magnified by its own factor from 1 / lv to lv (log-uniform), mirrored at the border
+        from mitogan.metrics.copying import turn_tiles
+
+        x = turn_tiles(x, 0.0, centre=(s / 2, s / 2), scale=np.exp(rng.uniform(-np.log(lv), np.log(lv), len(x))))
     elif kind in ("copy_crop", "copy_shrink"):
         c = int(round(s * lv))
         o = (s - c) // 2

@@ -139,6 +139,25 @@ def test_a_turned_copy_is_matched_to_its_original_at_its_angle(movie, degrees, m
     assert list(j) == list(pick) and np.all(d < np.quantile(null, 0.05)), (j, d, np.quantile(null, 0.05))
 
 
+@pytest.mark.parametrize("scale, degrees, mirror", [(0.75, 0.0, False), (1.3, 0.0, False), (1.4, 20.0, True), (0.8, -35.0, False)])
+def test_a_rescaled_copy_is_matched_to_its_original(movie, scale, degrees, mirror):
+    """Copies magnified or shrunk by 20-40 % (the tile's own border mirrored in where it shrinks), turned or not,
+    mirrored or not, about a point off the centre: each is nearer than the copy threshold to its original or to
+    the same place one frame away (the field drifts 0.7 px a frame: a shrunk copy loses that much detail)."""
+    import cv2
+
+    train, _, index, null = movie
+    pick = np.sort(np.argsort(train.std((1, 2, 3)))[-4:])
+    s = train.shape[-1]
+    originals = np.ascontiguousarray(train[pick][..., ::-1] if mirror else train[pick])
+    copies = np.stack([cv2.warpAffine(t[0], cv2.getRotationMatrix2D((s / 2 - 0.4, s / 2 + 0.7), degrees, scale), (s, s),
+                                      borderMode=cv2.BORDER_REFLECT)[None] for t in originals])
+    d, j = index.distances(copies)
+    (frame, place), (frame0, place0) = np.divmod(j, 4), np.divmod(pick, 4)  # 4 tiles a frame (``_movie``)
+    assert np.all(place == place0) and np.all(np.abs(frame - frame0) <= 1), (j, pick)
+    assert np.all(d < np.quantile(null, 0.05)), (d, np.quantile(null, 0.05))
+
+
 def test_twin_videos_are_merged_and_distinct_videos_are_not():
     a, _ = _movie(seed=0)
     b, _ = _movie(seed=1)
