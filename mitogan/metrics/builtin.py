@@ -155,9 +155,9 @@ def memorisation(ctx: MetricContext):
 @register_metric(features=False)
 def authenticity(ctx: MetricContext):
     """Data copying against the TRAINING split (``copying.py``): each generated tile's distance to its nearest
-    training tile up to orientation, small shifts and a 10 % zoom, and its closest patch's distance to the
-    training patches relative to how close new frames come there (partial copies), each against the training
-    tiles' own values against other time blocks / videos (the nulls). copy_share = share below either null's 5 %
+    training tile up to orientation, small shifts, any turn and a rescaling by up to 1.5, and its closest patch's
+    distance to the training patches relative to how close new frames come there (partial copies), each against
+    the training tiles' own values against other time blocks / videos (the nulls). copy_share = share below either null's 5 %
     quantile; authenticity_gap = max(0, (copy_share - q0) / (1 - q0)) with q0 the share of training tiles the same
     rule flags (``copy_null_share``), a component of the primary; ``copying`` (1/0) flags a generator whose copy
     share is both material (gap >= ``COPYING_GAP``) and significant (one-sided binomial test against q0, p < 0.001)."""

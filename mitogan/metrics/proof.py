@@ -18,8 +18,9 @@ second real source beats shuffled pixels, noise and heavy blur, and noise is las
     mixture   a collapsed generator mixed with a healthy one: 25 % < 50 % of the tiles one template plus noise
 
 Copies (``COPIES``, applied to the TRAINING part, what a generator trains on): exact, plus Gaussian noise
-of 1 % / 5 % of the range, shifted by 1 / 2 px, mirrored, rotated by 90 degrees, cropped by 10 % and
-resized back, shrunk by 10 %; and mixtures of copies with honest held-out data (10 % < 50 % < 100 % copies).
+of 1 % / 5 % of the range, shifted by 1 / 2 px, mirrored, rotated by 90 degrees, turned by up to 30 degrees,
+cropped by 10 % and resized back, shrunk by 10 %, rescaled by a factor from 1/1.4 to 1.4, a part pasted into
+honest data; and mixtures of copies with honest held-out data (10 % < 50 % < 100 % copies).
 Each must score worse than the held-out real data and worse than the same movies later in time.
 """
 
