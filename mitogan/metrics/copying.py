@@ -15,19 +15,19 @@ Matching (``CopyIndex``), two stages so that it stays cheap:
              of each candidate, at zoom 1 and 1.1 on either side (a 10 % crop or rescale), compared over
              shifts of up to +-2 grid cells (S/16 px) as the correlation of the overlapping windows.
              distance = 1 - the best correlation: 0 for a copy, ~1 for unrelated content.
-    turned   copies turned by any angle and rescaled by 0.66-1.5, not only quarter turns and 10 % zooms
+    turned   copies turned by any angle and rescaled by 0.63-1.58, not only quarter turns and 10 % zooms
              (``_rotated_match``): each query's 3 nearest training tiles over turns in 7.5-degree steps and
              magnifications in steps of 1.2 (coarse grids of the central disc, which every turn keeps; below 1
              the training side is magnified instead, so every disc is full); for each candidate the scale, the
              exact angle and the mirror read from the two tiles' polar power spectra (a turn is a shift along
              their angle axis; the query's spectrum is read at radii times each lookup scale, and the best
-             agreement, refined between them, gives the scale); the query turned back and rescaled (steps of 4 %
-             and turns of 1.5 degrees about that, each refined by a parabola), registered onto the training
-             tile by phase correlation to a fraction of a grid cell, compared over the central square of the
-             disc that its content fills (blur sigma = S/32: a turn resamples the camera noise). The smaller
-             distance of the two stages counts. Unscaled turns within 2 degrees of a quarter turn are left to
-             the first stage: registered that finely, the unturned new frames of a drifting field (the null)
-             would come nearer too.
+             agreement, refined between them, gives the scale); the query turned back and rescaled by them,
+             registered onto the training tile by phase correlation to a fraction of a grid cell, compared over
+             the central square of the disc that its content fills (blur sigma = S/32: a turn resamples the
+             camera noise); the best candidate's scale refined in 4 % steps and its angle read again at that
+             scale. The smaller distance of the two stages counts. Unscaled turns within 2 degrees of a quarter
+             turn are left to the first stage: registered that finely, the unturned new frames of a drifting
+             field (the null) would come nearer too.
 
 The null (what honest new data looks like): every training tile's distance to the nearest training tile of
 *another time block or video* (``split groups``). It contains "the same field a few frames later", so frames
@@ -290,8 +290,7 @@ def _angles(fq: np.ndarray, ft: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     then agree (the correlation's peak, 1 = identical up to the turn): ``fq`` (b, F, R) and ``ft`` (b, k, F, R)
     are the polar spectra's Fourier transforms along the angle axis (``rfft(_polar_spectra(x), axis=1)``). The
     peak of their circular cross-correlation, refined by a parabola through its neighbours."""
-    fq = fq[:, None] if fq.ndim == 3 else fq  # one spectrum per query, or one per query and candidate
-    corr = np.fft.irfft((fq * np.conj(ft)).sum(-1), n=_POLAR_ANGLES, axis=-1)  # (b, k, A)
+    corr = np.fft.irfft((fq[:, None] * np.conj(ft)).sum(-1), n=_POLAR_ANGLES, axis=-1)  # (b, k, A)
     peak = corr.argmax(-1)
     left = np.take_along_axis(corr, ((peak - 1) % _POLAR_ANGLES)[..., None], -1)[..., 0]
     mid = np.take_along_axis(corr, peak[..., None], -1)[..., 0]
@@ -367,7 +366,7 @@ def _registered_correlation(q: np.ndarray, t: np.ndarray, side, ft: np.ndarray |
 
 class CopyIndex:
     """Nearest training tile of any query tile, up to orientation, shifts of +-S/16 px and a 10 % zoom (the first
-    stage, ``_fine_match``), and up to any turn and a rescaling by 0.66-1.5 (the second, ``_rotated_match``).
+    stage, ``_fine_match``), and up to any turn and a rescaling by 0.63-1.58 (the second, ``_rotated_match``).
 
     ``CopyIndex(train)``; ``index.distances(query) -> (distance (N,), training index (N,))``;
     ``index.null(groups)`` -> each training tile's distance to the training tiles of other groups.
@@ -392,8 +391,8 @@ class CopyIndex:
         self._null: dict = {}
         self.rotate = orient if rotate is None else rotate
         if self.rotate:  # rotated copies (``_rotated_match``): what the training side needs, once
-            # per lookup scale z, (cells in the disc, O T): the training side of the lookup, magnified by 1 / z
-            # where z < 1 (a query zoomed out from a training tile matches it zoomed out... by zooming the tile in)
+            # per lookup scale z, (cells in the disc, O T): the training side of the lookup; below 1 it is the
+            # training tile magnified by 1 / z (a shrunk query would leave the disc's rim to its border)
             disc = _coarse_disc()
             self._coarse_disc = [_unit(self._views(grids(train, COARSE, self._coarse_sigma, max(1 / z, 1.0)))
                                        .reshape(self.n_views, len(train), -1)[:, :, disc]).reshape(-1, int(disc.sum())).T
@@ -498,7 +497,7 @@ class CopyIndex:
         flipped = blurred[..., ::-1]
         queries = [np.where(mirror[:, j, None, None] == 1, flipped, blurred)[:, None] for j in range(k)]
         # every candidate at its own scale and turn (the spectra's agreement does not rank tiles read at other
-        # scales); then the best one's scale and turn refined
+        # scales); then the best one's scale refined and its turn read again there
         raw = np.stack([self._correlation(queries[j], top[:, j], scales[:, j], angle[:, j]) for j in range(k)], 1)
         corr = np.where(ok & _outside_first_stage(scales, angle), raw, -1.0)  # (b, k)
         j = corr.argmax(1)
@@ -517,12 +516,11 @@ class CopyIndex:
 
     def _refined_correlation(self, query, tile, scale, angle, there) -> np.ndarray:
         """(b,): the best correlation of each query with its tile near ``scale`` and ``angle`` (``there``: the
-        correlation at them): the scale at
-        ``SCALE_STEP`` (4 %) steps up to two either way, and where a parabola through the best and its
-        neighbours puts the peak (in log scale); there, the turn read again from the spectra of the query
-        magnified by that scale (read at another scale, the spectra's angle is off by 1-3 degrees on 32 px
-        tiles). Scales and turns the first stage compares (``_outside_first_stage``) guide the search but
-        do not count."""
+        correlation at them): the scale at ``SCALE_STEP`` (4 %) steps up to two either way, and where a
+        parabola through the best and its neighbours puts the peak (in log scale); there, the turn read again
+        from the spectra of the query magnified by that scale (read at another scale, the spectra's angle is off
+        by 1-3 degrees on 32 px tiles). Scales and turns the first stage compares (``_outside_first_stage``)
+        guide the search but do not count."""
         tried = []
 
         def correlation(z, a):
