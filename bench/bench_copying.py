@@ -81,11 +81,11 @@ def main(argv=None) -> None:
         w, p = dw < thr_d, rp < thr_r
         print(f"| {name} | {w.mean():.3f} | {p.mean():.3f} | {(w | p).mean():.3f} | {ms:.1f} |")
     if args.turns or args.scales:
-        _turn_table(train, groups, whole, part, thr_r, args, [float(a) for a in args.turns.split(",") if a],
+        _transform_table(train, groups, whole, part, thr_r, args, [float(a) for a in args.turns.split(",") if a],
                     [float(z) for z in args.scales.split(",") if z], sets)
 
 
-def _turn_table(train, groups, whole, part, thr_r, args, angles, scales, sets) -> None:
+def _transform_table(train, groups, whole, part, thr_r, args, angles, scales, sets) -> None:
     """Share flagged (whole-tile or partial) of training tiles turned by each angle and rescaled by each factor,
     without and with the second stage of ``CopyIndex`` (each index against its own null), and of the honest sets."""
     from mitogan.metrics.copying import CopyIndex, turn_tiles

@@ -478,12 +478,12 @@ class CopyIndex:
         ft = self._spectra[top]  # (b, k, F, R)
         angles, agree = (np.stack(v).reshape(nz, 2, b, k) for v in zip(*(_angles(f, ft) for z in fq for f in (z, np.conj(z)))))
         lookup = np.asarray(SCALE_LOOKUP)[:, None, None, None]
-        raw, agree = agree, np.where(valid & _outside_first_stage(lookup, angles), agree, -np.inf)
+        every, agree = agree, np.where(valid & _outside_first_stage(lookup, angles), agree, -np.inf)
         zi, mirror = np.divmod(agree.reshape(2 * nz, b, k).argmax(0), 2)  # (b, k)
         angle = angles[zi, mirror, np.arange(b)[:, None], np.arange(k)]
         # the scale between the lookup's: a parabola through the agreement at the best one and its neighbours
         # (all of them: one left to ``_fine_match`` still says where the peak is)
-        curve = np.where(valid, raw, -np.inf)[:, mirror, np.arange(b)[:, None], np.arange(k)]  # (Z, b, k)
+        curve = np.where(valid, every, -np.inf)[:, mirror, np.arange(b)[:, None], np.arange(k)]  # (Z, b, k)
         at = np.clip(zi, 1, nz - 2)
         left, mid, right = (np.take_along_axis(curve, (at + d)[None], 0)[0] for d in (-1, 0, 1))
         usable = (zi == at) & np.isfinite(left) & np.isfinite(mid) & np.isfinite(right)  # not at an end or an invalid candidate
@@ -498,12 +498,12 @@ class CopyIndex:
         queries = [np.where(mirror[:, j, None, None] == 1, flipped, blurred)[:, None] for j in range(k)]
         # every candidate at its own scale and turn (the spectra's agreement does not rank tiles read at other
         # scales); then the best one's scale refined and its turn read again there
-        raw = np.stack([self._correlation(queries[j], top[:, j], scales[:, j], angle[:, j]) for j in range(k)], 1)
-        corr = np.where(ok & _outside_first_stage(scales, angle), raw, -1.0)  # (b, k)
+        found = np.stack([self._correlation(queries[j], top[:, j], scales[:, j], angle[:, j]) for j in range(k)], 1)
+        corr = np.where(ok & _outside_first_stage(scales, angle), found, -1.0)  # (b, k): what counts
         j = corr.argmax(1)
         tile, rows = top[np.arange(b), j], np.arange(b)
         query = np.stack(queries)[j, rows]
-        best = np.maximum(corr.max(1), self._refined_correlation(query, tile, scales[rows, j], angle[rows, j], raw[rows, j]))
+        best = np.maximum(corr.max(1), self._refined_correlation(query, tile, scales[rows, j], angle[rows, j], found[rows, j]))
         return np.where(ok.any(1), 1.0 - best, 2.0), tile
 
     def _correlation(self, query: np.ndarray, tile: np.ndarray, scale: np.ndarray, angle: np.ndarray) -> np.ndarray:
