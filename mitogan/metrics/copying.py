@@ -394,9 +394,11 @@ class CopyIndex:
             # per lookup scale z, (cells in the disc, O T): the training side of the lookup; below 1 it is the
             # training tile magnified by 1 / z (a shrunk query would leave the disc's rim to its border)
             disc = _coarse_disc()
-            self._coarse_disc = [_unit(self._views(grids(train, COARSE, self._coarse_sigma, max(1 / z, 1.0)))
-                                       .reshape(self.n_views, len(train), -1)[:, :, disc]).reshape(-1, int(disc.sum())).T
-                                 for z in SCALE_LOOKUP]
+            zooms = {max(1 / z, 1.0) for z in SCALE_LOOKUP}  # 1 for every scale >= 1: the grids above, once
+            side = {m: _unit(self._views(coarse if m == 1.0 else grids(train, COARSE, self._coarse_sigma, m))
+                             .reshape(self.n_views, len(train), -1)[:, :, disc]).reshape(-1, int(disc.sum())).T
+                    for m in zooms}
+            self._coarse_disc = [side[max(1 / z, 1.0)] for z in SCALE_LOOKUP]
             # (T, F, radii): the polar spectra along the angle axis in Fourier space (``_angles``)
             self._spectra = np.fft.rfft(_polar_spectra(train), axis=1).astype(np.complex64)
             fine_rot = _zoomed_grids(_blurred(train, s * ROT_BLUR), fine)  # (T, G, G) at the second stage's blur

@@ -112,6 +112,8 @@ def copy_set(train: np.ndarray, name: str, honest: np.ndarray, n: int, seed: int
     """``n`` tiles made from TRAINING tiles by the copy ``name`` (``COPIES``); ``honest`` fills mixtures."""
     import cv2
 
+    from mitogan.metrics.copying import turn_tiles
+
     rng = np.random.default_rng(seed)
     x = np.asarray(train, np.float32)[rng.choice(len(train), n, replace=len(train) < n)]
     kind, _, level = name.partition("=")
@@ -126,12 +128,8 @@ def copy_set(train: np.ndarray, name: str, honest: np.ndarray, n: int, seed: int
     elif kind == "copy_rot90":
         x = np.rot90(x, 1, axes=(2, 3))
     elif kind == "copy_turn":  # each turned by its own angle of up to lv degrees either way, mirrored at the border
-        from mitogan.metrics.copying import turn_tiles
-
         x = turn_tiles(x, rng.uniform(-lv, lv, len(x)), centre=(s / 2, s / 2))  # not the matcher's own centre
     elif kind == "copy_scale":  # each magnified by its own factor from 1 / lv to lv (log-uniform), mirrored at the border
-        from mitogan.metrics.copying import turn_tiles
-
         x = turn_tiles(x, 0.0, centre=(s / 2, s / 2), scale=np.exp(rng.uniform(-np.log(lv), np.log(lv), len(x))))
     elif kind in ("copy_crop", "copy_shrink"):
         c = int(round(s * lv))

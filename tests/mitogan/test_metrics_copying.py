@@ -122,16 +122,13 @@ def test_a_turned_copy_is_matched_to_its_original_at_its_angle(movie, degrees, m
     tiles), and a copy turned about a point off the tile's centre (a turn plus a sub-pixel move) finds its
     original (mirrored or not), nearer than the copy threshold. Tiles with structure: a turned tile of camera
     noise alone is new noise, no test can call it a copy."""
-    import cv2
-
     from mitogan.metrics.copying import _angles, _polar_spectra, turn_tiles
 
     train, _, index, null = movie
     pick = np.sort(np.argsort(train.std((1, 2, 3)))[-4:])
     s = train.shape[-1]
     originals = np.ascontiguousarray(train[pick][..., ::-1] if mirror else train[pick])
-    turned = np.stack([cv2.warpAffine(t[0], cv2.getRotationMatrix2D((s / 2 + 0.3, s / 2 - 0.6), degrees, 1.0), (s, s),
-                                      borderMode=cv2.BORDER_REFLECT)[None] for t in originals])
+    turned = turn_tiles(originals, degrees, centre=(s / 2 + 0.3, s / 2 - 0.6))
     spectra = lambda x: np.fft.rfft(_polar_spectra(x), axis=1)  # noqa: E731
     angle = _angles(spectra(turn_tiles(train[pick], degrees)), spectra(train[pick])[:, None])[0][:, 0]
     assert np.all(np.abs((angle - degrees + 90) % 180 - 90) < 2.0), angle
@@ -144,14 +141,13 @@ def test_a_rescaled_copy_is_matched_to_its_original(movie, scale, degrees, mirro
     """Copies magnified or shrunk by 20-40 % (the tile's own border mirrored in where it shrinks), turned or not,
     mirrored or not, about a point off the centre: each is nearer than the copy threshold to its original or to
     the same place one frame away (the field drifts 0.7 px a frame: a shrunk copy loses that much detail)."""
-    import cv2
+    from mitogan.metrics.copying import turn_tiles
 
     train, _, index, null = movie
     pick = np.sort(np.argsort(train.std((1, 2, 3)))[-4:])
     s = train.shape[-1]
     originals = np.ascontiguousarray(train[pick][..., ::-1] if mirror else train[pick])
-    copies = np.stack([cv2.warpAffine(t[0], cv2.getRotationMatrix2D((s / 2 - 0.4, s / 2 + 0.7), degrees, scale), (s, s),
-                                      borderMode=cv2.BORDER_REFLECT)[None] for t in originals])
+    copies = turn_tiles(originals, degrees, centre=(s / 2 - 0.4, s / 2 + 0.7), scale=scale)
     d, j = index.distances(copies)
     (frame, place), (frame0, place0) = np.divmod(j, 4), np.divmod(pick, 4)  # 4 tiles a frame (``_movie``)
     assert np.all(place == place0) and np.all(np.abs(frame - frame0) <= 1), (j, pick)
