@@ -1,5 +1,5 @@
 import sys
 
-from mitogan.cli import main
+from mitogan.cli import entry
 
-sys.exit(main())
+sys.exit(entry())

@@ -76,7 +76,7 @@ def register(sub) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.add_argument("--report", metavar="SEARCH_DIR", default=None,
                    help="only (re)write the HTML report of an existing search and exit")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, supervised=True)  # drives a local Ray: mitogan.cli
 
 
 # options a resumed search takes from its search.json; giving them with --resume is refused

@@ -55,7 +55,7 @@ def register(sub) -> None:
     p.add_argument("--z", default="max", help="z reduction for z-stacks: max, mean or an index")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.add_argument("-v", "--verbose", action="count", default=0, help="Ray's and Optuna's own console output")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, supervised=True)  # drives a local Ray: mitogan.cli
 
 
 def run(args) -> int:

@@ -36,6 +36,7 @@ import pyarrow.fs
 import ray
 from ray import tune
 
+from mitogan.cli import SUPERVISED_ENV
 from mitogan.errors import MitoganError
 from mitogan.fsutil import atomic_write
 from search import schedulers
@@ -578,7 +579,11 @@ class _Stop:
     prints the resume command and exits 143 there and then. Ray's state on disk is at most
     ``experiment_state_period(trials)`` old and a resume continues from it, as after a killed driver. A watchdog
     does the same if Tune has not stopped ``STOP_GRACE_S`` after the signal.
-    (SIGINT needs none of this: Ray's processes block it, so only the driver stops, through Tune.)"""
+    (SIGINT needs none of this: Ray's processes block it, so only the driver stops, through Tune.)
+    From the command line all this is the fallback: the driver runs behind a supervisor in a session of its
+    own (``mitogan.cli.supervise_child``), no group signal reaches its Ray, and the SIGTERM the supervisor
+    passes on stops Tune as Ctrl-C does. The group watch is only for a driver started otherwise (a Python
+    caller of ``run_search``): there Ray's core worker can still end the process first (status 1)."""
 
     def __init__(self, store: SearchStore, opts: SearchOptions, launch: dict):
         self.store, self.opts, self.launch = store, opts, launch
@@ -591,7 +596,8 @@ class _Stop:
         self.got["signal"] = "SIGTERM"
         # a process-group stop: the local Ray is dying with this driver. Ending here, in the main thread,
         # does not depend on Ray's calls on the dead cluster letting another thread run
-        deadline = time.monotonic() + GROUP_STOP_WAIT_S
+        # (not behind the command line's supervisor: no group signal reaches this driver's Ray there)
+        deadline = time.monotonic() + (0.0 if os.environ.get(SUPERVISED_ENV) == "1" else GROUP_STOP_WAIT_S)
         while _LIVE["ray_pids"] and time.monotonic() < deadline:
             if _local_ray_died():
                 self._exit()

@@ -9,6 +9,13 @@ a :class:`StopRequest` and stop at a consistent point, saying how to resume).
 Every sub-command gets the same conventions here, after it registers: ``-v/--verbose`` (repeatable: more
 log detail), ``-q/--quiet`` (no progress bars; results and errors still print) and plain-text ``--help``
 whose defaults are shown only when there is a real one.
+
+Commands that drive a local Ray (``search``, ``fit-sim``: ``set_defaults(supervised=True)``) run, from the
+command line, in a child process in a session of its own, with this process as a thin supervisor that passes
+on SIGINT/SIGTERM and returns the child's status (:func:`entry`). A job scheduler's stop signals the whole
+process group (``timeout``, ``scancel``, systemd); without the supervisor Ray's own processes got it at the
+same moment as the driver, and Ray's core worker could end the driver (status 1, no resume message) before
+its handler ran. Behind the supervisor only the driver is signalled, and it stops the way Ctrl-C does.
 """
 
 from __future__ import annotations
@@ -16,8 +23,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import re
 import signal
+import subprocess
 import sys
 import textwrap
 import threading
@@ -27,7 +36,7 @@ from importlib.metadata import entry_points
 from mitogan import claim
 from mitogan.errors import MitoganError, one_line
 
-__all__ = ["main", "build_parser", "plugin", "HelpFormatter", "ENVIRONMENT", "StopRequest", "Terminated", "one_line"]
+__all__ = ["main", "entry", "build_parser", "plugin", "HelpFormatter", "ENVIRONMENT", "StopRequest", "Terminated", "one_line"]
 
 # sub-command modules, in the order shown by --help
 COMMANDS = ["simulate", "preprocess", "train", "evaluate", "search", "fit-sim", "export", "synth", "explain"]
@@ -158,12 +167,24 @@ def _configure_logging(args) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
-def main(argv: list[str] | None = None) -> int:
+# set in the supervised child's environment (see the module docstring): its process group holds only itself
+# and its local Ray, so a group signal can no longer reach Ray's processes from outside
+SUPERVISED_ENV = "MITOGAN_SUPERVISED"
+
+
+def entry() -> int:
+    """The ``mitogan`` console script (and ``python -m mitogan``): :func:`main` with supervision."""
+    return main(supervise=True)
+
+
+def main(argv: list[str] | None = None, *, supervise: bool = False) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if supervise and getattr(args, "supervised", False) and os.environ.get(SUPERVISED_ENV) != "1":
+        return supervise_child([sys.executable, "-m", "mitogan", *(sys.argv[1:] if argv is None else argv)])
     _configure_logging(args)
     previous = _on_sigterm(_raise_terminated)
     show, warnings.showwarning = warnings.showwarning, _show_warning
@@ -184,6 +205,51 @@ def main(argv: list[str] | None = None) -> int:
         _on_sigterm(previous)
         warnings.showwarning = show
         claim.release_all()  # the output folders this command claimed (main() may run again in-process)
+
+
+def supervise_child(cmd: list[str]) -> int:
+    """Run ``cmd`` in a child in a new session, with ``MITOGAN_SUPERVISED=1``, and wait for it; SIGINT and
+    SIGTERM that reach this process are passed on to the child alone; returns its status (128 + N when
+    signal N ended it). The child dies with this process (Linux ``PR_SET_PDEATHSIG``: SIGKILL), so killing
+    the supervisor is killing the driver, as before."""
+    parent = os.getpid()
+    die_with_parent = _death_signal_setter()
+
+    def in_child():  # in the child, before it runs Python again (exec)
+        if die_with_parent is not None:
+            die_with_parent()
+        if os.getppid() != parent:  # the supervisor died before the death signal was set
+            os._exit(137)
+
+    child = subprocess.Popen(cmd, env={**os.environ, SUPERVISED_ENV: "1"},
+                             start_new_session=True, preexec_fn=in_child)
+
+    def forward(signum, frame):
+        if child.returncode is None:
+            child.send_signal(signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = child.wait()
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    return 128 - code if code < 0 else code
+
+
+def _death_signal_setter():
+    """A function that makes the calling process get SIGKILL when its parent dies (Linux prctl), or None
+    where there is no such call."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig, sigkill = 1, int(signal.SIGKILL)
+    return lambda: prctl(pr_set_pdeathsig, sigkill, 0, 0, 0)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
@@ -241,4 +307,4 @@ class StopRequest:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())

@@ -1,8 +1,10 @@
 """Stops the way job schedulers stop, and secrets kept out of everything a search leaves behind.
 
-`timeout`, Slurm's `scancel` and systemd signal the whole process group, so a local Ray's own processes get
-the SIGTERM at the same moment as the driver: the search must still exit 143 within seconds, mark
-`search.json` interrupted and print the resume command, and `--resume` must finish it. With AWS credentials
+`timeout`, Slurm's `scancel` and systemd signal the whole process group. The command line runs the driver
+behind a supervisor, in a session of its own, so the signal reaches the driver once and never Ray's own
+processes (before, Ray's core worker could end the driver with status 1 when the group signal killed the raylet
+first: seen once in CI on 2 busy cores). The search must exit 143 within seconds, mark `search.json`
+interrupted and print the resume command, and `--resume` must finish it. With AWS credentials
 in the environment (Ray Tune copies them into its actors' runtime_env, which Ray logs in plain text), no
 planted secret may appear in Ray's session logs, the search folder or the exported bundle.
 One real search (the CLI, a local Ray) through both stops and a resume, to keep CI short."""
@@ -49,6 +51,18 @@ def _stopped(proc, storage, code=143):
     return took
 
 
+def _sessions_below(pid: int) -> set[int]:
+    from cluster.local_cluster import descendants
+
+    found = set()
+    for p in descendants([pid]):
+        try:
+            found.add(os.getsid(p))
+        except ProcessLookupError:
+            pass  # exited meanwhile
+    return found
+
+
 def _files_holding(roots, needles: list[str]) -> list[str]:
     hits = []
     for root in roots:
@@ -72,9 +86,12 @@ def test_process_group_sigterm_exits_143_in_seconds_and_no_secret_reaches_logs_o
     # (--no-stopper: 20 steps of a tiny GAN can look collapsed; every trial must finish for the bundle)
     proc = _start(search_cmd(*new_search_args(space, storage, "g", trials=2, extra=["--no-stopper"])), env)
     wait_for(lambda: any(rows(storage, "g").values()), 300, proc, "the first results")
+    assert _sessions_below(proc.pid) - {proc.pid}  # the driver runs in a session of its own
     os.killpg(proc.pid, signal.SIGTERM)
     took_killpg = _stopped(proc, storage)
-    assert took_killpg < 10, took_killpg  # measured ~0.3 s (before: exit 1, or a 60 s stall on the dead GCS)
+    # Tune stops as after Ctrl-C and Ray shuts down: measured 2.9-4.8 s with 2 busy cores. The bound is a
+    # stall's (a minute on a dead GCS, before), below the 25 s after which the driver's watchdog ends it
+    assert took_killpg < 20, took_killpg
 
     # 2. `timeout -s TERM` on the resumed search: timeout signals its whole process group (as when it expires)
     before = sum(map(len, rows(storage, "g").values()))
@@ -83,7 +100,7 @@ def test_process_group_sigterm_exits_143_in_seconds_and_no_secret_reaches_logs_o
     wait_for(lambda: sum(map(len, rows(storage, "g").values())) > before, 300, proc, "a result after the resume")
     proc.send_signal(signal.SIGTERM)  # to timeout itself, which passes it on to the group
     took_timeout = _stopped(proc, storage)
-    assert took_timeout < 10, took_timeout
+    assert took_timeout < 20, took_timeout
 
     # 3. nothing was lost: --resume finishes the search and exports its best generator
     out = run(["--resume", "g", "--storage", storage, "-q"], env)
