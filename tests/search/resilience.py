@@ -158,8 +158,11 @@ def check_completed(after: dict[str, list[dict]], at_kill: dict[str, dict], tria
     for tid, r in after.items():
         assert finished(r), f"{tid} did not finish: steps {[x.get('step') for x in r]}, restarts {restarts(r)}, {r[-1:]}"
         starts = restarts(r)
-        assert starts and starts[0] == 0, f"{tid}: {starts}"
-        measured["rerun_from_scratch"] += starts.count(0) - 1
+        # a first attempt stopped after the trainer wrote its first checkpoint but before the driver took that
+        # step's report leaves no row, and the next attempt continues from that checkpoint (the trainer's own
+        # file is newer than Ray's state): the rows then begin there (seen once in CI, a SIGTERM right then)
+        assert starts and starts[0] in (0, CHECKPOINT_EVERY), f"{tid}: {starts}"
+        measured["rerun_from_scratch"] += max(0, starts.count(0) - 1)
         measured["steps_lost"] += steps_lost(r)
         was = at_kill.get(tid)
         if was is not None and was["finished"]:  # no step trained again after the kill
