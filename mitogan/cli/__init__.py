@@ -64,6 +64,9 @@ ENVIRONMENT = {
                                       "end (default here: 600)",
     "TUNE_GLOBAL_CHECKPOINT_S": "Ray Tune's: seconds between a search's experiment-state saves (default here: "
                                 "saving takes <= 1 % of the time, at least every 2 s)",
+    "MITOGAN_SUPERVISED": "set to 1 by `mitogan search` and `mitogan fit-sim` in the driver they run behind a "
+                          "small supervisor (its own session, so a stop of the whole process group reaches only "
+                          "the driver); not for users to set",
 }
 
 

@@ -75,7 +75,7 @@ def test_the_child_dies_with_a_killed_supervisor():
         pytest.fail("the child outlived its SIGKILLed supervisor")
 
 
-def test_a_supervised_command_s_errors_and_status_come_back_as_one_line(tmp_path):
+def test_a_supervised_commands_errors_and_status_come_back_as_one_line(tmp_path):
     missing = tmp_path / "missing.yaml"
     out = subprocess.run([sys.executable, "-m", "mitogan", "search", "--space", str(missing), "--storage",
                           str(tmp_path / "runs"), "-q"], capture_output=True, text=True, timeout=120)
