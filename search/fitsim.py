@@ -216,7 +216,7 @@ def _setup_live(store, opts: FitOptions) -> None:
     from search.progress import SearchProgress
 
     optuna.logging.set_verbosity(optuna.logging.INFO if opts.verbose else optuna.logging.ERROR)
-    logging.getLogger("ray.tune.execution.experiment_state").addFilter(runmod._SYNC_RACE)  # as a search's driver
+    runmod.watch_sync_race()  # as a search's driver
     if not opts.verbose:
         logging.getLogger("ray.tune.tune").setLevel(logging.ERROR)
     store.local.mkdir(parents=True, exist_ok=True)

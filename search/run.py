@@ -690,8 +690,13 @@ class _SyncRace(logging.Filter):
 _SYNC_RACE = _SyncRace()
 
 
+def watch_sync_race() -> None:
+    """Put ``_SyncRace`` on Ray's experiment-state logger (a search's or a fit's driver; once: the same object)."""
+    logging.getLogger("ray.tune.execution.experiment_state").addFilter(_SYNC_RACE)
+
+
 def _setup_live(store: SearchStore, opts: SearchOptions, space: Space) -> None:
-    logging.getLogger("ray.tune.execution.experiment_state").addFilter(_SYNC_RACE)  # once: the same object
+    watch_sync_race()
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend

@@ -122,14 +122,14 @@ def test_a_turned_copy_is_matched_to_its_original_at_its_angle(movie, degrees, m
     tiles), and a copy turned about a point off the tile's centre (a turn plus a sub-pixel move) finds its
     original (mirrored or not), nearer than the copy threshold. Tiles with structure: a turned tile of camera
     noise alone is new noise, no test can call it a copy."""
-    from mitogan.metrics.copying import _angles, _polar_spectra, turn_tiles
+    from mitogan.metrics.copying import _along_angles, _angles, _polar_spectra, turn_tiles
 
     train, _, index, null = movie
     pick = np.sort(np.argsort(train.std((1, 2, 3)))[-4:])
     s = train.shape[-1]
     originals = np.ascontiguousarray(train[pick][..., ::-1] if mirror else train[pick])
     turned = turn_tiles(originals, degrees, centre=(s / 2 + 0.3, s / 2 - 0.6))
-    spectra = lambda x: np.fft.rfft(_polar_spectra(x), axis=1)  # noqa: E731
+    spectra = lambda x: _along_angles(_polar_spectra(x))  # noqa: E731
     angle = _angles(spectra(turn_tiles(train[pick], degrees)), spectra(train[pick])[:, None])[0][:, 0]
     assert np.all(np.abs((angle - degrees + 90) % 180 - 90) < 2.0), angle
     d, j = index.distances(turned)

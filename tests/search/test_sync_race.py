@@ -3,14 +3,14 @@ not an error with a traceback; Ray's other errors pass unchanged. Through the re
 
 import logging
 
-from search.run import _SYNC_RACE  # the filter a search driver installs (search.run._setup_live)
+from search.run import watch_sync_race  # what a search's or a fit's driver calls
 
 RAY_LOGGER = "ray.tune.execution.experiment_state"
 
 
 def _log(error: Exception):
+    watch_sync_race()
     logger = logging.getLogger(RAY_LOGGER)
-    logger.addFilter(_SYNC_RACE)
     try:
         raise error
     except Exception:
