@@ -215,11 +215,42 @@ def calibrated_gap(accuracy: float, baseline: float) -> float:
 
 
 def _baseline(ref, n: int, seed: int, budget: dict) -> dict:
-    """C2ST of the training split vs the held-out split at ``n`` per side, cached on the Reference."""
+    """C2ST of the training split vs the held-out split at ``n`` per side, once per Reference; for a reference
+    read from the cache (``Reference.cached``: every search trial, ``mitogan evaluate``) it is kept beside its
+    entry like the copy nulls, so the next finished trial on the same data trains one CNN, not two. The entry's
+    name holds everything the numbers depend on (n, seed, budget, torch's version: same seed, same numbers);
+    ``"cached": True`` marks a baseline read back (its ``seconds`` are those it took when it was computed)."""
     key = (_CACHE_KEY, n, seed, tuple(sorted(budget.items())))
-    if key not in ref._cal:
-        ref._cal[key] = c2st_accuracy(ref.heldout, ref.train, seed=seed, **{**budget, "max_per_side": n},
-                                      names=("held-out real tiles", "training real tiles"))
+    if key in ref._cal:
+        return ref._cal[key]
+
+    def compute() -> dict:
+        return c2st_accuracy(ref.heldout, ref.train, seed=seed, **{**budget, "max_per_side": n},
+                             names=("held-out real tiles", "training real tiles"))
+
+    if getattr(ref, "cache_file", None) is None:
+        ref._cal[key] = compute()
+        return ref._cal[key]
+    import hashlib
+    import json
+
+    import torch
+
+    from mitogan.fsutil import cached_file
+
+    tag = hashlib.sha256(repr((n, seed, sorted(budget.items()), _WIDTHS, _LR, _MAX_INPUT,
+                               torch.__version__)).encode()).hexdigest()[:16]
+    stem = ref.cache_file.stem.removeprefix("reference-")
+    path = ref.cache_file.with_name(f"c2st-baseline-{stem}-{tag}.json")
+
+    def load(p) -> dict:
+        value = json.loads(p.read_text())
+        if not isinstance(value, dict) or not isinstance(value.get("accuracy"), float):
+            raise ValueError("not a C2ST baseline")  # a damaged entry: warned about and recomputed
+        return {**value, "cached": True}
+
+    ref._cal[key] = cached_file(path, compute, lambda v, f: f.write(json.dumps(v).encode()), load,
+                                label="C2ST baseline")
     return ref._cal[key]
 
 
@@ -244,4 +275,5 @@ def c2st(ctx: MetricContext):
                              base.get("information"))))
     return values, {"n_heldout": ctx.n_real, "n_fake": ctx.n_fake, "n_train": len(ref.train), "n_per_side": n,
                     "folds": r["folds"], "batches": r["batches"], "batch_size": r["batch_size"],
-                    "max_epochs": budget["max_epochs"], "seconds": r["seconds"], "baseline_seconds": base["seconds"]}
+                    "max_epochs": budget["max_epochs"], "seconds": r["seconds"], "baseline_seconds": base["seconds"],
+                    "baseline_cached": bool(base.get("cached", False))}

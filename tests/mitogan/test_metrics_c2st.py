@@ -82,6 +82,34 @@ def test_registered_metric_reports_baseline_once_and_cannot_see_copies(real, mon
     assert all(v is None for v in few.values()) and "fewer than" in why["skipped"]
 
 
+def test_a_cached_reference_keeps_its_baseline_for_the_next_trial(real, monkeypatch, tmp_path):
+    # a search's next finished trial (a new process, the reference read from the cache) reads the baseline kept
+    # beside the reference's entry: one CNN per trial instead of two, the same numbers as computed afresh
+    import mitogan.metrics.c2st as C
+
+    monkeypatch.setenv("MITOGAN_CACHE_DIR", str(tmp_path))
+    monkeypatch.setitem(C.C2ST_BUDGET, "max_epochs", 5)
+    fake = damage(real.tiles, "blur", 1.0)
+    want, _ = c2st(MetricContext(real_reference(real), fake))  # built afresh, no cache
+    calls = []
+    counting = lambda *a, **k: calls.append(k["names"][1]) or c2st_accuracy(*a, **k)  # noqa: E731
+    monkeypatch.setattr(C, "c2st_accuracy", counting)
+    first = real_reference(real, cache=True)
+    got, sizes = c2st(MetricContext(first, fake))
+    assert got == want and calls == ["training real tiles", "generated tiles"] and not sizes["baseline_cached"]
+    kept = list(first.cache_file.parent.glob("c2st-baseline-" + first.cache_file.stem.removeprefix("reference-") + "-*.json"))
+    assert len(kept) == 1  # beside the reference's own entry
+    again, sizes = c2st(MetricContext(real_reference(real, cache=True), fake))  # a new process would do this
+    assert again == want and calls[2:] == ["generated tiles"] and sizes["baseline_cached"]
+    monkeypatch.setitem(C.C2ST_BUDGET, "max_epochs", 6)  # another budget: another entry, computed
+    c2st(MetricContext(real_reference(real, cache=True), fake))
+    assert calls[3:] == ["training real tiles", "generated tiles"]
+    kept[0].write_text('{"accuracy": "damaged"}')  # a damaged entry is warned about and recomputed
+    monkeypatch.setitem(C.C2ST_BUDGET, "max_epochs", 5)
+    assert c2st(MetricContext(real_reference(real, cache=True), fake))[0] == want
+    assert calls[5:] == ["training real tiles", "generated tiles"]
+
+
 def test_calibrated_gap_is_zero_at_baseline_one_when_always_told_apart():
     assert calibrated_gap(0.6, 0.6) == 0.0 and calibrated_gap(0.55, 0.6) == 0.0
     assert calibrated_gap(1.0, 0.6) == 1.0 and calibrated_gap(0.8, 0.6) == pytest.approx(0.5)
