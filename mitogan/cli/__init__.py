@@ -32,6 +32,7 @@ import textwrap
 import threading
 import warnings
 from importlib.metadata import entry_points
+from pathlib import Path
 
 from mitogan import claim
 from mitogan.errors import MitoganError, one_line
@@ -212,9 +213,10 @@ def main(argv: list[str] | None = None, *, supervise: bool = False) -> int:
 
 def supervise_child(cmd: list[str]) -> int:
     """Run ``cmd`` in a child in a new session, with ``MITOGAN_SUPERVISED=1``, and wait for it; SIGINT and
-    SIGTERM that reach this process are passed on to the child alone; returns its status (128 + N when
-    signal N ended it). The child dies with this process (Linux ``PR_SET_PDEATHSIG``: SIGKILL), so killing
-    the supervisor is killing the driver, as before."""
+    SIGTERM that reach this process are passed on to the child alone; Ctrl-Z (SIGTSTP) stops every process of
+    the child's session (the driver and the local Ray it started, trial workers included) with this process, and
+    SIGCONT (`fg`, `bg`) resumes them; returns its status (128 + N when signal N ended it). The child dies with this process (Linux
+    ``PR_SET_PDEATHSIG``: SIGKILL), so killing the supervisor is killing the driver, as before."""
     parent = os.getpid()
     die_with_parent = _death_signal_setter()
 
@@ -231,13 +233,44 @@ def supervise_child(cmd: list[str]) -> int:
         if child.returncode is None:
             child.send_signal(signum)
 
+    def group(signum):  # the child's session: the driver and the local Ray it started, trial workers included
+        if child.returncode is None:
+            for pid in _session(child.pid):
+                try:
+                    os.kill(pid, signum)
+                except ProcessLookupError:
+                    pass
+
+    def suspend(signum, frame):  # Ctrl-Z: the search stops with the terminal's job, as it did unsupervised
+        # SIGSTOP, not SIGTSTP: the kernel drops a terminal stop sent to a process group without a parent in its
+        # session (the child's always, this one's when it runs in a session of its own)
+        group(signal.SIGSTOP)
+        os.kill(os.getpid(), signal.SIGSTOP)  # until `fg` / `bg` (SIGCONT), which the handler below passes on
+
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous[signal.SIGTSTP] = signal.signal(signal.SIGTSTP, suspend)
+    previous[signal.SIGCONT] = signal.signal(signal.SIGCONT, lambda signum, frame: group(signal.SIGCONT))
     try:
         code = child.wait()
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
     return 128 - code if code < 0 else code
+
+
+def _session(sid: int) -> list[int]:
+    """The processes of session ``sid``, the child's first (Linux ``/proc``; elsewhere its process group only)."""
+    if not Path("/proc/self/stat").exists():
+        return [-sid]  # os.kill(-pgid) signals the group
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:  # pid (comm) state ppid pgrp session ...: comm may hold spaces and parentheses
+                if int((d / "stat").read_text().rsplit(")", 1)[1].split()[3]) == sid:
+                    pids.append(int(d.name))
+            except (OSError, IndexError, ValueError):
+                continue  # ended meanwhile
+    return sorted(pids, key=lambda p: p != sid)
 
 
 def _death_signal_setter():

@@ -56,6 +56,51 @@ def test_a_group_sigterm_reaches_the_child_once_and_its_status_comes_back():
     assert out.split() == ["sigterms", "1"]  # passed on once; the child was outside the group
 
 
+# the child: starts a process (as the driver starts Ray's), says both pids, runs until SIGTERM
+BUSY = textwrap.dedent("""
+    import os, signal, subprocess, sys, time
+    # a process group of its own, as Ray's trial workers have
+    ray = subprocess.Popen([sys.executable, "-c", "import time\\nwhile True: time.sleep(0.01)"], process_group=0)
+    signal.signal(signal.SIGTERM, lambda *a: (ray.kill(), sys.exit(143)))
+    print(os.getpid(), ray.pid, flush=True)
+    while True:
+        time.sleep(0.01)
+""")
+
+
+def _state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def _until(pids, want: bool) -> None:
+    deadline = time.monotonic() + 30
+    while any((_state(p) == "T") != want for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert all((_state(p) == "T") == want for p in pids), [(p, _state(p)) for p in pids]
+
+
+def test_ctrl_z_stops_the_child_and_what_it_started_and_fg_resumes_them():
+    # Ctrl-Z in a terminal sends SIGTSTP to the supervisor's group only; the child (in its own session) and the
+    # processes it started (Ray's) stop with it, and `fg` (SIGCONT) resumes all of them, as without a supervisor
+    proc = _supervisor(BUSY)
+    child, ray = map(int, proc.stdout.readline().split())
+    try:
+        os.kill(proc.pid, signal.SIGTSTP)
+        _until([proc.pid, child, ray], True)
+        os.kill(proc.pid, signal.SIGCONT)
+        _until([proc.pid, child, ray], False)
+        os.killpg(proc.pid, signal.SIGTERM)  # still a working supervisor: the stop is passed on, the status comes back
+        proc.communicate(timeout=30)
+        assert proc.returncode == 143
+    finally:
+        for pid in (ray, child, proc.pid):
+            try:
+                os.kill(pid, signal.SIGCONT)
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 def test_a_child_ended_by_a_signal_returns_128_plus_its_number():
     proc = _supervisor("import os, signal; os.kill(os.getpid(), signal.SIGKILL)")
     proc.communicate(timeout=30)
