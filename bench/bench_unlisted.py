@@ -1,6 +1,6 @@
 """Forms of copying and collapse that the proof does not hold, scored by the primary objective.
 
-    python bench/bench_unlisted.py [--data ../shared/data | --simulated]
+    python bench/bench_unlisted.py [--data ../shared/data | --simulated] [--sweep]
 
 The proof's parts (``proof.proof_parts``, seed 0) of the real data or of 20 simulated movies; the reference
 built on them as in the proof; then ``realism_gap`` and its components for honest sets ("other" videos, "later"
@@ -8,7 +8,10 @@ frames, blur 1 px of "other") and for sets the proof's ladders do not contain: c
 dimmer, gamma-corrected, blurred, down- and up-sampled, turned by up to 15 degrees, elastically warped; mosaics
 of four training quadrants; the brighter of two training tiles; 5 templates at random positions; one streak at
 one place over honest tiles; 50 templates plus noise. Each of those should score worse than the honest sets.
-Prints a markdown table (docs/metrics.md, "Forms not in the proof").
+Prints a markdown table (docs/metrics.md, "Forms not in the proof"). ``--sweep``: instead, copies altered by
+each kind at several strengths (blur 0.5-2 px, half resolution, gamma 1.5, gain and offset, smooth warps of up to
+1-3 px, blur plus noise) with the copy test's parts and its ``copying`` flag, the one that makes ``export`` (and a
+search's own export) pass a generator by.
 """
 
 from __future__ import annotations
@@ -68,6 +71,46 @@ def unlisted_sets(train: np.ndarray, other: np.ndarray, seed: int = 5) -> dict[s
     return {k: np.clip(v, -1, 1).astype(np.float32) for k, v in out.items()}
 
 
+def warp(x: np.ndarray, amplitude: float, rng, smooth: float = 16.0) -> np.ndarray:
+    """Each tile (N, 1, S, S) moved by its own smooth random displacement field (Gaussian-filtered noise with
+    sigma ``smooth`` px, scaled so that its largest displacement is ``amplitude`` px), bilinear, mirrored."""
+    import cv2
+    from scipy import ndimage
+
+    s = x.shape[-1]
+    yy, xx = np.mgrid[0:s, 0:s].astype(np.float32)
+    out = []
+    for t in x:
+        dy, dx = (ndimage.gaussian_filter(rng.standard_normal((s, s)), smooth) for _ in range(2))
+        peak = max(np.abs(dy).max(), np.abs(dx).max(), 1e-9)
+        out.append(cv2.remap(t[0], xx + (amplitude * dx / peak).astype(np.float32),
+                             yy + (amplitude * dy / peak).astype(np.float32), cv2.INTER_LINEAR,
+                             borderMode=cv2.BORDER_REFLECT)[None])
+    return np.stack(out)
+
+
+def sweep_sets(train: np.ndarray, other: np.ndarray, n: int = 300, seed: int = 3) -> dict[str, np.ndarray]:
+    """``n`` copies of training tiles (``proof.copy_set``), then each altered at several strengths."""
+    import cv2
+    from scipy import ndimage
+
+    from mitogan.metrics.proof import copy_set
+
+    rng = np.random.default_rng(seed)
+    x = copy_set(train, "copy", other, n, seed=11)
+    s = x.shape[-1]
+    blur = lambda a, sd: ndimage.gaussian_filter(a, (0, 0, sd, sd))  # noqa: E731
+    half = lambda t: cv2.resize(cv2.resize(t, (s // 2, s // 2), interpolation=cv2.INTER_AREA), (s, s),  # noqa: E731
+                                interpolation=cv2.INTER_LINEAR)
+    out = {"copy": x, "copy blurred σ = 0.5 px": blur(x, 0.5), "copy blurred σ = 1 px": blur(x, 1.0),
+           "copy blurred σ = 2 px": blur(x, 2.0), "copy at half resolution, resized back": np.stack([half(t[0])[None] for t in x]),
+           "copy, gamma 1.5": ((x + 1) / 2) ** 1.5 * 2 - 1, "copy, gain 0.7 and offset −0.1": x * 0.7 - 0.1,
+           "copy warped ≤ 1 px": warp(x, 1.0, rng), "copy warped ≤ 2 px": warp(x, 2.0, rng),
+           "copy warped ≤ 3 px": warp(x, 3.0, rng),
+           "copy blurred σ = 1 px + 2 % noise": blur(x, 1.0) + 0.04 * rng.standard_normal(x.shape)}
+    return {k: np.clip(v, -1, 1).astype(np.float32) for k, v in out.items()}
+
+
 def main(argv=None) -> None:
     from mitogan.metrics.evaluate import PRIMARY_COMPONENTS, _run_metrics, primary_value
     from mitogan.metrics.proof import PROOF_METRICS, damage, proof_parts, videos_to_tiles
@@ -78,6 +121,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default="../shared/data")
     ap.add_argument("--simulated", action="store_true", help="20 simulated movies instead of --data")
+    ap.add_argument("--sweep", action="store_true", help="copies altered at several strengths, with the copying flag")
     args = ap.parse_args(argv)
     if args.simulated:
         from mitogan.simulate import SimParams, simulate_video
@@ -94,9 +138,22 @@ def main(argv=None) -> None:
     split = RealSplit(parts["train"], parts["heldout"], "proof", np.zeros(len(ts), np.int64))
     ref = Reference.build(ts.tiles, ts.source, ts.frame, split=split, seed=0)
     other, train = ts.tiles[parts["other"]], ts.tiles[parts["train"]]
+    print(f"{'simulated' if args.simulated else args.data}: parts {({k: len(v) for k, v in parts.items()})}\n")
+    if args.sweep:
+        n = min(300, len(other))
+        sets = {"other videos (honest)": other[:n], "later frames (honest)": ts.tiles[parts["later"]][:n],
+                **sweep_sets(train, other, n)}
+        print(f"| set ({n} tiles each) | realism_gap | authenticity_gap | copy_share | whole-tile | partial | `copying` | fidelity |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for name, tiles in sets.items():
+            v, _ = _run_metrics(MetricContext(ref, tiles, seed=0, _cache={}), PROOF_METRICS)
+            print(f"| {name} | {primary_value(v):.3f} | {v['authenticity_gap']:.3f} | {v['copy_share']:.3f} | "
+                  f"{v['whole_copy_share']:.3f} | {v['part_copy_share']:.3f} | {v['copying']:.0f} | {v['fidelity']:.3f} |",
+                  flush=True)
+        print(f"\n({time.perf_counter() - t0:.0f} s)")
+        return
     sets = {"other videos (honest)": other, "later frames (honest)": ts.tiles[parts["later"]],
             "blur 1 px of other": damage(other, "blur", 1.0), **unlisted_sets(train, other)}
-    print(f"{'simulated' if args.simulated else args.data}: parts {({k: len(v) for k, v in parts.items()})}\n")
     print("| set | realism_gap ↓ | " + " | ".join(PRIMARY_COMPONENTS) + " |")
     print("|---|---:|" + "---:|" * len(PRIMARY_COMPONENTS))
     for name, tiles in sets.items():
