@@ -215,8 +215,8 @@ def supervise_child(cmd: list[str]) -> int:
     """Run ``cmd`` in a child in a new session, with ``MITOGAN_SUPERVISED=1``, and wait for it; SIGINT and
     SIGTERM that reach this process are passed on to the child alone; Ctrl-Z (SIGTSTP) stops every process of
     the child's session (the driver and the local Ray it started, trial workers included) with this process, and
-    SIGCONT (`fg`, `bg`) resumes them; returns its status (128 + N when signal N ended it). The child dies with this process (Linux
-    ``PR_SET_PDEATHSIG``: SIGKILL), so killing the supervisor is killing the driver, as before."""
+    SIGCONT (`fg`, `bg`) resumes them; returns its status (128 + N when signal N ended it). The child dies with
+    this process (Linux ``PR_SET_PDEATHSIG``: SIGKILL), so killing the supervisor is killing the driver, as before."""
     parent = os.getpid()
     die_with_parent = _death_signal_setter()
 

@@ -40,6 +40,7 @@ _MAX_INPUT = 64  # px; larger tiles are area-resized to this
 _WIDTHS = (16, 32, 64)
 _LR = 2e-3
 _CACHE_KEY = "c2st_baseline"  # Reference._cal key prefix: the baseline, once per (n, seed, budget)
+_BASELINE_VERSION = 1  # part of a cached baseline's name: bump when the CNN, its training or its scoring changes
 
 
 def _check(a: np.ndarray, b: np.ndarray, names: tuple[str, str], folds: int) -> None:
@@ -218,7 +219,7 @@ def _baseline(ref, n: int, seed: int, budget: dict) -> dict:
     """C2ST of the training split vs the held-out split at ``n`` per side, once per Reference; for a reference
     read from the cache (``Reference.cached``: every search trial, ``mitogan evaluate``) it is kept beside its
     entry like the copy nulls, so the next finished trial on the same data trains one CNN, not two. The entry's
-    name holds everything the numbers depend on (n, seed, budget, torch's version: same seed, same numbers);
+    name holds what the numbers depend on (n, seed, budget, the CNN's version, torch's: same seed, same numbers);
     ``"cached": True`` marks a baseline read back (its ``seconds`` are those it took when it was computed)."""
     key = (_CACHE_KEY, n, seed, tuple(sorted(budget.items())))
     if key in ref._cal:
@@ -238,7 +239,7 @@ def _baseline(ref, n: int, seed: int, budget: dict) -> dict:
 
     from mitogan.fsutil import cached_file
 
-    tag = hashlib.sha256(repr((n, seed, sorted(budget.items()), _WIDTHS, _LR, _MAX_INPUT,
+    tag = hashlib.sha256(repr((_BASELINE_VERSION, n, seed, sorted(budget.items()), _WIDTHS, _LR, _MAX_INPUT,
                                torch.__version__)).encode()).hexdigest()[:16]
     stem = ref.cache_file.stem.removeprefix("reference-")
     path = ref.cache_file.with_name(f"c2st-baseline-{stem}-{tag}.json")
