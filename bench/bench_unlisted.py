@@ -113,7 +113,7 @@ def sweep_sets(train: np.ndarray, other: np.ndarray, n: int = 300, seed: int = 3
 
 def main(argv=None) -> None:
     from mitogan.metrics.evaluate import PRIMARY_COMPONENTS, _run_metrics, primary_value
-    from mitogan.metrics.proof import PROOF_METRICS, damage, proof_parts, videos_to_tiles
+    from mitogan.metrics.proof import PROOF_METRICS, damage, proof_parts
     from mitogan.metrics.protocol import RealSplit
     from mitogan.metrics.reference import Reference
     from mitogan.metrics.registry import MetricContext
@@ -123,16 +123,9 @@ def main(argv=None) -> None:
     ap.add_argument("--simulated", action="store_true", help="20 simulated movies instead of --data")
     ap.add_argument("--sweep", action="store_true", help="copies altered at several strengths, with the copying flag")
     args = ap.parse_args(argv)
-    if args.simulated:
-        from mitogan.simulate import SimParams, simulate_video
+    from bench_copying import _tiles  # the same 20 simulated movies or real frames (quality-checked), 64 px
 
-        ts = videos_to_tiles([simulate_video(SimParams(size=128, frames=12), s)[0] for s in range(20)], 64)
-    else:
-        from mitogan.io import read_inputs
-        from mitogan.preprocess import quality_report
-
-        frames = [np.delete(v.frames, quality_report(v)["flagged"], axis=0) for v in read_inputs(args.data)]
-        ts = videos_to_tiles([f for f in frames if len(f)], 64)
+    ts = _tiles(None if args.simulated else args.data, 64)
     t0 = time.perf_counter()
     parts = proof_parts(ts, 0)
     split = RealSplit(parts["train"], parts["heldout"], "proof", np.zeros(len(ts), np.int64))

@@ -229,7 +229,7 @@ def _baseline(ref, n: int, seed: int, budget: dict) -> dict:
         return c2st_accuracy(ref.heldout, ref.train, seed=seed, **{**budget, "max_per_side": n},
                              names=("held-out real tiles", "training real tiles"))
 
-    if getattr(ref, "cache_file", None) is None:
+    if ref.cache_file is None:
         ref._cal[key] = compute()
         return ref._cal[key]
     import hashlib
