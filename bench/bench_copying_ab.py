@@ -5,8 +5,8 @@ copy test's second stage alone, the two ``copying.py`` alternating in one proces
 
 ``--base``: a git revision whose ``mitogan/metrics/copying.py`` is loaded beside the working tree's. Both
 evaluators score the same 256 generated tiles (the simulator's, blurred by 0.5 px) against the same real
-simulated set (600 tiles); the earlier revision's ``CopyIndex`` replaces the whole-tile copy index of one of
-them (its null stays the working tree's), so the primary and the copy share printed should agree. Prints medians.
+simulated set (600 tiles); the earlier revision's ``CopyIndex`` and ``PatchIndex`` replace the copy indexes of one of them (their
+nulls stay the working tree's), so the primary and the copy share printed should agree. Prints medians.
 """
 
 from __future__ import annotations
@@ -55,7 +55,12 @@ def main() -> None:
     fake = np.asarray(damage(_sim(512, 1000).tiles, "blur", 0.5)[:256], np.float32)
     evaluators = {"base": InTrainingEvaluator(real, n_fake=256, cache=False),
                   "tree": InTrainingEvaluator(real, n_fake=256, cache=False)}
-    evaluators["base"].reference._copies = base.CopyIndex(evaluators["base"].reference.train)
+    ref = evaluators["base"].reference
+    ref._copies = base.CopyIndex(ref.train)
+    if hasattr(base, "PatchIndex"):  # the partial-copy index too, around the working tree's null (its state)
+        tree_parts = evaluators["tree"].reference.part_copies
+        pick = ref.part_copy_tiles
+        ref._part_copies = base.PatchIndex(ref.train[pick], ref.copy_groups[pick], state=tree_parts.state())
     calls, stages, out = {k: [] for k in evaluators}, {k: [] for k in evaluators}, {}
     for ev in evaluators.values():
         ev(fake)

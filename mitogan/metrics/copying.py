@@ -54,7 +54,7 @@ import numpy as np
 __all__ = ["grids", "turn_tiles", "CopyIndex", "PatchIndex", "patches", "COPY_QUANTILE", "COPY_NULL_VERSION", "copy_statistics", "video_twins", "merge_twins", "layout"]
 
 COPY_QUANTILE = 0.05  # a generated tile nearer than this quantile of the null counts as a copy
-COPY_NULL_VERSION = 4  # part of the cache key of the nulls kept beside a cached reference: bump when they change
+COPY_NULL_VERSION = 5  # part of the cache key of the nulls kept beside a cached reference: bump when they change
 COARSE, FINE, SHIFT, ZOOM = 8, 32, 2, 1.1
 # rotated copies: the query is looked up at these angles (degrees; with the 8 orientations of the training side
 # every rotation is within 7.5 degrees of one), then its exact angle against each candidate is read from their
@@ -177,6 +177,19 @@ def _window_norms(g: np.ndarray, shift: int) -> np.ndarray:
     s1 = box(g)
     s2 = box(np.multiply(g, g, out=g))
     return np.sqrt(np.maximum(s2 - s1 * s1 / side ** 2, 1e-12)).astype(np.float32)
+
+
+def _shift_canvases(q: np.ndarray, g: int) -> np.ndarray:
+    """(b, V, side, side) windows -> (b, g g, span span V), span = g - side + 1: each window placed on a zero g x g
+    canvas at every shift (i, j), shift-major. A canvas's dot product with a g x g grid is the window's with the
+    grid's window at (i, j), so one matrix product compares a query with every window of its candidates."""
+    b, v, side = q.shape[0], q.shape[1], q.shape[-1]
+    span = g - side + 1
+    out = np.zeros((b, span, span, v, g, g), np.float32)
+    for i in range(span):
+        for j in range(span):
+            out[:, i, j, :, i:i + side, j:j + side] = q
+    return out.reshape(b, span * span * v, g * g).transpose(0, 2, 1)
 
 
 def _top_k(x: np.ndarray, k: int) -> np.ndarray:
@@ -387,6 +400,8 @@ class CopyIndex:
     ``orient=False`` / ``zooms=(1.0,)`` / a smaller ``fine`` grid serve the patch index (``PatchIndex``).
     """
 
+    CANVAS_CHUNK = 64  # queries whose shift canvases (``_shift_canvases``, 26 MB for 64 at G = 32) are held at once
+
     def __init__(self, train: np.ndarray, candidates: int = 8, orient: bool = True, zooms=(1.0, ZOOM),
                  fine: int = FINE, blur: float = 1 / 64, rotate: bool | None = None):
         train = np.asarray(train, np.float32)
@@ -445,7 +460,8 @@ class CopyIndex:
         """
         query = np.asarray(query, np.float32)
         n = len(query)
-        coarse = _unit(grids(query, COARSE, self._coarse_sigma).reshape(n, -1))
+        soft = _blurred(query, self._coarse_sigma)  # (N, S, S): the coarse grids of both stages come from it
+        coarse = _unit(_zoomed_grids(soft, COARSE).reshape(n, -1))
         centres = self._query_centres(query)
         dist, index = np.empty(n), np.zeros(n, np.int64)
         for lo in range(0, n, chunk):
@@ -459,23 +475,25 @@ class CopyIndex:
                 np.copyto(sim, -np.inf, where=own[:, None, :])
             dist[lo:hi], index[lo:hi] = self._fine_match(sim, centres[:, lo:hi])
             if self.rotate:
-                d, i = self._rotated_match(query[lo:hi], own)
+                d, i = self._rotated_match(query[lo:hi], own, soft[lo:hi])
                 better = d < dist[lo:hi]
                 dist[lo:hi], index[lo:hi] = np.where(better, d, dist[lo:hi]), np.where(better, i, index[lo:hi])
         return np.clip(dist, 0.0, 2.0), index
 
-    def _rotated_match(self, query: np.ndarray, own: np.ndarray | None):
+    def _rotated_match(self, query: np.ndarray, own: np.ndarray | None, soft: np.ndarray | None = None):
         """Distance and training index of each query tile (b, 1, S, S) as a turned and rescaled copy: its
         ``ROT_CANDIDATES`` nearest training tiles over the turns ``ROT_LOOKUP`` and scales ``SCALE_LOOKUP`` (coarse
         grids, central disc); for each, the scale, the turn and the mirror at which the two power spectra agree
         best (``_angles``, the query's spectrum read at each lookup scale, the scale refined between them); the
         query turned back and rescaled by them, registered and compared (``_correlation``); the best
-        candidate counts. ``own`` (b, T): training tiles a query may not match. Unscaled turns within
+        candidate counts. ``own`` (b, T): training tiles a query may not match; ``soft``: the
+        queries blurred at the coarse sigma, if the caller has them. Unscaled turns within
         ``MIN_TURN`` of a quarter turn are left to ``_fine_match``. The tiles are blurred before they are turned
         (a Gaussian blur and a turn commute), and the lookup warps 2C x 2C grids by one matrix product
         (``_lookup_maps``)."""
         b, s = len(query), self.size
-        small = _resize(_blurred(query, self._coarse_sigma), 2 * COARSE).reshape(b, -1)  # (b, 4C^2)
+        soft = _blurred(query, self._coarse_sigma) if soft is None else soft  # given by ``distances``: one blur
+        small = _resize(soft, 2 * COARSE).reshape(b, -1)  # (b, 4C^2)
         sim = np.full((len(SCALE_LOOKUP), b, self.n), -np.inf, np.float32)
         for i, (maps, train_disc) in enumerate(zip(_lookup_maps(2 * COARSE), self._coarse_disc)):
             warped = (small @ maps).reshape(b, len(ROT_LOOKUP), -1)  # (b, turns, cells)
@@ -570,22 +588,30 @@ class CopyIndex:
         valid = np.take_along_axis(flat, top, 1) > -np.inf
         o, t = np.divmod(top, self.n)
         best, index = np.full(b, -1.0), np.zeros(b, np.int64)
-        side, span = self.fine - 2 * SHIFT, 2 * SHIFT + 1
+        span = 2 * SHIFT + 1
         # query zoom qz vs training zoom tz: (0, 0) same scale, (0, 1) the query is a zoomed-in copy,
         # (1, 0) the query is a zoomed-out copy
         pairs = ((0, 0), (0, 1), (1, 0)) if len(self.zooms) > 1 else ((0, 0),)
-        for qz, tz in pairs:
-            cand, norms = self._fine[tz][o, t], self._norms[tz][o, t]  # (b, k, G, G), (b, k, span, span)
-            q = centres[qz]  # (b, V, side, side), zero mean: <q, w - mean w> = <q, w>
-            c = np.full((b, k), -1.0, np.float32)
-            for i in range(span):
-                for j in range(span):
-                    dots = np.einsum("bkyx,bvyx->bkv", cand[:, :, i:i + side, j:j + side], q).max(2)
-                    c = np.maximum(c, dots / norms[:, :, i, j])
-            c = np.where(valid, c, -1.0)
-            better = c.max(1) > best
-            best = np.where(better, c.max(1), best)
-            index = np.where(better, np.take_along_axis(t, c.argmax(1)[:, None], 1)[:, 0], index)
+        c = np.full((len(pairs), b, k), -1.0, np.float32)
+        for lo in range(0, b, self.CANVAS_CHUNK):  # the canvases of a few queries at a time: bounded memory
+            rows = slice(lo, min(b, lo + self.CANVAS_CHUNK))
+            canvases = {}
+            for p, (qz, tz) in enumerate(pairs):
+                if qz not in canvases:  # centres (zooms, b, V, side, side), zero mean: <q, w - mean w> = <q, w>
+                    canvases[qz] = _shift_canvases(centres[qz, rows], self.fine)  # (rows, G G, span span V)
+                cand, norms = self._fine[tz][o[rows], t[rows]], self._norms[tz][o[rows], t[rows]]  # (r, k, G, G), (r, k, span, span)
+                # every window of the candidate against every query offset, as one product per query; the
+                # candidate's mean taken off first (the windows are zero mean, so the products are the same
+                # numbers, without float32 cancelling the large terms of a grid far from zero mean)
+                cand = cand.reshape(len(cand), k, -1)
+                cand = cand - cand.mean(-1, keepdims=True)
+                dots = np.matmul(cand, canvases[qz]).reshape(len(cand), k, span, span, -1)
+                c[p, rows] = (dots.max(-1) / norms).max((2, 3))
+        for p in range(len(pairs)):
+            cp = np.where(valid, c[p], -1.0)
+            better = cp.max(1) > best
+            best = np.where(better, cp.max(1), best)
+            index = np.where(better, np.take_along_axis(t, cp.argmax(1)[:, None], 1)[:, 0], index)
         return 1.0 - best, index
 
     def null(self, groups: np.ndarray, train: np.ndarray) -> np.ndarray:

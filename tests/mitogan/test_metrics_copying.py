@@ -116,6 +116,34 @@ def test_nearest_training_tile_is_the_copied_one(movie):
     assert np.all(d < 1e-3) and list(j) == list(pick)
 
 
+def test_the_first_stage_equals_a_float64_search_on_dark_faint_tiles():
+    # A dark field is -1 everywhere in [-1, 1] units and its structure is faint: every window's products are
+    # large terms that cancel. The first stage's distance (best window correlation over +-2 cells of shift)
+    # must equal a plain float64 search over every training tile and shift; the einsum it replaced was up to
+    # 3.4e-3 off on such patches (float32 cancellation), this one to 3e-7.
+    from scipy import ndimage
+
+    from mitogan.metrics.copying import FINE, SHIFT, grids
+
+    rng = np.random.default_rng(3)
+    faint = ndimage.gaussian_filter(rng.standard_normal((14, 1, 32, 32)), (0, 0, 2, 2))
+    tiles = (-1 + 0.02 * faint / faint.std() + 0.002 * rng.standard_normal(faint.shape)).astype(np.float32)
+    train = tiles[:10]
+    query = np.concatenate([tiles[10:], np.roll(train[:2], 1, axis=3)])  # new tiles, then shifted copies
+    index = CopyIndex(train, candidates=len(train), orient=False, zooms=(1.0,), rotate=False)
+    got = index.distances(query)[0]
+
+    side = FINE - 2 * SHIFT
+    g_train = grids(train, FINE, 32 / 64).astype(np.float64)
+    g_query = grids(query, FINE, 32 / 64).astype(np.float64)[:, SHIFT:SHIFT + side, SHIFT:SHIFT + side]
+    unit = lambda w: (w - w.mean()) / np.linalg.norm(w - w.mean())  # noqa: E731
+    want = np.array([1 - max(float((unit(q) * unit(t[i:i + side, j:j + side])).sum())
+                             for t in g_train for i in range(2 * SHIFT + 1) for j in range(2 * SHIFT + 1))
+                     for q in g_query])
+    assert want[-2:].max() < 0.1 < want[:-2].min()  # the shifted copies are near, the new tiles are not
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
 @pytest.mark.parametrize("degrees, mirror", [(4.0, False), (17.0, True), (-29.0, False), (45.0, True), (128.0, False)])
 def test_a_turned_copy_is_matched_to_its_original_at_its_angle(movie, degrees, mirror):
     """Any turn, not only quarter turns: the angle read from the two power spectra is within 2 degrees (32 px
