@@ -7,7 +7,9 @@ simulated movies; ``CopyIndex`` and ``PatchIndex`` built on the training part wi
 then, for each set, the share of tiles each test flags (below its null's 5 % quantile), their union, and the
 null's own union rate (``copy_null_share``). Prints a markdown table (docs/metrics.md, "Partial copies"), then
 one of copies turned by ``--turns`` degrees and rescaled by ``--scales``, flagged with and without the second
-(turned and rescaled) stage of ``CopyIndex`` ("Turned and rescaled copies").
+(turned and rescaled) stage of ``CopyIndex`` ("Turned and rescaled copies"), then one of crops of the TRAINING
+frames at offsets from the tile grid (``--offsets``: a generator that memorised whole frames and draws them at any
+position; the frames rebuilt from 2 x 2 blocks of adjacent training tiles, ``TileSet.yx``).
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ def main(argv=None) -> None:
     ap.add_argument("--scales", default="0.7,0.8,0.9,1.1,1.25,1.4",
                     help="magnifications of the same table: training tiles rescaled about their centre, the border "
                          "mirrored in where they shrink ('' = none)")
+    ap.add_argument("--offsets", default="0-0,1-4,4-12,12-24,24-40,32-32",
+                    help="ranges of offsets (px, lo-hi, drawn per tile and axis) of the frame-crop table ('' = none)")
     args = ap.parse_args(argv)
     ts = _tiles(None if args.simulated else args.data, args.size)
     parts = proof_parts(ts, 0)
@@ -83,6 +87,36 @@ def main(argv=None) -> None:
     if args.turns or args.scales:
         _transform_table(train, groups, whole, part, thr_r, args, [float(a) for a in args.turns.split(",") if a],
                     [float(z) for z in args.scales.split(",") if z], sets)
+    if args.offsets:
+        print("\n| set | whole-tile | partial | union |\n|---|---:|---:|---:|")
+        ranges = [tuple(int(v) for v in r.split("-")) for r in args.offsets.split(",") if r]
+        rows = {k: v for k, v in sets.items() if "honest" in k}
+        rows.update({f"crops of training frames, offset {lo}-{hi} px": _frame_crops(ts, parts["train"], lo, hi, args.n)
+                     for lo, hi in ranges})
+        for name, x in rows.items():
+            w, p = whole.distances(x)[0] < thr_d, part.ratios(x) < thr_r
+            print(f"| {name} | {w.mean():.3f} | {p.mean():.3f} | {(w | p).mean():.3f} |", flush=True)
+
+
+def _frame_crops(ts, train_index: np.ndarray, lo: int, hi: int, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` tiles cut from training frames at an offset of ``lo``..``hi`` px (each axis, drawn per tile) from a tile
+    of the grid: a 2 x 2 block of adjacent training tiles of one frame (``TileSet.yx``), cut at (dy, dx)."""
+    s = ts.tiles.shape[-1]
+    frames: dict = {}
+    for i in train_index:
+        frames.setdefault((int(ts.source[i]), int(ts.frame[i])), {})[tuple(int(v) for v in ts.yx[i])] = ts.tiles[i, 0]
+    blocks = [(cells, (y, x)) for cells in frames.values() for (y, x) in cells
+              if all((y + dy, x + dx) in cells for dy in (0, s) for dx in (0, s))]
+    if not blocks:
+        raise SystemExit("no 2 x 2 block of adjacent training tiles: frames too small for the frame-crop table")
+    rng = np.random.default_rng(seed)
+    out = []
+    for b in rng.integers(0, len(blocks), n):
+        cells, (y, x) = blocks[b]
+        canvas = np.block([[cells[(y, x)], cells[(y, x + s)]], [cells[(y + s, x)], cells[(y + s, x + s)]]])
+        dy, dx = rng.integers(lo, hi + 1, 2)
+        out.append(canvas[dy:dy + s, dx:dx + s][None])
+    return np.asarray(out, np.float32)
 
 
 def _transform_table(train, groups, whole, part, thr_r, args, angles, scales, sets) -> None:

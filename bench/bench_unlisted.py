@@ -10,8 +10,8 @@ of four training quadrants; the brighter of two training tiles; 5 templates at r
 one place over honest tiles; 50 templates plus noise. Each of those should score worse than the honest sets.
 Prints a markdown table (docs/metrics.md, "Forms not in the proof"). ``--sweep``: instead, copies altered by
 each kind at several strengths (blur 0.5-2 px, half resolution, gamma 1.5, gain and offset, smooth warps of up to
-1-3 px, blur plus noise) with the copy test's parts and its ``copying`` flag, the one that makes ``export`` (and a
-search's own export) pass a generator by.
+1-3 px, blur plus noise), and crops of the training frames off the tile grid, with the copy test's parts and its
+``copying`` flag, the one that makes ``export`` (and a search's own export) refuse a generator.
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def main(argv=None) -> None:
     ap.add_argument("--simulated", action="store_true", help="20 simulated movies instead of --data")
     ap.add_argument("--sweep", action="store_true", help="copies altered at several strengths, with the copying flag")
     args = ap.parse_args(argv)
-    from bench_copying import _tiles  # the same 20 simulated movies or real frames (quality-checked), 64 px
+    from bench_copying import _frame_crops, _tiles  # the same 20 simulated movies or real frames (quality-checked), 64 px
 
     ts = _tiles(None if args.simulated else args.data, 64)
     t0 = time.perf_counter()
@@ -136,6 +136,9 @@ def main(argv=None) -> None:
         n = min(300, len(other))
         sets = {"other videos (honest)": other[:n], "later frames (honest)": ts.tiles[parts["later"]][:n],
                 **sweep_sets(train, other, n)}
+        # a generator that memorised whole training frames and draws them off the tile grid (bench_copying.py)
+        sets.update({f"crops of training frames, offset {lo}–{hi} px": _frame_crops(ts, parts["train"], lo, hi, n)
+                     for lo, hi in ((4, 12), (12, 24), (24, 40))})
         print(f"| set ({n} tiles each) | realism_gap | authenticity_gap | copy_share | whole-tile | partial | `copying` | fidelity |")
         print("|---|---:|---:|---:|---:|---:|---:|---:|")
         for name, tiles in sets.items():
