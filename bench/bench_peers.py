@@ -68,12 +68,14 @@ class Args:
     data: Path = ROOT.parent / "shared" / "data"  # the real movies
     out: Path = ROOT / "bench" / "results" / "peers"  # peers.json, peers.md, grids (committed)
     work: Path = ROOT / "runs" / "bench-peers"  # tiles, runs, samples, evaluations (not committed)
-    threads: int = 1  # torch threads of every single-run peer (the search: one 1-thread trial at a time)
+    threads: int = 1  # torch threads of every single-run peer (the search: --search-concurrent 1-thread trials)
     ddpm_dim: int = 32  # Unet base width
     ddpm_sampling_steps: int = 50  # DDIM steps of 1000
     # minutes per fewshot trial here (warm trials, quiet 2 cores: 24 in 13.8 min): the search's --time-budget is
     # the budget less this, so the trial running when it is spent ends within the budget
     search_trial_min: float = 0.6
+    search_concurrent: int = 1  # fewshot trials at once (each on one thread)
+    search_set: list = field(default_factory=list)  # KEY=VALUE changes to the fewshot space's fixed keys
     stage: str = "all"  # all; train (train and generate, records in --work); score (score what train left)
     peer_python: str | None = None  # run the venv-less peers with this interpreter (their wheels installed)
     parallel: bool = False  # train the peers at the same time (one GPU shared), not one after another
@@ -100,6 +102,10 @@ def parse_args(argv=None) -> Args:
     p.add_argument("--parallel", action="store_true", help="train the peers at the same time")
     p.add_argument("--search-trial-min", type=float, default=d.search_trial_min,
                    help="expected minutes per fewshot trial (the search's --time-budget is the budget less this)")
+    p.add_argument("--search-concurrent", type=int, default=d.search_concurrent,
+                   help="fewshot trials at once, each on one thread (default 1: one at a time)")
+    p.add_argument("--search-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="change a fixed key of the fewshot space for the search, e.g. train.steps=1200 (repeatable)")
     ns = p.parse_args(argv)
     a = Args(**{k: v for k, v in vars(ns).items() if k != "peers"})
     a.peers = _peers(ns.peers, a.device, scoring_only=a.stage == "score")
@@ -124,11 +130,15 @@ def _peers(text, device: str, scoring_only: bool = False) -> list:
 def _check(a: Args) -> None:
     for name, value, low in (("--budget-min", a.budget_min, 0.1), ("--n", a.n, 100), ("--threads", a.threads, 1),
                              ("--ddpm-dim", a.ddpm_dim, 8), ("--ddpm-sampling-steps", a.ddpm_sampling_steps, 1),
-                             ("--search-trial-min", a.search_trial_min, 0.1)):
+                             ("--search-trial-min", a.search_trial_min, 0.1),
+                             ("--search-concurrent", a.search_concurrent, 1)):
         if not value >= low:  # also refuses NaN
             raise UsageError(f"{name}: give at least {low}, not {value}")
     if not a.peers:
         raise UsageError("--peers: name at least one peer")
+    for item in a.search_set:
+        if "=" not in item or not item.split("=", 1)[0].strip():
+            raise UsageError(f"--search-set {item!r}: give KEY=VALUE, e.g. train.steps=1200")
 
 
 def require_cuda(device: str) -> None:
@@ -281,8 +291,8 @@ def peer_search(a: Args, tiles: Path) -> tuple[Path, dict]:
     until its time budget is spent; stopped by SIGTERM (state saved) if it runs past three budgets."""
     storage, budget_s = a.work / "search", search_budget_s(a.budget_min, a.search_trial_min)
     cmd = [*MITOGAN, "search", "--data", a.data, "--space", "fewshot", "--trials", SEARCH_MAX_TRIALS,
-           "--time-budget", f"{budget_s}s", "--max-concurrent", 1, "--storage", storage, "--name", "fewshot",
-           "--no-wandb", "--seed", 0, "-q"]
+           "--time-budget", f"{budget_s}s", "--max-concurrent", a.search_concurrent, "--storage", storage,
+           "--name", "fewshot", "--no-wandb", "--seed", 0, "-q", *[x for kv in a.search_set for x in ("--set", kv)]]
     if (storage / "fewshot").exists():
         import shutil
 
@@ -453,11 +463,18 @@ def render_table(results: dict) -> str:
              f"{'all peers training at the same time' if c.get('parallel') else 'one peer at a time'}. "
              if c.get("gpu") else "")
     foot = (f"\n{where}Budget {c['budget_min']:g} min of training wall clock per peer ({c['threads']} torch thread(s); the "
-            f"search: its whole run, trials one at a time), {c['n']} generated tiles each, {c['tile_px']} px tiles; "
+            f"search: its whole run, {_search_how(c)}), {c['n']} generated tiles each, {c['tile_px']} px tiles; "
             f"scored by `mitogan evaluate` against {c['split']['n_heldout']} held-out real tiles (split by "
             f"{c['split']['split']}; {c['split']['n_train']} training tiles). Load average at the start "
             f"{c['load_start']}, at the end {c.get('load_end', '?')}; {c['date']}.")
     return "\n".join([head, *rows]) + "\n" + foot + "\n"
+
+
+def _search_how(c: dict) -> str:
+    """How the fewshot search ran, for the table's foot: trials at once, and the space's keys it changed."""
+    k = int(c.get("search_concurrent", 1))
+    how = "trials one at a time" if k == 1 else f"{k} one-thread trials at a time"
+    return how + "".join(f", --set {kv}" for kv in c.get("search_set", []))
 
 
 def train_peer(a: Args, name: str, tiles: Path, train_npy: Path) -> dict:
