@@ -311,8 +311,19 @@ def peer_search(a: Args, tiles: Path) -> tuple[Path, dict]:
     launch = json.loads((storage / "fewshot" / "search.json").read_text())
     trials = launch.get("trials_ended", "?")
     return fake, {**step, "train_s": step["wall_s"], "sample_s": round(time.monotonic() - t0, 1), "trials": trials,
-                  "setting": f"{trials} trials of 400 steps, 1 at a time, --time-budget {budget_s}s; best: "
+                  "setting": f"{trials} trials of up to {_search_steps(a)} steps (ASHA stops the worse earlier), "
+                             f"{a.search_concurrent} at a time, --time-budget {budget_s}s; best: "
                              f"{_describe_best(trial_cfg)}"}
+
+
+def _search_steps(a: Args) -> int:
+    """train.steps of the fewshot search's trials: --search-set's, else the space's own."""
+    import yaml
+
+    given = dict(kv.split("=", 1) for kv in a.search_set)
+    if "train.steps" in given:
+        return int(given["train.steps"])
+    return int(yaml.safe_load((ROOT / "search" / "spaces" / "fewshot.yaml").read_text())["fixed"]["train.steps"])
 
 
 def _describe_best(bundle_cfg: dict) -> str:
