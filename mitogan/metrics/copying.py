@@ -417,6 +417,10 @@ class CopyIndex:
         blurred = _blurred(train, s * blur)
         self._fine = np.stack([self._views(_zoomed_grids(blurred, fine, z)) for z in self.zooms])
         self._norms = _window_norms(self._fine, SHIFT)  # (zooms, O, T, 2 SHIFT + 1, 2 SHIFT + 1)
+        # each grid's mean taken off, once: the query's windows are zero mean, so a constant taken off leaves the
+        # first stage's products as they are, but float32 no longer cancels the large terms of a grid far from
+        # zero mean (a dark tile is -1 everywhere; the einsum the products replaced was up to 3e-3 off)
+        self._fine -= self._fine.mean((-2, -1), keepdims=True)
         self._null: dict = {}
         self.rotate = orient if rotate is None else rotate
         if self.rotate:  # rotated copies (``_rotated_match``): what the training side needs, once
@@ -600,13 +604,9 @@ class CopyIndex:
                 if qz not in canvases:  # centres (zooms, b, V, side, side), zero mean: <q, w - mean w> = <q, w>
                     canvases[qz] = _shift_canvases(centres[qz, rows], self.fine)  # (rows, G G, span span V)
                 cand, norms = self._fine[tz][o[rows], t[rows]], self._norms[tz][o[rows], t[rows]]  # (r, k, G, G), (r, k, span, span)
-                # every window of the candidate against every query offset, as one product per query; the
-                # candidate's mean taken off first: the query's windows are zero mean, so a constant taken off
-                # leaves the products as they are, but float32 no longer cancels the large terms of a grid far
-                # from zero mean (a dark tile is -1 everywhere; the einsum this replaced was up to 3e-3 off)
-                cand = cand.reshape(len(cand), k, -1)
-                cand = cand - cand.mean(-1, keepdims=True)
-                dots = np.matmul(cand, canvases[qz]).reshape(len(cand), k, span, span, -1)
+                # every window of the candidate (zero-mean grids, see __init__) against every query offset, as one
+                # product per query
+                dots = np.matmul(cand.reshape(len(cand), k, -1), canvases[qz]).reshape(len(cand), k, span, span, -1)
                 c[p, rows] = (dots.max(-1) / norms).max((2, 3))
         for p in range(len(pairs)):
             cp = np.where(valid, c[p], -1.0)
