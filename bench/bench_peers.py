@@ -73,7 +73,7 @@ class Args:
     ddpm_sampling_steps: int = 50  # DDIM steps of 1000
     # minutes per fewshot trial here (warm trials, quiet 2 cores: 24 in 13.8 min): the search's --time-budget is
     # the budget less this, so the trial running when it is spent ends within the budget
-    search_trial_min: float = 0.6
+    search_trial_min: float = 2.5
     search_concurrent: int = 1  # fewshot trials at once (each on one thread)
     search_set: list = field(default_factory=list)  # KEY=VALUE changes to the fewshot space's fixed keys
     stage: str = "all"  # all; train (train and generate, records in --work); score (score what train left)
@@ -153,7 +153,8 @@ def require_cuda(device: str) -> None:
 
 def search_budget_s(budget_min: float, trial_min: float) -> int:
     """The fewshot search's --time-budget in seconds: the budget less one trial's expected time (no trial starts
-    after it; the running one finishes), at least one trial's time."""
+    after it), at least one trial's time. The search is stopped at the budget itself, as every peer is: a trial
+    still running then does not count."""
     return round(max(trial_min, budget_min - trial_min) * 60)
 
 
@@ -287,8 +288,8 @@ def peer_fastgan(a: Args, tiles: Path) -> tuple[Path, dict]:
 
 
 def peer_search(a: Args, tiles: Path) -> tuple[Path, dict]:
-    """The fewshot search on the raw movies (its preprocessing is part of what it searches), one trial at a time
-    until its time budget is spent; stopped by SIGTERM (state saved) if it runs past three budgets."""
+    """The fewshot search on the raw movies (its preprocessing is part of what it searches), --search-concurrent
+    trials at a time until its time budget is spent; stopped by SIGTERM (state saved) at the budget."""
     storage, budget_s = a.work / "search", search_budget_s(a.budget_min, a.search_trial_min)
     cmd = [*MITOGAN, "search", "--data", a.data, "--space", "fewshot", "--trials", SEARCH_MAX_TRIALS,
            "--time-budget", f"{budget_s}s", "--max-concurrent", a.search_concurrent, "--storage", storage,
@@ -297,7 +298,9 @@ def peer_search(a: Args, tiles: Path) -> tuple[Path, dict]:
         import shutil
 
         shutil.rmtree(storage / "fewshot")
-    step = _checked(_run(cmd, a.work / "logs" / "search.log", timeout_s=3 * a.budget_min * 60), "mitogan search",
+    # stopped at the budget (SIGTERM: the search saves its state and exits 143) like every other peer; what finished
+    # by then is what it has
+    step = _checked(_run(cmd, a.work / "logs" / "search.log", timeout_s=a.budget_min * 60), "mitogan search",
                     ok=(0, 143))
     best = storage / "fewshot" / "best"
     if not (best / "config.json").is_file():  # stopped early, or the export refused: the best finished trial

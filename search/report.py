@@ -24,8 +24,8 @@ import numpy as np
 
 from mitogan.errors import MitoganError
 from search.export import export_search
-from search.trials import (STOP_REASONS_EXPLAINED, TrialRecord, best_trial, collect_trials, ran_to_end,
-                           stop_reason_of)
+from search.trials import (STOP_REASONS_EXPLAINED, TrialRecord, best_trial, collect_trials, rank_value, ran_to_end,
+                           ranked_by, stop_reason_of)
 
 __all__ = ["write_report", "write_report_at", "TrialRecord", "collect_trials", "best_trial", "ran_to_end",
            "stop_reason_of", "export_search", "STOP_REASONS_EXPLAINED"]
@@ -116,9 +116,13 @@ def _real_vs_generated(best, path: Path, primary_name: str) -> Path | None:
 
 
 def _ranked(trials, mode: str) -> list:
-    """Finished trials first, each group best first."""
-    sign = 1.0 if mode == "min" else -1.0
-    return sorted(trials, key=lambda t: (t.status != "finished", sign * (t.primary if t.primary is not None else math.inf)))
+    """Finished trials first, best first on the scale ``best_trial`` uses (``ranked_by``); the others by the primary."""
+    sign, by = 1.0 if mode == "min" else -1.0, ranked_by(trials)
+
+    def key(t):
+        value = rank_value(t, by) if t.status == "finished" else t.primary
+        return t.status != "finished", sign * (value if value is not None else math.inf)
+    return sorted(trials, key=key)
 
 
 def _copy_samples(trials, dest: Path) -> dict[str, Path]:
@@ -203,7 +207,7 @@ def _plot_importances(importances: dict, path: Path) -> Path | None:
 
 # shown beside the objective's components: copying (share of copies, flag) and the classifier two-sample test
 # of a finished trial's samples against held-out real tiles, with its baseline (training vs held-out split)
-JUDGES = ("copy_share", "copying", "c2st_accuracy", "c2st_baseline")
+JUDGES = ("copy_share", "copying", "c2st_accuracy", "c2st_baseline", "judged_gap")
 
 
 def _html(name, trials, best, importance, figures, samples, primary_name, mode) -> str:
@@ -224,12 +228,19 @@ def _html(name, trials, best, importance, figures, samples, primary_name, mode) 
     columns = (*PRIMARY_COMPONENTS, *JUDGES)
     best_line = "no trial finished" if best is None else \
         f"best trial <b>{html.escape(best.trial_id)}</b>: {primary_name} = {best.primary:.4g} (" + \
-        ", ".join(f"{c} = {_num(_last(best, c))}" for c in columns) + ")"
+        ", ".join(f"{c} = {_num(_last(best, c))}" for c in columns) + ")" + _ranking_note(trials, primary_name)
     return _PAGE.format(name=html.escape(name), best=best_line, rows=_trial_rows(ranked[:20], columns),
                         comps="".join(f"<th>{c}</th>" for c in columns), reasons=reason_rows,
                         imps=imp_rows, imp_note=html.escape(imp_note), imgs=imgs,
                         gallery=_gallery(ranked, samples, primary_name), primary=html.escape(primary_name),
                         mode=mode, n=len(trials))
+
+
+def _ranking_note(trials, primary_name: str) -> str:
+    if ranked_by(trials) == "judged_gap":
+        return (f"<br>finished trials are ranked by judged_gap: {html.escape(primary_name)} with the classifier "
+                "two-sample test's c2st_gap folded in (1 - (1 - realism_gap)(1 - c2st_gap))")
+    return f"<br>finished trials are ranked by {html.escape(primary_name)} (not every finished trial has a C2ST)"
 
 
 def _trial_rows(trials, components) -> str:

@@ -765,7 +765,7 @@ def _build_tuner(opts, space: Space, store: SearchStore, trainable, mode: str) -
 
     searcher = OptunaAskTell(space.define, metric="primary", mode=mode, study_name=store.name, sampler=_sampler(opts),
                              storage=_optuna_storage, components=PRIMARY_COMPONENTS, time_budget=opts.time_budget,
-                             proposer=_optuna_storage_spec)
+                             proposer=_optuna_storage_spec, start=space.start)
     limit = opts.max_concurrent or max(1, int(ray.cluster_resources().get("CPU", 1) // opts.cpus_per_trial))
     search_alg, scheduler, param_space = schedulers.build(scheduler_of(opts), space, searcher=searcher, seed=opts.seed,
                                              trials=opts.trials, limit=limit,

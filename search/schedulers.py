@@ -41,7 +41,8 @@ def mutable_params(space: Space) -> list[Param]:
 
 
 def population(space: Space, n: int, seed: int) -> list[dict[str, Any]]:
-    """``n`` trial configs (flat dotted keys) drawn by Optuna's random sampler from the conditional space.
+    """``n`` trial configs (flat dotted keys): the space's start points, then draws of Optuna's random sampler
+    from the conditional space.
     A parameter inactive in a trial gets the value the trial would use anyway (the base config's), so every
     config holds the same keys, among them every key population-based training perturbs."""
     import optuna
@@ -50,6 +51,8 @@ def population(space: Space, n: int, seed: int) -> list[dict[str, Any]]:
 
     base = to_flat(space.base_config())
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    for point in space.start[:n]:  # the space's start points first (a parameter one leaves out is drawn)
+        study.enqueue_trial(point)
     configs = []
     for _ in range(n):
         trial = study.ask()

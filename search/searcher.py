@@ -186,12 +186,15 @@ class OptunaAskTell(Searcher):
     used: float = 0.0
     _since: float | None = None
     proposer: Callable | None = None
+    start: tuple[dict, ...] = ()
+    _started: bool = False
 
     def __init__(self, space_fn: Callable, *, metric: str, mode: str, study_name: str, storage=None,
                  sampler: dict | None = None, components: tuple[str, ...] = (), time_budget: float | None = None,
-                 proposer: Callable | None = None):
+                 proposer: Callable | None = None, start: tuple[dict, ...] | list[dict] = ()):
         super().__init__(metric=metric, mode=mode)
         self.proposer = proposer
+        self.start, self._started = tuple(dict(p) for p in start), False
         self.space_fn, self.study_name, self.storage = space_fn, study_name, storage
         self.sampler = None if sampler is None else sampler_spec(**sampler)
         self.components = tuple(components)
@@ -223,6 +226,8 @@ class OptunaAskTell(Searcher):
     def suggest(self, trial_id: str) -> dict | str | None:
         if self._since is None:
             self._since = time.monotonic()
+        if not self._started:
+            self._enqueue_start()
         if self.time_budget is not None and trial_id not in self.trials and self.spent() >= self.time_budget:
             _BUDGET_SPENT.add(self.study_name)
             return Searcher.FINISHED
@@ -238,6 +243,15 @@ class OptunaAskTell(Searcher):
         ot_trial = self.trials.get(trial_id) or self._study().ask()
         self.trials[trial_id] = ot_trial
         return sample(ot_trial, self.space_fn, trial_id)
+
+    def _enqueue_start(self) -> None:
+        """Put the space's start points first in a new study (Optuna's ``enqueue_trial``: the next ``ask``, here
+        or in a proposer actor, takes them in order). A study that has trials (a resumed search) is left as it is."""
+        self._started = True
+        study = self._study()
+        if self.start and not study.get_trials(deepcopy=False):
+            for point in self.start:
+                study.enqueue_trial(point)
 
     def _propose_remotely(self, trial_id: str) -> dict:
         actor = _PROPOSERS.get(self.study_name)
@@ -279,12 +293,14 @@ class OptunaAskTell(Searcher):
             return
         result = expand(result or {})
         reason = stop_reason_of(result, error=error or not result)
-        value = result.get(self.metric)
+        # a finished trial whose classifier judge ran is told its judged_gap (what ranks finished trials)
+        value = result.get("judged_gap", result.get(self.metric))
         done = not error and bool(result) and ran_to_end(result) and value is not None and math.isfinite(value)
         attrs = {"stop_reason": reason or "finished", "status": "finished" if done else "error" if reason == "error"
                  else "stopped", "final_step": int(result.get("step", 0))}
-        if value is not None and math.isfinite(value):
-            attrs[self.metric] = float(value)
+        for key in (self.metric, "judged_gap", "c2st_accuracy"):
+            if result.get(key) is not None and math.isfinite(result[key]):
+                attrs[key] = float(result[key])
         # on_trial_result (above, for the last result too) has kept the trial's objective components
         attrs.update({c: float(v) for c, v in self.evaluated.pop(trial_id, {}).items()})
         state = optuna.trial.TrialState

@@ -9,6 +9,8 @@ A space file::
     params:                      # sampled in order; `when` makes a parameter conditional
       - {name: loss.kind, type: categorical, choices: [bce, wgan_clip, wgan_gp, hinge]}
       - {name: loss.clip, type: float, low: 0.005, high: 0.05, log: true, when: {loss.kind: wgan_clip}}
+    start:                       # optional: trials to run first, e.g. the best of an earlier search
+      - {loss.kind: hinge}
 
 ``name`` is a flat dotted key of ``mitogan.config.Config``; ``type`` is ``categorical`` (``choices``),
 ``int`` or ``float`` (``low``, ``high``, optional ``log``, optional ``step``); ``when`` maps earlier
@@ -17,6 +19,11 @@ before any trial starts (before Ray is started) — unknown keys, non-finite or 
 ``low <= 0`` or with a ``step``, steps that are not positive, do not fit the range or (for ``int``) are not
 whole, values the config would reject — and raises a one-line ``ConfigError`` naming the space file and
 the entry. No Ray here: the space only needs an Optuna trial-like object.
+
+``start`` lists known-good points (values for parameters active at that point, and none other; one left out
+is sampled) that the search runs before it samples: Optuna's ``enqueue_trial`` when the study is new (a resumed search does not
+enqueue them again), the first members of a PBT/PB2 population. A space is prior knowledge; a start point
+is the strongest form of it, so a short search does no worse than the best configuration it was given.
 
 Simulator tiles (``mitogan.simmix``): when ``train.sim_config`` is fixed (``mitogan search --sim-config FILE``
 or ``--set train.sim_config=FILE``) and the space neither samples nor fixes ``train.sim_share``, the share is
@@ -81,6 +88,7 @@ class Space:
     fixed: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     source: str = ""
+    start: list[dict[str, Any]] = field(default_factory=list)  # sampled values of the trials to run first
 
     def define(self, trial) -> dict[str, Any]:
         """Optuna define-by-run function: samples the active parameters; returns the fixed constants."""
@@ -149,9 +157,10 @@ def _parse_overrides(overrides: list[str], data: dict) -> dict:
 
 
 def _validate(data: dict, path: Path) -> Space:
-    unknown = set(data) - {"name", "description", "fixed", "params"}
+    unknown = set(data) - {"name", "description", "fixed", "params", "start"}
     if unknown:
-        raise ConfigError(f"unknown top-level key {sorted(unknown)[0]!r} (allowed: name, description, fixed, params)")
+        raise ConfigError(f"unknown top-level key {sorted(unknown)[0]!r} "
+                          "(allowed: name, description, fixed, params, start)")
     known = to_flat(Config())
     fixed = dict(data.get("fixed") or {})
     for key in fixed:
@@ -172,8 +181,46 @@ def _validate(data: dict, path: Path) -> Space:
         params += _sim_share(fixed, known, seen)
     if not params:
         raise ConfigError("the space samples no parameters ('params' is empty)")
+    start = data.get("start") or []
+    if not isinstance(start, list):
+        raise ConfigError("'start' must be a list of points, each a mapping of parameter names to values")
+    start = [_start_point(point, i, params, fixed) for i, point in enumerate(start)]
     return Space(name=str(data.get("name") or path.stem), params=params, fixed=fixed,
-                 description=str(data.get("description") or ""), source=str(path))
+                 description=str(data.get("description") or ""), source=str(path), start=start)
+
+
+def _start_point(point, i: int, params: list[Param], fixed: dict) -> dict[str, Any]:
+    """Start point ``i`` checked against the space: values (in range, one of the choices) for parameters active
+    there and for no other; returned with ints as ints. A parameter it leaves out is sampled when it runs."""
+    if not isinstance(point, dict):
+        raise ConfigError(f"start[{i}]: expected a mapping of parameter names to values, got {point!r}")
+    names = {p.name for p in params}
+    for key in point:
+        if key not in names:
+            raise ConfigError(f"start[{i}].{key}: not a parameter of this space (fixed keys are set under 'fixed')")
+    values, out = dict(fixed), {}
+    for p in params:
+        # a condition on a parameter the point leaves out is decided when it runs: the value is kept for then
+        if all(key in values for key in p.when) and not p.active(values):
+            if p.name in point:
+                raise ConfigError(f"start[{i}].{p.name}: inactive at this point (it needs {p.when}); leave it out")
+            continue
+        if p.name not in point:  # sampled when the point runs (the share a simulator adds, say)
+            continue
+        v = point[p.name]
+        if p.type == "categorical":
+            same = [c for c in p.choices if c == v and isinstance(c, bool) == isinstance(v, bool)]
+            if not same:
+                raise ConfigError(f"start[{i}].{p.name}: {v!r} is not one of the choices {p.choices}")
+            v = same[0]  # the choice as written in the space (3 for 3.0): what Optuna stores
+        elif not _is_number(v) or not p.low <= v <= p.high or (p.type == "int" and not float(v).is_integer()):
+            raise ConfigError(f"start[{i}].{p.name}: {v!r} is not {'a whole number' if p.type == 'int' else 'a number'}"
+                              f" in {p.low}..{p.high}")
+        elif p.step is not None and (Decimal(str(v)) - Decimal(str(p.low))) % Decimal(str(p.step)) != 0:
+            raise ConfigError(f"start[{i}].{p.name}: {v!r} is not on the grid {p.low}, {p.low} + {p.step}, ...")
+        values[p.name] = out[p.name] = int(v) if p.type == "int" else v
+    from_flat(Config, values)  # a combination the config refuses fails here, naming the key
+    return out
 
 
 def _sim_share(fixed: dict, known: dict, seen: set) -> list[Param]:

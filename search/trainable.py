@@ -67,6 +67,7 @@ def train_trial(config: dict, *, videos, fixed: dict, policy: dict, ship_samples
     experiment-state save; the trainer's ``checkpoint.pt`` is removed once Ray has stored the checkpoint in
     the same folder (``checkpoint_N/``), so each checkpoint is kept once."""
     from mitogan.metrics import PRIMARY_COMPONENTS, PRIMARY_MODE, PRIMARY_NAME, InTrainingEvaluator
+    from mitogan.metrics.evaluate import JUDGED_NAME, judged_value
     from mitogan.metrics.protocol import training_tiles
     from mitogan.preprocess import Pipeline
     from mitogan.train import CHECKPOINT_NAME, train
@@ -119,6 +120,8 @@ def train_trial(config: dict, *, videos, fixed: dict, policy: dict, ship_samples
              "stop_reason": state["reason"] or "", "node": ray.get_runtime_context().get_node_id()}
     if final["finished"] and cfg.train.judge_samples:  # an independent judge: the classifier two-sample test
         final.update(_judge(evaluator, result.generator, cfg, cfg.train.judge_samples))
+        if final.get("c2st_gap") is not None and final.get("primary") is not None:
+            final[JUDGED_NAME] = judged_value(final["primary"], final["c2st_gap"])  # what ranks finished trials
     ship = ship_samples and _defer_sample(final, state, False)  # a grid that went with the last checkpoint
     _report(final, None, lineage, trial_dir if ship else None)
 

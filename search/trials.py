@@ -27,7 +27,7 @@ from mitogan.errors import MitoganError
 from mitogan.fsutil import atomic_write
 
 __all__ = ["PAYLOAD", "RAY_KEYS", "pack", "expand", "LINEAGE", "lineage_of", "TrialRecord", "collect_trials",
-           "best_trial", "ran_to_end", "stop_reason_of", "STOP_REASONS_EXPLAINED", "PARAMS", "RESULTS",
+           "best_trial", "ranked_by", "rank_value", "ran_to_end", "stop_reason_of", "STOP_REASONS_EXPLAINED", "PARAMS", "RESULTS",
            "write_params", "append_result", "complete_results",
            "whole_lines"]
 
@@ -110,6 +110,12 @@ class TrialRecord:
     @property
     def primary(self) -> float | None:
         value = self.last.get("primary")
+        return None if value is None or not math.isfinite(value) else float(value)
+
+    @property
+    def judged(self) -> float | None:
+        """``judged_gap`` of a finished trial whose classifier judge ran (``mitogan.metrics.evaluate.judged_value``)."""
+        value = self.last.get("judged_gap")
         return None if value is None or not math.isfinite(value) else float(value)
 
     @property
@@ -271,13 +277,26 @@ def _results(path: Path) -> list[dict]:
     return out
 
 
+def ranked_by(trials: list[TrialRecord]) -> str:
+    """What ranks the finished trials: ``judged_gap`` when every finished trial has one (its classifier judge ran),
+    else the primary (``primary``) for all of them, so that no trial is ranked on a laxer scale than another."""
+    done = [t for t in trials if t.status == "finished" and t.primary is not None]
+    return "judged_gap" if done and all(t.judged is not None for t in done) else "primary"
+
+
+def rank_value(t: TrialRecord, by: str) -> float | None:
+    """A trial's value on the scale ``by`` (``ranked_by``)."""
+    return t.judged if by == "judged_gap" else t.primary
+
+
 def best_trial(trials: list[TrialRecord], mode: str) -> TrialRecord | None:
-    """The finished trial with the best final primary metric; ties broken by higher diversity."""
+    """The finished trial with the best final ``judged_gap`` (the primary with the classifier's verdict folded in)
+    when every finished trial has one, else the best final primary; ties broken by higher diversity."""
     done = [t for t in trials if t.status == "finished" and t.primary is not None]
     if not done:
         return None
-    sign = 1.0 if mode == "min" else -1.0
-    return min(done, key=lambda t: (sign * t.primary, -float(t.last.get("diversity", 0.0))))
+    sign, by = 1.0 if mode == "min" else -1.0, ranked_by(done)
+    return min(done, key=lambda t: (sign * rank_value(t, by), -float(t.last.get("diversity", 0.0))))
 
 
 STOP_REASONS_EXPLAINED = {

@@ -193,6 +193,9 @@ def run(args) -> int:
           f"{_num(prim['components'].get('structure_gap'), 3)}; generated {result['n_fake']} vs "
           f"{proto['n_heldout']} held-out real tiles, split by {proto['split']}) -> {Path(args.out) / 'metrics.json'}")
     _print_c2st(result)
+    if result.get("judged"):
+        print(f"{result['judged']['name']} = {_num(result['judged']['value'])} ({prim['name']} with the C2ST's gap "
+              "folded in: what ranks a search's finished trials)")
     m = result["metrics"]
     if m.get("copy_share") is not None:
         print(f"copying: {_num(m['copy_share'], 3)} of generated tiles copy a training tile, whole or in part, more "

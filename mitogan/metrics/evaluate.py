@@ -36,7 +36,8 @@ from mitogan.metrics.builtin import feature_contributions
 from mitogan.metrics.reference import Reference
 from mitogan.metrics.registry import METRICS, PIXEL_METRICS, MetricContext
 
-__all__ = ["PRIMARY_NAME", "PRIMARY_MODE", "PRIMARY_COMPONENTS", "primary_value", "evaluate",
+__all__ = ["PRIMARY_NAME", "PRIMARY_MODE", "PRIMARY_COMPONENTS", "primary_value", "judged_value", "JUDGED_NAME",
+           "JUDGED_FORMULA", "evaluate",
            "InTrainingEvaluator", "check_pair", "DEFAULT_METRICS", "FAST_METRICS", "real_reference"]
 
 PRIMARY_NAME = "realism_gap"
@@ -44,6 +45,9 @@ PRIMARY_MODE = "min"
 PRIMARY_COMPONENTS = ("fidelity", "diversity_gap", "authenticity_gap", "structure_gap")
 PRIMARY_FORMULA = ("1 - (1 - min(fidelity, 1)) * (1 - diversity_gap) * (1 - authenticity_gap) * (1 - structure_gap)"
                    " + max(fidelity - 1, 0)")
+# the primary with the classifier's verdict folded in the same way: what ranks finished generators, where the C2ST ran
+JUDGED_NAME = "judged_gap"
+JUDGED_FORMULA = "1 - (1 - min(realism_gap, 1)) * (1 - c2st_gap) + max(realism_gap - 1, 0)"
 DEFAULT_METRICS = tuple(METRICS)
 FAST_METRICS = ("fidelity", "prdc_fluo", "vendi", "authenticity", "structure")  # what the in-training evaluator runs
 
@@ -56,6 +60,16 @@ def primary_value(values: dict) -> float:
     auth = float(values.get("authenticity_gap", 0.0))
     struct = float(values.get("structure_gap", 0.0))
     return 1.0 - (1.0 - min(fid, 1.0)) * (1.0 - gap) * (1.0 - auth) * (1.0 - struct) + max(fid - 1.0, 0.0)
+
+
+def judged_value(primary: float, c2st_gap: float) -> float:
+    """``judged_gap`` (lower is better): the primary with the C2ST's gap folded in as one more component
+    (``JUDGED_FORMULA``). The primary is cheap enough for every evaluation; the classifier, which learns its own
+    features, runs once per finished generator, and is stricter where the feature space is lenient (smooth
+    textures with real statistics: docs/metrics.md, "The judged gap"). Neither alone is enough: a copy of the
+    training data is real to a classifier, and the primary's authenticity gap is what sees it."""
+    p, c = float(primary), float(c2st_gap)
+    return 1.0 - (1.0 - min(p, 1.0)) * (1.0 - c) + max(p - 1.0, 0.0)
 
 
 def primary_record(values: dict) -> dict:
@@ -149,7 +163,8 @@ def evaluate(real, fake: np.ndarray, *, seed: int = 0, out_dir=None, k: int = 5,
 
     Returns
     -------
-    {"primary": {"name", "value", "mode", "formula", "components"}, "metrics": {name: float},
+    {"primary": {"name", "value", "mode", "formula", "components"}, "judged": {"name", "value", "mode", "formula"}
+     (with the C2ST), "metrics": {name: float},
      "sample_sizes": {metric: {...}}, "top_features": [...], "protocol": {...}, "n_real", "n_fake",
      "image_size", "seed", "k"}
     """
@@ -165,6 +180,9 @@ def evaluate(real, fake: np.ndarray, *, seed: int = 0, out_dir=None, k: int = 5,
               "image_size": int(fake.shape[-1]), "seed": seed, "k": k}
     if all(c in values for c in PRIMARY_COMPONENTS[:2]):
         result["primary"] = primary_record(values)
+        if values.get("c2st_gap") is not None:
+            result["judged"] = {"name": JUDGED_NAME, "value": judged_value(result["primary"]["value"], values["c2st_gap"]),
+                                "mode": PRIMARY_MODE, "formula": JUDGED_FORMULA}
     if out_dir is not None:
         from mitogan.metrics.report import write_report
 

@@ -90,6 +90,37 @@ def make_search(root, n_finished, n_stopped=2):
     return root
 
 
+def test_finished_trials_are_ranked_by_the_judged_gap_when_every_one_was_judged(tmp_path):
+    from mitogan.metrics.evaluate import judged_value
+    from search.report import write_report
+
+    p = {"train.steps": 100}
+    done = lambda primary, c2st_gap: {"step": 100, "primary": primary, "finished": 1, "c2st_gap": c2st_gap,  # noqa: E731
+                                      "judged_gap": judged_value(primary, c2st_gap)}
+    # the smooth-texture case: best primary, but a classifier tells every tile apart
+    write_trial(tmp_path, "lenient", p, [done(-0.12, 0.96)])
+    write_trial(tmp_path, "judged", p, [done(0.02, 0.67)])
+    write_trial(tmp_path, "stopped", p, [{"step": 50, "primary": -0.5, "finished": 0, "stop_reason": ""}])
+    trials = collect_trials(tmp_path)
+    assert best_trial(trials, "min").dir.name == "judged"
+    assert write_report(tmp_path).read_text().count("ranked by judged_gap") == 1
+    # one finished trial without a judge (its C2ST failed): every finished trial is ranked by the primary
+    write_trial(tmp_path, "unjudged", p, [{"step": 100, "primary": 0.5, "finished": 1}])
+    trials = collect_trials(tmp_path)
+    assert best_trial(trials, "min").dir.name == "lenient"
+    assert "(not every finished trial has a C2ST)" in write_report(tmp_path).read_text()
+
+
+def test_the_judged_gap_folds_the_c2st_in_as_one_more_component():
+    from mitogan.metrics.evaluate import judged_value
+
+    assert judged_value(0.0, 0.0) == 0.0
+    assert abs(judged_value(0.3, 0.0) - 0.3) < 1e-12 and abs(judged_value(0.0, 0.4) - 0.4) < 1e-12
+    assert abs(judged_value(0.5, 0.5) - 0.75) < 1e-12
+    assert judged_value(1.2, 0.1) > judged_value(1.1, 0.9) > judged_value(0.9, 0.9)  # beyond 1: the primary's excess
+    assert judged_value(-0.1, 0.5) < judged_value(0.0, 0.5)  # better than the training split still counts
+
+
 def test_report_views_and_no_importances_from_too_few_trials(tmp_path, capfd):
     from search.report import write_report
 

@@ -227,3 +227,10 @@ def test_the_next_trial_is_the_one_rays_fifo_choice_would_start_among_many(tmp_p
         ended = [t for t in ctl.trials if t.status in (Trial.TERMINATED, Trial.ERROR)]
         assert ended and not set(ended) & set(ours._live_trials())  # gone from the index at the next choice
         assert "_live" not in ours.__getstate__()
+
+
+def test_a_population_starts_with_the_space_start_points():
+    space = load_space("fewshot")
+    points = population(space, 4, seed=0)
+    assert {k: points[0][k] for k in space.start[0]} == space.start[0]  # the story's DCGAN first
+    assert len(points) == 4 and len({p["optim.lr_g"] for p in points}) == 4  # then random draws

@@ -309,3 +309,46 @@ def test_a_proposer_actor_proposes_what_the_driver_would_and_the_driver_tells_th
     trials = remote._study().trials
     assert [t.user_attrs["ray_trial_id"] for t in trials] == [f"t{i}" for i in range(7)]
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials[:6])
+
+
+def test_start_points_run_first_then_the_sampler_and_a_restore_does_not_run_them_again(tmp_path):
+    from search.space import load_space
+
+    f = tmp_path / "s.yaml"
+    f.write_text("name: s\nfixed: {train.steps: 60}\nparams:\n"
+                 "  - {name: loss.kind, type: categorical, choices: [bce, hinge, wgan_clip]}\n"
+                 "  - {name: loss.clip, type: float, low: 0.005, high: 0.05, when: {loss.kind: wgan_clip}}\n"
+                 "  - {name: optim.lr_d, type: float, low: 1.0e-4, high: 1.0e-2, log: true}\n"
+                 "start:\n  - {loss.kind: wgan_clip, loss.clip: 0.02, optim.lr_d: 5.0e-4}\n  - {loss.kind: hinge}\n")
+    sp = load_space(f)
+
+    def make():
+        return OptunaAskTell(sp.define, metric="primary", mode="min", study_name="s", start=sp.start,
+                             storage=lambda: _journal(tmp_path / "s.log"), sampler=sampler_spec("tpe", 0))
+
+    a = make()
+    first, second = a.suggest("t0"), a.suggest("t1")
+    assert first == {"train.steps": 60, "loss.kind": "wgan_clip", "loss.clip": 0.02, "optim.lr_d": 5e-4}
+    assert second["loss.kind"] == "hinge" and 1e-4 <= second["optim.lr_d"] <= 1e-2  # the rest was sampled
+    for tid, config in (("t0", first), ("t1", second)):
+        searcher_value = (config["optim.lr_d"] - 3e-3) ** 2
+        a.on_trial_complete(tid, result(60, searcher_value, finished=1))
+    a.save(str(tmp_path / "searcher-state.pkl"))
+    b = make()  # a resumed search: the study has trials, the start points are not enqueued again
+    b.restore(str(tmp_path / "searcher-state.pkl"))
+    later = [b.suggest(f"t{i}") for i in range(2, 6)]
+    assert not any(c.get("loss.clip") == 0.02 and c["optim.lr_d"] == 5e-4 for c in later)
+    assert len(b.study.trials) == 6 and not [t for t in b.study.trials if t.state == optuna.trial.TrialState.WAITING]
+
+
+def test_a_judged_finished_trial_is_told_its_judged_gap_and_a_stopped_one_its_primary():
+    searcher = OptunaAskTell(space().define, metric="primary", mode="min", study_name="j", components=COMPONENTS,
+                             sampler=sampler_spec("random", 0))
+    for tid in ("a", "b"):
+        searcher.suggest(tid)
+    searcher.on_trial_complete("a", {**result(60, 0.1, finished=1), "c2st_accuracy": 0.97, "judged_gap": 0.8})
+    searcher.on_trial_complete("b", {**result(20, 0.05), "judged_gap": 0.3})  # ASHA-stopped: never judged
+    trials = {t.user_attrs["ray_trial_id"]: t for t in searcher.study.trials}
+    assert trials["a"].value == 0.8 and trials["a"].user_attrs["primary"] == 0.1
+    assert trials["a"].user_attrs["judged_gap"] == 0.8 and trials["a"].user_attrs["c2st_accuracy"] == 0.97
+    assert trials["b"].state == optuna.trial.TrialState.PRUNED and trials["b"].intermediate_values == {20: 0.05}

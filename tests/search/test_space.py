@@ -116,3 +116,48 @@ def test_errors_are_one_line_naming_the_file_and_the_parameter(tmp_path):
     f.write_text("name: bad\nparams: {a: 1}\n")
     with pytest.raises(ConfigError, match="'params' must be a list"):
         load_space(f)
+
+
+START_SPACE = """name: s
+params:
+  - {name: loss.kind, type: categorical, choices: [bce, wgan_clip, hinge]}
+  - {name: loss.clip, type: float, low: 0.005, high: 0.05, when: {loss.kind: wgan_clip}}
+  - {name: model.g_width, type: categorical, choices: [8, 16]}
+  - {name: train.steps, type: int, low: 100, high: 400, step: 100}
+start:
+"""
+
+BAD_START = {
+    "not a list": ("  {loss.kind: bce}", r"'start' must be a list"),
+    "not a mapping": ("  - hinge", r"start\[0\]: expected a mapping"),
+    "unknown key": ("  - {loss.kindd: bce}", r"start\[0\].loss.kindd: not a parameter of this space"),
+    "not a choice": ("  - {loss.kind: wgan_gp}", r"start\[0\].loss.kind: 'wgan_gp' is not one of the choices"),
+    "a flag for a number": ("  - {model.g_width: true}", r"start\[0\].model.g_width: True is not one of the choices"),
+    "out of range": ("  - {loss.kind: wgan_clip, loss.clip: 0.5}", r"start\[0\].loss.clip: 0.5 is not a number in"),
+    "off the grid": ("  - {train.steps: 150}", r"start\[0\].train.steps: 150 is not on the grid"),
+    "not whole": ("  - {train.steps: 200.5}", r"start\[0\].train.steps: 200.5 is not a whole number"),
+    "inactive": ("  - {loss.kind: bce, loss.clip: 0.01}", r"start\[0\].loss.clip: inactive at this point"),
+    "second point": ("  - {loss.kind: bce}\n  - {model.g_width: 12}", r"start\[1\].model.g_width: 12 is not one"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_START))
+def test_a_bad_start_point_is_one_line_naming_it(tmp_path, case):
+    entry, message = BAD_START[case]
+    f = tmp_path / "s.yaml"
+    f.write_text(START_SPACE + entry + "\n")
+    with pytest.raises(ConfigError, match=message) as e:
+        load_space(f)
+    assert str(e.value).startswith(f"{f}: ") and "\n" not in str(e.value)
+
+
+def test_start_points_are_kept_as_the_space_writes_its_choices(tmp_path):
+    f = tmp_path / "s.yaml"
+    f.write_text(START_SPACE + "  - {loss.kind: wgan_clip, loss.clip: 0.01, model.g_width: 16.0, train.steps: 300.0}\n"
+                 "  - {loss.kind: hinge}\n")
+    space = load_space(f)
+    first = space.start[0]
+    assert first == {"loss.kind": "wgan_clip", "loss.clip": 0.01, "model.g_width": 16, "train.steps": 300}
+    assert type(first["model.g_width"]) is int and type(first["train.steps"]) is int
+    assert space.start[1] == {"loss.kind": "hinge"}  # the rest is sampled when it runs
+    assert load_space("fewshot").config_for(load_space("fewshot").start[0]).model.arch == "dcgan"
