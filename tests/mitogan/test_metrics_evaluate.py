@@ -166,6 +166,13 @@ def test_metrics_that_read_only_the_tiles_run_beside_the_features_with_the_same_
     one_by_one = evaluate(real, honest, reference=ref, metrics=names)
     assert together["metrics"] == one_by_one["metrics"] and list(together["metrics"]) == list(one_by_one["metrics"])
     assert together["primary"] == one_by_one["primary"]
+    judged = together["judged"]  # the C2ST ran: the primary with its gap folded in, as a search ranks trials
+    from mitogan.metrics.evaluate import judged_value
+
+    assert judged["name"] == "judged_gap" and judged["value"] == judged_value(together["primary"]["value"],
+                                                                                together["metrics"]["c2st_gap"])
+    assert judged["value"] >= together["primary"]["value"] and "judged" not in evaluate(real, honest, reference=ref,
+                                                                                          metrics=names[:4])
 
 
 def test_a_process_allowed_one_thread_computes_the_features_in_its_own_thread(real, ref, honest, monkeypatch):
