@@ -21,9 +21,9 @@ whole, values the config would reject — and raises a one-line ``ConfigError`` 
 the entry. No Ray here: the space only needs an Optuna trial-like object.
 
 ``start`` lists known-good points (values for parameters active at that point, and none other; one left out
-is sampled) that the search runs before it samples: Optuna's ``enqueue_trial`` when the study is new (a resumed search does not
-enqueue them again), the first members of a PBT/PB2 population. A space is prior knowledge; a start point
-is the strongest form of it, so a short search does no worse than the best configuration it was given.
+is sampled) that the search runs before it samples: Optuna's ``enqueue_trial`` when the study is new (a resumed
+search does not enqueue them again), the first members of a PBT/PB2 population. A space is prior knowledge; a
+start point is the strongest form of it, so a short search does no worse than the best configuration it was given.
 
 Simulator tiles (``mitogan.simmix``): when ``train.sim_config`` is fixed (``mitogan search --sim-config FILE``
 or ``--set train.sim_config=FILE``) and the space neither samples nor fixes ``train.sim_share``, the share is
@@ -219,7 +219,10 @@ def _start_point(point, i: int, params: list[Param], fixed: dict) -> dict[str, A
         elif p.step is not None and (Decimal(str(v)) - Decimal(str(p.low))) % Decimal(str(p.step)) != 0:
             raise ConfigError(f"start[{i}].{p.name}: {v!r} is not on the grid {p.low}, {p.low} + {p.step}, ...")
         values[p.name] = out[p.name] = int(v) if p.type == "int" else v
-    from_flat(Config, values)  # a combination the config refuses fails here, naming the key
+    try:
+        from_flat(Config, values)  # a combination the config refuses fails here, naming the key
+    except ConfigError as e:
+        raise ConfigError(f"start[{i}]: {e}") from None
     return out
 
 
