@@ -24,8 +24,8 @@ import numpy as np
 
 from mitogan.errors import MitoganError
 from search.export import export_search
-from search.trials import (STOP_REASONS_EXPLAINED, TrialRecord, best_trial, collect_trials, rank_value, ran_to_end,
-                           ranked_by, stop_reason_of)
+from search.trials import (JUDGED_NAME, STOP_REASONS_EXPLAINED, TrialRecord, best_trial, collect_trials, rank_value,
+                           ran_to_end, ranked_by, stop_reason_of)
 
 __all__ = ["write_report", "write_report_at", "TrialRecord", "collect_trials", "best_trial", "ran_to_end",
            "stop_reason_of", "export_search", "STOP_REASONS_EXPLAINED"]
@@ -207,7 +207,7 @@ def _plot_importances(importances: dict, path: Path) -> Path | None:
 
 # shown beside the objective's components: copying (share of copies, flag) and the classifier two-sample test
 # of a finished trial's samples against held-out real tiles, with its baseline (training vs held-out split)
-JUDGES = ("copy_share", "copying", "c2st_accuracy", "c2st_baseline", "judged_gap")
+JUDGES = ("copy_share", "copying", "c2st_accuracy", "c2st_baseline", JUDGED_NAME)
 
 
 def _html(name, trials, best, importance, figures, samples, primary_name, mode) -> str:
@@ -237,7 +237,7 @@ def _html(name, trials, best, importance, figures, samples, primary_name, mode) 
 
 
 def _ranking_note(trials, primary_name: str) -> str:
-    if ranked_by(trials) == "judged_gap":
+    if ranked_by(trials) == JUDGED_NAME:
         return (f"<br>finished trials are ranked by judged_gap: {html.escape(primary_name)} with the classifier "
                 "two-sample test's c2st_gap folded in (1 - (1 - realism_gap)(1 - c2st_gap))")
     return f"<br>finished trials are ranked by {html.escape(primary_name)} (not every finished trial has a C2ST)"

@@ -33,7 +33,7 @@ from optuna.samplers import BaseSampler
 from ray.tune.search import Searcher
 
 from mitogan.errors import MitoganError
-from search.trials import expand, ran_to_end, stop_reason_of
+from search.trials import JUDGED_NAME, expand, ran_to_end, stop_reason_of
 
 __all__ = ["OptunaAskTell", "TrialSeeded", "Proposer", "sampler_spec", "budget_spent", "forget",
            "open_storage"]
@@ -294,11 +294,11 @@ class OptunaAskTell(Searcher):
         result = expand(result or {})
         reason = stop_reason_of(result, error=error or not result)
         # a finished trial whose classifier judge ran is told its judged_gap (what ranks finished trials)
-        value = result.get("judged_gap", result.get(self.metric))
+        value = result.get(JUDGED_NAME, result.get(self.metric))
         done = not error and bool(result) and ran_to_end(result) and value is not None and math.isfinite(value)
         attrs = {"stop_reason": reason or "finished", "status": "finished" if done else "error" if reason == "error"
                  else "stopped", "final_step": int(result.get("step", 0))}
-        for key in (self.metric, "judged_gap", "c2st_accuracy"):
+        for key in (self.metric, JUDGED_NAME, "c2st_accuracy"):
             if result.get(key) is not None and math.isfinite(result[key]):
                 attrs[key] = float(result[key])
         # on_trial_result (above, for the last result too) has kept the trial's objective components

@@ -27,12 +27,14 @@ from mitogan.errors import MitoganError
 from mitogan.fsutil import atomic_write
 
 __all__ = ["PAYLOAD", "RAY_KEYS", "pack", "expand", "LINEAGE", "lineage_of", "TrialRecord", "collect_trials",
-           "best_trial", "ranked_by", "rank_value", "ran_to_end", "stop_reason_of", "STOP_REASONS_EXPLAINED", "PARAMS", "RESULTS",
+           "best_trial", "JUDGED_NAME", "ranked_by", "rank_value", "ran_to_end", "stop_reason_of", "STOP_REASONS_EXPLAINED", "PARAMS", "RESULTS",
            "write_params", "append_result", "complete_results",
            "whole_lines"]
 
 
 PAYLOAD = "metrics_json"  # result key: the trainer's other scalars, as one JSON object in a string
+# what ranks finished trials, ``mitogan.metrics.evaluate.JUDGED_NAME`` (not imported here: that pulls in every metric)
+JUDGED_NAME = "judged_gap"
 RAY_KEYS = ("step", "primary")  # top-level numbers: ASHA's/PBT's time attribute and the searched objective
 
 
@@ -115,7 +117,7 @@ class TrialRecord:
     @property
     def judged(self) -> float | None:
         """``judged_gap`` of a finished trial whose classifier judge ran (``mitogan.metrics.evaluate.judged_value``)."""
-        value = self.last.get("judged_gap")
+        value = self.last.get(JUDGED_NAME)
         return None if value is None or not math.isfinite(value) else float(value)
 
     @property
@@ -281,12 +283,12 @@ def ranked_by(trials: list[TrialRecord]) -> str:
     """What ranks the finished trials: ``judged_gap`` when every finished trial has one (its classifier judge ran),
     else the primary (``primary``) for all of them, so that no trial is ranked on a laxer scale than another."""
     done = [t for t in trials if t.status == "finished" and t.primary is not None]
-    return "judged_gap" if done and all(t.judged is not None for t in done) else "primary"
+    return JUDGED_NAME if done and all(t.judged is not None for t in done) else "primary"
 
 
 def rank_value(t: TrialRecord, by: str) -> float | None:
     """A trial's value on the scale ``by`` (``ranked_by``)."""
-    return t.judged if by == "judged_gap" else t.primary
+    return t.judged if by == JUDGED_NAME else t.primary
 
 
 def best_trial(trials: list[TrialRecord], mode: str) -> TrialRecord | None:

@@ -115,6 +115,12 @@ def test_the_judged_gap_folds_the_c2st_in_as_one_more_component():
     from mitogan.metrics.evaluate import judged_value
 
     assert judged_value(0.0, 0.0) == 0.0
+    import importlib
+
+    import search.trials as T
+
+    E = importlib.import_module("mitogan.metrics.evaluate")  # the module, not the function of the same name
+    assert T.JUDGED_NAME == E.JUDGED_NAME  # the name search/ reads results by, kept without importing the metrics
     assert abs(judged_value(0.3, 0.0) - 0.3) < 1e-12 and abs(judged_value(0.0, 0.4) - 0.4) < 1e-12
     assert abs(judged_value(0.5, 0.5) - 0.75) < 1e-12
     assert judged_value(1.2, 0.1) > judged_value(1.1, 0.9) > judged_value(0.9, 0.9)  # beyond 1: the primary's excess
