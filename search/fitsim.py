@@ -248,26 +248,26 @@ def _build_tuner(store, opts: FitOptions, trainable, rungs):
     import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search import ConcurrencyLimiter
 
     from search import run as runmod
-    from search.searcher import OptunaAskTell, sampler_spec
+    from search.searcher import OptunaAskTell, TrialList, sampler_spec
 
     sampler = sampler_spec("tpe", opts.seed, n_startup_trials=min(10, max(3, opts.trials // 4)))
+    limit = max(1, int(ray.cluster_resources().get("CPU", 1) // opts.cpus_per_trial))
+    # the searcher counts the trials and holds the concurrency (num_samples -1): see OptunaAskTell's ``trials``
     searcher = OptunaAskTell(_space_fn(opts.params), metric="primary", mode="min", study_name="fit-sim",
                              sampler=sampler, storage=runmod._optuna_storage,
-                             components=("realism_gap", "temporal_gap"))
-    limit = max(1, int(ray.cluster_resources().get("CPU", 1) // opts.cpus_per_trial))
+                             components=("realism_gap", "temporal_gap"), trials=opts.trials, max_concurrent=limit)
     # rung r is "step" r; max_t past the last rung, so ASHA compares at rungs 1, 2, ... and never cuts a final
     scheduler = ASHAScheduler(time_attr="step", max_t=len(rungs) + 1, grace_period=1, reduction_factor=2) \
         if opts.asha else None
     return tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(metric="primary", mode="min", num_samples=opts.trials, reuse_actors=True,
-                                    search_alg=ConcurrencyLimiter(searcher, max_concurrent=limit),
+        tune_config=tune.TuneConfig(metric="primary", mode="min", num_samples=-1, reuse_actors=True,
+                                    search_alg=searcher,
                                     scheduler=scheduler, trial_dirname_creator=runmod._trial_dirname),
         run_config=tune.RunConfig(name=store.name, storage_path=store.fs_storage, storage_filesystem=store.fs,
-                                  verbose=0, callbacks=[runmod._LiveCallbacks()],
+                                  verbose=0, callbacks=[runmod._LiveCallbacks(), TrialList("fit-sim")],
                                   sync_config=tune.SyncConfig(sync_artifacts=store.remote),
                                   failure_config=tune.FailureConfig(max_failures=2)),
     )

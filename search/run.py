@@ -416,6 +416,8 @@ def _fit(store: SearchStore, opts: SearchOptions, space: Space, launch: dict, re
     forget(store.name)  # nothing of an earlier search of this name in this process
     stop = _Stop(store, opts, launch)
     previous = signal.signal(signal.SIGTERM, stop.on_sigterm)
+    # Tune's SIGINT handler puts back the one it found when a SIGINT stops Tune (and never calls it)
+    previous_int = signal.signal(signal.SIGINT, _sigint_before_tune)
     results, remade = None, []
     try:
         try:
@@ -445,12 +447,20 @@ def _fit(store: SearchStore, opts: SearchOptions, space: Space, launch: dict, re
         # the signal reached Ray's own processes too (a process-group stop) and Tune failed on the dead
         # cluster: the search was stopped, not broken, and resumes like any other stop
     finally:
+        if signal.getsignal(signal.SIGINT) is _sigint_before_tune and results is not None:
+            stop.got.setdefault("signal", "SIGINT")  # Tune's handler took a Ctrl-C and put ours back
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
     ended = 0 if results is None else results.num_terminated + results.num_errors
     # the searcher stopped asking once the time budget was spent, and every trial it started has ended
     by_budget = not stop.got and results is not None and budget_spent(store.name)
+    # no stop, and every trial Ray has ended short of the count: Ray's saved state lost trials it created (a
+    # driver killed between the uploads of its trial list and its search state; OptunaAskTell's own count
+    # makes up for it, a population's generator cannot)
+    lost = opts.trials - ended if not stop.got and not by_budget and results is not None \
+        and ended == len(results) < opts.trials else 0
     forget(store.name)
-    if stop.got or (ended < opts.trials and not by_budget):
+    if stop.got or (ended < opts.trials and not by_budget and not lost):
         if not stop.claim():
             threading.Event().wait()  # the watchdog is ending the process (exit 143/130) right now
         stop.mark_interrupted(ended)
@@ -460,11 +470,15 @@ def _fit(store: SearchStore, opts: SearchOptions, space: Space, launch: dict, re
     if opts.report:
         _write_report(store)
     _export_best(store)
-    ended_by = {"ended_by": "time budget"} if by_budget and ended < opts.trials else {}
+    ended_by = {"ended_by": "time budget"} if by_budget and ended < opts.trials else \
+        {"ended_by": "trials lost", "trials_lost": lost} if lost else {}
     store.write_json("search.json", {**launch, "status": "finished", "trials_ended": ended, **ended_by,
                                      "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
-    if ended_by:
+    if by_budget and ended_by:
         print(f"time budget of {_duration(opts.time_budget)} spent: {ended} of {opts.trials} trials ran")
+    elif lost:
+        print(f"mitogan: search {store.name}: {ended} of {opts.trials} trials ran; Ray's saved state lost {lost} "
+              "(a driver killed while Ray saved it); run a new search for more", file=sys.stderr)
     return store.local
 
 
@@ -568,6 +582,12 @@ def _env(**values: str):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def _sigint_before_tune(signum, frame):
+    """The SIGINT handler while Tune runs, until Tune puts its own over it: Python's (a KeyboardInterrupt).
+    Found in place again after ``fit``, it says a SIGINT stopped Tune (Tune puts back what it found)."""
+    signal.default_int_handler(signum, frame)
 
 
 class _Stop:
@@ -761,23 +781,25 @@ def _build_tuner(opts, space: Space, store: SearchStore, trainable, mode: str) -
 
     from mitogan.metrics import PRIMARY_COMPONENTS
     from mitogan.stopping import grace_steps
-    from search.searcher import OptunaAskTell
+    from search.searcher import OptunaAskTell, TrialList
 
+    limit = opts.max_concurrent or max(1, int(ray.cluster_resources().get("CPU", 1) // opts.cpus_per_trial))
     searcher = OptunaAskTell(space.define, metric="primary", mode=mode, study_name=store.name, sampler=_sampler(opts),
                              storage=_optuna_storage, components=PRIMARY_COMPONENTS, time_budget=opts.time_budget,
-                             proposer=_optuna_storage_spec, start=space.start)
-    limit = opts.max_concurrent or max(1, int(ray.cluster_resources().get("CPU", 1) // opts.cpus_per_trial))
+                             proposer=_optuna_storage_spec, start=space.start, trials=opts.trials,
+                             max_concurrent=limit)
     search_alg, scheduler, param_space = schedulers.build(scheduler_of(opts), space, searcher=searcher, seed=opts.seed,
                                              trials=opts.trials, limit=limit,
                                              grace_steps=opts.grace_steps or grace_steps(space.base_config()))
     return tune.Tuner(
         trainable, param_space=param_space,
-        tune_config=tune.TuneConfig(metric="primary", mode=mode, num_samples=opts.trials,
-                                    search_alg=search_alg, scheduler=scheduler, trial_dirname_creator=_trial_dirname,
-                                    reuse_actors=opts.reuse_actors),
+        # the Optuna searcher counts the trials itself (-1: Tune does not; see OptunaAskTell's ``trials``)
+        tune_config=tune.TuneConfig(metric="primary", mode=mode, num_samples=-1 if search_alg is searcher else
+                                    opts.trials, search_alg=search_alg, scheduler=scheduler,
+                                    trial_dirname_creator=_trial_dirname, reuse_actors=opts.reuse_actors),
         run_config=tune.RunConfig(
             name=store.name, storage_path=store.fs_storage, storage_filesystem=store.fs, verbose=0,
-            callbacks=[_LiveCallbacks()],
+            callbacks=[_LiveCallbacks(), TrialList(store.name)],
             # an object store gets the trial folders too (sample grids, data.json: the report reads them)
             sync_config=tune.SyncConfig(sync_artifacts=store.remote),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=schedulers.checkpoints_to_keep(scheduler_of(opts))),

@@ -20,7 +20,7 @@ from typing import Any
 from ray import tune
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining
-from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
+from ray.tune.search import BasicVariantGenerator
 
 from mitogan.errors import MitoganError
 from search.space import Param, Space
@@ -125,13 +125,14 @@ class LiveFirstFIFO(_LiveFirst, FIFOScheduler):
 
 def build(kind: str, space: Space, *, searcher, seed: int, trials: int, limit: int, grace_steps: int):
     """``(search_alg, scheduler, param_space)`` for ``kind`` (one of :data:`SCHEDULERS`). ``searcher``: the
-    Optuna searcher, used by ``asha`` and ``none``."""
+    Optuna searcher, used as it is by ``asha`` and ``none`` (built with ``trials`` and ``max_concurrent=limit``:
+    it counts the trials and holds the concurrency itself, see ``OptunaAskTell``)."""
     cfg = space.base_config()
     if kind in ("asha", "none"):
         # max_t beyond the last step: ASHA stops a trial that *reaches* max_t, before its final report
         scheduler = LiveFirstASHA(time_attr="step", max_t=cfg.train.steps + 1, reduction_factor=3,
                                   grace_period=grace_steps) if kind == "asha" else LiveFirstFIFO()
-        return ConcurrencyLimiter(searcher, max_concurrent=limit), scheduler, None
+        return searcher, scheduler, None
     check(kind, space)
     params = mutable_params(space)
     common = dict(time_attr="step", perturbation_interval=cfg.train.checkpoint_every, quantile_fraction=0.25,

@@ -30,12 +30,13 @@ import numpy as np
 import optuna
 import ray
 from optuna.samplers import BaseSampler
+from ray.tune import Callback
 from ray.tune.search import Searcher
 
 from mitogan.errors import MitoganError
 from search.trials import JUDGED_NAME, expand, ran_to_end, stop_reason_of
 
-__all__ = ["OptunaAskTell", "TrialSeeded", "Proposer", "sampler_spec", "budget_spent", "forget",
+__all__ = ["OptunaAskTell", "TrialSeeded", "Proposer", "TrialList", "sampler_spec", "budget_spent", "forget",
            "open_storage"]
 
 log = logging.getLogger(__name__)
@@ -54,13 +55,30 @@ def budget_spent(study_name: str) -> bool:
 # study name -> the Ray actor that proposes its trials (``OptunaAskTell(proposer=...)``), for this driver only;
 # False once it failed (the driver proposes itself from then on)
 _PROPOSERS: dict = {}
+# study name -> Ray Tune's list of the experiment's trials (restored ones included), kept by TrialList
+_TUNE_TRIALS: dict[str, list] = {}
+_GO = "go"  # OptunaAskTell._count: a new trial may start
 
 
 def forget(study_name: str) -> None:
-    """Forget what this process knows of the search ``study_name`` (its budget, its proposer actor): called
-    when a driver starts and ends a search, so a second search of that name in the process starts clean."""
+    """Forget what this process knows of the search ``study_name`` (its budget, its proposer actor, Tune's
+    trials): called when a driver starts and ends a search, so a second search of that name starts clean."""
     _BUDGET_SPENT.discard(study_name)
     _PROPOSERS.pop(study_name, None)
+    _TUNE_TRIALS.pop(study_name, None)
+
+
+class TrialList(Callback):
+    """Shows an :class:`OptunaAskTell` of ``study_name`` the trials Ray Tune really has (``on_step_begin``, a
+    public callback, runs before Tune asks the searcher for more). A restored search counts its trials from
+    this list, not from Ray's saved counter: Ray saves the trial list and its search state as separate files,
+    and a driver killed between their uploads leaves a counter that counts a trial the list lost."""
+
+    def __init__(self, study_name: str):
+        self.study_name = study_name
+
+    def on_step_begin(self, iteration: int, trials: list, **info) -> None:
+        _TUNE_TRIALS[self.study_name] = trials
 
 
 def open_storage(spec):
@@ -179,7 +197,11 @@ class OptunaAskTell(Searcher):
     what is left.
     ``proposer``: a function returning the study's storage as :func:`open_storage` takes it; given (and Ray
     running), new trials are asked and sampled by a :class:`Proposer` actor on the driver's node, not in
-    the driver. Same proposals: the sampler is :class:`TrialSeeded`, a function of the seed and the study."""
+    the driver. Same proposals: the sampler is :class:`TrialSeeded`, a function of the seed and the study.
+    ``trials``, ``max_concurrent``: given, this searcher (not Tune's ``num_samples``, which is then -1, nor a
+    ``ConcurrencyLimiter``) ends the search once Tune has ``trials`` trials and all have ended, and holds new
+    ones back while ``max_concurrent`` run. It counts the trials Tune really has (:class:`TrialList` must be
+    among the run's callbacks), so a resume from a state saved half-way still runs every trial."""
 
     # class defaults: a searcher Ray pickled before time budgets and proposers existed unpickles with none
     time_budget: float | None = None
@@ -188,11 +210,16 @@ class OptunaAskTell(Searcher):
     proposer: Callable | None = None
     start: tuple[dict, ...] = ()
     _started: bool = False
+    wanted: int | None = None  # a searcher pickled before it counted trials: Tune's num_samples counts
+    max_concurrent: int | None = None
 
     def __init__(self, space_fn: Callable, *, metric: str, mode: str, study_name: str, storage=None,
                  sampler: dict | None = None, components: tuple[str, ...] = (), time_budget: float | None = None,
-                 proposer: Callable | None = None, start: tuple[dict, ...] | list[dict] = ()):
+                 proposer: Callable | None = None, start: tuple[dict, ...] | list[dict] = (),
+                 trials: int | None = None, max_concurrent: int | None = None):
         super().__init__(metric=metric, mode=mode)
+        self.wanted, self.max_concurrent = trials, max_concurrent
+        self._handed, self._ended = set(), set()  # Ray trial ids given a config / ended, in this driver
         self.proposer = proposer
         self.start, self._started = tuple(dict(p) for p in start), False
         self.space_fn, self.study_name, self.storage = space_fn, study_name, storage
@@ -231,6 +258,10 @@ class OptunaAskTell(Searcher):
         if self.time_budget is not None and trial_id not in self.trials and self.spent() >= self.time_budget:
             _BUDGET_SPENT.add(self.study_name)
             return Searcher.FINISHED
+        if self.wanted is not None and trial_id not in self.trials:
+            verdict = self._count(trial_id)
+            if verdict != _GO:
+                return verdict
         if trial_id not in self.trials and self.proposer is not None and ray.is_initialized() \
                 and _PROPOSERS.get(self.study_name, True):
             try:
@@ -243,6 +274,34 @@ class OptunaAskTell(Searcher):
         ot_trial = self.trials.get(trial_id) or self._study().ask()
         self.trials[trial_id] = ot_trial
         return sample(ot_trial, self.space_fn, trial_id)
+
+    def _count(self, trial_id: str):
+        """``_GO``: a new trial may start; otherwise what ``suggest`` answers (None: not now, FINISHED: done).
+        Tune's trials (restored ones included) and those handed out here since Tune's list was last shown."""
+        tune_trials = _TUNE_TRIALS.get(self.study_name, [])
+        known = {t.trial_id for t in tune_trials}
+        if tune_trials and not getattr(self, "_reconciled", False):
+            self._reconciled = True
+            self._drop_lost(known)
+        ended = {t.trial_id for t in tune_trials if t.status in ("TERMINATED", "ERROR")} | self._ended
+        known |= self._handed
+        live = known - ended
+        if len(known) >= self.wanted:
+            return Searcher.FINISHED if not live else None
+        if self.max_concurrent and len(live) >= self.max_concurrent:
+            return None
+        self._handed.add(trial_id)
+        return _GO
+
+    def _drop_lost(self, known: set[str]) -> None:
+        """Close (FAIL) the Optuna trials of Ray trials that Tune's restored list does not have (created
+        after the trial list Ray saved last): no Ray trial will continue them."""
+        for rid in [rid for rid in self.trials if rid not in known]:
+            log.warning("optuna: Ray's saved state lost trial %s; a new trial takes its place", rid)
+            try:
+                self._study().tell(self.trials.pop(rid), state=optuna.trial.TrialState.FAIL)
+            except Exception as e:  # already ended
+                log.warning("optuna: could not close trial %s: %s", rid, e)
 
     def _enqueue_start(self) -> None:
         """Put the space's start points first in a new study (Optuna's ``enqueue_trial``: the next ``ask``, here
@@ -286,6 +345,8 @@ class OptunaAskTell(Searcher):
         self.reported[trial_id] = step
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if self.wanted is not None:
+            self._ended.add(trial_id)
         if result:  # Ray passes a trial's last result here, not to on_trial_result, when it stops the trial
             self.on_trial_result(trial_id, result)
         ot_trial = self.trials.pop(trial_id, None)
@@ -331,6 +392,7 @@ class OptunaAskTell(Searcher):
         self.sampler, self.study = state["sampler"], None
         self.reported, self.evaluated = state["reported"], state["evaluated"]
         self.used, self._since = float(state.get("budget_used_s", 0.0)), None  # states saved before budgets: 0
+        self._handed, self._ended, self._reconciled = set(), set(), False
         study = self._study()
         study_id = self._storage.get_study_id_from_name(self.study_name)
         trial_id = self._storage.get_trial_id_from_study_id_trial_number  # trial number -> storage id

@@ -352,3 +352,64 @@ def test_a_judged_finished_trial_is_told_its_judged_gap_and_a_stopped_one_its_pr
     assert trials["a"].value == 0.8 and trials["a"].user_attrs["primary"] == 0.1
     assert trials["a"].user_attrs["judged_gap"] == 0.8 and trials["a"].user_attrs["c2st_accuracy"] == 0.97
     assert trials["b"].state == optuna.trial.TrialState.PRUNED and trials["b"].intermediate_values == {20: 0.05}
+
+
+class _TuneTrial:
+    """What TrialList shows the searcher of a Ray Tune trial: its id and status (Ray's own Trial has both)."""
+
+    def __init__(self, trial_id, status):
+        self.trial_id, self.status = trial_id, status
+
+
+def test_the_searcher_counts_the_trials_tune_has_and_ends_only_when_all_have_ended():
+    from ray.tune.search import Searcher
+
+    from search.searcher import TrialList, forget
+
+    s = OptunaAskTell(space().define, metric="primary", mode="min", study_name="count", trials=3, max_concurrent=2,
+                      sampler=sampler_spec("random", 0))
+    listed = TrialList("count")
+    try:
+        tune = [_TuneTrial("a", "RUNNING")]
+        listed.on_step_begin(iteration=0, trials=tune)
+        assert isinstance(s.suggest("a"), dict)  # Tune asked for "a" and listed it since
+        assert isinstance(s.suggest("b"), dict)
+        assert s.suggest("c") is None  # two running: held back, not finished
+        s.on_trial_complete("a", result(60, 0.5, finished=1))
+        assert isinstance(s.suggest("c"), dict)
+        assert s.suggest("d") is None  # three trials, two still running: wait for them, do not end the search
+        s.on_trial_complete("b", result(60, 0.4, finished=1))
+        s.on_trial_complete("c", result(60, 0.3, finished=1))
+        assert s.suggest("d") == Searcher.FINISHED
+    finally:
+        forget("count")
+
+
+def test_a_restore_counts_tunes_restored_trials_not_what_the_saved_state_handed_out(tmp_path):
+    """Ray saved its search state after handing out "t2" but its trial list before: the restored Tune has t0
+    (ended) and t1. The search needs one more trial, and t2's Optuna trial is closed (no Ray trial continues it)."""
+    from ray.tune.search import Searcher
+
+    from search.searcher import TrialList, forget
+
+    a = OptunaAskTell(space().define, metric="primary", mode="min", study_name="t", trials=3, max_concurrent=2,
+                      storage=lambda: _journal(tmp_path / "a.log"), sampler=sampler_spec("random", 0))
+    _finish(a, "t0", a.suggest("t0"))
+    a.suggest("t1")
+    a.suggest("t2")
+    a.save(str(tmp_path / "searcher-state.pkl"))
+    b = OptunaAskTell(space().define, metric="primary", mode="min", study_name="t", trials=3, max_concurrent=2,
+                      storage=lambda: _journal(tmp_path / "a.log"))
+    b.restore(str(tmp_path / "searcher-state.pkl"))
+    try:
+        TrialList("t").on_step_begin(iteration=0, trials=[_TuneTrial("t0", "TERMINATED"), _TuneTrial("t1", "PENDING")])
+        assert isinstance(b.suggest("t3"), dict)  # t2 was lost with Ray's trial list: t3 takes its place
+        S = optuna.trial.TrialState
+        states = {t.user_attrs["ray_trial_id"]: t.state for t in b.study.trials}
+        assert states == {"t0": S.COMPLETE, "t1": S.RUNNING, "t2": S.FAIL, "t3": S.RUNNING}
+        assert b.suggest("t4") is None  # t1 and t3 run
+        b.on_trial_complete("t1", result(60, 0.5, finished=1))
+        b.on_trial_complete("t3", result(60, 0.5, finished=1))
+        assert b.suggest("t4") == Searcher.FINISHED
+    finally:
+        forget("t")
