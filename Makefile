@@ -45,7 +45,7 @@ test: $(DEV_STAMP)
 	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) -m "not slow and not cluster"
 
 test-slow: $(DEV_STAMP)
-	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadfile -m "slow or cluster"
+	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadfile -m "slow or cluster" --durations=25
 
 test-all: $(DEV_STAMP)
 	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadfile
