@@ -36,8 +36,8 @@ from ray.tune.search import Searcher
 from mitogan.errors import MitoganError
 from search.trials import JUDGED_NAME, expand, ran_to_end, stop_reason_of
 
-__all__ = ["OptunaAskTell", "TrialSeeded", "Proposer", "TrialList", "sampler_spec", "budget_spent", "forget",
-           "open_storage"]
+__all__ = ["OptunaAskTell", "TrialSeeded", "Proposer", "TrialList", "TrialCount", "sampler_spec", "budget_spent",
+           "forget", "open_storage"]
 
 log = logging.getLogger(__name__)
 STATE_VERSION = 1  # of the JSON that ``save`` writes
@@ -57,7 +57,7 @@ def budget_spent(study_name: str) -> bool:
 _PROPOSERS: dict = {}
 # study name -> Ray Tune's list of the experiment's trials (restored ones included), kept by TrialList
 _TUNE_TRIALS: dict[str, list] = {}
-_GO = "go"  # OptunaAskTell._count: a new trial may start
+GO = "go"  # TrialCount.verdict: a new trial may start
 
 
 def forget(study_name: str) -> None:
@@ -79,6 +79,40 @@ class TrialList(Callback):
 
     def on_step_begin(self, iteration: int, trials: list, **info) -> None:
         _TUNE_TRIALS[self.study_name] = trials
+
+
+class TrialCount:
+    """A search's count of trials, kept by its searcher in place of Tune's ``num_samples`` (then -1) and
+    ``ConcurrencyLimiter``: the trials Tune really has (shown by :class:`TrialList`, restored ones included)
+    and those handed out since Tune's list was last shown. ``verdict`` answers a request for a new trial."""
+
+    def __init__(self, study_name: str, wanted: int, max_concurrent: int | None = None):
+        self.study_name, self.wanted, self.max_concurrent = study_name, wanted, max_concurrent
+        self.reset()
+
+    def reset(self) -> None:
+        """A new driver (a restore): nothing handed out or ended here yet."""
+        self.handed: set[str] = set()  # Ray trial ids given a config
+        self.ended: set[str] = set()
+
+    def tune_ids(self) -> set[str] | None:
+        """The ids of the trials Tune has; None before :class:`TrialList` has shown them."""
+        trials = _TUNE_TRIALS.get(self.study_name)
+        return None if trials is None else {t.trial_id for t in trials}
+
+    def verdict(self, trial_id: str):
+        """``GO``: ``trial_id`` may start; else what ``suggest`` answers:
+        None (not now: ``max_concurrent`` run, or the last ones have not ended) or ``Searcher.FINISHED``."""
+        trials = _TUNE_TRIALS.get(self.study_name, [])
+        known = {t.trial_id for t in trials} | self.handed
+        ended = {t.trial_id for t in trials if t.status in ("TERMINATED", "ERROR")} | self.ended
+        live = known - ended
+        if len(known) >= self.wanted:
+            return Searcher.FINISHED if not live else None
+        if self.max_concurrent and len(live) >= self.max_concurrent:
+            return None
+        self.handed.add(trial_id)
+        return GO
 
 
 def open_storage(spec):
@@ -210,16 +244,15 @@ class OptunaAskTell(Searcher):
     proposer: Callable | None = None
     start: tuple[dict, ...] = ()
     _started: bool = False
-    wanted: int | None = None  # a searcher pickled before it counted trials: Tune's num_samples counts
-    max_concurrent: int | None = None
+    count: TrialCount | None = None  # a searcher pickled before it counted trials: Tune's num_samples counts
 
     def __init__(self, space_fn: Callable, *, metric: str, mode: str, study_name: str, storage=None,
                  sampler: dict | None = None, components: tuple[str, ...] = (), time_budget: float | None = None,
                  proposer: Callable | None = None, start: tuple[dict, ...] | list[dict] = (),
                  trials: int | None = None, max_concurrent: int | None = None):
         super().__init__(metric=metric, mode=mode)
-        self.wanted, self.max_concurrent = trials, max_concurrent
-        self._handed, self._ended = set(), set()  # Ray trial ids given a config / ended, in this driver
+        self.count = None if trials is None else TrialCount(study_name, trials, max_concurrent)
+        self._reconciled = False
         self.proposer = proposer
         self.start, self._started = tuple(dict(p) for p in start), False
         self.space_fn, self.study_name, self.storage = space_fn, study_name, storage
@@ -258,9 +291,10 @@ class OptunaAskTell(Searcher):
         if self.time_budget is not None and trial_id not in self.trials and self.spent() >= self.time_budget:
             _BUDGET_SPENT.add(self.study_name)
             return Searcher.FINISHED
-        if self.wanted is not None and trial_id not in self.trials:
-            verdict = self._count(trial_id)
-            if verdict != _GO:
+        if self.count is not None and trial_id not in self.trials:
+            self._drop_lost()
+            verdict = self.count.verdict(trial_id)
+            if verdict != GO:
                 return verdict
         if trial_id not in self.trials and self.proposer is not None and ray.is_initialized() \
                 and _PROPOSERS.get(self.study_name, True):
@@ -275,27 +309,13 @@ class OptunaAskTell(Searcher):
         self.trials[trial_id] = ot_trial
         return sample(ot_trial, self.space_fn, trial_id)
 
-    def _count(self, trial_id: str):
-        """``_GO``: a new trial may start; otherwise what ``suggest`` answers (None: not now, FINISHED: done).
-        Tune's trials (restored ones included) and those handed out here since Tune's list was last shown."""
-        tune_trials = _TUNE_TRIALS.get(self.study_name, [])
-        known = {t.trial_id for t in tune_trials}
-        if tune_trials and not getattr(self, "_reconciled", False):
-            self._reconciled = True
-            self._drop_lost(known)
-        ended = {t.trial_id for t in tune_trials if t.status in ("TERMINATED", "ERROR")} | self._ended
-        known |= self._handed
-        live = known - ended
-        if len(known) >= self.wanted:
-            return Searcher.FINISHED if not live else None
-        if self.max_concurrent and len(live) >= self.max_concurrent:
-            return None
-        self._handed.add(trial_id)
-        return _GO
-
-    def _drop_lost(self, known: set[str]) -> None:
-        """Close (FAIL) the Optuna trials of Ray trials that Tune's restored list does not have (created
-        after the trial list Ray saved last): no Ray trial will continue them."""
+    def _drop_lost(self) -> None:
+        """Once Tune's trials are known (a restore): close (FAIL) the Optuna trials of Ray trials Tune does not
+        have (created after the trial list Ray saved last): no Ray trial will continue them."""
+        known = self.count.tune_ids()
+        if known is None or self._reconciled:
+            return
+        self._reconciled = True
         for rid in [rid for rid in self.trials if rid not in known]:
             log.warning("optuna: Ray's saved state lost trial %s; a new trial takes its place", rid)
             try:
@@ -345,8 +365,8 @@ class OptunaAskTell(Searcher):
         self.reported[trial_id] = step
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        if self.wanted is not None:
-            self._ended.add(trial_id)
+        if self.count is not None:
+            self.count.ended.add(trial_id)
         if result:  # Ray passes a trial's last result here, not to on_trial_result, when it stops the trial
             self.on_trial_result(trial_id, result)
         ot_trial = self.trials.pop(trial_id, None)
@@ -392,7 +412,9 @@ class OptunaAskTell(Searcher):
         self.sampler, self.study = state["sampler"], None
         self.reported, self.evaluated = state["reported"], state["evaluated"]
         self.used, self._since = float(state.get("budget_used_s", 0.0)), None  # states saved before budgets: 0
-        self._handed, self._ended, self._reconciled = set(), set(), False
+        if self.count is not None:
+            self.count.reset()
+        self._reconciled = False
         study = self._study()
         study_id = self._storage.get_study_id_from_name(self.study_name)
         trial_id = self._storage.get_trial_id_from_study_id_trial_number  # trial number -> storage id
