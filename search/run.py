@@ -450,7 +450,8 @@ def _fit(store: SearchStore, opts: SearchOptions, space: Space, launch: dict, re
         if signal.getsignal(signal.SIGINT) is _sigint_before_tune and results is not None:
             stop.got.setdefault("signal", "SIGINT")  # Tune's handler took a Ctrl-C and put ours back
         signal.signal(signal.SIGTERM, previous)
-        signal.signal(signal.SIGINT, previous_int)
+        if previous_int is not None:  # None: not set from Python, nothing to put back
+            signal.signal(signal.SIGINT, previous_int)
     ended = 0 if results is None else results.num_terminated + results.num_errors
     # the searcher stopped asking once the time budget was spent, and every trial it started has ended
     by_budget = not stop.got and results is not None and budget_spent(store.name)
