@@ -22,6 +22,14 @@ from mitogan.metrics.morphology import morphology_features
 FIXTURE = Path(__file__).parent / "data" / "copying_morphology_v2.npz"
 
 
+# The copy values are float32 matrix products, and OpenBLAS picks its kernel for the CPU it runs on
+# (DYNAMIC_ARCH: AVX2 or AVX-512 add in another order). The fixture was made on an AVX2 machine; on an AVX-512 one
+# the partial-copy null came out up to 3.3e-6 off (3.2e-5 relative), same code, same numpy (2026-12-06; with
+# OPENBLAS_CORETYPE=Haswell it matched to 1e-6). So the copy values are held to float32 products' reproducibility
+# across CPUs, a hundred times finer than any change a null or a distance is meant to show.
+ACROSS_CPUS = dict(rtol=1e-4, atol=2e-5)
+
+
 def _f32(u: np.ndarray) -> np.ndarray:
     return u.astype(np.float32) / np.float32(127.5) - 1
 
@@ -32,22 +40,22 @@ def data():
 
 
 def test_copy_nulls_distances_and_ratios_equal_the_stored_ones(data):
-    # every distance and ratio to 1e-6 and the same nearest training tile: the whole-tile null, the generated
+    # every distance and ratio to ACROSS_CPUS and the same nearest training tile: the whole-tile null, the generated
     # tiles' distances, the partial-copy null, its patch scales and the generated tiles' ratios
     # (the fixture predates the turned stage of the whole-tile index: the first stage alone must equal it, and
     # the turned stage may only bring a query nearer)
     train, groups, query = _f32(data["train_s64"]), data["groups_s64"], _f32(data["query_s64"])
     index = CopyIndex(train, rotate=False)
-    np.testing.assert_allclose(index.null(groups, train), data["null_s64"], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(index.null(groups, train), data["null_s64"], **ACROSS_CPUS)
     d, j = index.distances(query)
-    np.testing.assert_allclose(d, data["dist_s64"], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(d, data["dist_s64"], **ACROSS_CPUS)
     np.testing.assert_array_equal(j, data["index_s64"])
     turned = CopyIndex(train)
-    assert np.all(turned.distances(query)[0] <= d + 1e-6) and np.all(turned.null(groups, train) <= data["null_s64"] + 1e-6)
+    assert np.all(turned.distances(query)[0] <= d + 2e-5) and np.all(turned.null(groups, train) <= data["null_s64"] + 2e-5)
     parts = PatchIndex(train, groups)
-    np.testing.assert_allclose(parts.null(), data["pnull_s64"], rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(parts.scale, data["scale_s64"], rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(parts.ratios(query), data["ratios_s64"], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(parts.null(), data["pnull_s64"], **ACROSS_CPUS)
+    np.testing.assert_allclose(parts.scale, data["scale_s64"], **ACROSS_CPUS)
+    np.testing.assert_allclose(parts.ratios(query), data["ratios_s64"], **ACROSS_CPUS)
 
 
 @pytest.mark.parametrize("size", [32, 64])
