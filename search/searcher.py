@@ -318,10 +318,8 @@ class OptunaAskTell(Searcher):
         self._reconciled = True
         for rid in [rid for rid in self.trials if rid not in known]:
             log.warning("optuna: Ray's saved state lost trial %s; a new trial takes its place", rid)
-            try:
-                self._study().tell(self.trials.pop(rid), state=optuna.trial.TrialState.FAIL)
-            except Exception as e:  # already ended
-                log.warning("optuna: could not close trial %s: %s", rid, e)
+            del self.trials[rid]
+        self._close_orphans()  # their Optuna trials, still RUNNING, are no Ray trial's now
 
     def _enqueue_start(self) -> None:
         """Put the space's start points first in a new study (Optuna's ``enqueue_trial``: the next ``ask``, here

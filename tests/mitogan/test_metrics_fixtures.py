@@ -24,9 +24,9 @@ FIXTURE = Path(__file__).parent / "data" / "copying_morphology_v2.npz"
 
 # The copy values are float32 matrix products, and OpenBLAS picks its kernel for the CPU it runs on
 # (DYNAMIC_ARCH: AVX2 or AVX-512 add in another order). The fixture was made on an AVX2 machine; on an AVX-512 one
-# the partial-copy null came out up to 3.3e-6 off (3.2e-5 relative), same code, same numpy (2026-12-06; with
+# the partial-copy null came out up to 3.3e-6 off (3.2e-5 relative) with the same code (2026-12-06; with
 # OPENBLAS_CORETYPE=Haswell it matched to 1e-6). So the copy values are held to float32 products' reproducibility
-# across CPUs, a hundred times finer than any change a null or a distance is meant to show.
+# across CPUs, still far finer than the change that made fixture v2 (3.4e-3 in distance).
 ACROSS_CPUS = dict(rtol=1e-4, atol=2e-5)
 
 
