@@ -11,7 +11,7 @@ import numpy as np
 from mitogan.errors import ConfigError
 
 __all__ = ["kid", "frechet_distance", "prdc", "vendi_score", "knn_radii",
-           "nearest_distances", "vendi_score_rbf", "median_nn_distance"]
+           "nearest_distances", "vendi_score_rbf", "median_nn_distance", "mean_pairwise_correlation"]
 
 
 def _cubic(a: np.ndarray, b: np.ndarray, d: int) -> np.ndarray:
@@ -145,3 +145,18 @@ def vendi_score_rbf(x: np.ndarray, bandwidth: float) -> float:
     ev = np.clip(np.linalg.eigvalsh(k / len(x)), 0, None)
     ev = ev[ev > 1e-12]
     return float(np.exp(-(ev * np.log(ev)).sum()))
+
+
+def mean_pairwise_correlation(x: np.ndarray) -> float:
+    """Mean Pearson correlation between every two different rows (e.g. tiles' pixels): ~0 for images of
+    unrelated content, which sit anywhere; it rises as images come to look alike, whatever makes them alike (one
+    template, a structure drawn at one place, a lattice of artefacts that every image shares). Rows with no
+    variance count as uncorrelated."""
+    a = np.asarray(x, np.float64).reshape(len(x), -1)
+    if len(a) < 2:
+        raise ConfigError("a pairwise correlation needs at least two images")
+    a = a - a.mean(1, keepdims=True)
+    norms = np.linalg.norm(a, axis=1)
+    a = np.divide(a, norms[:, None], out=np.zeros_like(a), where=norms[:, None] > 0)
+    total = a.sum(0)  # sum over i != j of <a_i, a_j> = |sum a|^2 - sum |a_i|^2, without the N x N matrix
+    return float((total @ total - (a * a).sum()) / (len(a) * (len(a) - 1)))

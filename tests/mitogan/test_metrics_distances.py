@@ -61,3 +61,15 @@ def test_rbf_vendi_drops_when_a_sample_collapses_onto_a_few_of_its_rows():
     tau = D.median_nn_distance(x)
     full, collapsed = D.vendi_score_rbf(x, tau), D.vendi_score_rbf(x[np.arange(200) % 5], tau)
     assert collapsed <= 5.01 and full > 8 * collapsed
+
+
+def test_mean_pairwise_correlation_is_that_of_every_pair_and_rises_as_images_look_alike():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 64))
+    c = np.corrcoef(x)
+    assert D.mean_pairwise_correlation(x) == pytest.approx((c.sum() - 40) / (40 * 39), abs=1e-12)
+    template = rng.standard_normal(64)
+    alike = template + 0.5 * rng.standard_normal((40, 64))  # one template plus noise
+    assert D.mean_pairwise_correlation(alike) > 0.7 > 0.1 > abs(D.mean_pairwise_correlation(x))
+    flat = np.vstack([np.ones(64), x[:3]])  # a row with no variance counts as uncorrelated, not as NaN
+    assert np.isfinite(D.mean_pairwise_correlation(flat))
