@@ -6,8 +6,9 @@ half learned, and drifts towards them as it trains. Here a DCGAN is trained on 8
 training split with no augmentation (what makes a GAN on few images memorise) and learning rates 5x the default
 (it memorises in half the steps), and its EMA samples at 500 and 1,000 steps are scored against the whole split.
 Independently of the copy index, a plain pixel correlation with those 8 tiles says how much it memorised
-(measured 2026-12-06: 25 % and 51 % of its samples above 0.9, 0 % of other real videos). The objective must see the same: a growing authenticity gap, the flag once most samples
-are reproductions, and both checkpoints worse than honest new data, for every seed of the metric."""
+(measured 2026-12-06: 25 % and 51 % of its samples above 0.9, 0 % of other real videos). The objective must see
+the same: an authenticity gap that grows as it memorises, the copying flag at the later checkpoint (and never for
+honest data), and both checkpoints worse than honest new data, for every seed of the metric."""
 
 import numpy as np
 import pytest

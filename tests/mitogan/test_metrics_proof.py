@@ -15,6 +15,7 @@ proof is in test_metrics_proof_shared.py (its own file: the longest test, run be
 import numpy as np
 import pytest
 
+from mitogan.metrics.distances import mean_pairwise_correlation
 from mitogan.metrics.proof import (COPIES, LADDERS, PROOF_METRICS, copy_set, damage, pair_orders, proof_scores,
                                    rule_violations, videos_to_tiles)
 
@@ -119,7 +120,7 @@ def test_a_trained_generator_collapsed_on_purpose_ranks_by_severity():
     g_unstable = train(from_flat(Config, unstable, base=cfg), ts.tiles[parts["train"]]).generator
     with torch.no_grad():
         collapsed = g_unstable(torch.randn(n, 32, generator=torch.Generator().manual_seed(2))).numpy()
-    assert _mean_pairwise_correlation(collapsed) > 0.2 > 0.1 > _mean_pairwise_correlation(ts.tiles[parts["other"]])
+    assert mean_pairwise_correlation(collapsed) > 0.2 > 0.1 > mean_pairwise_correlation(ts.tiles[parts["other"]])
 
     def sample(k: int | None):
         z = torch.randn(n, 32, generator=rng)
@@ -137,15 +138,6 @@ def test_a_trained_generator_collapsed_on_purpose_ranks_by_severity():
                  for k, x in sets.items()}
         assert score["other"] < min(score[k] for k in sets if k != "other"), score
         assert score["gan"] <= score["gan_k=20"] < score["gan_k=5"] < score["gan_k=1"], score
-
-
-def _mean_pairwise_correlation(x: np.ndarray) -> float:
-    """Mean Pearson correlation of the pixels of every two different tiles (a collapsed set's tiles look alike)."""
-    a = x.reshape(len(x), -1).astype(np.float64)
-    a = a - a.mean(1, keepdims=True)
-    a /= np.linalg.norm(a, axis=1, keepdims=True) + 1e-12
-    c = a @ a.T
-    return float((c.sum() - np.trace(c)) / (len(a) * (len(a) - 1)))
 
 
 def test_rules_cover_every_ladder_step_and_the_cross_ladder_orders():
