@@ -103,7 +103,10 @@ def vendi(ctx: MetricContext):
     out["diversity_gap"] = 1 - (1 - gaps[0]) * (1 - gaps[1])
     # reported beside it, not in the gap (docs/metrics.md, "Collapse as GANs collapse"): how alike the tiles are
     out["pairwise_correlation"] = D.mean_pairwise_correlation(ctx.fake_tiles[f_pick])
-    out["pairwise_correlation_real"] = D.mean_pairwise_correlation(ref.heldout[r_pick])
+    key = ("pairwise_correlation_real", m, ctx.seed)  # the same held-out tiles at every in-training call: once
+    if key not in ref._cal:
+        ref._cal[key] = D.mean_pairwise_correlation(ref.heldout[r_pick])
+    out["pairwise_correlation_real"] = ref._cal[key]
     return out, {"n_fake": ctx.n_fake, "n_heldout": ctx.n_real, "subset_size": m, "layout_subset_size": m_lay}
 
 
