@@ -101,7 +101,7 @@ def vendi(ctx: MetricContext):
         gaps[1] = float(np.clip(np.log(level / max(vf, 1.0)) / np.log(max(level, 1.0 + 1e-9)), 0.0, 1.0))
     out["diversity_gap_features"], out["diversity_gap_layout"] = gaps
     out["diversity_gap"] = 1 - (1 - gaps[0]) * (1 - gaps[1])
-    # reported beside it, not in the gap (docs/metrics.md, "Collapse as GANs collapse"): how alike the tiles are
+    # reported beside it, not in the gap (docs/metrics.md, "Proof": "How alike the tiles are"): how alike the tiles are
     out["pairwise_correlation"] = D.mean_pairwise_correlation(ctx.fake_tiles[f_pick])
     key = ("pairwise_correlation_real", m, ctx.seed)  # the same held-out tiles at every in-training call: once
     if key not in ref._cal:
