@@ -32,12 +32,12 @@ def _table(title: str, ts, seconds: dict, seeds) -> None:
     t = time.perf_counter()
     r = proof_scores(ts, seconds, seeds=seeds)
     print(f"\n### {title}\n\nparts (tiles): {r['parts']}; {time.perf_counter() - t:.0f} s\n")
-    print("| set | realism_gap ↓ (mean ± sd) | fidelity | diversity_gap | authenticity_gap | structure_gap |\n"
-          "|---|---:|---:|---:|---:|---:|")
+    print("| set | realism_gap ↓ (mean ± sd) | fidelity | diversity_gap (of it: correlation) | authenticity_gap | "
+          "structure_gap |\n|---|---:|---:|---:|---:|---:|")
     for name in r["scores"][seeds[0]]:
         v = np.array([r["scores"][s][name] for s in seeds])
         c = r["components"][seeds[0]][name]
-        print(f"| {name} | {v.mean():.3f} ± {v.std():.3f} | {c['fidelity']:.3f} | {c['diversity_gap']:.3f} | "
+        print(f"| {name} | {v.mean():.3f} ± {v.std():.3f} | {c['fidelity']:.3f} | {c['diversity_gap']:.3f} ({c['diversity_gap_correlation']:.3f}) | "
               f"{c['authenticity_gap']:.3f} | {c['structure_gap']:.3f} |")
     broken = {s: rule_violations(r["scores"][s], tuple(seconds)) for s in seeds}
     n_bad = sum(len(b) for b in broken.values())

@@ -74,10 +74,15 @@ def vendi(ctx: MetricContext):
     Layout gap = log(V_real / V_fake) / log(V_real), clipped to [0, 1], with V_real the lower of the held-out
     and the training split's layout Vendi (real sets differ in how many fields they hold): 0 = as varied as
     real data, 1 = one image repeated, log k / log V_real for k templates.
-    diversity_gap = 1 - (1 - feature gap) (1 - layout gap): 0 = as diverse as new real data in both, -> 1 as
-    the generator collapses in either. Reported beside it, not part of it: ``pairwise_correlation`` (the m
-    generated tiles' mean pixel correlation between every two of them) and ``pairwise_correlation_real`` (the
-    same for the m held-out tiles)."""
+    A third view, the pixels themselves: ``pairwise_correlation``, the m generated tiles' mean pixel correlation
+    between every two of them (``distances.mean_pairwise_correlation``: ~0 for real tiles of unrelated content; it
+    rises however the tiles come to look alike: templates, a structure stamped at one place, a lattice of
+    artefacts that every tile shares, which the blurred layout averages away). Its level is the higher of the
+    held-out and the training split's (``pairwise_correlation_real``, ``pairwise_correlation_train``: a real set
+    that holds few fields is alike too, and a generator is trained to be as alike as its training split);
+    correlation gap = max(0, (c - level) / (1 - level)): the share of the way from real data to one image.
+    diversity_gap = 1 - (1 - feature gap) (1 - layout gap) (1 - correlation gap): 0 = as diverse as real data in
+    every view, -> 1 as the generator collapses in any."""
     from mitogan.metrics.copying import layout
 
     ref = ctx.ref
@@ -99,14 +104,13 @@ def vendi(ctx: MetricContext):
         level = min(vr, _layout_level(ref, m_lay, tau, scale, ctx.seed))
         out["vendi_ratio_layout_real"] = level / vr
         gaps[1] = float(np.clip(np.log(level / max(vf, 1.0)) / np.log(max(level, 1.0 + 1e-9)), 0.0, 1.0))
-    out["diversity_gap_features"], out["diversity_gap_layout"] = gaps
-    out["diversity_gap"] = 1 - (1 - gaps[0]) * (1 - gaps[1])
-    # reported beside it, not in the gap (docs/metrics.md, "Proof": "How alike the tiles are"): how alike the tiles are
+    # how alike the tiles are, pixel by pixel (docs/metrics.md, "Proof": "How alike the tiles are")
     out["pairwise_correlation"] = D.mean_pairwise_correlation(ctx.fake_tiles[f_pick])
-    key = ("pairwise_correlation_real", m, ctx.seed)  # the same held-out tiles at every in-training call: once
-    if key not in ref._cal:
-        ref._cal[key] = D.mean_pairwise_correlation(ref.heldout[r_pick])
-    out["pairwise_correlation_real"] = ref._cal[key]
+    out["pairwise_correlation_real"], out["pairwise_correlation_train"] = _correlation_levels(ref, r_pick, m, ctx.seed)
+    level = max(out["pairwise_correlation_real"], out["pairwise_correlation_train"])
+    gaps.append(float(np.clip((out["pairwise_correlation"] - level) / (1 - level), 0.0, 1.0)))
+    out["diversity_gap_features"], out["diversity_gap_layout"], out["diversity_gap_correlation"] = gaps
+    out["diversity_gap"] = 1 - (1 - gaps[0]) * (1 - gaps[1]) * (1 - gaps[2])
     return out, {"n_fake": ctx.n_fake, "n_heldout": ctx.n_real, "subset_size": m, "layout_subset_size": m_lay}
 
 
@@ -124,6 +128,17 @@ def _non_empty(lay: np.ndarray) -> np.ndarray:
     """Layout rows of tiles that are not near-empty (a tenth of the real tiles' typical contrast): how many tiles
     are empty is a matter of fidelity, and "empty" would otherwise count once on each side."""
     return lay[np.linalg.norm(lay, axis=1) > 0.1]
+
+
+def _correlation_levels(ref, r_pick: np.ndarray, m: int, seed: int) -> tuple[float, float]:
+    """Mean pairwise pixel correlation of the m held-out tiles ``r_pick`` and of m tiles of the TRAINING split
+    (seeded), cached on the reference: the same tiles at every in-training call."""
+    key = ("pairwise_correlation_levels", m, seed)
+    if key not in ref._cal:
+        rng = np.random.default_rng(seed + 17)
+        train = ref.train[np.sort(rng.choice(len(ref.train), min(len(ref.train), m), replace=False))]
+        ref._cal[key] = (D.mean_pairwise_correlation(ref.heldout[r_pick]), D.mean_pairwise_correlation(train))
+    return ref._cal[key]
 
 
 def _layout_level(ref, m: int, tau: float, scale: float, seed: int) -> float:

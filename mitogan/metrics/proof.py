@@ -257,7 +257,8 @@ def proof_scores(ts, seconds: dict | None = None, seeds=(0,), split_seed: int = 
     Sets: "other" (other videos), "later" (same movies, later), every ladder step applied to "other"
     (collapse keeps whole frames), and each of ``seconds`` ({name: tiles}: other real sources). The parts
     and the damage are fixed by ``split_seed``; ``seeds`` are the metric's own randomness (subsamples).
-    Returns {"scores": {seed: {set: primary}}, "components": {seed: {set: {...}}}, "parts": {part: n}}.
+    Returns {"scores": {seed: {set: primary}}, "components": {seed: {set: {the primary's components and the
+    diversity gap's correlation part}}}, "parts": {part: n}}.
     """
     from mitogan.metrics.evaluate import PRIMARY_COMPONENTS, _run_metrics, primary_value
     from mitogan.metrics.protocol import RealSplit
@@ -281,7 +282,7 @@ def proof_scores(ts, seconds: dict | None = None, seeds=(0,), split_seed: int = 
         for s in seeds:
             values, _ = _run_metrics(MetricContext(ref, tiles, seed=s, _cache=shared), PROOF_METRICS)
             out["scores"][s][name] = primary_value(values)
-            out["components"][s][name] = {c: values[c] for c in PRIMARY_COMPONENTS}
+            out["components"][s][name] = {c: values[c] for c in (*PRIMARY_COMPONENTS, "diversity_gap_correlation")}
     return out
 
 

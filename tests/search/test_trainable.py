@@ -129,10 +129,10 @@ def _trials(search_dir):
     return out
 
 
-TRIALS = 6  # per search: with 2 at once, each warm worker runs about three in turn
+TRIALS = 4  # per search: with 2 at once, each warm worker runs about two in turn
 
 
-@pytest.mark.slow  # two 6-trial searches, ~1.5 min alone (~4 min beside CI's other slow tests)
+@pytest.mark.slow  # two 4-trial searches
 def test_a_warm_trial_reports_exactly_what_it_reports_in_a_fresh_process(tmp_path):
     """Warm trials (the default): a worker runs trial after trial, ASHA-stopped ones included, and every trial
     reports the same numbers, step by step, as in a search that starts each trial in a fresh process
