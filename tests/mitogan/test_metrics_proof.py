@@ -140,8 +140,10 @@ def test_a_trained_generator_collapsed_on_purpose_ranks_by_severity():
         assert score["gan"] <= score["gan_k=20"] < score["gan_k=5"] < score["gan_k=1"], score
         # the diversity gap itself sees the run that collapsed by its settings (its tiles share a lattice of
         # artefacts that the layout view blurs away: before the correlation view it read 0.00-0.08 on such runs)
+        # (measured: other videos 0.006, the unstable run 0.378; the k-collapsed samples 0.408 <= 0.44 < 0.51 < 1.00)
         div = {k: v["diversity_gap_correlation"] for k, v in values.items()}
-        assert div["other"] == 0.0 and div["gan_unstable"] > 0.1, div
+        assert div["gan_unstable"] > div["other"] + 0.1, div
+        assert div["gan"] <= div["gan_k=20"] < div["gan_k=5"] < div["gan_k=1"], div
 
 
 def test_rules_cover_every_ladder_step_and_the_cross_ladder_orders():
