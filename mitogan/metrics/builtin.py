@@ -108,7 +108,7 @@ def vendi(ctx: MetricContext):
     out["pairwise_correlation"] = D.mean_pairwise_correlation(ctx.fake_tiles[f_pick])
     out["pairwise_correlation_real"], out["pairwise_correlation_train"] = _correlation_levels(ref, r_pick, m, ctx.seed)
     level = max(out["pairwise_correlation_real"], out["pairwise_correlation_train"])
-    gaps.append(float(np.clip((out["pairwise_correlation"] - level) / (1 - level), 0.0, 1.0)))
+    gaps.append(float(np.clip((out["pairwise_correlation"] - level) / max(1 - level, 1e-9), 0.0, 1.0)))
     out["diversity_gap_features"], out["diversity_gap_layout"], out["diversity_gap_correlation"] = gaps
     out["diversity_gap"] = 1 - (1 - gaps[0]) * (1 - gaps[1]) * (1 - gaps[2])
     return out, {"n_fake": ctx.n_fake, "n_heldout": ctx.n_real, "subset_size": m, "layout_subset_size": m_lay}
