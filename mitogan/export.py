@@ -581,8 +581,17 @@ def _card_metrics(tc: dict, info: dict) -> list[str]:
 
 
 def _card_judges(metrics: dict) -> list[str]:
-    """Authenticity, structure and the classifier two-sample test, each beside the baseline it must be read against."""
+    """Diversity, authenticity, structure and the classifier two-sample test, each beside the baseline it must be
+    read against."""
     lines = []
+    if all(isinstance(metrics.get(k), (int, float)) for k in ("pairwise_correlation", "pairwise_correlation_real")):
+        level = max(metrics["pairwise_correlation_real"], metrics.get("pairwise_correlation_train", 0.0))
+        parts = ", ".join(f"{p} {metrics[f'diversity_gap_{p}']:.3f}" for p in ("features", "layout", "correlation")
+                          if isinstance(metrics.get(f"diversity_gap_{p}"), (int, float)))
+        lines.append(f"- Diversity: generated tiles correlate with each other, pixel by pixel, at "
+                     f"{metrics['pairwise_correlation']:.3f} on average, against {level:.3f} for real tiles (baseline: "
+                     f"the more alike of the held-out and the training split); diversity gap "
+                     f"{metrics.get('diversity_gap', 0):.3f}" + (f" ({parts})" if parts else "") + ".")
     if isinstance(metrics.get("copy_share"), (int, float)):
         flag = "**flagged as copying**" if metrics.get("copying") else "not flagged as copying"
         lines.append(f"- Authenticity: {metrics['copy_share']:.1%} of generated tiles are nearer to a training tile "

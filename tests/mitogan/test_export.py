@@ -114,7 +114,11 @@ def test_model_card_layout_and_provenance(trained, tmp_path):
                                "done": False, "iterations_since_restore": 3, "time_total_s": 9.0,
                                "copy_share": 0.04, "authenticity_gap": 0.0, "copying": 0.0, "c2st_accuracy": 0.91,
                                "c2st_accuracy_sd": 0.02, "c2st_baseline": 0.66, "c2st_baseline_sd": 0.03,
-                               "structure_auc": 0.62, "structure_auc_null": 0.51, "structure_gap": 0.224},
+                               "structure_auc": 0.62, "structure_auc_null": 0.51, "structure_gap": 0.224,
+                               "pairwise_correlation": 0.173, "pairwise_correlation_real": 0.012,
+                               "pairwise_correlation_train": 0.016, "diversity_gap": 0.16,
+                               "diversity_gap_features": 0.0, "diversity_gap_layout": 0.0,
+                               "diversity_gap_correlation": 0.16},
                       source={"search": "search", "search_dir": str(tmp_path / "search"), "trial_id": "t1"},
                       data={"sources": [os.path.join(cache, "sim-abc", "video_000.tif")], "intensity": per_video,
                             "n_tiles": 32, "evaluation": {"split": "videos", "n_train": 30, "n_heldout": 10},
@@ -135,6 +139,8 @@ def test_model_card_layout_and_provenance(trained, tmp_path):
     assert "4.0% of generated tiles" in card and "(baseline: 5 %)" in card and "not flagged as copying" in card
     assert "accuracy 0.910 ± 0.020, against a baseline of 0.660 ± 0.030" in card
     assert "in 62.0% of pairs, against 51.0% for the training tiles (baseline); structure gap 0.224" in card
+    assert ("at 0.173 on average, against 0.016 for real tiles" in card
+            and "diversity gap 0.160 (features 0.000, layout 0.000, correlation 0.160)" in card)
     config = load_bundle_config(b)
     # one mapping (medians over the 20 videos), not 20 pairs
     assert config["output"]["intensity"]["lo"] == pytest.approx(109.5)
