@@ -40,16 +40,15 @@ search: $(STAMP)
 
 # `make test`: every test not marked slow or cluster (minutes); `make test-slow`: the end-to-end searches,
 # proofs and multi-process cluster tests; `make test-all`: both in one run. CI (.ci/run) runs test, then test-slow.
-# the slow files go whole to one worker each (--dist loadfile): their module-wide searches and clusters run once;
-# the longest files first (--no-loadscope-reorder keeps the order tests/conftest.py gives them)
+# the slow files go whole to one worker each (--dist loadfile): their module-wide searches and clusters run once
 test: $(DEV_STAMP)
 	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) -m "not slow and not cluster"
 
 test-slow: $(DEV_STAMP)
-	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "slow or cluster" --durations=25
+	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadfile -m "slow or cluster" --durations=25
 
 test-all: $(DEV_STAMP)
-	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: test
 

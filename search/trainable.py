@@ -83,12 +83,13 @@ def train_trial(config: dict, *, videos, fixed: dict, policy: dict, ship_samples
     _write_data_info(trial_dir / "data.json", tiles, evaluator.reference.split)
     stopper = NonConvergencePolicy(cfg, **policy)  # thresholds and grace period: cfg.stop
     resume, start_step, lineage = _resume_path(trial_dir, tune.get_checkpoint(), tune.get_context().get_trial_id())
-    if resume is not None and start_step >= cfg.train.steps:  # it had ended when its driver died
-        _report(_ended_result(resume, start_step), None, lineage)
-        return
-    state: dict[str, Any] = {"reason": None, "last": {}, "components": {}, "unshipped": None}
     # population-based training: whose state this trial continues (goes with every checkpoint it hands Ray)
     parent = {"parent": lineage[-1]["parent"], "parent_step": lineage[-1]["step"]} if lineage else {}
+    # it had ended when its driver died, or PBT gave it another trial's state at the last step: nothing to train
+    if resume is not None and start_step >= cfg.train.steps:
+        _report({**_ended_result(resume, start_step), **parent}, None, lineage)
+        return
+    state: dict[str, Any] = {"reason": None, "last": {}, "components": {}, "unshipped": None}
 
     def on_report(report: TrainReport) -> None:
         reason = stopper.check(report)

@@ -102,7 +102,10 @@ def test_pbt_search_copies_the_better_trials_state_and_records_the_lineage(tmp_p
         assert hop["parent"] in ids and hop["parent"] != child.trial_id and hop["step"] % 20 == 0
         after = [r for r in child.results if r.get("start_step") == hop["step"] and r.get("parent") == hop["parent"]]
         assert after, "results after the copy carry the parent and start at the parent's step"
-        assert after[0]["step"] > hop["step"]  # it trained on from the copied state, not from scratch
+        if hop["step"] < 60:
+            assert after[0]["step"] > hop["step"]  # it trained on from the copied state, not from scratch
+        else:  # Ray's PBT may also exploit at a trial's last report (seen in CI): nothing is left to train
+            assert after[0]["step"] == hop["step"] and after[0]["finished"] == 1
     assert f"continued {children[0].lineage[0]['parent']} at step" in (search_dir / "report" / "index.html").read_text()
     assert json.loads((search_dir / "search.json").read_text())["status"] == "finished"
     assert (search_dir / "best" / "config.json").exists()  # the export works on a PBT search
