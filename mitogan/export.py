@@ -585,7 +585,9 @@ def _card_judges(metrics: dict) -> list[str]:
     read against."""
     lines = []
     if all(isinstance(metrics.get(k), (int, float)) for k in ("pairwise_correlation", "pairwise_correlation_real")):
-        level = max(metrics["pairwise_correlation_real"], metrics.get("pairwise_correlation_train", 0.0))
+        from mitogan.metrics.builtin import correlation_level
+
+        level = correlation_level(metrics)
         parts = ", ".join(f"{p} {metrics[f'diversity_gap_{p}']:.3f}" for p in ("features", "layout", "correlation")
                           if isinstance(metrics.get(f"diversity_gap_{p}"), (int, float)))
         lines.append(f"- Diversity: generated tiles correlate with each other, pixel by pixel, at "

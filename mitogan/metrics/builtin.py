@@ -14,7 +14,7 @@ from mitogan.metrics.reference import fidelity_distance
 from mitogan.metrics.registry import MetricContext, register_metric
 
 __all__ = ["fidelity", "kid_fluo", "prdc_fluo", "vendi", "memorisation", "authenticity", "structure",
-           "feature_contributions",
+           "feature_contributions", "correlation_level",
            "MAX_COPY_QUERIES"]
 
 MAX_COPY_QUERIES = 1000  # generated tiles the copy test looks at (a seeded subset of bigger sets)
@@ -107,7 +107,7 @@ def vendi(ctx: MetricContext):
     # how alike the tiles are, pixel by pixel (docs/metrics.md, "Proof": "How alike the tiles are")
     out["pairwise_correlation"] = D.mean_pairwise_correlation(ctx.fake_tiles[f_pick])
     out["pairwise_correlation_real"], out["pairwise_correlation_train"] = _correlation_levels(ref, r_pick, m, ctx.seed)
-    level = max(out["pairwise_correlation_real"], out["pairwise_correlation_train"])
+    level = correlation_level(out)
     gaps.append(float(np.clip((out["pairwise_correlation"] - level) / max(1 - level, 1e-9), 0.0, 1.0)))
     out["diversity_gap_features"], out["diversity_gap_layout"], out["diversity_gap_correlation"] = gaps
     out["diversity_gap"] = 1 - (1 - gaps[0]) * (1 - gaps[1]) * (1 - gaps[2])
@@ -128,6 +128,12 @@ def _non_empty(lay: np.ndarray) -> np.ndarray:
     """Layout rows of tiles that are not near-empty (a tenth of the real tiles' typical contrast): how many tiles
     are empty is a matter of fidelity, and "empty" would otherwise count once on each side."""
     return lay[np.linalg.norm(lay, axis=1) > 0.1]
+
+
+def correlation_level(values: dict) -> float:
+    """The real data's level of ``pairwise_correlation`` in a ``vendi`` result (or a trial's results): the higher of
+    the held-out and the training split's (the latter absent in results from before it was measured)."""
+    return max(values["pairwise_correlation_real"], values.get("pairwise_correlation_train", 0.0))
 
 
 def _correlation_levels(ref, r_pick: np.ndarray, m: int, seed: int) -> tuple[float, float]:

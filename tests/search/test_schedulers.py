@@ -67,7 +67,8 @@ def test_a_space_with_nothing_to_perturb_is_refused_in_one_line_before_ray(tmp_p
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
-PBT_SPACE = tiny_space("pbt", {"train.steps": 60, "train.report_every": 10, "train.eval_every": 10,
+PBT_STEPS = 60
+PBT_SPACE = tiny_space("pbt", {"train.steps": PBT_STEPS, "train.report_every": 10, "train.eval_every": 10,
                                "train.sample_every": 30, "train.checkpoint_every": 20}, """
   - {name: optim.lr_g, type: float, low: 0.00001, high: 0.01, log: true}
   - {name: optim.lr_d, type: float, low: 0.00001, high: 0.01, log: true}
@@ -102,7 +103,7 @@ def test_pbt_search_copies_the_better_trials_state_and_records_the_lineage(tmp_p
         assert hop["parent"] in ids and hop["parent"] != child.trial_id and hop["step"] % 20 == 0
         after = [r for r in child.results if r.get("start_step") == hop["step"] and r.get("parent") == hop["parent"]]
         assert after, "results after the copy carry the parent and start at the parent's step"
-        if hop["step"] < 60:
+        if hop["step"] < PBT_STEPS:
             assert after[0]["step"] > hop["step"]  # it trained on from the copied state, not from scratch
         else:  # Ray's PBT may also exploit at a trial's last report (seen in CI): nothing is left to train
             assert after[0]["step"] == hop["step"] and after[0]["finished"] == 1
