@@ -19,13 +19,14 @@ from typing import Any
 
 from ray import tune
 from ray.tune.experiment import Trial
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining, TrialScheduler
 from ray.tune.search import BasicVariantGenerator
 
 from mitogan.errors import MitoganError
 from search.space import Param, Space
 
-__all__ = ["SCHEDULERS", "mutable_params", "population", "build", "check", "checkpoints_to_keep", "Explore"]
+__all__ = ["SCHEDULERS", "mutable_params", "population", "build", "check", "checkpoints_to_keep", "Explore",
+           "ToTheEnd", "PBTToTheEnd"]
 
 SCHEDULERS = ("asha", "pbt", "pb2", "none")
 # floats of these sections can change between two steps of one run; model.* (architecture) and preprocess.*
@@ -123,6 +124,25 @@ class LiveFirstFIFO(_LiveFirst, FIFOScheduler):
     """Ray's default ``FIFOScheduler`` (``--scheduler none``) with :class:`_LiveFirst`'s choice."""
 
 
+class ToTheEnd:
+    """A population scheduler that leaves a trial alone at its last step (``train.steps`` of its config): Ray's
+    PBT and PB2 would otherwise exploit there too, copying the parent's state into a trial that has nothing left
+    to train, so the generator it has just finished is replaced by its parent's and two trials end with one."""
+
+    def __init__(self, *args, last_step: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.last_step = last_step
+
+    def on_trial_result(self, tune_controller, trial: Trial, result: dict) -> str:
+        if result.get("step", 0) >= int(trial.config.get("train.steps", self.last_step)):
+            return TrialScheduler.CONTINUE
+        return super().on_trial_result(tune_controller, trial, result)
+
+
+class PBTToTheEnd(ToTheEnd, PopulationBasedTraining):
+    """Ray's ``PopulationBasedTraining`` that never exploits at a trial's last step (:class:`ToTheEnd`)."""
+
+
 def build(kind: str, space: Space, *, searcher, seed: int, trials: int, limit: int, grace_steps: int):
     """``(search_alg, scheduler, param_space)`` for ``kind`` (one of :data:`SCHEDULERS`). ``searcher``: the
     Optuna searcher, used as it is by ``asha`` and ``none`` (built with ``trials`` and ``max_concurrent=limit``:
@@ -138,14 +158,14 @@ def build(kind: str, space: Space, *, searcher, seed: int, trials: int, limit: i
     common = dict(time_attr="step", perturbation_interval=cfg.train.checkpoint_every, quantile_fraction=0.25,
                   custom_explore_fn=Explore(space), log_config=False)
     if kind == "pbt":
-        scheduler = PopulationBasedTraining(
+        scheduler = PBTToTheEnd(
             hyperparam_mutations={p.name: (tune.loguniform if p.log else tune.uniform)(p.low, p.high)
                                   for p in params},
-            resample_probability=0.25, **common)
+            resample_probability=0.25, last_step=cfg.train.steps, **common)
     else:
-        from ray.tune.schedulers.pb2 import PB2
+        from search.pb2 import PB2ToTheEnd  # Ray's PB2 needs scikit-learn: imported only when asked for
 
-        scheduler = PB2(hyperparam_bounds={p.name: [p.low, p.high] for p in params}, **common)
+        scheduler = PB2ToTheEnd(hyperparam_bounds={p.name: [p.low, p.high] for p in params}, last_step=cfg.train.steps, **common)
     points = population(space, trials, seed)
     param_space = dict(points[0])  # constants: every trial's preset config replaces all of them
     return (BasicVariantGenerator(points_to_evaluate=points, max_concurrent=limit, random_state=seed), scheduler,

@@ -103,13 +103,33 @@ def test_pbt_search_copies_the_better_trials_state_and_records_the_lineage(tmp_p
         assert hop["parent"] in ids and hop["parent"] != child.trial_id and hop["step"] % 20 == 0
         after = [r for r in child.results if r.get("start_step") == hop["step"] and r.get("parent") == hop["parent"]]
         assert after, "results after the copy carry the parent and start at the parent's step"
-        if hop["step"] < PBT_STEPS:
-            assert after[0]["step"] > hop["step"]  # it trained on from the copied state, not from scratch
-        else:  # Ray's PBT may also exploit at a trial's last report (seen in CI): nothing is left to train
-            assert after[0]["step"] == hop["step"] and after[0]["finished"] == 1
+        # never at the last step (Ray's PBT would exploit there too, seen in CI: ``ToTheEnd``)
+        assert hop["step"] < PBT_STEPS
+        assert after[0]["step"] > hop["step"]  # it trained on from the copied state, not from scratch
     assert f"continued {children[0].lineage[0]['parent']} at step" in (search_dir / "report" / "index.html").read_text()
     assert json.loads((search_dir / "search.json").read_text())["status"] == "finished"
     assert (search_dir / "best" / "config.json").exists()  # the export works on a PBT search
+
+
+@pytest.mark.parametrize("kind", ["pbt", "pb2"])
+def test_population_schedulers_leave_a_trial_alone_at_its_last_step(kind):
+    """At a trial's last step (its own ``train.steps``) the scheduler answers CONTINUE without asking Ray's PBT,
+    which would otherwise copy another trial's state into a trial that has nothing left to train; before it, Ray's
+    PBT decides (here it refuses a result without the objective, which shows it was asked)."""
+    if kind == "pb2":
+        pytest.importorskip("sklearn")
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers import TrialScheduler
+
+    from search.schedulers import build
+
+    _, scheduler, _ = build(kind, load_space("smoke"), searcher=None, seed=0, trials=2, limit=2, grace_steps=1)
+    scheduler.set_search_properties("primary", "min")
+    trial = Trial("mitogan", config={"train.steps": 60}, stub=True)
+    for step in (60, 61):
+        assert scheduler.on_trial_result(None, trial, {"step": step}) == TrialScheduler.CONTINUE
+    with pytest.raises(RuntimeError, match="primary"):
+        scheduler.on_trial_result(None, trial, {"step": 59})
 
 
 def test_pb2_bounds_every_perturbed_parameter_by_its_range():
