@@ -58,10 +58,15 @@ class MetricContext:
     @property
     def fake_raw(self) -> np.ndarray:
         """(M, F) raw features of the generated tiles, on the real data's mask threshold."""
+        return self.raw_features()
+
+    def raw_features(self, workers: int | None = None) -> np.ndarray:
+        """``fake_raw``, computed (once) with ``workers`` threads (``features.describe``'s default when None; the
+        numbers do not depend on it)."""
         if "raw" not in self._cache:
             from mitogan.metrics.features import describe
 
-            self._cache["raw"] = describe(self.fake_tiles, self.ref.threshold, self.progress)
+            self._cache["raw"] = describe(self.fake_tiles, self.ref.threshold, self.progress, workers=workers)
         return self._cache["raw"]
 
     @property
