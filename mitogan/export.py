@@ -585,10 +585,10 @@ def _card_judges(metrics: dict) -> list[str]:
     read against."""
     lines = []
     if all(isinstance(metrics.get(k), (int, float)) for k in ("pairwise_correlation", "pairwise_correlation_real")):
-        from mitogan.metrics.builtin import correlation_level
+        from mitogan.metrics.builtin import DIVERSITY_PARTS, correlation_level
 
         level = correlation_level(metrics)
-        parts = ", ".join(f"{p} {metrics[f'diversity_gap_{p}']:.3f}" for p in ("features", "layout", "correlation")
+        parts = ", ".join(f"{p} {metrics[f'diversity_gap_{p}']:.3f}" for p in DIVERSITY_PARTS
                           if isinstance(metrics.get(f"diversity_gap_{p}"), (int, float)))
         lines.append(f"- Diversity: generated tiles correlate with each other, pixel by pixel, at "
                      f"{metrics['pairwise_correlation']:.3f} on average, against {level:.3f} for real tiles (baseline: "

@@ -15,12 +15,13 @@ from mitogan.metrics.registry import MetricContext, register_metric
 
 __all__ = ["fidelity", "kid_fluo", "prdc_fluo", "vendi", "memorisation", "authenticity", "structure",
            "feature_contributions", "correlation_level",
-           "MAX_COPY_QUERIES"]
+           "MAX_COPY_QUERIES", "DIVERSITY_PARTS"]
 
 MAX_COPY_QUERIES = 1000  # generated tiles the copy test looks at (a seeded subset of bigger sets)
 # a generator is flagged as copying at this authenticity_gap (and a significant excess): 0.05 catches a
 # generator that replays its training tiles one time in ten, which new real data never reaches (docs/metrics.md)
 COPYING_GAP = 0.05
+DIVERSITY_PARTS = ("features", "layout", "correlation")  # the diversity gap's parts: diversity_gap_<part>
 
 
 @register_metric
@@ -109,7 +110,7 @@ def vendi(ctx: MetricContext):
     out["pairwise_correlation_real"], out["pairwise_correlation_train"] = _correlation_levels(ref, r_pick, m, ctx.seed)
     level = correlation_level(out)
     gaps.append(float(np.clip((out["pairwise_correlation"] - level) / max(1 - level, 1e-9), 0.0, 1.0)))
-    out["diversity_gap_features"], out["diversity_gap_layout"], out["diversity_gap_correlation"] = gaps
+    out.update({f"diversity_gap_{part}": gap for part, gap in zip(DIVERSITY_PARTS, gaps, strict=True)})
     out["diversity_gap"] = 1 - (1 - gaps[0]) * (1 - gaps[1]) * (1 - gaps[2])
     return out, {"n_fake": ctx.n_fake, "n_heldout": ctx.n_real, "subset_size": m, "layout_subset_size": m_lay}
 
