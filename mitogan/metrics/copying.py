@@ -51,6 +51,8 @@ import functools
 
 import numpy as np
 
+from mitogan.metrics.blur import gaussian_blur
+
 __all__ = ["grids", "turn_tiles", "CopyIndex", "PatchIndex", "patches", "COPY_QUANTILE", "COPY_NULL_VERSION", "copy_statistics", "video_twins", "merge_twins", "layout"]
 
 COPY_QUANTILE = 0.05  # a generated tile nearer than this quantile of the null counts as a copy
@@ -132,10 +134,7 @@ def grids(tiles: np.ndarray, g: int, sigma: float, zoom: float = 1.0) -> np.ndar
 
 def _blurred(tiles: np.ndarray, sigma: float) -> np.ndarray:
     """(N, 1, S, S) -> (N, S, S) float32 blurred by ``sigma`` px (reflected at the border); 0 = not blurred."""
-    from scipy import ndimage
-
-    x = np.asarray(tiles, np.float32)[:, 0]
-    return ndimage.gaussian_filter(x, (0, sigma, sigma), mode="reflect") if sigma > 0 else x
+    return gaussian_blur(np.asarray(tiles, np.float32)[:, 0], sigma)
 
 
 def _zoomed_grids(x: np.ndarray, g: int, zoom: float = 1.0) -> np.ndarray:
@@ -706,11 +705,8 @@ class PatchIndex:
     def _blur(self, tiles: np.ndarray) -> np.ndarray:
         """Blurred at sigma = BLUR x the patch side, then area-averaged to at most ``WORK`` px (the patches are
         compared on a 16 x 16 grid anyway: 256 px tiles cost what 64 px tiles do)."""
-        from scipy import ndimage
-
         x = np.asarray(tiles, np.float32)
-        sigma = x.shape[-1] / 2 * self.BLUR
-        x = ndimage.gaussian_filter(x, (0, 0, sigma, sigma), mode="reflect")
+        x = gaussian_blur(x, x.shape[-1] / 2 * self.BLUR)
         return x if x.shape[-1] <= self.WORK else _resize(x[:, 0], self.WORK)[:, None].astype(np.float32)
 
     def null(self) -> np.ndarray:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from mitogan.metrics.blur import gaussian_blur
+
 __all__ = ["INTENSITY_NAMES", "intensity_features", "TOPOLOGY_NAMES", "topology_features", "FEATURES_VERSION",
            "describe", "feature_names", "FeatureSpace", "robust_scale"]
 
@@ -71,11 +73,9 @@ def topology_features(tiles: np.ndarray, levels=_TOPOLOGY_LEVELS) -> np.ndarray:
     structure: Mecke, Buchert & Wagner 1994). Cut at the tile's own quantiles they do not change with contrast
     or offset and little with gamma; smoothed at 2 px, pixel noise and blur of <= 1 px move them little.
     """
-    from scipy import ndimage
-
     x = np.asarray(tiles, np.float32)
     x = x.reshape(len(x), x.shape[-2], x.shape[-1])
-    g = ndimage.gaussian_filter(x, (0, _TOPOLOGY_SIGMA, _TOPOLOGY_SIGMA), mode="reflect")
+    g = gaussian_blur(x, _TOPOLOGY_SIGMA)
     cut = _quantiles(g.reshape(len(g), -1), levels).astype(np.float32)  # (N, len(levels))
     cols = []
     for k in range(len(levels)):

@@ -14,16 +14,24 @@ import numpy as np
 
 from mitogan.metrics.reference import Reference
 
-__all__ = ["register_metric", "METRICS", "PIXEL_METRICS", "MetricContext"]
+__all__ = ["register_metric", "METRICS", "PIXEL_METRICS", "PIECES", "MetricContext"]
 
 METRICS: dict[str, Callable] = {}
 PIXEL_METRICS: set[str] = set()  # metrics that never read the generated tiles' features (``features=False``)
+PIECES: dict[str, Callable] = {}  # metric -> its ``pieces`` function (``register_metric``)
 
 
-def register_metric(fn: Callable | None = None, *, name: str | None = None, features: bool = True):
+def register_metric(fn: Callable | None = None, *, name: str | None = None, features: bool = True,
+                    pieces: Callable | None = None):
     """Decorator: add ``fn`` to ``METRICS`` under ``name`` (default: the function name). ``features=False``
     declares that it reads only the tiles (not ``fake_raw``/``fake_z``): ``evaluate`` then runs it while the
-    generated tiles' features are computed in another thread."""
+    generated tiles' features are computed in another thread. ``pieces(ctx) -> [callable, ...]`` (pixel metrics
+    only): its work in independent parts, each keeping its result in ``ctx._cache`` and doing nothing when it is
+    there; ``evaluate`` runs them as tasks of their own (finer tasks share two threads more evenly), then the
+    metric, which must call the same pieces (so that it also runs alone) and so finds them done."""
+    if pieces is not None and features:
+        raise ValueError("pieces: only a metric registered with features=False runs beside the features")
+
     def wrap(f):
         key = name or f.__name__
         if key in METRICS:
@@ -31,6 +39,8 @@ def register_metric(fn: Callable | None = None, *, name: str | None = None, feat
         METRICS[key] = f
         if not features:
             PIXEL_METRICS.add(key)
+        if pieces is not None:
+            PIECES[key] = pieces
         return f
     return wrap(fn) if fn is not None else wrap
 

@@ -214,3 +214,34 @@ def test_a_process_allowed_one_thread_computes_the_features_in_its_own_thread(re
     main = threading.main_thread()
     assert where[1] and all(t is main for t in where[1])  # the generated tiles' (and any calibration's) features
     assert where[2][-1] is not main  # the generated tiles' features, beside the copy test
+
+
+def test_the_copy_tests_in_pieces_on_two_threads_give_the_numbers_of_one_piece_on_one(real, ref, honest, monkeypatch):
+    # the copy tests run as blocks of queries, tasks of their own beside the features; each query's numbers are
+    # its own, so the blocks, the threads and their order change nothing
+    import threading
+
+    import torch
+
+    import mitogan.metrics.builtin as builtin
+    from mitogan.metrics.evaluate import _run_metrics
+    from mitogan.metrics.registry import METRICS, MetricContext
+
+    calls = []
+    ref.copy_null  # noqa: B018 (built before: the index's own calls are not the copy tests')
+    distances = ref.copies.distances
+    monkeypatch.setattr(ref.copies, "distances",
+                        lambda q, *a, **k: calls.append((len(q), threading.current_thread())) or distances(q, *a, **k))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        two = _run_metrics(MetricContext(ref, honest), ("fidelity", "authenticity"))[0]
+    finally:
+        torch.set_num_threads(threads)
+    blocks = builtin.COPY_BLOCKS["whole"]
+    assert len(calls) == blocks and sum(n for n, _ in calls) == len(honest)
+    assert all(t is not threading.main_thread() for _, t in calls)
+    monkeypatch.setattr(builtin, "COPY_BLOCKS", {"whole": 1, "part": 1})
+    one = METRICS["authenticity"](MetricContext(ref, honest))[0]
+    assert len(calls) == blocks + 1 and calls[-1][1] is threading.main_thread()
+    assert one == {k: v for k, v in two.items() if k in one} and one["copy_share"] == two["copy_share"]

@@ -95,3 +95,16 @@ def test_a_cached_reference_keeps_its_structure_scores_for_the_next_trial(monkey
     monkeypatch.setattr(structure, "structure_excess", lambda tiles, *a: drawn.append(len(tiles)) or excess(tiles, *a))
     assert Reference.cached(ts.tiles, ts.source, ts.frame).structure.gap(query) == want
     assert drawn == [len(query)]  # the generated tiles only
+
+
+def test_the_kept_noise_spectra_give_the_same_surrogates_as_drawn_afresh(monkeypatch):
+    # the unit-modulus noise spectra are kept per shape (the in-training evaluator scores one shape every call):
+    # the same seed, so the same numbers as a stack too big to keep, which draws them each time
+    import mitogan.metrics.structure as structure
+
+    x = np.random.default_rng(3).uniform(-1, 1, (9, 1, 32, 32)).astype(np.float32)
+    kept = structure.structure_excess(x)
+    np.testing.assert_array_equal(structure.structure_excess(x), kept)
+    monkeypatch.setattr(structure, "_PHASE_CACHE_BYTES", 0)
+    np.testing.assert_array_equal(structure.structure_excess(x), kept)
+    assert not structure._cached_phases(x.shape, 2)[0].flags.writeable  # shared: nobody may write into them
