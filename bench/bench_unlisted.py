@@ -11,7 +11,8 @@ one place over honest tiles; 50 templates plus noise. Each of those should score
 Prints a markdown table (docs/metrics.md, "Forms not in the proof"). ``--sweep``: instead, copies altered by
 each kind at several strengths (blur 0.5-2 px, half resolution, gamma 1.5, gain and offset, smooth warps of up to
 1-3 px, blur plus noise), and crops of the training frames off the tile grid, with the copy test's parts and its
-``copying`` flag, the one that makes ``export`` (and a search's own export) refuse a generator.
+``copying`` flag, the one that makes ``export`` (and a search's own export) refuse a generator. ``--blends``: the
+same columns for blends of training tiles (``blend_sets``: what a memorising generator draws between two of them).
 """
 
 from __future__ import annotations
@@ -111,6 +112,28 @@ def sweep_sets(train: np.ndarray, other: np.ndarray, n: int = 300, seed: int = 3
     return {k: np.clip(v, -1, 1).astype(np.float32) for k, v in out.items()}
 
 
+def blend_sets(ts, train_index: np.ndarray, n: int, seed: int = 7) -> dict[str, np.ndarray]:
+    """``n`` blends of training tiles, what a memorising generator draws between two memorised images (a latent
+    walk from one to the other): the mean of any two training tiles; the mean of two frames of one training
+    field at the same place, 1-3 frames apart (a field that moves a little: one image, slightly doubled); a copy
+    with another training tile laid over it at 30 %."""
+    rng = np.random.default_rng(seed)
+    train = ts.tiles[train_index]
+    a, b = rng.integers(0, len(train), (2, n))
+    where: dict = {}
+    for i in train_index:
+        where[(int(ts.source[i]), int(ts.frame[i]), int(ts.yx[i][0]), int(ts.yx[i][1]))] = i
+    pairs = [(i, where[key]) for (src, fr, y, x), i in where.items() for d in (1, 2, 3)
+             if (key := (src, fr + d, y, x)) in where]
+    if not pairs:
+        raise SystemExit("no training tile has a later frame of its own field: the movies are too short")
+    pick = np.asarray(pairs)[rng.integers(0, len(pairs), n)]
+    out = {"mean of two training tiles": (train[a] + train[b]) / 2,
+           "mean of two frames of one training field, 1–3 frames apart": (ts.tiles[pick[:, 0]] + ts.tiles[pick[:, 1]]) / 2,
+           "copy with another training tile over it at 30 %": 0.7 * train[a] + 0.3 * train[b]}
+    return {k: np.clip(v, -1, 1).astype(np.float32) for k, v in out.items()}
+
+
 def main(argv=None) -> None:
     from mitogan.metrics.evaluate import PRIMARY_COMPONENTS, _run_metrics, primary_value
     from mitogan.metrics.proof import PROOF_METRICS, damage, proof_parts
@@ -122,6 +145,7 @@ def main(argv=None) -> None:
     ap.add_argument("--data", default="../shared/data")
     ap.add_argument("--simulated", action="store_true", help="20 simulated movies instead of --data")
     ap.add_argument("--sweep", action="store_true", help="copies altered at several strengths, with the copying flag")
+    ap.add_argument("--blends", action="store_true", help="with --sweep's columns: blends of training tiles instead")
     args = ap.parse_args(argv)
     from bench_copying import _frame_crops, _tiles  # the same 20 simulated movies or real frames (quality-checked), 64 px
 
@@ -132,13 +156,16 @@ def main(argv=None) -> None:
     ref = Reference.build(ts.tiles, ts.source, ts.frame, split=split, seed=0)
     other, train = ts.tiles[parts["other"]], ts.tiles[parts["train"]]
     print(f"{'simulated' if args.simulated else args.data}: parts {({k: len(v) for k, v in parts.items()})}\n")
-    if args.sweep:
+    if args.sweep or args.blends:
         n = min(300, len(other))
-        sets = {"other videos (honest)": other[:n], "later frames (honest)": ts.tiles[parts["later"]][:n],
-                **sweep_sets(train, other, n)}
-        # a generator that memorised whole training frames and draws them off the tile grid (bench_copying.py)
-        sets.update({f"crops of training frames, offset {lo}–{hi} px": _frame_crops(ts, parts["train"], lo, hi, n)
-                     for lo, hi in ((4, 12), (12, 24), (24, 40))})
+        sets = {"other videos (honest)": other[:n], "later frames (honest)": ts.tiles[parts["later"]][:n]}
+        if args.blends:
+            sets.update(blend_sets(ts, parts["train"], n))
+        else:
+            sets.update(sweep_sets(train, other, n))
+            # a generator that memorised whole training frames and draws them off the tile grid (bench_copying.py)
+            sets.update({f"crops of training frames, offset {lo}–{hi} px": _frame_crops(ts, parts["train"], lo, hi, n)
+                         for lo, hi in ((4, 12), (12, 24), (24, 40))})
         print(f"| set ({n} tiles each) | realism_gap | authenticity_gap | copy_share | whole-tile | partial | `copying` | fidelity |")
         print("|---|---:|---:|---:|---:|---:|---:|---:|")
         for name, tiles in sets.items():
