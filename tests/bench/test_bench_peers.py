@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.bench import REPO, load_bench
 
 
 @pytest.fixture(scope="module")
 def bp():
-    spec = importlib.util.spec_from_file_location("bench_peers", REPO / "bench" / "bench_peers.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["bench_peers"] = mod  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(mod)
+    mod = load_bench("bench_peers")
     yield mod
     sys.modules.pop("bench_peers", None)
 

@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from mitogan.tiles import TileSet
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.bench import load_bench
 
 
 @pytest.fixture(scope="module")
 def bu():
-    spec = importlib.util.spec_from_file_location("bench_unlisted", REPO / "bench" / "bench_unlisted.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench("bench_unlisted")
 
 
 def test_blends_mix_training_tiles_and_frames_of_one_field(bu):
