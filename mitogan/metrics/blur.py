@@ -33,14 +33,13 @@ def gaussian_blur(x: np.ndarray, sigma: float) -> np.ndarray:
     if sigma <= 0:
         return x
     h, w = x.shape[-2:]
-    radius = int(_TRUNCATE * float(sigma) + 0.5)
-    if min(h, w) < MIN_SIDE or radius >= min(h, w):  # small images, or a kernel wider than the image: SciPy
+    k = _kernel(sigma)
+    if min(h, w) < MIN_SIDE or len(k) // 2 >= min(h, w):  # small images, or a kernel wider than the image: SciPy
         from scipy import ndimage
 
         return ndimage.gaussian_filter(x, (0,) * (x.ndim - 2) + (sigma, sigma), mode="reflect")
     import cv2
 
-    k = _kernel(sigma)
     flat = np.ascontiguousarray(x.reshape(-1, h, w))
     out = np.empty_like(flat)
     for i, image in enumerate(flat):

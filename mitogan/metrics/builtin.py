@@ -7,6 +7,8 @@ pixel space. Names ending in ``_fluo`` live in that feature space.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from mitogan.metrics import distances as D
@@ -196,13 +198,17 @@ def _copy_queries(ctx: MetricContext) -> tuple[tuple, np.ndarray]:
     return key, ctx._cache[key, "queries"]
 
 
+def _copy_blocks(n: int) -> list[tuple[str, int, np.ndarray]]:
+    """(test, block number, query rows) of every block of ``n`` queries (``COPY_BLOCKS``), in order."""
+    return [(kind, i, rows) for kind, k in COPY_BLOCKS.items()
+            for i, rows in enumerate(np.array_split(np.arange(n), min(k, n)))]
+
+
 def _copy_pieces(ctx: MetricContext) -> list:
     """The copy tests' work as independent tasks: each block of queries' whole-tile distances (``CopyIndex``) and
     partial-copy ratios (``PatchIndex``), kept in ``ctx._cache``. Each query's numbers are its own, so they are
     the same however the queries are blocked (tested); ~0.8 and ~0.25 s on 256 tiles of 64 px, split so that two
     threads share them and the features evenly (``evaluate._run_metrics``)."""
-    import functools
-
     key, query = _copy_queries(ctx)
     ctx.ref.copy_null, ctx.ref.part_copies  # noqa: B018 (built here, once: not by two tasks at a time)
 
@@ -212,8 +218,7 @@ def _copy_pieces(ctx: MetricContext) -> list:
             ctx._cache[key, kind, i] = (ctx.ref.copies.distances(tiles)[0] if kind == "whole"
                                         else ctx.ref.part_copies.ratios(tiles))
 
-    return [functools.partial(block, kind, i, rows) for kind, n in COPY_BLOCKS.items()
-            for i, rows in enumerate(np.array_split(np.arange(len(query)), min(n, len(query))))]
+    return [functools.partial(block, kind, i, rows) for kind, i, rows in _copy_blocks(len(query))]
 
 
 @register_metric(features=False, pieces=_copy_pieces)
@@ -233,7 +238,8 @@ def authenticity(ctx: MetricContext):
         piece()
     key, query = _copy_queries(ctx)
     m = len(query)
-    d, r = (np.concatenate([ctx._cache[key, kind, i] for i in range(min(n, m))]) for kind, n in COPY_BLOCKS.items())
+    d, r = (np.concatenate([ctx._cache[key, kind, i] for kind, i, _ in _copy_blocks(m) if kind == test])
+            for test in COPY_BLOCKS)
     null = ctx.ref.copy_null
     parts = ctx.ref.part_copies
     out = copy_statistics(d, null, r, parts.null(), d_null_of_r=null[ctx.ref.part_copy_tiles] if len(null) else None)
