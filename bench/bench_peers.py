@@ -18,6 +18,8 @@ videos kept together) and is scored against the held-out split of the same file:
     ddpm            denoising-diffusion-pytorch 2.3.4 (Unet + GaussianDiffusion, DDIM sampling) in its own venv
                     (bench/peers/setup.sh), trained for the budget by bench/peers/ddpm_driver.py
     dcgan-story     `mitogan train` of the README real-data story's best DCGAN (bench/peers/dcgan-story.yaml)
+    dcgan-fine      the same with the generator's fine-detail knobs (noise inputs, clipped output, resize
+                    upsampling: model.g_noise, model.g_output, model.g_upsample)
     fastgan         `mitogan train` with the fastgan family's defaults (32 px like the others)
     search-fewshot  `mitogan search --space fewshot --time-budget`: trials start until the budget less one
                     trial's expected time is spent, so the last one ends within it; its best exported
@@ -45,10 +47,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 PEERS_DIR = ROOT / "bench" / "peers"
 MITOGAN = [sys.executable, "-m", "mitogan"]
-CPU_PEERS = ("ddpm", "dcgan-story", "fastgan", "search-fewshot")
+CPU_PEERS = ("ddpm", "dcgan-story", "dcgan-fine", "fastgan", "search-fewshot")
 CUDA_PEERS = ("lightweight-gan", "stylegan2")
 LABELS = {"ddpm": "denoising-diffusion-pytorch 2.3.4 (diffusion)",
           "dcgan-story": "MitoGAN `train`, the story's DCGAN",
+          "dcgan-fine": "MitoGAN `train`, the story's DCGAN with the fine-detail knobs",
           "fastgan": "MitoGAN `train`, fastgan defaults",
           "search-fewshot": "MitoGAN `search --space fewshot`, its best",
           "lightweight-gan": "lightweight-gan 1.2.1 (FastGAN)",
@@ -280,6 +283,15 @@ def peer_dcgan_story(a: Args, tiles: Path) -> tuple[Path, dict]:
     return fake, {**rec, "setting": "DCGAN 16/16 ch, hinge, SN-D, RMSprop; the story's best trial, 32 px"}
 
 
+FINE_DETAIL = ["model.g_noise=true", "model.g_output=clip", "model.g_upsample=resize"]
+
+
+def peer_dcgan_fine(a: Args, tiles: Path) -> tuple[Path, dict]:
+    fake, rec = _train_export_synth(a, "dcgan-fine", tiles, [PEERS_DIR / "dcgan-story.yaml", *FINE_DETAIL])
+    return fake, {**rec, "setting": "the story's DCGAN with noise inputs, the clipped output and resize "
+                                    "upsampling, 32 px"}
+
+
 def peer_fastgan(a: Args, tiles: Path) -> tuple[Path, dict]:
     # the defaults, at the tile size of the shared tiles file (32 px tiles of half-scale frames)
     sets = ["model.arch=fastgan", "preprocess.tile.size=32", "preprocess.tile.scale=0.5"]
@@ -494,6 +506,7 @@ def _search_how(c: dict) -> str:
 def train_peer(a: Args, name: str, tiles: Path, train_npy: Path) -> dict:
     """Train and generate one peer; a failing peer is recorded (with its error) and the bench goes on."""
     runners = {"ddpm": lambda: peer_ddpm(a, train_npy), "dcgan-story": lambda: peer_dcgan_story(a, tiles),
+               "dcgan-fine": lambda: peer_dcgan_fine(a, tiles),
                "fastgan": lambda: peer_fastgan(a, tiles), "search-fewshot": lambda: peer_search(a, tiles),
                "lightweight-gan": lambda: peer_cuda_cli(a, "lightweight-gan", train_npy),
                "stylegan2": lambda: peer_cuda_cli(a, "stylegan2", train_npy)}

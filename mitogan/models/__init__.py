@@ -36,10 +36,11 @@ class Family:
     generator: type
     discriminator: type
     d_keys: tuple[str, ...] = ()
+    g_keys: tuple[tuple[str, str], ...] = ()  # (model.* key, the generator's argument) beyond the common ones
 
 
 FAMILIES = {
-    "dcgan": Family(DCGANGenerator, DCGANDiscriminator),
+    "dcgan": Family(DCGANGenerator, DCGANDiscriminator, g_keys=(("g_upsample", "upsample"),)),
     "resnet": Family(ResNetGenerator, ResNetDiscriminator),
     "fastgan": Family(FastGANGenerator, FastGANDiscriminator, d_keys=("recon_weight",)),
 }
@@ -47,9 +48,12 @@ FAMILIES = {
 
 def build_generator(model_cfg, image_size: int) -> nn.Module:
     """The generator described by a ``ModelConfig`` for ``image_size`` px tiles (not yet initialised)."""
-    return FAMILIES[model_cfg.arch].generator(
+    family = FAMILIES[model_cfg.arch]
+    extra = {arg: getattr(model_cfg, key) for key, arg in family.g_keys}
+    return family.generator(
         image_size=image_size, latent_dim=model_cfg.latent_dim, width=model_cfg.g_width, depth=model_cfg.depth,
-        norm=model_cfg.g_norm, activation=_g_act(model_cfg))
+        norm=model_cfg.g_norm, activation=_g_act(model_cfg), noise=model_cfg.g_noise, output=model_cfg.g_output,
+        **extra)
 
 
 def build_discriminator(model_cfg, image_size: int) -> nn.Module:

@@ -10,36 +10,58 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mitogan.models.layers import make_act, make_norm, maybe_sn, n_stages
+from mitogan.models.layers import ZNoise, make_act, make_norm, make_out, maybe_sn, n_stages
 
 __all__ = ["DCGANGenerator", "DCGANDiscriminator"]
+
+
+def _up(c_in: int, c_out: int, how: str, bias: bool) -> list[nn.Module]:
+    """(B, C_in, H, W) → (B, C_out, 2H, 2W): DCGAN's transposed 4x4 conv, or a resize-convolution (nearest 2x,
+    conv 3x3), which has no checkerboard pattern (Odena et al., Distill 2016: a stride-2 transposed conv covers
+    the pixels of each 2x2 cell with other kernel taps, a pattern a small CNN judge finds)."""
+    if how == "resize":
+        return [nn.Upsample(scale_factor=2.0, mode="nearest"), nn.Conv2d(c_in, c_out, 3, 1, 1, bias=bias)]
+    return [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=bias)]
 
 
 class DCGANGenerator(nn.Module):
     """z (B, Z) → images (B, 1, S, S) in [-1, 1]."""
 
     def __init__(self, image_size: int = 64, latent_dim: int = 64, width: int = 32, depth: int = 0,
-                 norm: str = "batch", activation: str = "relu"):
+                 norm: str = "batch", activation: str = "relu", noise: bool = False, output: str = "tanh",
+                 upsample: str = "transposed"):
         super().__init__()
         self.config = dict(arch="dcgan", image_size=image_size, latent_dim=latent_dim, width=width,
-                           depth=depth, norm=norm, activation=activation)
+                           depth=depth, norm=norm, activation=activation, noise=noise, output=output,
+                           upsample=upsample)
+        if upsample not in ("transposed", "resize"):
+            raise ValueError(f"unknown upsampling {upsample!r} (transposed or resize)")
         n = n_stages(image_size)
         ch = [width * 2 ** (n - 1 - i) for i in range(n)]  # channels at 4, 8, ..., S/2
         layers: list[nn.Module] = [nn.ConvTranspose2d(latent_dim, ch[0], 4, 1, 0, bias=False),
                                    make_norm(norm, ch[0]), make_act(activation)]
+        noises = {}  # index of a layer → the noise added to its output (after each upsampling's norm, the image)
         for i in range(n):
             c_in = ch[i]
             for _ in range(depth):
                 layers += [nn.Conv2d(c_in, c_in, 3, 1, 1, bias=False), make_norm(norm, c_in), make_act(activation)]
             if i + 1 < n:
-                layers += [nn.ConvTranspose2d(c_in, ch[i + 1], 4, 2, 1, bias=False),
-                           make_norm(norm, ch[i + 1]), make_act(activation)]
-        layers += [nn.ConvTranspose2d(ch[-1], 1, 4, 2, 1), nn.Tanh()]
-        self.net = nn.Sequential(*layers)
+                layers += [*_up(c_in, ch[i + 1], upsample, bias=False), make_norm(norm, ch[i + 1])]
+                noises[str(len(layers) - 1)] = ZNoise(latent_dim, 8 << i, ch[i + 1], seed=i)
+                layers += [make_act(activation)]
+        layers += _up(ch[-1], 1, upsample, bias=True)
+        noises[str(len(layers) - 1)] = ZNoise(latent_dim, image_size, 1, seed=n)
+        self.net = nn.Sequential(*layers, make_out(output))
+        self.noise = nn.ModuleDict(noises if noise else {})
         self.latent_dim = latent_dim
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z[:, :, None, None])  # (B, Z, 1, 1) → (B, 1, S, S)
+        h = z[:, :, None, None]  # (B, Z, 1, 1) → ... → (B, 1, S, S)
+        for i, layer in enumerate(self.net):
+            h = layer(h)
+            if str(i) in self.noise:
+                h = self.noise[str(i)](h, z)
+        return h
 
 
 class DCGANDiscriminator(nn.Module):

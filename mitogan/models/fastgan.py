@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mitogan.models.layers import make_act, make_norm, maybe_sn, n_stages
+from mitogan.models.layers import ZNoise, make_out, make_act, make_norm, maybe_sn, n_stages
 
 __all__ = ["FastGANGenerator", "FastGANDiscriminator", "sle_pairs"]
 
@@ -77,10 +77,10 @@ class FastGANGenerator(nn.Module):
     """z (B, Z) → images (B, 1, S, S) in [-1, 1]."""
 
     def __init__(self, image_size: int = 64, latent_dim: int = 64, width: int = 32, depth: int = 0,
-                 norm: str = "batch", activation: str = "leaky_relu"):
+                 norm: str = "batch", activation: str = "leaky_relu", noise: bool = False, output: str = "tanh"):
         super().__init__()
         self.config = dict(arch="fastgan", image_size=image_size, latent_dim=latent_dim, width=width,
-                           depth=depth, norm=norm, activation=activation)
+                           depth=depth, norm=norm, activation=activation, noise=noise, output=output)
         n = _check_size(image_size)
         res = [4 * 2 ** i for i in range(n + 1)]  # 4, 8, ..., S
         ch = [_channels(image_size, width, r) for r in res]
@@ -97,18 +97,27 @@ class FastGANGenerator(nn.Module):
                                   for s, b in sle_pairs(image_size)})
         self._sle_at = {b: (res.index(s), f"{s}_{b}") for s, b in sle_pairs(image_size)}  # big r → (small, key)
         self.res = res
-        self.out = nn.Sequential(nn.Conv2d(ch[-1], 1, 3, 1, 1), nn.Tanh())
+        # noise after each up-block (its input to SLE included), and on the image before the output activation
+        self.noise = nn.ModuleList([ZNoise(latent_dim, res[i + 1], ch[i + 1], seed=i) for i in range(n)] if noise
+                                   else [])
+        self.image_noise = ZNoise(latent_dim, image_size, 1, seed=n) if noise else None
+        self.out = nn.Sequential(nn.Conv2d(ch[-1], 1, 3, 1, 1), make_out(output))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         feats = [self.init(z[:, :, None, None])]  # (B, Z, 1, 1) → (B, C4, 4, 4)
         for i, up in enumerate(self.ups):
             h = up(feats[-1])  # (B, C, r, r) → (B, C', 2r, 2r)
+            if len(self.noise):
+                h = self.noise[i](h, z)
             r = self.res[i + 1]
             if r in self._sle_at:
                 j, key = self._sle_at[r]
                 h = self.sle[key](feats[j], h)
             feats.append(h)
-        return self.out(feats[-1])  # → (B, 1, S, S)
+        h = self.out[0](feats[-1])  # → (B, 1, S, S)
+        if self.image_noise is not None:
+            h = self.image_noise(h, z)
+        return self.out[1](h)
 
 
 class _Down(nn.Module):

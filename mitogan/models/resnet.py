@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mitogan.models.layers import make_act, make_norm, maybe_sn, n_stages
+from mitogan.models.layers import ZNoise, make_out, make_act, make_norm, maybe_sn, n_stages
 
 __all__ = ["ResNetGenerator", "ResNetDiscriminator"]
 
@@ -65,25 +65,36 @@ class ResNetGenerator(nn.Module):
     """z (B, Z) → images (B, 1, S, S) in [-1, 1]."""
 
     def __init__(self, image_size: int = 64, latent_dim: int = 64, width: int = 32, depth: int = 0,
-                 norm: str = "batch", activation: str = "relu"):
+                 norm: str = "batch", activation: str = "relu", noise: bool = False, output: str = "tanh"):
         super().__init__()
         self.config = dict(arch="resnet", image_size=image_size, latent_dim=latent_dim, width=width,
-                           depth=depth, norm=norm, activation=activation)
+                           depth=depth, norm=norm, activation=activation, noise=noise, output=output)
         n = n_stages(image_size)
         ch = [width * 2 ** (n - 1 - i) for i in range(n)] + [width]  # at 4, 8, ..., S
         self.latent_dim, self.c0 = latent_dim, ch[0]
         self.fc = nn.Linear(latent_dim, ch[0] * 16)
-        blocks = []
+        blocks, noises = [], {}
         for i in range(n):
+            if noise:  # after the up block to 8 << i px (and its depth blocks)
+                noises[str(len(blocks) + depth)] = ZNoise(latent_dim, 8 << i, ch[i + 1], seed=i)
             blocks.append(GBlock(ch[i], ch[i + 1], True, norm, activation))
             blocks += [GBlock(ch[i + 1], ch[i + 1], False, norm, activation) for _ in range(depth)]
         self.blocks = nn.Sequential(*blocks)
-        self.out = nn.Sequential(make_norm(norm, width), make_act(activation), nn.Conv2d(width, 1, 3, 1, 1),
-                                 nn.Tanh())
+        self.noise = nn.ModuleDict(noises)  # block index → noise added after it; empty without noise
+        self.out = nn.Sequential(make_norm(norm, width), make_act(activation), nn.Conv2d(width, 1, 3, 1, 1))
+        self.image_noise = ZNoise(latent_dim, image_size, 1, seed=n) if noise else None
+        self.out_act = make_out(output)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.fc(z).view(z.shape[0], self.c0, 4, 4)  # (B, Z) → (B, C0, 4, 4)
-        return self.out(self.blocks(h))  # → (B, 1, S, S)
+        for i, block in enumerate(self.blocks):
+            h = block(h)
+            if str(i) in self.noise:
+                h = self.noise[str(i)](h, z)
+        h = self.out(h)  # → (B, 1, S, S)
+        if self.image_noise is not None:
+            h = self.image_noise(h, z)
+        return self.out_act(h)
 
 
 class ResNetDiscriminator(nn.Module):

@@ -230,7 +230,12 @@ def test_fastgan_discriminator_reconstructs_real_images(tiles):
     assert float(discriminate_real(build_discriminator(_cfg("dcgan"), 32), x)[1]) == 0.0
 
 
-def test_fastgan_bundle_reloads_to_the_same_generator_and_discriminator(tmp_path):
+NOISY = {"model.g_noise": True, "model.g_output": "clip"}
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated")
+@pytest.mark.parametrize("arch,extra", [("fastgan", {}), ("fastgan", NOISY), ("dcgan", NOISY), ("resnet", NOISY)])
+def test_bundle_reloads_to_the_same_generator_and_discriminator(arch, extra, tmp_path):
     # the real path: train() → checkpoint → export_bundle → load_generator / load_discriminator / torch.export
     import numpy as np
 
@@ -239,15 +244,17 @@ def test_fastgan_bundle_reloads_to_the_same_generator_and_discriminator(tmp_path
     from mitogan.synth import check_bundle_config
     from mitogan.train import load_checkpoint, train
 
-    cfg = from_flat(Config, {"model.arch": "fastgan", "preprocess.tile.size": 32, "model.g_width": 4,
+    cfg = from_flat(Config, {"model.arch": arch, "preprocess.tile.size": 32, "model.g_width": 4,
                              "model.d_width": 4, "model.latent_dim": 16, "train.steps": 3, "train.batch_size": 8,
-                             "train.n_samples": 8, "augment.gain": True})
+                             "train.n_samples": 8, "augment.gain": True, **extra})
     tiles = np.random.default_rng(0).uniform(-1, 1, (16, 1, 32, 32)).astype(np.float32)
     train(cfg, tiles, out_dir=tmp_path / "run")
     bundle = export_bundle(tmp_path / "run" / "checkpoint.pt", tmp_path / "bundle")
     ckpt = load_checkpoint(tmp_path / "run")
     ref_g = generator_from_config(ckpt["generator_config"])
     ref_g.load_state_dict(ckpt["EMA"])
+    strengths = [p for n, p in ref_g.named_parameters() if n.endswith("strength")]
+    assert bool(strengths) == bool(extra) and all(p.abs().sum() > 0 for p in strengths)  # trained, so not 0
     ref_d = discriminator_from_config(ckpt["discriminator_config"])
     ref_d.load_state_dict(ckpt["D"])
     z = sample_latents(16, 5, seed=1)
@@ -255,5 +262,105 @@ def test_fastgan_bundle_reloads_to_the_same_generator_and_discriminator(tmp_path
         img = ref_g.eval()(z)
         assert torch.equal(img, load_generator(bundle)(z))
         assert torch.equal(img, torch.export.load(str(bundle / "generator.pt2")).module()(z))
+        assert torch.equal(img, torch.jit.load(str(bundle / "generator.torchscript"))(z))
         assert torch.equal(ref_d.eval()(img), load_discriminator(bundle)(img))
     check_bundle_config(bundle, json.loads((bundle / "config.json").read_text()))  # synth accepts it as is
+
+
+# ---------------------------------------------------------------- noise inputs and the clipped output
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_noise_inputs_start_silent_and_only_add(arch):
+    # strength 0 at the start: the same weights with and without noise inputs are the same function
+    torch.manual_seed(2)
+    plain = build_generator(_cfg(arch, depth=1), 32).eval()
+    noisy = build_generator(_cfg(arch, depth=1, g_noise=True), 32).eval()
+    missing, unexpected = noisy.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.endswith("strength") for k in missing)
+    z = torch.randn(4, 16)
+    with torch.no_grad():
+        assert torch.equal(plain(z), noisy(z))
+    # and the strengths learn: the loss reaches every one of them
+    noisy.train()
+    noisy(z).square().mean().backward()
+    from mitogan.models.layers import ZNoise
+
+    # noise at every resolution from 8 px up, the image's own included
+    assert {m.size for m in noisy.modules() if isinstance(m, ZNoise)} == {8, 16, 32}
+    strengths = [p for n, p in noisy.named_parameters() if n.endswith("strength")]
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in strengths)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_noise_makes_fine_detail_that_is_a_fixed_function_of_z(arch):
+    torch.manual_seed(3)
+    g = build_generator(_cfg(arch, g_noise=True), 32).eval()
+    with torch.no_grad():
+        for name, p in g.named_parameters():
+            if name.endswith("strength"):
+                p.fill_(0.3)
+        z = torch.randn(6, 16)
+        x = g(z)
+        assert torch.equal(x, g(z))  # synth and export rely on it: the same z, the same image
+        rebuilt = generator_from_config(g.config)
+        rebuilt.load_state_dict(g.state_dict())
+        assert torch.equal(x, rebuilt.eval()(z))  # the noise's projections are rebuilt, not saved
+        # a tiny change of z changes the noise everywhere: fine detail varies between samples
+        assert (g(z + 1e-3) - x).abs().mean() > 10 * (g(z + 1e-6) - x).abs().mean() > 0
+
+
+def test_noise_maps_are_white_unit_noise_independent_of_each_other():
+    from mitogan.models.layers import ZNoise
+
+    layer = ZNoise(latent_dim=32, size=64, channels=1, seed=0)
+    with torch.no_grad():
+        layer.strength.fill_(1.0)
+        n = layer(torch.zeros(200, 1, 64, 64), torch.randn(200, 32))[:, 0]  # (200, 64, 64)
+    assert abs(n.mean()) < 0.02 and abs(n.std() - 1) < 0.02
+    flat = n - n.mean()
+
+    def corr(a, b):
+        return float((a * b).mean() / (a.std() * b.std()))
+
+    assert abs(corr(flat[:, :, 1:], flat[:, :, :-1])) < 0.02  # neighbouring pixels
+    assert abs(corr(flat[:, 1:], flat[:, :-1])) < 0.02
+    assert abs(corr(flat[1:], flat[:-1])) < 0.02  # two samples
+    mean_map = flat.mean(0)  # no fixed pattern: the mean over samples is as flat as white noise's
+    assert mean_map.std() < 2.5 / math.sqrt(200)
+
+
+def test_the_clipped_output_reaches_the_black_floor_and_tanh_does_not():
+    from mitogan.models.layers import ClipTanh
+
+    x = torch.tensor([-4.0, -1.6, -0.5, 0.0, 0.5, 1.6, 4.0])
+    y = ClipTanh()(x)
+    assert y[0] == -1 and y[1] == -1 and y[-1] == 1 and y[3] == 0
+    assert torch.all(y[1:] >= y[:-1])  # monotone
+    assert (torch.tanh(x) > -1).all()
+    for arch in ARCHS:
+        g = build_generator(_cfg(arch, g_output="clip"), 32)
+        assert g(torch.randn(2, 16)).abs().max() <= 1.0
+        assert g.config["output"] == "clip"
+
+
+def test_resize_upsampling_turns_a_flat_input_into_a_flat_output_and_the_transposed_conv_does_not():
+    # Odena et al. (2016): a stride-2 transposed conv draws each pixel of a 2x2 cell with other kernel taps, so
+    # even a flat input comes out as a period-2 (checkerboard) pattern; nearest 2x + conv 3x3 keeps it flat
+    from mitogan.models.dcgan import _up
+
+    torch.manual_seed(4)
+    flat = torch.ones(1, 8, 8, 8)
+    with torch.no_grad():
+        for how, checkered in (("transposed", True), ("resize", False)):
+            out = nn.Sequential(*_up(8, 4, how, bias=False))(flat)[..., 2:-2, 2:-2]  # inside the border
+            cells = out.unfold(2, 2, 2).unfold(3, 2, 2)  # (1, C, h, w, 2, 2): every 2x2 cell
+            within = cells.std(dim=(-1, -2)).mean()
+            assert (within > 1e-2) == checkered, (how, float(within))
+    from mitogan.config import ConfigError
+    from mitogan.models import DCGANGenerator
+
+    with pytest.raises(ConfigError, match="g_upsample"):
+        _cfg("dcgan", g_upsample="bilinear")
+    with pytest.raises(ValueError, match="upsampling"):
+        DCGANGenerator(image_size=32, upsample="bilinear")

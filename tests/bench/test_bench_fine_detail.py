@@ -1,0 +1,61 @@
+"""bench/bench_fine_detail.py: its input checks, and that its columns measure what they are named for."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+from scipy.ndimage import gaussian_filter
+
+from tests.bench import load_bench
+
+
+@pytest.fixture(scope="module")
+def bf():
+    mod = load_bench("bench_fine_detail")
+    yield mod
+    sys.modules.pop("bench_fine_detail", None)
+
+
+@pytest.mark.parametrize("argv, field", [(["--configs", "stylegan"], "--configs"), (["--seeds", "a"], "--seeds"),
+                                         (["--seeds", ""], "--seeds"), (["--steps", "0"], "--steps"),
+                                         (["--n", "5"], "--n")])
+def test_bad_input_is_one_line_naming_the_field(bf, capsys, argv, field):
+    assert bf.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and field in err
+
+
+def _tiles(rng, n, fine_noise):
+    """Blobs (smooth random fields, clipped at a black floor) with or without per-pixel noise on top."""
+    smooth = gaussian_filter(rng.standard_normal((n, 1, 32, 32)), (0, 0, 2, 2)) * 6 - 0.5
+    x = smooth + (0.15 * rng.standard_normal(smooth.shape) if fine_noise else 0)
+    return np.clip(x, -1, 1).astype(np.float32)
+
+
+def test_the_columns_tell_coarse_from_fine_detail(bf):
+    rng = np.random.default_rng(0)
+    train, same, smooth = _tiles(rng, 150, True), _tiles(rng, 150, True), _tiles(rng, 150, False)
+    budget = {"batches": 120, "folds": 3}
+    honest = bf.score(same, train, what=("vs_train", "detail_vs_train"), **budget)
+    assert honest["vs_train"][0] < 0.65 and honest["detail_vs_train"][0] < 0.65  # one process: chance
+    missing = bf.score(smooth, train, **budget)  # no held-out set: no vs_held column
+    assert "vs_held" not in missing
+    assert missing["detail_vs_train"][0] > 0.9  # the fine noise is missing, and the detail column sees it
+    assert missing["blur_vs_train"][0] < 0.7  # blurred, both are the same smooth fields
+    assert 0 < missing["floor"] < 1 and bf.floor(np.full((2, 1, 4, 4), -1.0)) == 1.0
+
+
+def test_table_and_figure(bf, tmp_path):
+    rows = {"real: training half vs half": {"vs_train": [0.5, 0.01], "floor": 0.3},
+            "fine-s0": {"vs_train": [0.79, 0.02], "vs_held": [0.9, 0.01], "copy_share": 0.1, "primary": -0.2}}
+    md = bf.table(rows).splitlines()
+    assert md[0].startswith("| set | C2ST vs training") and len(md) == 4
+    assert "| fine-s0 | 0.790 ± 0.020 | 0.900 ± 0.010 |  |  |  | 0.1 | -0.2 |" == md[3]
+    rng = np.random.default_rng(1)
+    bf.figure({"real": _tiles(rng, 12, True), "fine": _tiles(rng, 12, False)}, tmp_path / "f.png")
+    import cv2
+
+    img = cv2.imread(str(tmp_path / "f.png"), cv2.IMREAD_GRAYSCALE)
+    assert img.shape == (2 * 2 * 34 * 3, 150 + 10 * 34 * 3)  # two sets, each a row of tiles and a row of detail
