@@ -1,4 +1,5 @@
-"""Shared building blocks: normalisation and activation factories, spectral-norm wrapping."""
+"""Shared building blocks: normalisation and activation factories, spectral-norm wrapping, the generators' output
+activations (tanh, ClipTanh) and noise inputs (ZNoise)."""
 
 from __future__ import annotations
 

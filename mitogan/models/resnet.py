@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mitogan.models.layers import ZNoise, make_out, make_act, make_norm, maybe_sn, n_stages
+from mitogan.models.layers import ZNoise, make_act, make_norm, make_out, maybe_sn, n_stages
 
 __all__ = ["ResNetGenerator", "ResNetDiscriminator"]
 
