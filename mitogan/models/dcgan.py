@@ -47,12 +47,14 @@ class DCGANGenerator(nn.Module):
                 layers += [nn.Conv2d(c_in, c_in, 3, 1, 1, bias=False), make_norm(norm, c_in), make_act(activation)]
             if i + 1 < n:
                 layers += [*_up(c_in, ch[i + 1], upsample, bias=False), make_norm(norm, ch[i + 1])]
-                noises[str(len(layers) - 1)] = ZNoise(latent_dim, 8 << i, ch[i + 1], seed=i)
+                if noise:
+                    noises[str(len(layers) - 1)] = ZNoise(latent_dim, 8 << i, ch[i + 1], seed=i)
                 layers += [make_act(activation)]
         layers += _up(ch[-1], 1, upsample, bias=True)
-        noises[str(len(layers) - 1)] = ZNoise(latent_dim, image_size, 1, seed=n)
+        if noise:
+            noises[str(len(layers) - 1)] = ZNoise(latent_dim, image_size, 1, seed=n)
         self.net = nn.Sequential(*layers, make_out(output))
-        self.noise = nn.ModuleDict(noises if noise else {})
+        self.noise = nn.ModuleDict(noises)
         self.latent_dim = latent_dim
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
