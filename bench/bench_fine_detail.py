@@ -154,10 +154,10 @@ def main(argv=None) -> int:
 
 
 def blur(x: np.ndarray) -> np.ndarray:
-    """(N, 1, S, S) blurred by σ = 1 px (coarse structure only); ``x - blur(x)`` is the fine detail."""
-    from scipy.ndimage import gaussian_filter
+    """(..., S, S) blurred by σ = 1 px (coarse structure only); ``x - blur(x)`` is the fine detail."""
+    from mitogan.metrics.blur import gaussian_blur
 
-    return gaussian_filter(x, (0, 0, 1, 1)).astype(np.float32)
+    return gaussian_blur(x, 1.0)
 
 
 def floor(x: np.ndarray) -> float:
@@ -196,12 +196,11 @@ def table(rows: dict) -> str:
 def figure(shown: dict, path: Path, per_row: int = 10) -> None:
     """One block per set: 10 tiles above their fine detail (tile less its σ 1 px blur, x5); label at the left."""
     import cv2
-    from scipy.ndimage import gaussian_filter
 
     rng, blocks = np.random.default_rng(1), []
     for name, x in shown.items():
         t = x[rng.choice(len(x), per_row, replace=False), 0]
-        detail = np.clip((t - gaussian_filter(t, (0, 1, 1))) * 5, -1, 1)
+        detail = np.clip((t - blur(t)) * 5, -1, 1)
         rows = [np.concatenate([np.pad(v, 1, constant_values=1) for v in r], 1) for r in (t, detail)]
         block = ((np.concatenate(rows, 0) + 1) * 127.5).astype(np.uint8)
         block = cv2.resize(block, None, fx=3, fy=3, interpolation=cv2.INTER_NEAREST)
