@@ -1,6 +1,6 @@
 """The generator's fine detail, side by side: what a small CNN judge tells apart, with and without the knobs.
 
-    python bench/bench_fine_detail.py                       # 4 generators x 2 seeds, 8,000 steps, 2 at a time
+    python bench/bench_fine_detail.py                       # 8 generators x 2 seeds, 8,000 steps, 2 at a time
     python bench/bench_fine_detail.py --configs base,fine --seeds 0 --steps 3000   # a quick look
 
 Every run is `mitogan train` of the README story's DCGAN (bench/peers/dcgan-story.yaml: 16/16 channels, hinge,
@@ -10,14 +10,19 @@ Every run is `mitogan train` of the README story's DCGAN (bench/peers/dcgan-stor
     clip-resize   model.g_output=clip, model.g_upsample=resize
     noise-clip    model.g_noise=true, model.g_output=clip
     fine          all three: model.g_noise=true, model.g_output=clip, model.g_upsample=resize
+    pixel         model.g_pixel_noise=true (noise on the image at a level drawn per pixel), clip, resize
+    fine-pixel    all four
+    fine-spectral fine, and model.d_spectral=true (the discriminator also scores each image's power spectrum)
+    pixel-spectral  fine-pixel and model.d_spectral=true
 
 Each exported generator draws --n tiles (`mitogan synth`), scored by the classifier two-sample test
 (`mitogan.metrics.c2st.c2st_accuracy`, its default budget, seed 0) against the training split it learned from and
 the held-out split (`split_real(..., 0.25, 0)`, as `mitogan train` makes it), and against the training split
 after both sides are blurred (σ = 1 px: coarse structure only) or high-passed (the image less that blur: the fine
 detail only). Two baselines: two random halves of the training split (0.5 = indistinguishable) and training vs
-held-out. Also per set: the share of pixels at the exact black floor (-1) and the in-training copy share and
-primary at the last step. A run folder that has finished is scored as it is (--work keeps them).
+held-out. Also per set: the share of pixels at the exact black floor (-1), the share of tiles without it (the
+noisy-background movies), and the in-training copy share and primary at the last step. A run folder that has
+finished is scored as it is (--work keeps them).
 
 Writes --out/fine_detail.json, fine_detail.md (the table) and fine_detail.png (a real row and a row per
 generator, each tile above its high-pass detail, x5).
@@ -40,7 +45,14 @@ STORY = ROOT / "bench" / "peers" / "dcgan-story.yaml"
 CONFIGS = {"base": [],
            "clip-resize": ["model.g_output=clip", "model.g_upsample=resize"],
            "noise-clip": ["model.g_noise=true", "model.g_output=clip"],
-           "fine": ["model.g_noise=true", "model.g_output=clip", "model.g_upsample=resize"]}
+           "fine": ["model.g_noise=true", "model.g_output=clip", "model.g_upsample=resize"],
+           "pixel": ["model.g_pixel_noise=true", "model.g_output=clip", "model.g_upsample=resize"],
+           "fine-pixel": ["model.g_noise=true", "model.g_pixel_noise=true", "model.g_output=clip",
+                          "model.g_upsample=resize"],
+           "fine-spectral": ["model.g_noise=true", "model.g_output=clip", "model.g_upsample=resize",
+                             "model.d_spectral=true"],
+           "pixel-spectral": ["model.g_noise=true", "model.g_pixel_noise=true", "model.g_output=clip",
+                              "model.g_upsample=resize", "model.d_spectral=true"]}
 
 
 class UsageError(Exception):
@@ -132,7 +144,7 @@ def main(argv=None) -> int:
     half = np.random.default_rng(0).permutation(len(train))
     rows = {"real: training half vs half": score(train[half[: len(half) // 2]], train[half[len(half) // 2:]]),
             "real: training vs held-out": {"vs_held": score(train, held, what=("vs_train",))["vs_train"],
-                                           "floor": floor(held)}}
+                                           "floor": floor(held), "floorless": floorless(held)}}
     shown = {"real (training)": train}
     for c in a.configs:
         for s in a.seeds:
@@ -165,6 +177,12 @@ def floor(x: np.ndarray) -> float:
     return round(float((x <= -0.999).mean()), 3)
 
 
+def floorless(x: np.ndarray) -> float:
+    """Share of tiles with (almost) no pixel at the black floor, < 1 %: tiles of the movies whose background is
+    noisy rather than clipped (on the shared data a third of the training tiles)."""
+    return round(float(((x <= -0.999).mean(axis=tuple(range(1, x.ndim))) < 0.01).mean()), 3)
+
+
 def score(fake: np.ndarray, train: np.ndarray, held: np.ndarray | None = None,
           what=("vs_train", "vs_held", "blur_vs_train", "detail_vs_train"), **budget) -> dict:
     """C2ST accuracy [mean, sd] of ``fake`` against the training (and held-out) tiles: as they are, both blurred,
@@ -178,7 +196,7 @@ def score(fake: np.ndarray, train: np.ndarray, held: np.ndarray | None = None,
         if pairs[key][1] is not None:
             r = c2st_accuracy(*pairs[key], seed=0, **budget)
             out[key] = [round(r["accuracy"], 3), round(r["accuracy_sd"], 3)]
-    return {**out, "floor": floor(fake)}
+    return {**out, "floor": floor(fake), "floorless": floorless(fake)}
 
 
 def table(rows: dict) -> str:
@@ -186,8 +204,9 @@ def table(rows: dict) -> str:
         return "" if v is None else (f"{v[0]:.3f} ± {v[1]:.3f}" if isinstance(v, list) else f"{v}")
 
     head = ["set", "C2ST vs training", "vs held-out", "blurred σ 1 px, vs training", "fine detail, vs training",
-            "pixels at -1", "copy share", "primary"]
-    keys = ["vs_train", "vs_held", "blur_vs_train", "detail_vs_train", "floor", "copy_share", "primary"]
+            "pixels at -1", "tiles without -1", "copy share", "primary"]
+    keys = ["vs_train", "vs_held", "blur_vs_train", "detail_vs_train", "floor", "floorless", "copy_share",
+            "primary"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join([name, *(cell(r.get(k)) for k in keys)]) + " |" for name, r in rows.items()]
     return "\n".join(lines) + "\n"

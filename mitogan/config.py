@@ -386,12 +386,18 @@ class ModelConfig(Section):
     g_noise: bool = _f(False, "per-pixel noise inputs in the generator, after each upsampling stage and on the "
                        "image, with learned strengths (StyleGAN's; drawn as a fixed function of z, so synth "
                        "stays reproducible): camera noise and fine stochastic detail")
+    g_pixel_noise: bool = _f(False, "sensor noise on the image whose strength the generator draws per pixel "
+                             "(its last layer gives the image and a noise level; noisy and clean videos, "
+                             "brightness-dependent shot noise); replaces g_noise's one strength on the image")
     g_output: str = _f("tanh", "generator output: tanh, or clip (1.1·tanh clipped to [-1, 1], so it can draw "
                        "the exact black floor of clipped, normalised data)", choices=("tanh", "clip"))
     g_upsample: str = _f("transposed", "dcgan only: the generator's 2x upsampling, a transposed 4x4 conv (DCGAN) or "
                          "resize (nearest 2x, conv 3x3: no checkerboard pattern)", choices=("transposed", "resize"))
     d_norm: str = _f("spectral", "discriminator normalisation",
                      choices=("batch", "instance", "layer", "spectral", "none"))
+    d_spectral: bool = _f(False, "add a linear score of each image's power spectrum (log, per frequency ring) to "
+                          "the discriminator's (SSD-GAN, Chen et al. 2021): it sees missing camera noise, "
+                          "mottle and checkerboards a smooth convolutional critic lets pass")
     activation: str = _f("leaky_relu", "hidden activation (the DCGAN generator uses relu where this says "
                          "leaky_relu, as in DCGAN; fastgan's generator uses it in its excitation gates only)",
                          choices=("relu", "leaky_relu", "elu", "silu"))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mitogan.models.layers import ZNoise, make_act, make_norm, make_out, maybe_sn, n_stages
+from mitogan.models.layers import ZNoise, image_noise, make_act, make_norm, make_out, maybe_sn, n_stages
 
 __all__ = ["DCGANGenerator", "DCGANDiscriminator"]
 
@@ -29,11 +29,11 @@ class DCGANGenerator(nn.Module):
 
     def __init__(self, image_size: int = 64, latent_dim: int = 64, width: int = 32, depth: int = 0,
                  norm: str = "batch", activation: str = "relu", noise: bool = False, output: str = "tanh",
-                 upsample: str = "transposed"):
+                 upsample: str = "transposed", pixel_noise: bool = False):
         super().__init__()
         self.config = dict(arch="dcgan", image_size=image_size, latent_dim=latent_dim, width=width,
                            depth=depth, norm=norm, activation=activation, noise=noise, output=output,
-                           upsample=upsample)
+                           upsample=upsample, pixel_noise=pixel_noise)
         if upsample not in ("transposed", "resize"):
             raise ValueError(f"unknown upsampling {upsample!r} (transposed or resize)")
         n = n_stages(image_size)
@@ -50,9 +50,9 @@ class DCGANGenerator(nn.Module):
                 if noise:
                     noises[str(len(layers) - 1)] = ZNoise(latent_dim, 8 << i, ch[i + 1], seed=i)
                 layers += [make_act(activation)]
-        layers += _up(ch[-1], 1, upsample, bias=True)
-        if noise:
-            noises[str(len(layers) - 1)] = ZNoise(latent_dim, image_size, 1, seed=n)
+        layers += _up(ch[-1], 1 + pixel_noise, upsample, bias=True)  # the image (and its noise level)
+        if noise or pixel_noise:
+            noises[str(len(layers) - 1)] = image_noise(latent_dim, image_size, noise, pixel_noise, seed=n)
         self.net = nn.Sequential(*layers, make_out(output))
         self.noise = nn.ModuleDict(noises)
         self.latent_dim = latent_dim

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mitogan.models.layers import ZNoise, make_act, make_norm, make_out, maybe_sn, n_stages
+from mitogan.models.layers import ZNoise, image_noise, make_act, make_norm, make_out, maybe_sn, n_stages
 
 __all__ = ["FastGANGenerator", "FastGANDiscriminator", "sle_pairs"]
 
@@ -77,10 +77,12 @@ class FastGANGenerator(nn.Module):
     """z (B, Z) → images (B, 1, S, S) in [-1, 1]."""
 
     def __init__(self, image_size: int = 64, latent_dim: int = 64, width: int = 32, depth: int = 0,
-                 norm: str = "batch", activation: str = "leaky_relu", noise: bool = False, output: str = "tanh"):
+                 norm: str = "batch", activation: str = "leaky_relu", noise: bool = False, output: str = "tanh",
+                 pixel_noise: bool = False):
         super().__init__()
         self.config = dict(arch="fastgan", image_size=image_size, latent_dim=latent_dim, width=width,
-                           depth=depth, norm=norm, activation=activation, noise=noise, output=output)
+                           depth=depth, norm=norm, activation=activation, noise=noise, output=output,
+                           pixel_noise=pixel_noise)
         n = _check_size(image_size)
         res = [4 * 2 ** i for i in range(n + 1)]  # 4, 8, ..., S
         ch = [_channels(image_size, width, r) for r in res]
@@ -100,8 +102,8 @@ class FastGANGenerator(nn.Module):
         # noise after each up-block (its input to SLE included), and on the image before the output activation
         self.noise = nn.ModuleList([ZNoise(latent_dim, res[i + 1], ch[i + 1], seed=i) for i in range(n)] if noise
                                    else [])
-        self.image_noise = ZNoise(latent_dim, image_size, 1, seed=n) if noise else None
-        self.out = nn.Sequential(nn.Conv2d(ch[-1], 1, 3, 1, 1), make_out(output))
+        self.image_noise = image_noise(latent_dim, image_size, noise, pixel_noise, seed=n)
+        self.out = nn.Sequential(nn.Conv2d(ch[-1], 1 + pixel_noise, 3, 1, 1), make_out(output))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         feats = [self.init(z[:, :, None, None])]  # (B, Z, 1, 1) → (B, C4, 4, 4)

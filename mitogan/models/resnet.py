@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mitogan.models.layers import ZNoise, make_act, make_norm, make_out, maybe_sn, n_stages
+from mitogan.models.layers import ZNoise, image_noise, make_act, make_norm, make_out, maybe_sn, n_stages
 
 __all__ = ["ResNetGenerator", "ResNetDiscriminator"]
 
@@ -65,10 +65,12 @@ class ResNetGenerator(nn.Module):
     """z (B, Z) → images (B, 1, S, S) in [-1, 1]."""
 
     def __init__(self, image_size: int = 64, latent_dim: int = 64, width: int = 32, depth: int = 0,
-                 norm: str = "batch", activation: str = "relu", noise: bool = False, output: str = "tanh"):
+                 norm: str = "batch", activation: str = "relu", noise: bool = False, output: str = "tanh",
+                 pixel_noise: bool = False):
         super().__init__()
         self.config = dict(arch="resnet", image_size=image_size, latent_dim=latent_dim, width=width,
-                           depth=depth, norm=norm, activation=activation, noise=noise, output=output)
+                           depth=depth, norm=norm, activation=activation, noise=noise, output=output,
+                           pixel_noise=pixel_noise)
         n = n_stages(image_size)
         ch = [width * 2 ** (n - 1 - i) for i in range(n)] + [width]  # at 4, 8, ..., S
         self.latent_dim, self.c0 = latent_dim, ch[0]
@@ -81,8 +83,8 @@ class ResNetGenerator(nn.Module):
             blocks += [GBlock(ch[i + 1], ch[i + 1], False, norm, activation) for _ in range(depth)]
         self.blocks = nn.Sequential(*blocks)
         self.noise = nn.ModuleDict(noises)  # block index → noise added after it; empty without noise
-        self.out = nn.Sequential(make_norm(norm, width), make_act(activation), nn.Conv2d(width, 1, 3, 1, 1))
-        self.image_noise = ZNoise(latent_dim, image_size, 1, seed=n) if noise else None
+        self.out = nn.Sequential(make_norm(norm, width), make_act(activation), nn.Conv2d(width, 1 + pixel_noise, 3, 1, 1))
+        self.image_noise = image_noise(latent_dim, image_size, noise, pixel_noise, seed=n)
         self.out_act = make_out(output)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:

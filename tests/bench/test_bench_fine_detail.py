@@ -45,6 +45,10 @@ def test_the_columns_tell_coarse_from_fine_detail(bf):
     assert missing["detail_vs_train"][0] > 0.9  # the fine noise is missing, and the detail column sees it
     assert missing["blur_vs_train"][0] < 0.7  # blurred, both are the same smooth fields
     assert 0 < missing["floor"] < 1 and bf.floor(np.full((2, 1, 4, 4), -1.0)) == 1.0
+    some = np.zeros((4, 1, 10, 10))
+    some[0, 0, 0, 0] = -1  # 1 % of a tile at the floor counts as a floor
+    some[1, 0, :5] = -1
+    assert bf.floorless(some) == 0.5 and 0 <= missing["floorless"] <= 1
 
 
 def test_table_and_figure(bf, tmp_path):
@@ -52,7 +56,7 @@ def test_table_and_figure(bf, tmp_path):
             "fine-s0": {"vs_train": [0.79, 0.02], "vs_held": [0.9, 0.01], "copy_share": 0.1, "primary": -0.2}}
     md = bf.table(rows).splitlines()
     assert md[0].startswith("| set | C2ST vs training") and len(md) == 4
-    assert "| fine-s0 | 0.790 ± 0.020 | 0.900 ± 0.010 |  |  |  | 0.1 | -0.2 |" == md[3]
+    assert "| fine-s0 | 0.790 ± 0.020 | 0.900 ± 0.010 |  |  |  |  | 0.1 | -0.2 |" == md[3]
     rng = np.random.default_rng(1)
     bf.figure({"real": _tiles(rng, 12, True), "fine": _tiles(rng, 12, False)}, tmp_path / "f.png")
     import cv2

@@ -231,10 +231,13 @@ def test_fastgan_discriminator_reconstructs_real_images(tiles):
 
 
 NOISY = {"model.g_noise": True, "model.g_output": "clip"}
+PIXEL = {"model.g_pixel_noise": True, "model.g_output": "clip"}
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated")
-@pytest.mark.parametrize("arch,extra", [("fastgan", {}), ("fastgan", NOISY), ("dcgan", NOISY), ("resnet", NOISY)])
+@pytest.mark.parametrize("arch,extra", [("fastgan", {}), ("fastgan", NOISY), ("dcgan", NOISY), ("resnet", NOISY),
+                                        ("dcgan", {**PIXEL, "model.d_spectral": True}),
+                                        ("resnet", {**NOISY, **PIXEL}), ("fastgan", {"model.d_spectral": True})])
 def test_bundle_reloads_to_the_same_generator_and_discriminator(arch, extra, tmp_path):
     # the real path: train() → checkpoint → export_bundle → load_generator / load_discriminator / torch.export
     import numpy as np
@@ -254,7 +257,7 @@ def test_bundle_reloads_to_the_same_generator_and_discriminator(arch, extra, tmp
     ref_g = generator_from_config(ckpt["generator_config"])
     ref_g.load_state_dict(ckpt["EMA"])
     strengths = [p for n, p in ref_g.named_parameters() if n.endswith("strength")]
-    assert bool(strengths) == bool(extra) and all(p.abs().sum() > 0 for p in strengths)  # trained, so not 0
+    assert bool(strengths) == ("model.g_noise" in extra) and all(p.abs().sum() > 0 for p in strengths)  # trained
     ref_d = discriminator_from_config(ckpt["discriminator_config"])
     ref_d.load_state_dict(ckpt["D"])
     z = sample_latents(16, 5, seed=1)
@@ -328,6 +331,52 @@ def test_noise_maps_are_white_unit_noise_independent_of_each_other():
     assert abs(corr(flat[1:], flat[:-1])) < 0.02  # two samples
     mean_map = flat.mean(0)  # no fixed pattern: the mean over samples is as flat as white noise's
     assert mean_map.std() < 2.5 / math.sqrt(200)
+
+
+def test_pixel_noise_is_drawn_at_the_level_the_generator_gives_per_pixel_and_per_sample():
+    from mitogan.models.layers import PixelNoise
+
+    layer = PixelNoise(latent_dim=32, size=32, seed=0)
+    h = torch.zeros(64, 2, 32, 32)
+    h[:, 0] = torch.linspace(-1, 1, 32)  # the image: any picture passes through
+    h[:, 1, :, :16] = -30.0  # no noise on the left half (softplus(-30) ~ 1e-13)
+    h[:, 1, :, 16:] = 2.0  # noise of 0.05 · softplus(2) on the right
+    h[32:, 1] = -30.0  # and none at all in the second half of the batch: a clean video's tile
+    z = torch.randn(64, 32)
+    with torch.no_grad():
+        noise = layer(h, z)[:, 0] - h[:, 0]
+    assert noise[:, :, :16].abs().max() < 1e-6 and noise[32:].abs().max() < 1e-6
+    expected = PixelNoise.LEVEL * float(nn.functional.softplus(torch.tensor(2.0)))
+    assert abs(float(noise[:32, :, 16:].std()) / expected - 1) < 0.03
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_pixel_noise_starts_audible_and_the_generator_learns_its_level(arch):
+    # unlike one strength starting at 0 (a stationary point: the loss sees the noise through its variance), the
+    # drawn level starts near PixelNoise.LEVEL · softplus(0), so the last layer's level channel gets a gradient
+    from mitogan.models.layers import PixelNoise, ZNoise
+
+    torch.manual_seed(5)
+    g = build_generator(_cfg(arch, g_noise=True, g_pixel_noise=True), 32)
+    assert g.config["pixel_noise"] is True
+    images = [m for m in g.modules()  # the noise on the image (the features at 32 px may have their own)
+              if isinstance(m, PixelNoise) or isinstance(m, ZNoise) and m.strength.shape[1] == 1]
+    assert len(images) == 1 and isinstance(images[0], PixelNoise)  # it replaces the image's one strength
+    z = torch.randn(8, 16)
+    g.eval()
+    with torch.no_grad():
+        x = g(z)
+        assert torch.equal(x, g(z))
+        rebuilt = generator_from_config(g.config)
+        rebuilt.load_state_dict(g.state_dict())
+        assert torch.equal(x, rebuilt.eval()(z))
+        assert (g(z + 1e-3) - x).abs().mean() > 1e-3  # fine detail changes with z from the start
+    g.train()
+    x = g(z)
+    (x - x.mean(dim=0)).square().mean().backward()  # a loss that depends on the samples' spread
+    last = [m for m in g.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))][-1]
+    level_grad = last.weight.grad[:, 1] if isinstance(last, nn.ConvTranspose2d) else last.weight.grad[1]
+    assert level_grad.abs().sum() > 0
 
 
 def test_the_clipped_output_reaches_the_black_floor_and_tanh_does_not():
