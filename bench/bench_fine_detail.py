@@ -1,10 +1,11 @@
 """The generator's fine detail, side by side: what a small CNN judge tells apart, with and without the knobs.
 
-    python bench/bench_fine_detail.py                       # 8 generators x 2 seeds, 8,000 steps, 2 at a time
+    python bench/bench_fine_detail.py                       # 6 generators x 2 seeds, 8,000 steps, 2 at a time
     python bench/bench_fine_detail.py --configs base,fine --seeds 0 --steps 3000   # a quick look
 
 Every run is `mitogan train` of the README story's DCGAN (bench/peers/dcgan-story.yaml: 16/16 channels, hinge,
-32 px tiles of half-scale frames of --data) for --steps steps on one thread, with:
+32 px tiles of half-scale frames of --data; --tile 64 for 64 px tiles, kept in --work/64px) for --steps steps
+on one thread, with:
 
     base          the story's generator: transposed 4x4 convolutions, tanh output, no noise
     clip-resize   model.g_output=clip, model.g_upsample=resize
@@ -12,8 +13,6 @@ Every run is `mitogan train` of the README story's DCGAN (bench/peers/dcgan-stor
     fine          all three: model.g_noise=true, model.g_output=clip, model.g_upsample=resize
     pixel         model.g_pixel_noise=true (noise on the image at a level drawn per pixel), clip, resize
     fine-pixel    all four
-    fine-spectral fine, and model.d_spectral=true (the discriminator also scores each image's power spectrum)
-    pixel-spectral  fine-pixel and model.d_spectral=true
 
 Each exported generator draws --n tiles (`mitogan synth`), scored by the classifier two-sample test
 (`mitogan.metrics.c2st.c2st_accuracy`, its default budget, seed 0) against the training split it learned from and
@@ -48,11 +47,7 @@ CONFIGS = {"base": [],
            "fine": ["model.g_noise=true", "model.g_output=clip", "model.g_upsample=resize"],
            "pixel": ["model.g_pixel_noise=true", "model.g_output=clip", "model.g_upsample=resize"],
            "fine-pixel": ["model.g_noise=true", "model.g_pixel_noise=true", "model.g_output=clip",
-                          "model.g_upsample=resize"],
-           "fine-spectral": ["model.g_noise=true", "model.g_output=clip", "model.g_upsample=resize",
-                             "model.d_spectral=true"],
-           "pixel-spectral": ["model.g_noise=true", "model.g_pixel_noise=true", "model.g_output=clip",
-                              "model.g_upsample=resize", "model.d_spectral=true"]}
+                          "model.g_upsample=resize"]}
 
 
 class UsageError(Exception):
@@ -69,6 +64,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=8000)
     p.add_argument("--n", type=int, default=1000, help="generated tiles per run")
     p.add_argument("--parallel", type=int, default=2, help="runs at a time (one thread each)")
+    p.add_argument("--tile", type=int, default=32, help="tile size in px (32, the story's; others keep their "
+                   "tiles and runs in --work/<N>px)")
     a = p.parse_args(argv)
     a.configs = [c for c in a.configs.split(",") if c]
     unknown = [c for c in a.configs if c not in CONFIGS]
@@ -82,6 +79,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                              ("--parallel", a.parallel, 1)):
         if value < low:
             raise UsageError(f"{flag}: needs {'a seed' if flag == '--seeds' else f'a value of {low} or more'}")
+    if a.tile not in (16, 32, 64, 128, 256):
+        raise UsageError(f"--tile {a.tile}: give a power of two from 16 to 256")
+    if a.tile != 32:
+        a.work = a.work / f"{a.tile}px"
     return a
 
 
@@ -95,21 +96,22 @@ def _finished(run: Path, steps: int) -> bool:
 
 def train_all(a, tiles: Path) -> None:
     todo = [(c, s) for c in a.configs for s in a.seeds if not _finished(a.work / f"{c}-s{s}", a.steps)]
-    running: list[subprocess.Popen] = []
+    started: dict[str, subprocess.Popen] = {}
     for c, s in todo:
-        while len(running) >= a.parallel:
-            running = [p for p in running if p.poll() is None]
+        while sum(p.poll() is None for p in started.values()) >= a.parallel:
             time.sleep(2)
         run = a.work / f"{c}-s{s}"
         cmd = [*MITOGAN, "train", "--data", tiles, "--out", run, "-q", "--config", STORY, "--set",
                f"train.steps={a.steps}", "--set", "train.eval_every=1000", "--set", "train.threads=1", "--set",
-               f"train.seed={s}", *[x for kv in CONFIGS[c] for x in ("--set", kv)]]
+               f"train.seed={s}", "--set", f"preprocess.tile.size={a.tile}",
+               *[x for kv in CONFIGS[c] for x in ("--set", kv)]]
         if run.exists():
             cmd += ["--resume"]
         print(f"bench_fine_detail: training {run.name}", flush=True)
-        running.append(subprocess.Popen([str(x) for x in cmd], stdout=subprocess.DEVNULL))
-    for p in running:
-        p.wait()
+        started[run.name] = subprocess.Popen([str(x) for x in cmd], stdout=subprocess.DEVNULL)
+    failed = [name for name, p in started.items() if p.wait() != 0]
+    if failed:
+        raise SystemExit(f"bench_fine_detail: training {failed[0]} failed (its error is above)")
 
 
 def samples(a, name: str) -> np.ndarray:
@@ -133,8 +135,8 @@ def main(argv=None) -> int:
     a.work.mkdir(parents=True, exist_ok=True)
     tiles = a.work / "tiles" / "tiles.npz"
     if not tiles.is_file():
-        subprocess.run([str(x) for x in [*MITOGAN, "preprocess", a.data, "--config", STORY, "--out",
-                                          tiles.parent, "-q"]], check=True)
+        subprocess.run([str(x) for x in [*MITOGAN, "preprocess", a.data, "--config", STORY, "--set",
+                                          f"tile.size={a.tile}", "--out", tiles.parent, "-q"]], check=True)
     train_all(a, tiles)
     ts = load_tiles(tiles)
     sp = split_real(ts.source, ts.frame, 0.25, 0, tiles=ts.tiles)

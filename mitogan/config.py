@@ -395,9 +395,6 @@ class ModelConfig(Section):
                          "resize (nearest 2x, conv 3x3: no checkerboard pattern)", choices=("transposed", "resize"))
     d_norm: str = _f("spectral", "discriminator normalisation",
                      choices=("batch", "instance", "layer", "spectral", "none"))
-    d_spectral: bool = _f(False, "add a linear score of each image's power spectrum (log, per frequency ring) to "
-                          "the discriminator's (SSD-GAN, Chen et al. 2021): it sees missing camera noise, "
-                          "mottle and checkerboards a smooth convolutional critic lets pass")
     activation: str = _f("leaky_relu", "hidden activation (the DCGAN generator uses relu where this says "
                          "leaky_relu, as in DCGAN; fastgan's generator uses it in its excitation gates only)",
                          choices=("relu", "leaky_relu", "elu", "silu"))

@@ -2,8 +2,7 @@
 
 ``build_generator(model_cfg, image_size)`` maps z (B, Z) → images (B, 1, S, S) in [-1, 1] (tanh, or tanh
 stretched and clipped: ``model.g_output``), with noise inputs that are a fixed function of z (``model.g_noise``, ``model.g_pixel_noise``);
-``build_discriminator(model_cfg, image_size)`` maps (B, 1, S, S) → logits / critic values (B,), with a score of
-each image's power spectrum added where ``model.d_spectral`` (``spectral.SpectralD``).
+``build_discriminator(model_cfg, image_size)`` maps (B, 1, S, S) → logits / critic values (B,).
 Every network stores its constructor arguments in ``.config`` so it can be rebuilt from a plain dict:
 ``generator_from_config(g.config)`` + ``load_state_dict`` (export never pickles modules).
 
@@ -24,7 +23,6 @@ from mitogan.models.dcgan import DCGANDiscriminator, DCGANGenerator
 from mitogan.models.fastgan import FastGANDiscriminator, FastGANGenerator
 from mitogan.models.init import INIT_SCHEMES, init_weights
 from mitogan.models.resnet import ResNetDiscriminator, ResNetGenerator
-from mitogan.models.spectral import SpectralD
 
 __all__ = ["build_generator", "build_discriminator", "generator_from_config", "discriminator_from_config",
            "discriminate_real", "init_weights", "INIT_SCHEMES", "FAMILIES", "Family", "DCGANGenerator",
@@ -63,9 +61,8 @@ def build_discriminator(model_cfg, image_size: int) -> nn.Module:
     """The discriminator/critic described by a ``ModelConfig`` (not yet initialised)."""
     family = FAMILIES[model_cfg.arch]
     extra = {k: getattr(model_cfg, k) for k in family.d_keys}
-    d = family.discriminator(image_size=image_size, width=model_cfg.d_width, depth=model_cfg.depth,
-                             norm=model_cfg.d_norm, activation=model_cfg.activation, **extra)
-    return SpectralD(d, image_size, model_cfg.d_norm) if model_cfg.d_spectral else d
+    return family.discriminator(image_size=image_size, width=model_cfg.d_width, depth=model_cfg.depth,
+                                norm=model_cfg.d_norm, activation=model_cfg.activation, **extra)
 
 
 def _g_act(model_cfg) -> str:
@@ -97,9 +94,7 @@ def _from_config(kind: str, config: dict) -> nn.Module:
     arch = config.pop("arch")
     if arch not in FAMILIES:
         raise ValueError(f"unknown {kind} arch {arch!r} (one of {sorted(FAMILIES)})")
-    spectral = kind == "discriminator" and config.pop("spectral", False)
-    net = getattr(FAMILIES[arch], kind)(**config)
-    return SpectralD(net, config["image_size"], config["norm"]) if spectral else net
+    return getattr(FAMILIES[arch], kind)(**config)
 
 
 def count_params(module: nn.Module) -> int:

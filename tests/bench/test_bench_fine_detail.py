@@ -20,7 +20,7 @@ def bf():
 
 @pytest.mark.parametrize("argv, field", [(["--configs", "stylegan"], "--configs"), (["--seeds", "a"], "--seeds"),
                                          (["--seeds", ""], "--seeds"), (["--steps", "0"], "--steps"),
-                                         (["--n", "5"], "--n")])
+                                         (["--n", "5"], "--n"), (["--tile", "48"], "--tile")])
 def test_bad_input_is_one_line_naming_the_field(bf, capsys, argv, field):
     assert bf.main(argv) == 2
     err = capsys.readouterr().err.strip()
@@ -63,3 +63,8 @@ def test_table_and_figure(bf, tmp_path):
 
     img = cv2.imread(str(tmp_path / "f.png"), cv2.IMREAD_GRAYSCALE)
     assert img.shape == (2 * 2 * 34 * 3, 150 + 10 * 34 * 3)  # two sets, each a row of tiles and a row of detail
+
+
+def test_other_tile_sizes_keep_their_own_tiles_and_runs(bf, tmp_path):
+    assert bf.parse_args(["--work", str(tmp_path)]).work == tmp_path
+    assert bf.parse_args(["--work", str(tmp_path), "--tile", "64"]).work == tmp_path / "64px"
