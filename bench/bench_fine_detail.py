@@ -20,8 +20,9 @@ the held-out split (`split_real(..., 0.25, 0)`, as `mitogan train` makes it), an
 after both sides are blurred (σ = 1 px: coarse structure only) or high-passed (the image less that blur: the fine
 detail only). Two baselines: two random halves of the training split (0.5 = indistinguishable) and training vs
 held-out. Also per set: the share of pixels at the exact black floor (-1), the share of tiles without it (the
-noisy-background movies), and the in-training copy share and primary at the last step. A run folder that has
-finished is scored as it is (--work keeps them).
+noisy-background movies), the noise power of each kind of tile (log10 mean power above 0.5 cycles/px), and the
+in-training copy share and primary at the last step. A run folder that has finished is scored as it is (--work
+keeps them).
 
 Writes --out/fine_detail.json, fine_detail.md (the table) and fine_detail.png (a real row and a row per
 generator, each tile above its high-pass detail, x5).
@@ -146,7 +147,8 @@ def main(argv=None) -> int:
     half = np.random.default_rng(0).permutation(len(train))
     rows = {"real: training half vs half": score(train[half[: len(half) // 2]], train[half[len(half) // 2:]]),
             "real: training vs held-out": {"vs_held": score(train, held, what=("vs_train",))["vs_train"],
-                                           "floor": floor(held), "floorless": floorless(held)}}
+                                           "floor": floor(held), "floorless": floorless(held),
+                                           "hf_power": hf_power(held)}}
     shown = {"real (training)": train}
     for c in a.configs:
         for s in a.seeds:
@@ -179,10 +181,25 @@ def floor(x: np.ndarray) -> float:
     return round(float((x <= -0.999).mean()), 3)
 
 
+def _no_floor(x: np.ndarray) -> np.ndarray:
+    """Per tile: (almost) no pixel at the black floor, < 1 %: the movies whose background is noisy, not clipped."""
+    return (x <= -0.999).mean(axis=tuple(range(1, x.ndim))) < 0.01
+
+
 def floorless(x: np.ndarray) -> float:
-    """Share of tiles with (almost) no pixel at the black floor, < 1 %: tiles of the movies whose background is
-    noisy rather than clipped (on the shared data a third of the training tiles)."""
-    return round(float(((x <= -0.999).mean(axis=tuple(range(1, x.ndim))) < 0.01).mean()), 3)
+    """Share of tiles without the black floor (on the shared data a third of the training tiles)."""
+    return round(float(_no_floor(x).mean()), 3)
+
+
+def hf_power(x: np.ndarray) -> list:
+    """[tiles without -1, tiles with it]: log10 of the mean power (|FFT|², each tile less its mean) at radial
+    frequencies above 0.5 cycles/px, the camera noise a tile holds; None for an empty group."""
+    t = x.reshape(len(x), x.shape[-2], x.shape[-1]).astype(np.float64)
+    power = np.abs(np.fft.fft2(t - t.mean(axis=(1, 2), keepdims=True))) ** 2
+    fy, fx = np.meshgrid(np.fft.fftfreq(t.shape[1]), np.fft.fftfreq(t.shape[2]), indexing="ij")
+    band = np.hypot(fy, fx) > 0.5
+    noisy = _no_floor(t)
+    return [round(float(np.log10(power[m][:, band].mean())), 2) if m.any() else None for m in (noisy, ~noisy)]
 
 
 def score(fake: np.ndarray, train: np.ndarray, held: np.ndarray | None = None,
@@ -198,19 +215,23 @@ def score(fake: np.ndarray, train: np.ndarray, held: np.ndarray | None = None,
         if pairs[key][1] is not None:
             r = c2st_accuracy(*pairs[key], seed=0, **budget)
             out[key] = [round(r["accuracy"], 3), round(r["accuracy_sd"], 3)]
-    return {**out, "floor": floor(fake), "floorless": floorless(fake)}
+    return {**out, "floor": floor(fake), "floorless": floorless(fake), "hf_power": hf_power(fake)}
 
 
 def table(rows: dict) -> str:
-    def cell(v):
-        return "" if v is None else (f"{v[0]:.3f} ± {v[1]:.3f}" if isinstance(v, list) else f"{v}")
+    def cell(key, v):
+        if v is None:
+            return ""
+        if key == "hf_power":  # two log powers
+            return " / ".join("–" if p is None else f"{p:.2f}" for p in v)
+        return f"{v[0]:.3f} ± {v[1]:.3f}" if isinstance(v, list) else f"{v}"
 
     head = ["set", "C2ST vs training", "vs held-out", "blurred σ 1 px, vs training", "fine detail, vs training",
-            "pixels at -1", "tiles without -1", "copy share", "primary"]
-    keys = ["vs_train", "vs_held", "blur_vs_train", "detail_vs_train", "floor", "floorless", "copy_share",
-            "primary"]
+            "pixels at -1", "tiles without -1", "noise power, tiles without / with -1", "copy share", "primary"]
+    keys = ["vs_train", "vs_held", "blur_vs_train", "detail_vs_train", "floor", "floorless", "hf_power",
+            "copy_share", "primary"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join([name, *(cell(r.get(k)) for k in keys)]) + " |" for name, r in rows.items()]
+    lines += ["| " + " | ".join([name, *(cell(k, r.get(k)) for k in keys)]) + " |" for name, r in rows.items()]
     return "\n".join(lines) + "\n"
 
 

@@ -1,7 +1,8 @@
 """Generators, discriminators and weight initialisation.
 
 ``build_generator(model_cfg, image_size)`` maps z (B, Z) → images (B, 1, S, S) in [-1, 1] (tanh, or tanh
-stretched and clipped: ``model.g_output``), with noise inputs that are a fixed function of z (``model.g_noise``, ``model.g_pixel_noise``);
+stretched and clipped: ``model.g_output``), with noise that is a fixed function of z (``model.g_noise``,
+``model.g_pixel_noise``);
 ``build_discriminator(model_cfg, image_size)`` maps (B, 1, S, S) → logits / critic values (B,).
 Every network stores its constructor arguments in ``.config`` so it can be rebuilt from a plain dict:
 ``generator_from_config(g.config)`` + ``load_state_dict`` (export never pickles modules).

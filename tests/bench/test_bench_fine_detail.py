@@ -49,14 +49,22 @@ def test_the_columns_tell_coarse_from_fine_detail(bf):
     some[0, 0, 0, 0] = -1  # 1 % of a tile at the floor counts as a floor
     some[1, 0, :5] = -1
     assert bf.floorless(some) == 0.5 and 0 <= missing["floorless"] <= 1
+    # the noise power sees the fine noise, per kind of tile (none here is without the floor: smooth fields dip to -1)
+    noisy_power, smooth_power = bf.hf_power(train), bf.hf_power(smooth)
+    # white noise of sd 0.15 has power 0.15² · 32² = 23 (log10 1.36) at every frequency, less where clipped; the
+    # smooth fields only have their clipped edges' power there
+    assert noisy_power[1] > 1.0 > smooth_power[1]
+    lifted = np.clip(_tiles(rng, 20, True) * 0.5, -0.9, 1)  # no pixel at -1: all in the first group
+    assert bf.hf_power(lifted)[1] is None and bf.hf_power(lifted)[0] is not None
 
 
 def test_table_and_figure(bf, tmp_path):
     rows = {"real: training half vs half": {"vs_train": [0.5, 0.01], "floor": 0.3},
-            "fine-s0": {"vs_train": [0.79, 0.02], "vs_held": [0.9, 0.01], "copy_share": 0.1, "primary": -0.2}}
+            "fine-s0": {"vs_train": [0.79, 0.02], "vs_held": [0.9, 0.01], "hf_power": [0.36, None], "copy_share": 0.1,
+                        "primary": -0.2}}
     md = bf.table(rows).splitlines()
     assert md[0].startswith("| set | C2ST vs training") and len(md) == 4
-    assert "| fine-s0 | 0.790 ± 0.020 | 0.900 ± 0.010 |  |  |  |  | 0.1 | -0.2 |" == md[3]
+    assert "| fine-s0 | 0.790 ± 0.020 | 0.900 ± 0.010 |  |  |  |  | 0.36 / – | 0.1 | -0.2 |" == md[3]
     rng = np.random.default_rng(1)
     bf.figure({"real": _tiles(rng, 12, True), "fine": _tiles(rng, 12, False)}, tmp_path / "f.png")
     import cv2
