@@ -83,7 +83,8 @@ class ResNetGenerator(nn.Module):
             blocks += [GBlock(ch[i + 1], ch[i + 1], False, norm, activation) for _ in range(depth)]
         self.blocks = nn.Sequential(*blocks)
         self.noise = nn.ModuleDict(noises)  # block index → noise added after it; empty without noise
-        self.out = nn.Sequential(make_norm(norm, width), make_act(activation), nn.Conv2d(width, 1 + pixel_noise, 3, 1, 1))
+        self.out = nn.Sequential(make_norm(norm, width), make_act(activation),
+                                 nn.Conv2d(width, 1 + pixel_noise, 3, 1, 1))  # the image (and its noise level)
         self.image_noise = image_noise(latent_dim, image_size, noise, pixel_noise, seed=n)
         self.out_act = make_out(output)
 
