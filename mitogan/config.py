@@ -398,6 +398,9 @@ class ModelConfig(Section):
     activation: str = _f("leaky_relu", "hidden activation (the DCGAN generator uses relu where this says "
                          "leaky_relu, as in DCGAN; fastgan's generator uses it in its excitation gates only)",
                          choices=("relu", "leaky_relu", "elu", "silu"))
+    condition: str = _f("none", "source: condition both networks on the video a tile came from (projection "
+                        "discriminator; the generator draws each video in its share of the training tiles), so "
+                        "rarer kinds of movie are not dropped or drawn as one template", choices=("none", "source"))
     recon_weight: float = _f(1.0, "fastgan only: weight of the discriminator's self-supervised reconstruction "
                              "loss on real images (0: no decoders)", lo=0.0, hi=100.0)
 
