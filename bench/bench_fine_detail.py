@@ -13,7 +13,7 @@ on one thread, with:
     fine          all three: model.g_noise=true, model.g_output=clip, model.g_upsample=resize
     pixel         model.g_pixel_noise=true (noise on the image at a level drawn per pixel), clip, resize
     fine-pixel    all four
-    fine-source   fine, conditioned on the source video (model.condition=source)
+    fine-ms       fine, with the mode-seeking term in the generator loss (loss.mode_seeking=1)
 
 Each exported generator draws --n tiles (`mitogan synth`), scored by the classifier two-sample test
 (`mitogan.metrics.c2st.c2st_accuracy`, its default budget, seed 0) against the training split it learned from and
@@ -50,8 +50,7 @@ CONFIGS = {"base": [],
            "pixel": ["model.g_pixel_noise=true", "model.g_output=clip", "model.g_upsample=resize"],
            "fine-pixel": ["model.g_noise=true", "model.g_pixel_noise=true", "model.g_output=clip",
                           "model.g_upsample=resize"],
-           "fine-source": ["model.g_noise=true", "model.g_output=clip", "model.g_upsample=resize",
-                           "model.condition=source"]}
+           "fine-ms": ["model.g_noise=true", "model.g_output=clip", "model.g_upsample=resize", "loss.mode_seeking=1"]}
 
 
 class UsageError(Exception):

@@ -398,9 +398,6 @@ class ModelConfig(Section):
     activation: str = _f("leaky_relu", "hidden activation (the DCGAN generator uses relu where this says "
                          "leaky_relu, as in DCGAN; fastgan's generator uses it in its excitation gates only)",
                          choices=("relu", "leaky_relu", "elu", "silu"))
-    condition: str = _f("none", "source: condition both networks on the video a tile came from (projection "
-                        "discriminator; the generator draws each video in its share of the training tiles), so "
-                        "rarer kinds of movie are not dropped or drawn as one template", choices=("none", "source"))
     recon_weight: float = _f(1.0, "fastgan only: weight of the discriminator's self-supervised reconstruction "
                              "loss on real images (0: no decoders)", lo=0.0, hi=100.0)
 
@@ -414,6 +411,9 @@ class LossConfig(Section):
     clip: float = _f(0.01, "critic weight clip (wgan_clip only)", lo=1e-5, hi=10.0)
     gp_lambda: float = _f(10.0, "gradient-penalty weight (wgan_gp only)", lo=0.0, hi=1000.0)
     r1_gamma: float = _f(0.0, "R1 penalty weight on real images (0: off)", lo=0.0, hi=1000.0)
+    mode_seeking: float = _f(0.0, "weight of the mode-seeking term in the generator loss (MSGAN, Mao et al. 2019: "
+                             "1 / the image distance per latent distance of pairs in the batch; 0: off): against "
+                             "generators that draw a few templates", lo=0.0, hi=100.0)
     n_critic: int = _f(1, "discriminator steps per generator step", lo=1, hi=20)
 
 

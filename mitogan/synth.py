@@ -180,17 +180,12 @@ def check_bundle_config(bundle, config: dict) -> None:
     names = {"arch": "model.arch", "latent_dim": "model.latent_dim", "width": "model.g_width",
              "depth": "model.depth", "norm": "model.g_norm", "activation": "model.activation",
              "image_size": "preprocess.tile.size", "noise": "model.g_noise", "output": "model.g_output",
-             "upsample": "model.g_upsample", "pixel_noise": "model.g_pixel_noise", "classes": None}
+             "upsample": "model.g_upsample", "pixel_noise": "model.g_pixel_noise"}
     unknown = sorted(set(gen) - set(names))
     if unknown or not {"arch", "latent_dim", "image_size"} <= set(gen):
         raise InputError(where, f"generator settings {sorted(gen)} are not those of a MitoGAN generator"
                                 f"{f' (unknown: {unknown[0]})' if unknown else ''}")
     for key, value in gen.items():
-        if key == "classes":  # conditioned on the source video (model.condition: source): how many
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise InputError(where, f"invalid setting generator.classes: {value!r} is not a number of videos "
-                                        "(an integer >= 1)")
-            continue
         try:
             from_flat(Config, {names[key]: value})
         except ConfigError as e:

@@ -34,7 +34,6 @@ augmentation state and the report history, so ``resume=`` continues the very sam
 from __future__ import annotations
 
 import copy
-import functools
 import json
 import math
 import random
@@ -53,7 +52,6 @@ from mitogan.config import Config, save_config, to_flat
 from mitogan.errors import ConfigError, InputError
 from mitogan.fsutil import atomic_write
 from mitogan.models import build_discriminator, build_generator, discriminate_real, init_weights
-from mitogan.models.conditional import class_prior
 from mitogan.report import SIGNALS, TrainReport, scalars
 from mitogan.simmix import sim_rows
 from mitogan.stopping import signals
@@ -99,7 +97,6 @@ class _State:
     acc: dict = field(default_factory=dict)
     sim: Optional[torch.Tensor] = None  # (M, 1, S, S) simulator tiles mixed into real batches (train.sim_share)
     sim_info: Optional[dict] = None  # their provenance (mitogan.simmix.sim_tiles), kept in the checkpoint
-    labels: Optional[torch.Tensor] = None  # (N,) int64 source video of each real tile (model.condition: source)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -139,16 +136,11 @@ def _seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _build_state(cfg: Config, device: torch.device, prior: Optional[torch.Tensor] = None) -> _State:
-    """Fresh networks (initialised), optimisers and RNGs for ``cfg``; seeds the global RNGs. ``prior``: the
-    share of each class (source video) of the real batches, for networks conditioned on it."""
+def _build_state(cfg: Config, device: torch.device) -> _State:
+    """Fresh networks (initialised), optimisers and RNGs for ``cfg``; seeds the global RNGs."""
     _seed(cfg.train.seed)
-    classes = 1 if prior is None else len(prior)
-    G = init_weights(build_generator(cfg.model, cfg.image_size, classes), cfg.init.scheme, cfg.init.gain)
-    D = init_weights(build_discriminator(cfg.model, cfg.image_size, classes), cfg.init.scheme, cfg.init.gain)
-    if prior is not None:
-        G.set_prior(prior), D.set_prior(prior)
-    G, D = G.to(device), D.to(device)
+    G = init_weights(build_generator(cfg.model, cfg.image_size), cfg.init.scheme, cfg.init.gain).to(device)
+    D = init_weights(build_discriminator(cfg.model, cfg.image_size), cfg.init.scheme, cfg.init.gain).to(device)
     if device.type == "cuda" and cfg.train.channels_last:
         G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
     ema = copy.deepcopy(G).eval().requires_grad_(False)
@@ -165,20 +157,6 @@ def _build_state(cfg: Config, device: torch.device, prior: Optional[torch.Tensor
         data_gen=torch.Generator().manual_seed(cfg.train.seed),
         z_fixed=torch.randn(cfg.train.n_samples, cfg.model.latent_dim, generator=z_gen).to(device),
         device=device, amp=amp, amp_dtype=amp_dtype, acc=_new_acc(device))
-
-
-def _source_classes(tiles, n: int, cfg: Config) -> tuple[Optional[np.ndarray], Optional[torch.Tensor]]:
-    """For ``model.condition: source``: each real tile's class (its source video, numbered 0..K-1 in order of
-    the sources; bare arrays are one video) and the class prior of the real batches (K shares, and one more for
-    the simulator's tiles when train.sim_share > 0). (None, None) otherwise."""
-    if cfg.model.condition != "source":
-        return None, None
-    source = getattr(tiles, "source", None)
-    labels = np.zeros(n, np.int64) if source is None else np.unique(np.asarray(source), return_inverse=True)[1]
-    prior = class_prior(labels, int(labels.max()) + 1)
-    if cfg.train.sim_share > 0:
-        prior = torch.cat([prior * (1 - cfg.train.sim_share), torch.tensor([cfg.train.sim_share])])
-    return labels.astype(np.int64), prior
 
 
 def _new_acc(device) -> dict:
@@ -216,22 +194,21 @@ def _autocast(st: _State):
 def _d_step(st: _State, cfg: Config, data: torch.Tensor) -> None:
     """One discriminator update on a random real batch and a fresh fake batch."""
     b, kind = cfg.train.batch_size, cfg.loss.kind
-    real, y_real = _real_batch(st, cfg, data)
+    real = _real_batch(st, cfg, data)
     z = torch.randn(b, cfg.model.latent_dim, device=st.device)
-    d_real, d_fake = _judge(st, y_real), _judge(st, _fake_labels(st, z))
     with _autocast(st):
         with torch.no_grad():
             fake = st.G(z)  # (B, 1, S, S)
         real_a, fake_a = diff_augment(real, cfg.augment, st.ada.p), diff_augment(fake, cfg.augment, st.ada.p)
-        out_r, aux = discriminate_real(st.D, real_a, y_real)  # (B,), a scalar (a self-supervised D's extra loss)
-        out_f = d_fake(fake_a)  # (B,)
+        out_r, aux = discriminate_real(st.D, real_a)  # (B,), a scalar (a self-supervised D's extra loss)
+        out_f = st.D(fake_a)  # (B,)
         loss = losses.d_loss(kind, out_r, out_f)
     penalty = aux.float()
     with torch.autocast(device_type=st.device.type, enabled=False):  # penalties in fp32: double backprop
-        if kind == "wgan_gp" and cfg.loss.gp_lambda > 0:  # interpolates judged as the real images' videos
-            penalty = penalty + cfg.loss.gp_lambda * losses.gradient_penalty(d_real, real_a.float(), fake_a.float())
+        if kind == "wgan_gp" and cfg.loss.gp_lambda > 0:
+            penalty = penalty + cfg.loss.gp_lambda * losses.gradient_penalty(st.D, real_a.float(), fake_a.float())
         if cfg.loss.r1_gamma > 0:
-            penalty = penalty + 0.5 * cfg.loss.r1_gamma * losses.r1_penalty(d_real, real_a.float())
+            penalty = penalty + 0.5 * cfg.loss.r1_gamma * losses.r1_penalty(st.D, real_a.float())
     total = loss + penalty
     st.opt_d.zero_grad(set_to_none=True)
     st.scaler_d.scale(total).backward()
@@ -247,31 +224,17 @@ def _d_step(st: _State, cfg: Config, data: torch.Tensor) -> None:
                 d_fake=out_f.float().mean(), grad_norm_d=gn)
 
 
-def _real_batch(st: _State, cfg: Config, data: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+def _real_batch(st: _State, cfg: Config, data: torch.Tensor) -> torch.Tensor:
     """The discriminator's "real" batch (B, 1, S, S): random real tiles, each replaced by a random simulator
-    tile with probability train.sim_share when simulator tiles are mixed in (mitogan.simmix); and their classes
-    (B,) for conditioned networks (the simulator's is the last), else None."""
+    tile with probability train.sim_share when simulator tiles are mixed in (mitogan.simmix)."""
     b = cfg.train.batch_size
     # CPU generator (checkpointed, same stream on any device); the copy needs no wait for the GPU
     idx = torch.randint(data.shape[0], (b,), generator=st.data_gen).to(st.device, non_blocking=True)
-    y = None if st.labels is None else st.labels[idx]
     if st.sim is None:  # no extra draws: runs without simulator tiles keep their random stream
-        return data[idx], y
-    take = sim_rows(b, cfg.train.sim_share, st.data_gen).to(st.device)
+        return data[idx]
+    take = sim_rows(b, cfg.train.sim_share, st.data_gen).to(st.device).view(b, 1, 1, 1)
     j = torch.randint(st.sim.shape[0], (b,), generator=st.data_gen).to(st.device, non_blocking=True)
-    if y is not None:
-        y = torch.where(take, len(st.D.prior) - 1, y)
-    return torch.where(take.view(b, 1, 1, 1), st.sim[j], data[idx]), y
-
-
-def _fake_labels(st: _State, z: torch.Tensor) -> Optional[torch.Tensor]:
-    """The class each latent draws (conditioned networks), else None."""
-    return None if st.labels is None else st.G.labels(z)
-
-
-def _judge(st: _State, y: Optional[torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
-    """D as a function of images alone: judging them as videos ``y`` when conditioned."""
-    return st.D if y is None else functools.partial(st.D, y=y)
+    return torch.where(take, st.sim[j], data[idx])
 
 
 def _g_step(st: _State, cfg: Config) -> None:
@@ -280,8 +243,11 @@ def _g_step(st: _State, cfg: Config) -> None:
     z = torch.randn(b, cfg.model.latent_dim, device=st.device)
     st.D.requires_grad_(False)  # no D gradients needed: saves a third of the backward
     with _autocast(st):
-        out = _judge(st, _fake_labels(st, z))(diff_augment(st.G(z), cfg.augment, st.ada.p))  # (B,)
+        fake = st.G(z)  # (B, 1, S, S)
+        out = st.D(diff_augment(fake, cfg.augment, st.ada.p))  # (B,)
         loss = losses.g_loss(cfg.loss.kind, out)
+        if cfg.loss.mode_seeking > 0:
+            loss = loss + cfg.loss.mode_seeking * losses.mode_seeking(fake, z)
     st.opt_g.zero_grad(set_to_none=True)
     st.scaler_g.scale(loss).backward()
     st.scaler_g.unscale_(st.opt_g)
@@ -444,10 +410,6 @@ def _restore(st: _State, ckpt: dict, cfg: Config, path) -> None:
         if new.get(key) != value:
             raise ConfigError(f"{key}: the checkpoint {path} was trained with {value!r}, the config says "
                               f"{new.get(key)!r} (resume needs the same architecture)")
-    was, now = ckpt["generator_config"].get("classes"), st.G.config.get("classes")
-    if was != now:
-        raise InputError(path, f"was trained on tiles of {was} source videos, these tiles have {now} "
-                               "(model.condition: source): resume with the tiles it was trained on")
     st.G.load_state_dict(ckpt["G"])
     st.D.load_state_dict(ckpt["D"])
     st.ema.load_state_dict(ckpt["EMA"])
@@ -569,12 +531,10 @@ def train(cfg: Config, tiles, *, out_dir=None, on_report: Optional[Callable[[Tra
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     device = _device(cfg.train)
-    labels, prior = _source_classes(tiles, len(data_np), cfg)
-    st = _build_state(cfg, device, prior)
+    st = _build_state(cfg, device)
     if resume is not None:
         _restore(st, load_checkpoint(resume, map_location=device), cfg, resume)
     data = torch.from_numpy(data_np).to(device)
-    st.labels = None if labels is None else torch.from_numpy(labels).to(device)
     _load_sim(st, cfg, getattr(tiles, "meta", None))
     ref = np.random.default_rng(cfg.train.seed).choice(len(data_np), min(cfg.train.n_samples, len(data_np)),
                                                        replace=False)

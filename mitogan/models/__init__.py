@@ -10,12 +10,7 @@ Every network stores its constructor arguments in ``.config`` so it can be rebui
 A family is one entry of ``FAMILIES``: its generator and discriminator classes and the ``model.*`` keys
 its discriminator takes beyond the common ones. A discriminator that learns more from real images than
 real/fake (FastGAN's reconstruction decoders) defines ``forward_real(x) -> (logits, aux_loss)``; the
-trainer calls it through ``discriminate_real`` and needs no case per family. Every discriminator splits into
-``features(x)`` (its last feature maps, ``feature_channels`` of them) and ``logits(features)``.
-
-With ``model.condition: source`` both networks are wrapped (``mitogan.models.conditional``): the generator
-draws the source video from z, the discriminator takes the video as a second input; ``classes`` (the number
-of videos) is stored in both configs.
+trainer calls it through ``discriminate_real`` and needs no case per family.
 """
 
 from __future__ import annotations
@@ -25,7 +20,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from mitogan.models.conditional import ConditionedDiscriminator, ConditionedGenerator
 from mitogan.models.dcgan import DCGANDiscriminator, DCGANGenerator
 from mitogan.models.fastgan import FastGANDiscriminator, FastGANGenerator
 from mitogan.models.init import INIT_SCHEMES, init_weights
@@ -34,7 +28,7 @@ from mitogan.models.resnet import ResNetDiscriminator, ResNetGenerator
 __all__ = ["build_generator", "build_discriminator", "generator_from_config", "discriminator_from_config",
            "discriminate_real", "init_weights", "INIT_SCHEMES", "FAMILIES", "Family", "DCGANGenerator",
            "DCGANDiscriminator", "ResNetGenerator", "ResNetDiscriminator", "FastGANGenerator",
-           "FastGANDiscriminator", "ConditionedGenerator", "ConditionedDiscriminator", "count_params"]
+           "FastGANDiscriminator", "count_params"]
 
 
 @dataclass(frozen=True)
@@ -54,25 +48,22 @@ FAMILIES = {
 }
 
 
-def build_generator(model_cfg, image_size: int, classes: int = 1) -> nn.Module:
-    """The generator described by a ``ModelConfig`` for ``image_size`` px tiles (not yet initialised);
-    conditioned on ``classes`` source videos when ``model.condition`` is ``source``."""
+def build_generator(model_cfg, image_size: int) -> nn.Module:
+    """The generator described by a ``ModelConfig`` for ``image_size`` px tiles (not yet initialised)."""
     family = FAMILIES[model_cfg.arch]
     extra = {arg: getattr(model_cfg, key) for key, arg in family.g_keys}
-    g = family.generator(
+    return family.generator(
         image_size=image_size, latent_dim=model_cfg.latent_dim, width=model_cfg.g_width, depth=model_cfg.depth,
         norm=model_cfg.g_norm, activation=_g_act(model_cfg), noise=model_cfg.g_noise, output=model_cfg.g_output,
         pixel_noise=model_cfg.g_pixel_noise, **extra)
-    return ConditionedGenerator(g, classes) if model_cfg.condition == "source" else g
 
 
-def build_discriminator(model_cfg, image_size: int, classes: int = 1) -> nn.Module:
-    """The discriminator/critic described by a ``ModelConfig`` (not yet initialised); see ``build_generator``."""
+def build_discriminator(model_cfg, image_size: int) -> nn.Module:
+    """The discriminator/critic described by a ``ModelConfig`` (not yet initialised)."""
     family = FAMILIES[model_cfg.arch]
     extra = {k: getattr(model_cfg, k) for k in family.d_keys}
-    d = family.discriminator(image_size=image_size, width=model_cfg.d_width, depth=model_cfg.depth,
-                             norm=model_cfg.d_norm, activation=model_cfg.activation, **extra)
-    return ConditionedDiscriminator(d, classes) if model_cfg.condition == "source" else d
+    return family.discriminator(image_size=image_size, width=model_cfg.d_width, depth=model_cfg.depth,
+                                norm=model_cfg.d_norm, activation=model_cfg.activation, **extra)
 
 
 def _g_act(model_cfg) -> str:
@@ -80,16 +71,13 @@ def _g_act(model_cfg) -> str:
     return "relu" if model_cfg.activation == "leaky_relu" and model_cfg.arch == "dcgan" else model_cfg.activation
 
 
-def discriminate_real(disc: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
-    """D's outputs (B,) on real images (B, 1, S, S) and its auxiliary loss on them (a scalar, 0 for most);
-    ``y``: their source videos (B,), for a conditioned discriminator."""
-    args = (x,) if y is None else (x, y)
+def discriminate_real(disc: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """D's outputs (B,) on real images (B, 1, S, S) and its auxiliary loss on them (a scalar, 0 for most)."""
     forward_real = getattr(disc, "forward_real", None)
     if forward_real is None:
-        out = disc(*args)
+        out = disc(x)
         return out, out.new_zeros(())
-    return forward_real(*args)
+    return forward_real(x)
 
 
 def generator_from_config(config: dict) -> nn.Module:
@@ -105,13 +93,9 @@ def discriminator_from_config(config: dict) -> nn.Module:
 def _from_config(kind: str, config: dict) -> nn.Module:
     config = dict(config)
     arch = config.pop("arch")
-    classes = config.pop("classes", None)
     if arch not in FAMILIES:
         raise ValueError(f"unknown {kind} arch {arch!r} (one of {sorted(FAMILIES)})")
-    net = getattr(FAMILIES[arch], kind)(**config)
-    if classes is None:
-        return net
-    return (ConditionedGenerator if kind == "generator" else ConditionedDiscriminator)(net, classes)
+    return getattr(FAMILIES[arch], kind)(**config)
 
 
 def count_params(module: nn.Module) -> int:

@@ -87,14 +87,6 @@ class DCGANDiscriminator(nn.Module):
                            make_act(activation)]
         layers += [maybe_sn(nn.Conv2d(ch[-1], 1, 4, 1, 0), norm)]  # (B, C, 4, 4) → (B, 1, 1, 1)
         self.net = nn.Sequential(*layers)
-        self.feature_channels = ch[-1]
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The last features (B, C, 4, 4), before the output layer."""
-        return self.net[:-1](x)
-
-    def logits(self, feats: torch.Tensor) -> torch.Tensor:
-        return self.net[-1](feats).flatten()  # (B,)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.logits(self.features(x))
+        return self.net(x).flatten()  # (B,)

@@ -172,14 +172,13 @@ class FastGANDiscriminator(nn.Module):
         c4 = _channels(image_size, width, 4)
         self.head = nn.Sequential(maybe_sn(nn.Conv2d(ch[-1], c4, 1, 1, 0, bias=False), norm), make_norm(norm, c4),
                                   make_act(activation), maybe_sn(nn.Conv2d(c4, 1, 4, 1, 0), norm))
-        self.feature_channels = ch[-1]
         self.recon_weight = recon_weight
         self.rec_size = min(image_size // 2, 64)
         if recon_weight > 0:
             self.dec_all = _decoder(ch[-1], width, self.rec_size, norm)
             self.dec_part = _decoder(ch[-2], width, self.rec_size, norm)
 
-    def _maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 1, S, S) → the 16x16 and 8x8 feature maps."""
         h = self.stem(x)  # (B, C_S, S, S)
         f16 = h if self.res[0] == 16 else None
@@ -189,29 +188,21 @@ class FastGANDiscriminator(nn.Module):
                 f16 = h
         return f16, h  # (B, C16, 16, 16), (B, C8, 8, 8)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The last features (B, C8, 8, 8), before the head."""
-        return self._maps(x)[1]
-
-    def logits(self, f8: torch.Tensor) -> torch.Tensor:
+    def _logits(self, f8: torch.Tensor) -> torch.Tensor:
         return self.head(f8).mean(dim=(1, 2, 3))  # (B, 1, 5, 5) patch logits → (B,)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.logits(self.features(x))
+        return self._logits(self._features(x)[1])
 
     def forward_real(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits (B,) on real images and the weighted reconstruction loss (a scalar; 0 without decoders)."""
-        f8, loss = self.features_real(x)
-        return self.logits(f8), loss
-
-    def features_real(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The last features (as ``features``) and the weighted reconstruction loss on real images.
+        """Logits (B,) on real images and the weighted reconstruction loss (a scalar; 0 without decoders).
 
         The quadrant each image's part decoder sees is drawn from the global torch RNG on ``x``'s device.
         """
-        f16, f8 = self._maps(x)
+        f16, f8 = self._features(x)
+        logits = self._logits(f8)
         if self.recon_weight <= 0:
-            return f8, f8.new_zeros(())
+            return logits, logits.new_zeros(())
         b, s = x.shape[0], self.rec_size
         q = torch.randint(4, (b,), device=x.device)
         rec_all = self.dec_all(f8)  # (B, 1, s, s)
@@ -219,7 +210,7 @@ class FastGANDiscriminator(nn.Module):
         target_all = F.adaptive_avg_pool2d(x, s)
         target_part = F.adaptive_avg_pool2d(_quadrant(x, q), s)
         loss = F.l1_loss(rec_all.float(), target_all.float()) + F.l1_loss(rec_part.float(), target_part.float())
-        return f8, self.recon_weight * loss
+        return logits, self.recon_weight * loss
 
 
 def _quadrant(x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:

@@ -118,14 +118,7 @@ class ResNetDiscriminator(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         self.act = make_act(activation)
         self.fc = maybe_sn(nn.Linear(ch[-1], 1), norm)
-        self.feature_channels = ch[-1]
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The last features (B, C, 4, 4), before pooling and the output layer."""
-        return self.act(self.blocks(x))
-
-    def logits(self, feats: torch.Tensor) -> torch.Tensor:
-        return self.fc(feats.sum(dim=(2, 3))).flatten()  # (B, C, 4, 4) → (B, C) → (B,)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.logits(self.features(x))
+        h = self.act(self.blocks(x)).sum(dim=(2, 3))  # (B, C, 4, 4) → (B, C)
+        return self.fc(h).flatten()  # (B,)
