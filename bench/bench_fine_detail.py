@@ -13,7 +13,6 @@ on one thread, with:
     fine          all three: model.g_noise=true, model.g_output=clip, model.g_upsample=resize
     pixel         model.g_pixel_noise=true (noise on the image at a level drawn per pixel), clip, resize
     fine-pixel    all four
-    fine-ms       fine, with the mode-seeking term in the generator loss (loss.mode_seeking=1)
 
 Each exported generator draws --n tiles (`mitogan synth`), scored by the classifier two-sample test
 (`mitogan.metrics.c2st.c2st_accuracy`, its default budget, seed 0) against the training split it learned from and
@@ -49,8 +48,7 @@ CONFIGS = {"base": [],
            "fine": ["model.g_noise=true", "model.g_output=clip", "model.g_upsample=resize"],
            "pixel": ["model.g_pixel_noise=true", "model.g_output=clip", "model.g_upsample=resize"],
            "fine-pixel": ["model.g_noise=true", "model.g_pixel_noise=true", "model.g_output=clip",
-                          "model.g_upsample=resize"],
-           "fine-ms": ["model.g_noise=true", "model.g_output=clip", "model.g_upsample=resize", "loss.mode_seeking=1"]}
+                          "model.g_upsample=resize"]}
 
 
 class UsageError(Exception):

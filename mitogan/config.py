@@ -411,9 +411,6 @@ class LossConfig(Section):
     clip: float = _f(0.01, "critic weight clip (wgan_clip only)", lo=1e-5, hi=10.0)
     gp_lambda: float = _f(10.0, "gradient-penalty weight (wgan_gp only)", lo=0.0, hi=1000.0)
     r1_gamma: float = _f(0.0, "R1 penalty weight on real images (0: off)", lo=0.0, hi=1000.0)
-    mode_seeking: float = _f(0.0, "weight of the mode-seeking term in the generator loss (MSGAN, Mao et al. 2019: "
-                             "1 / the image distance per latent distance of pairs in the batch; 0: off): against "
-                             "generators that draw a few templates", lo=0.0, hi=100.0)
     n_critic: int = _f(1, "discriminator steps per generator step", lo=1, hi=20)
 
 

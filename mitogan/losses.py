@@ -11,8 +11,7 @@ the Wasserstein losses and ``hinge``) and return scalar tensors to *minimise*.
 | hinge      | E[relu(1 - D(x))] + E[relu(1 + D(G(z)))]     | -E[D(G(z))]             |
 
 The generator loss for ``bce`` is the non-saturating one of Goodfellow et al. R1 (Mescheder et al.
-2018) is γ/2·E[‖∇D(x)‖²] on real images and can be added to any loss. The mode-seeking term (``mode_seeking``,
-MSGAN: Mao et al., CVPR 2019) can be added to any generator loss.
+2018) is γ/2·E[‖∇D(x)‖²] on real images and can be added to any loss.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["LOSSES", "d_loss", "g_loss", "mode_seeking", "gradient_penalty", "r1_penalty", "clip_weights"]
+__all__ = ["LOSSES", "d_loss", "g_loss", "gradient_penalty", "r1_penalty", "clip_weights"]
 
 LOSSES = ("bce", "wgan_clip", "wgan_gp", "hinge")
 
@@ -46,18 +45,6 @@ def g_loss(kind: str, fake: torch.Tensor) -> torch.Tensor:
     if kind in ("wgan_clip", "wgan_gp", "hinge"):
         return -fake.mean()
     raise ValueError(f"unknown loss {kind!r} (one of {LOSSES})")
-
-
-def mode_seeking(fake: torch.Tensor, z: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """MSGAN's mode-seeking term 1 / (mean|G(z₁) - G(z₂)| / mean|z₁ - z₂| + eps), the pairs being the first and
-    second half of the batch (fake (B, 1, S, S) = G(z), z (B, Z)): large when different latents draw the same
-    image, the generator that repeats a few templates."""
-    h = fake.shape[0] // 2
-    if h == 0:
-        return fake.new_zeros((), dtype=torch.float32)
-    d_img = (fake[:h].float() - fake[h:2 * h].float()).abs().mean()
-    d_z = (z[:h].float() - z[h:2 * h].float()).abs().mean()
-    return 1.0 / (d_img / d_z + eps)
 
 
 def gradient_penalty(disc: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:

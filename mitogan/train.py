@@ -243,11 +243,8 @@ def _g_step(st: _State, cfg: Config) -> None:
     z = torch.randn(b, cfg.model.latent_dim, device=st.device)
     st.D.requires_grad_(False)  # no D gradients needed: saves a third of the backward
     with _autocast(st):
-        fake = st.G(z)  # (B, 1, S, S)
-        out = st.D(diff_augment(fake, cfg.augment, st.ada.p))  # (B,)
+        out = st.D(diff_augment(st.G(z), cfg.augment, st.ada.p))  # (B, 1, S, S) → (B,)
         loss = losses.g_loss(cfg.loss.kind, out)
-        if cfg.loss.mode_seeking > 0:
-            loss = loss + cfg.loss.mode_seeking * losses.mode_seeking(fake, z)
     st.opt_g.zero_grad(set_to_none=True)
     st.scaler_g.scale(loss).backward()
     st.scaler_g.unscale_(st.opt_g)
