@@ -85,6 +85,20 @@ def _edit_rows(d, tiles, st, base) -> list[dict]:
              "note": "change of D's score"} for r in res]
 
 
+def _sanity_rows(checks_of: dict, reported: list) -> list[dict]:
+    """One row per method, from its check on the real tiles; ``passed`` only if it is reported (it passed on
+    every set), and the generated tiles' check, where it ran, under ``generated``."""
+    generated = {c["method"]: c for c in checks_of.get("generated", [])}
+    rows = []
+    for c in checks_of["real"]:
+        row = {**c, "passed": c["method"] in reported}
+        if c["method"] in generated:
+            g = generated[c["method"]]
+            row["generated"] = {"median_rank_corr": g["median_rank_corr"], "passed": g["passed"]}
+        rows.append(row)
+    return rows
+
+
 def explain_discriminator(d: torch.nn.Module, real: np.ndarray, fake: np.ndarray | None, out_dir, *,
                           methods=attribution.METHODS, n_sanity: int = 32, n_overlay: int = 8, n_boot: int = 200,
                           info: dict | None = None, progress: bool = False) -> dict:
@@ -103,12 +117,18 @@ def explain_discriminator(d: torch.nn.Module, real: np.ndarray, fake: np.ndarray
     for label, tiles in sets.items():
         score_all[label] = attribution.scores(d, tiles)
     _check_scores(score_all)
+    # a method is reported only if it passes the check on every set: on the real tiles first, then (only the
+    # methods that passed there) on the generated ones
+    maps_of, checks_of = {}, {}
+    for label, tiles in sets.items():
+        todo = methods if label == "real" else [m for m in methods if m in maps_of["real"]]
+        maps_of[label], checks_of[label] = _maps(d, tiles, todo, n_sanity, progress)
+    reported = [m for m in maps_of["real"] if all(m in maps for maps in maps_of.values())]
+    summary["sanity"], summary["reported_methods"] = _sanity_rows(checks_of, reported), reported
     for label, tiles in sets.items():
         if label not in st_all:
             st_all[label] = geometry.structures(tiles, splits, threshold=thr)
-        maps, checks = _maps(d, tiles, methods, n_sanity, progress)
-        if label == "real":
-            summary["sanity"], summary["reported_methods"] = checks, list(maps)
+        maps = {m: maps_of[label][m] for m in reported}
         rows += _geometry_rows(maps, st_all[label], label)
         if maps:
             idx = _pick(len(tiles), n_overlay, 0)

@@ -190,3 +190,37 @@ def test_the_real_tiles_structures_are_computed_once_and_equal_the_fitted_ones(t
     assert own.splits == again.splits
     for field in ("masks", "mask", "skel_width", "skel_curv", "counts"):
         np.testing.assert_array_equal(getattr(own, field), getattr(again, field))
+
+
+def test_a_method_that_fails_its_check_on_the_generated_tiles_is_reported_for_no_set(tiles, tmp_path, monkeypatch):
+    """A method is reported only where its model-randomisation check passed on every set: one that passes on
+    the real tiles and fails on the generated ones appears in no row and no overlay, and the summary and the
+    page say where it failed. (The check's verdict is forced per set here; the check itself is tested above.)"""
+    import json
+
+    from mitogan.config import Config, apply_overrides
+    from mitogan.explain.pipeline import explain_discriminator
+    from mitogan.models import build_discriminator
+
+    real = tiles[:16]
+    fake = np.ascontiguousarray(tiles[16:32][:, :, ::-1])  # other tiles, flipped: a different set
+    real_check = attribution.sanity_check
+
+    def check(d, x, method, **kw):
+        res = real_check(d, x, method, **kw)
+        on_fake = np.array_equal(x, fake[:len(x)])
+        return attribution.SanityResult(res.method, res.median_rank_corr, res.n_images,
+                                        passed=not (method == "gradient" and on_fake))
+
+    monkeypatch.setattr(attribution, "sanity_check", check)
+    torch.manual_seed(0)
+    d = build_discriminator(apply_overrides(Config(), ["model.d_width=8"]).model, 32).eval()
+    result = explain_discriminator(d, real, fake, tmp_path, methods=("gradient", "grad_cam"), n_sanity=4, n_boot=3)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["reported_methods"] == ["grad_cam"]
+    rows = {c["method"]: c for c in summary["sanity"]}
+    assert rows["gradient"]["passed"] is False and rows["gradient"]["generated"]["passed"] is False
+    assert rows["grad_cam"]["passed"] is True and rows["grad_cam"]["generated"]["passed"] is True
+    geometry_methods = {(r["set"], r["method"]) for r in result["rows"] if r["level"] == "geometry"}
+    assert geometry_methods == {("real", "grad_cam"), ("generated", "grad_cam")}
+    assert "FAILED on the generated tiles" in (tmp_path / "index.html").read_text()
