@@ -383,15 +383,15 @@ class ModelConfig(Section):
     d_width: int = _f(32, "discriminator channels at full resolution", lo=4, hi=1024)
     depth: int = _f(0, "extra 3x3 conv layers (or residual blocks) per resolution stage", lo=0, hi=4)
     g_norm: str = _f("batch", "generator normalisation", choices=("batch", "instance", "layer", "none"))
-    g_noise: bool = _f(False, "per-pixel noise inputs in the generator, after each upsampling stage and on the "
+    g_noise: bool = _f(True, "per-pixel noise inputs in the generator, after each upsampling stage and on the "
                        "image, with learned strengths (StyleGAN's; drawn as a fixed function of z, so synth "
                        "stays reproducible): camera noise and fine stochastic detail")
     g_pixel_noise: bool = _f(False, "sensor noise on the image whose strength the generator draws per pixel "
                              "(its last layer gives the image and a noise level; noisy and clean videos, "
                              "brightness-dependent shot noise); replaces g_noise's one strength on the image")
-    g_output: str = _f("tanh", "generator output: tanh, or clip (1.1·tanh clipped to [-1, 1], so it can draw "
+    g_output: str = _f("clip", "generator output: tanh, or clip (1.1·tanh clipped to [-1, 1], so it can draw "
                        "the exact black floor of clipped, normalised data)", choices=("tanh", "clip"))
-    g_upsample: str = _f("transposed", "dcgan only: the generator's 2x upsampling, a transposed 4x4 conv (DCGAN) or "
+    g_upsample: str = _f("resize", "dcgan only: the generator's 2x upsampling, a transposed 4x4 conv (DCGAN) or "
                          "resize (nearest 2x, conv 3x3: no checkerboard pattern)", choices=("transposed", "resize"))
     d_norm: str = _f("spectral", "discriminator normalisation",
                      choices=("batch", "instance", "layer", "spectral", "none"))

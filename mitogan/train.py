@@ -396,11 +396,15 @@ def _checkpoint_dict(st: _State, cfg: Config) -> dict:
 
 
 _NOT_ARCHITECTURE = ("model.recon_weight",)  # a loss weight under model.: may change on resume (population-based)
+# architecture keys added later, at the values that give the networks of the versions before them (a checkpoint
+# without the key was trained with that value, whatever the default is now)
+_BEFORE_THE_KEY = {"model.g_noise": False, "model.g_pixel_noise": False, "model.g_output": "tanh",
+                   "model.g_upsample": "transposed"}
 
 
 def _restore(st: _State, ckpt: dict, cfg: Config, path) -> None:
     """Load a checkpoint into a freshly built state; the architecture must match the config."""
-    old = {k: v for k, v in ckpt["config"].items()
+    old = {k: v for k, v in {**_BEFORE_THE_KEY, **ckpt["config"]}.items()
            if (k.startswith("model.") and k not in _NOT_ARCHITECTURE) or k == "preprocess.tile.size"}
     new = to_flat(cfg)
     for key, value in old.items():

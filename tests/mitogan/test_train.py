@@ -291,3 +291,20 @@ def test_cli_wandb_offline(tiles, tmp_path, monkeypatch):
             "--set", "preprocess.tile.size=32", "--set", "train.steps=2", "--set", "train.batch_size=4"]
     assert _cli(argv) == 0
     assert list((out / "wandb").glob("offline-run-*"))
+
+
+def test_a_checkpoint_from_before_the_generator_knobs_resumes_with_the_values_it_was_trained_with(tiles, tmp_path):
+    # a checkpoint written before model.g_noise/g_output/g_upsample/g_pixel_noise existed has none of them in
+    # its config: it was trained with noise off, tanh and transposed convolutions, whatever the defaults are now
+    from mitogan.train import load_checkpoint, save_checkpoint
+
+    then = {"model.g_noise": False, "model.g_output": "tanh", "model.g_upsample": "transposed"}
+    train(_cfg(**then), tiles, out_dir=tmp_path)
+    ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
+    for key in (*then, "model.g_pixel_noise"):
+        del ckpt["config"][key]
+    save_checkpoint(tmp_path / "checkpoint.pt", ckpt)
+    with pytest.raises(ConfigError, match=r"model\.g_noise: the checkpoint .* was trained with False, the config "
+                                          r"says True"):
+        train(_cfg(**{"model.g_noise": True, "train.steps": 4}), tiles, resume=tmp_path)
+    assert train(_cfg(**{**then, "train.steps": 4}), tiles, resume=tmp_path).steps == 4
