@@ -26,7 +26,7 @@ __all__ = [
     "doc", "Section", "to_dict", "to_flat", "from_dict", "from_flat", "load_config", "apply_overrides", "parse_scalar",
     "save_config", "NormalizeConfig", "BleachConfig", "DriftConfig", "DenoiseConfig", "LaplaceConfig",
     "OtsuConfig", "TileConfig", "QualityConfig", "PreprocessConfig", "ModelConfig", "LossConfig",
-    "InitConfig", "OptimConfig", "AugmentConfig", "TrainConfig", "StopConfig", "Config",
+    "InitConfig", "OptimConfig", "AugmentConfig", "TrainConfig", "StopConfig", "Config", "PLAIN_GENERATOR",
 ]
 
 
@@ -400,6 +400,12 @@ class ModelConfig(Section):
                          choices=("relu", "leaky_relu", "elu", "silu"))
     recon_weight: float = _f(1.0, "fastgan only: weight of the discriminator's self-supervised reconstruction "
                              "loss on real images (0: no decoders)", lo=0.0, hi=100.0)
+
+
+# the generator before the fine-detail knobs (their defaults until 2026-12-07): no noise, tanh, transposed convolutions;
+# what a checkpoint without these keys was trained with, and what tests built on that generator pin
+PLAIN_GENERATOR = {"model.g_noise": False, "model.g_pixel_noise": False, "model.g_output": "tanh",
+                   "model.g_upsample": "transposed"}
 
 
 @dataclass

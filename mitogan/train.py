@@ -48,7 +48,7 @@ from torch import nn
 
 from mitogan import losses
 from mitogan.augment import AdaptiveP, diff_augment
-from mitogan.config import Config, save_config, to_flat
+from mitogan.config import PLAIN_GENERATOR, Config, save_config, to_flat
 from mitogan.errors import ConfigError, InputError
 from mitogan.fsutil import atomic_write
 from mitogan.models import build_discriminator, build_generator, discriminate_real, init_weights
@@ -396,15 +396,12 @@ def _checkpoint_dict(st: _State, cfg: Config) -> dict:
 
 
 _NOT_ARCHITECTURE = ("model.recon_weight",)  # a loss weight under model.: may change on resume (population-based)
-# architecture keys added later, at the values that give the networks of the versions before them (a checkpoint
-# without the key was trained with that value, whatever the default is now)
-_BEFORE_THE_KEY = {"model.g_noise": False, "model.g_pixel_noise": False, "model.g_output": "tanh",
-                   "model.g_upsample": "transposed"}
 
 
 def _restore(st: _State, ckpt: dict, cfg: Config, path) -> None:
-    """Load a checkpoint into a freshly built state; the architecture must match the config."""
-    old = {k: v for k, v in {**_BEFORE_THE_KEY, **ckpt["config"]}.items()
+    """Load a checkpoint into a freshly built state; the architecture must match the config. A checkpoint
+    written before the generator's fine-detail keys existed was trained with the plain generator."""
+    old = {k: v for k, v in {**PLAIN_GENERATOR, **ckpt["config"]}.items()
            if (k.startswith("model.") and k not in _NOT_ARCHITECTURE) or k == "preprocess.tile.size"}
     new = to_flat(cfg)
     for key, value in old.items():
