@@ -13,6 +13,9 @@ on one thread, with:
     fine          all three: model.g_noise=true, model.g_output=clip, model.g_upsample=resize
     pixel         model.g_pixel_noise=true (noise on the image at a level drawn per pixel), clip, resize
     fine-pixel    all four
+    fine-mbstd    fine, and the discriminator's minibatch standard deviation (model.d_mbstd=true)
+    fine-psf      fine, and the image blurred by a learned point-spread function before its noise (model.g_psf)
+    fine-bilinear fine with bilinear instead of nearest upsampling (model.g_upsample=bilinear)
 
 Each exported generator draws --n tiles (`mitogan synth`), scored by the classifier two-sample test
 (`mitogan.metrics.c2st.c2st_accuracy`, its default budget, seed 0) against the training split it learned from and
@@ -48,7 +51,11 @@ CONFIGS = {"base": [],
            "fine": ["model.g_noise=true", "model.g_output=clip", "model.g_upsample=resize"],
            "pixel": ["model.g_pixel_noise=true", "model.g_output=clip", "model.g_upsample=resize"],
            "fine-pixel": ["model.g_noise=true", "model.g_pixel_noise=true", "model.g_output=clip",
-                          "model.g_upsample=resize"]}
+                          "model.g_upsample=resize"],
+           "fine-mbstd": ["model.g_noise=true", "model.g_output=clip", "model.g_upsample=resize",
+                          "model.d_mbstd=true"],
+           "fine-psf": ["model.g_noise=true", "model.g_output=clip", "model.g_upsample=resize", "model.g_psf=true"],
+           "fine-bilinear": ["model.g_noise=true", "model.g_output=clip", "model.g_upsample=bilinear"]}
 
 
 class UsageError(Exception):

@@ -391,10 +391,17 @@ class ModelConfig(Section):
                              "brightness-dependent shot noise); replaces g_noise's one strength on the image")
     g_output: str = _f("clip", "generator output: tanh, or clip (1.1·tanh clipped to [-1, 1], so it can draw "
                        "the exact black floor of clipped, normalised data)", choices=("tanh", "clip"))
-    g_upsample: str = _f("resize", "dcgan only: the generator's 2x upsampling, a transposed 4x4 conv (DCGAN) or "
-                         "resize (nearest 2x, conv 3x3: no checkerboard pattern)", choices=("transposed", "resize"))
+    g_upsample: str = _f("resize", "dcgan only: the generator's 2x upsampling, a transposed 4x4 conv (DCGAN), "
+                         "resize (nearest 2x, conv 3x3: no checkerboard pattern) or bilinear (bilinear 2x, conv "
+                         "3x3: no 2x2 blocks either)", choices=("transposed", "resize", "bilinear"))
+    g_psf: bool = _f(False, "the generator's image passes a Gaussian blur of learned width (the microscope's "
+                     "point-spread function, starting at σ 0.5 px) before the camera noise: fluorescence images "
+                     "are band-limited by their optics")
     d_norm: str = _f("spectral", "discriminator normalisation",
                      choices=("batch", "instance", "layer", "spectral", "none"))
+    d_mbstd: bool = _f(False, "the discriminator's minibatch standard deviation (ProGAN, StyleGAN2): the spread of "
+                       "each group of 4 images as one more feature map, so it can see a generator that repeats "
+                       "a few templates")
     activation: str = _f("leaky_relu", "hidden activation (the DCGAN generator uses relu where this says "
                          "leaky_relu, as in DCGAN; fastgan's generator uses it in its excitation gates only)",
                          choices=("relu", "leaky_relu", "elu", "silu"))

@@ -180,7 +180,8 @@ def check_bundle_config(bundle, config: dict) -> None:
     names = {"arch": "model.arch", "latent_dim": "model.latent_dim", "width": "model.g_width",
              "depth": "model.depth", "norm": "model.g_norm", "activation": "model.activation",
              "image_size": "preprocess.tile.size", "noise": "model.g_noise", "output": "model.g_output",
-             "upsample": "model.g_upsample", "pixel_noise": "model.g_pixel_noise"}
+             "upsample": "model.g_upsample", "pixel_noise": "model.g_pixel_noise",
+             "psf": "model.g_psf"}
     unknown = sorted(set(gen) - set(names))
     if unknown or not {"arch", "latent_dim", "image_size"} <= set(gen):
         raise InputError(where, f"generator settings {sorted(gen)} are not those of a MitoGAN generator"

@@ -55,7 +55,7 @@ def build_generator(model_cfg, image_size: int) -> nn.Module:
     return family.generator(
         image_size=image_size, latent_dim=model_cfg.latent_dim, width=model_cfg.g_width, depth=model_cfg.depth,
         norm=model_cfg.g_norm, activation=_g_act(model_cfg), noise=model_cfg.g_noise, output=model_cfg.g_output,
-        pixel_noise=model_cfg.g_pixel_noise, **extra)
+        pixel_noise=model_cfg.g_pixel_noise, psf=model_cfg.g_psf, **extra)
 
 
 def build_discriminator(model_cfg, image_size: int) -> nn.Module:
@@ -63,7 +63,8 @@ def build_discriminator(model_cfg, image_size: int) -> nn.Module:
     family = FAMILIES[model_cfg.arch]
     extra = {k: getattr(model_cfg, k) for k in family.d_keys}
     return family.discriminator(image_size=image_size, width=model_cfg.d_width, depth=model_cfg.depth,
-                                norm=model_cfg.d_norm, activation=model_cfg.activation, **extra)
+                                norm=model_cfg.d_norm, activation=model_cfg.activation, mbstd=model_cfg.d_mbstd,
+                                **extra)
 
 
 def _g_act(model_cfg) -> str:

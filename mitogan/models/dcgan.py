@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mitogan.models.layers import ZNoise, image_noise, make_act, make_norm, make_out, maybe_sn, n_stages
+from mitogan.models.layers import (MinibatchStd, ZNoise, image_noise, make_act, make_norm, make_out, maybe_psf,
+                                   maybe_sn, n_stages)
 
 __all__ = ["DCGANGenerator", "DCGANDiscriminator"]
 
@@ -18,9 +19,11 @@ __all__ = ["DCGANGenerator", "DCGANDiscriminator"]
 def _up(c_in: int, c_out: int, how: str, bias: bool) -> list[nn.Module]:
     """(B, C_in, H, W) → (B, C_out, 2H, 2W): DCGAN's transposed 4x4 conv, or a resize-convolution (nearest 2x,
     conv 3x3), which has no checkerboard pattern (Odena et al., Distill 2016: a stride-2 transposed conv covers
-    the pixels of each 2x2 cell with other kernel taps, a pattern a small CNN judge finds)."""
-    if how == "resize":
-        return [nn.Upsample(scale_factor=2.0, mode="nearest"), nn.Conv2d(c_in, c_out, 3, 1, 1, bias=bias)]
+    the pixels of each 2x2 cell with other kernel taps, a pattern a small CNN judge finds); ``bilinear``: the same
+    with bilinear instead of nearest upsampling (no 2x2 blocks either)."""
+    if how in ("resize", "bilinear"):
+        mode = "nearest" if how == "resize" else "bilinear"
+        return [nn.Upsample(scale_factor=2.0, mode=mode), nn.Conv2d(c_in, c_out, 3, 1, 1, bias=bias)]
     return [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=bias)]
 
 
@@ -29,13 +32,13 @@ class DCGANGenerator(nn.Module):
 
     def __init__(self, image_size: int = 64, latent_dim: int = 64, width: int = 32, depth: int = 0,
                  norm: str = "batch", activation: str = "relu", noise: bool = False, output: str = "tanh",
-                 upsample: str = "transposed", pixel_noise: bool = False):
+                 upsample: str = "transposed", pixel_noise: bool = False, psf: bool = False):
         super().__init__()
         self.config = dict(arch="dcgan", image_size=image_size, latent_dim=latent_dim, width=width,
                            depth=depth, norm=norm, activation=activation, noise=noise, output=output,
-                           upsample=upsample, pixel_noise=pixel_noise)
-        if upsample not in ("transposed", "resize"):
-            raise ValueError(f"unknown upsampling {upsample!r} (transposed or resize)")
+                           upsample=upsample, pixel_noise=pixel_noise, psf=psf)
+        if upsample not in ("transposed", "resize", "bilinear"):
+            raise ValueError(f"unknown upsampling {upsample!r} (transposed, resize or bilinear)")
         n = n_stages(image_size)
         ch = [width * 2 ** (n - 1 - i) for i in range(n)]  # channels at 4, 8, ..., S/2
         layers: list[nn.Module] = [nn.ConvTranspose2d(latent_dim, ch[0], 4, 1, 0, bias=False),
@@ -51,6 +54,8 @@ class DCGANGenerator(nn.Module):
                     noises[str(len(layers) - 1)] = ZNoise(latent_dim, 8 << i, ch[i + 1], seed=i)
                 layers += [make_act(activation)]
         layers += _up(ch[-1], 1 + pixel_noise, upsample, bias=True)  # the image (and its noise level)
+        if psf:  # the optics, before the camera noise
+            layers += [maybe_psf(psf)]
         if noise or pixel_noise:
             noises[str(len(layers) - 1)] = image_noise(latent_dim, image_size, noise, pixel_noise, seed=n)
         self.net = nn.Sequential(*layers, make_out(output))
@@ -70,10 +75,10 @@ class DCGANDiscriminator(nn.Module):
     """images (B, 1, S, S) → logits / critic values (B,)."""
 
     def __init__(self, image_size: int = 64, width: int = 32, depth: int = 0, norm: str = "spectral",
-                 activation: str = "leaky_relu"):
+                 activation: str = "leaky_relu", mbstd: bool = False):
         super().__init__()
         self.config = dict(arch="dcgan", image_size=image_size, width=width, depth=depth, norm=norm,
-                           activation=activation)
+                           activation=activation, mbstd=mbstd)
         n = n_stages(image_size)
         ch = [width * 2 ** i for i in range(n)]  # channels at S/2, S/4, ..., 4
         # no normalisation on the first layer (DCGAN): it would wash out the input intensities
@@ -85,6 +90,8 @@ class DCGANDiscriminator(nn.Module):
             if i + 1 < n:
                 layers += [maybe_sn(nn.Conv2d(ch[i], ch[i + 1], 4, 2, 1), norm), make_norm(norm, ch[i + 1]),
                            make_act(activation)]
+        if mbstd:  # the batch's spread as one more feature map at 4x4, mixed in by a conv 3x3 (as in StyleGAN2)
+            layers += [MinibatchStd(), maybe_sn(nn.Conv2d(ch[-1] + 1, ch[-1], 3, 1, 1), norm), make_act(activation)]
         layers += [maybe_sn(nn.Conv2d(ch[-1], 1, 4, 1, 0), norm)]  # (B, C, 4, 4) → (B, 1, 1, 1)
         self.net = nn.Sequential(*layers)
 

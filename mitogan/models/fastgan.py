@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mitogan.models.layers import ZNoise, image_noise, make_act, make_norm, make_out, maybe_sn, n_stages
+from mitogan.models.layers import (MinibatchStd, ZNoise, image_noise, make_act, make_norm, make_out, maybe_psf,
+                                   maybe_sn, n_stages)
 
 __all__ = ["FastGANGenerator", "FastGANDiscriminator", "sle_pairs"]
 
@@ -78,11 +79,11 @@ class FastGANGenerator(nn.Module):
 
     def __init__(self, image_size: int = 64, latent_dim: int = 64, width: int = 32, depth: int = 0,
                  norm: str = "batch", activation: str = "leaky_relu", noise: bool = False, output: str = "tanh",
-                 pixel_noise: bool = False):
+                 pixel_noise: bool = False, psf: bool = False):
         super().__init__()
         self.config = dict(arch="fastgan", image_size=image_size, latent_dim=latent_dim, width=width,
                            depth=depth, norm=norm, activation=activation, noise=noise, output=output,
-                           pixel_noise=pixel_noise)
+                           pixel_noise=pixel_noise, psf=psf)
         n = _check_size(image_size)
         res = [4 * 2 ** i for i in range(n + 1)]  # 4, 8, ..., S
         ch = [_channels(image_size, width, r) for r in res]
@@ -104,6 +105,7 @@ class FastGANGenerator(nn.Module):
                                    else [])
         self.image_noise = image_noise(latent_dim, image_size, noise, pixel_noise, seed=n)
         self.out = nn.Sequential(nn.Conv2d(ch[-1], 1 + pixel_noise, 3, 1, 1), make_out(output))
+        self.psf = maybe_psf(psf)  # the optics, before the camera noise
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         feats = [self.init(z[:, :, None, None])]  # (B, Z, 1, 1) → (B, C4, 4, 4)
@@ -116,7 +118,7 @@ class FastGANGenerator(nn.Module):
                 j, key = self._sle_at[r]
                 h = self.sle[key](feats[j], h)
             feats.append(h)
-        h = self.out[0](feats[-1])  # → (B, 1, S, S)
+        h = self.psf(self.out[0](feats[-1]))  # → (B, 1, S, S)
         if self.image_noise is not None:
             h = self.image_noise(h, z)
         return self.out[1](h)
@@ -152,10 +154,10 @@ class FastGANDiscriminator(nn.Module):
     """images (B, 1, S, S) → logits / critic values (B,); ``forward_real`` adds the reconstruction loss."""
 
     def __init__(self, image_size: int = 64, width: int = 32, depth: int = 0, norm: str = "spectral",
-                 activation: str = "leaky_relu", recon_weight: float = 1.0):
+                 activation: str = "leaky_relu", recon_weight: float = 1.0, mbstd: bool = False):
         super().__init__()
         self.config = dict(arch="fastgan", image_size=image_size, width=width, depth=depth, norm=norm,
-                           activation=activation, recon_weight=recon_weight)
+                           activation=activation, recon_weight=recon_weight, mbstd=mbstd)
         n = _check_size(image_size)
         res = [image_size // 2 ** i for i in range(n)]  # S, S/2, ..., 8
         ch = [_channels(image_size, width, r) for r in res]
@@ -170,8 +172,10 @@ class FastGANDiscriminator(nn.Module):
             self.downs.append(nn.Sequential(*layers))
         self.res = res
         c4 = _channels(image_size, width, 4)
-        self.head = nn.Sequential(maybe_sn(nn.Conv2d(ch[-1], c4, 1, 1, 0, bias=False), norm), make_norm(norm, c4),
-                                  make_act(activation), maybe_sn(nn.Conv2d(c4, 1, 4, 1, 0), norm))
+        # the batch's spread as one more feature map at 8x8 (the decoders read the features without it)
+        self.head = nn.Sequential(*([MinibatchStd()] if mbstd else []),
+                                  maybe_sn(nn.Conv2d(ch[-1] + mbstd, c4, 1, 1, 0, bias=False), norm),
+                                  make_norm(norm, c4), make_act(activation), maybe_sn(nn.Conv2d(c4, 1, 4, 1, 0), norm))
         self.recon_weight = recon_weight
         self.rec_size = min(image_size // 2, 64)
         if recon_weight > 0:

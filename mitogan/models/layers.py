@@ -3,12 +3,15 @@ activations (tanh, ClipTanh) and noise (ZNoise, PixelNoise)."""
 
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 __all__ = ["make_norm", "make_act", "maybe_sn", "n_stages", "make_out", "ClipTanh", "ZNoiseField", "ZNoise",
-           "PixelNoise", "image_noise"]
+           "PixelNoise", "image_noise", "MinibatchStd", "PSFBlur", "maybe_psf"]
 
 
 def make_norm(kind: str, channels: int) -> nn.Module:
@@ -130,3 +133,60 @@ def image_noise(latent_dim: int, size: int, noise: bool, pixel_noise: bool, seed
     if pixel_noise:
         return PixelNoise(latent_dim, size, seed)
     return ZNoise(latent_dim, size, 1, seed) if noise else None
+
+
+class MinibatchStd(nn.Module):
+    """(B, C, H, W) → (B, C + 1, H, W): the discriminator's minibatch standard deviation (Karras et al. 2018,
+    ProGAN; kept in StyleGAN2). The batch is split into groups of up to ``group`` images (the largest size ≤
+    ``group`` that divides B); each group's standard deviation across its images, averaged over channels and
+    pixels, is appended to every image of the group as one constant feature map. A generator that draws the same
+    image again and again gives groups of near-zero spread, which no single image shows: the discriminator can
+    see a collapse to a few templates. A discriminator's outputs then depend on the other images of its batch
+    (as in StyleGAN2); a batch of one reads a spread of 0.
+    """
+
+    def __init__(self, group: int = 4):
+        super().__init__()
+        self.group = group
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        g = next(k for k in range(min(self.group, b), 0, -1) if b % k == 0)
+        y = x.float().view(g, b // g, c, h, w)  # image i is in group i mod (B/g)
+        spread = (y.var(dim=0, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3))  # (B/g,)
+        y = spread.view(1, b // g, 1, 1, 1).expand(g, b // g, 1, h, w).reshape(b, 1, h, w)
+        return torch.cat([x, y.to(x.dtype)], dim=1)
+
+
+class PSFBlur(nn.Module):
+    """(B, C, S, S) → the same, blurred by a Gaussian of learned width σ (px): the microscope's point-spread
+    function, applied to the generator's image before the camera noise is added.
+
+    A fluorescence image is band-limited by its optics (the structure convolved with the PSF, then the camera's
+    noise, which is white). A generator's last convolution can draw any detail at the pixel scale, and on the
+    shared data the classifier tells its tiles from real ones by their fine detail far more than by their coarse
+    structure (README, "The generator's fine detail"). σ starts at ``sigma`` and is learned (softplus, at least
+    0.05 px); a separable kernel of radius ``radius`` with reflected borders. The same for every image.
+    """
+
+    def __init__(self, sigma: float = 0.5, radius: int = 3):
+        super().__init__()
+        self.raw = nn.Parameter(torch.tensor(math.log(math.expm1(sigma))))  # softplus⁻¹(σ)
+        self.radius = radius
+
+    def sigma(self) -> torch.Tensor:
+        return F.softplus(self.raw).clamp_min(0.05)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        r, c = self.radius, h.shape[1]
+        x = torch.arange(-r, r + 1, dtype=torch.float32, device=h.device)
+        k = torch.exp(-x ** 2 / (2 * self.sigma().float() ** 2))
+        k = (k / k.sum()).to(h.dtype)
+        h = F.pad(h, (r, r, r, r), mode="reflect")
+        h = F.conv2d(h, k.view(1, 1, 1, -1).expand(c, 1, 1, 2 * r + 1), groups=c)  # along x
+        return F.conv2d(h, k.view(1, 1, -1, 1).expand(c, 1, 2 * r + 1, 1), groups=c)  # along y
+
+
+def maybe_psf(psf: bool) -> nn.Module:
+    """``PSFBlur`` when ``psf``, else Identity."""
+    return PSFBlur() if psf else nn.Identity()

@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mitogan.models.layers import ZNoise, image_noise, make_act, make_norm, make_out, maybe_sn, n_stages
+from mitogan.models.layers import (MinibatchStd, ZNoise, image_noise, make_act, make_norm, make_out, maybe_psf,
+                                   maybe_sn, n_stages)
 
 __all__ = ["ResNetGenerator", "ResNetDiscriminator"]
 
@@ -66,11 +67,11 @@ class ResNetGenerator(nn.Module):
 
     def __init__(self, image_size: int = 64, latent_dim: int = 64, width: int = 32, depth: int = 0,
                  norm: str = "batch", activation: str = "relu", noise: bool = False, output: str = "tanh",
-                 pixel_noise: bool = False):
+                 pixel_noise: bool = False, psf: bool = False):
         super().__init__()
         self.config = dict(arch="resnet", image_size=image_size, latent_dim=latent_dim, width=width,
                            depth=depth, norm=norm, activation=activation, noise=noise, output=output,
-                           pixel_noise=pixel_noise)
+                           pixel_noise=pixel_noise, psf=psf)
         n = n_stages(image_size)
         ch = [width * 2 ** (n - 1 - i) for i in range(n)] + [width]  # at 4, 8, ..., S
         self.latent_dim, self.c0 = latent_dim, ch[0]
@@ -85,6 +86,7 @@ class ResNetGenerator(nn.Module):
         self.noise = nn.ModuleDict(noises)  # block index → noise added after it; empty without noise
         self.out = nn.Sequential(make_norm(norm, width), make_act(activation),
                                  nn.Conv2d(width, 1 + pixel_noise, 3, 1, 1))  # the image (and its noise level)
+        self.psf = maybe_psf(psf)  # the optics, before the camera noise
         self.image_noise = image_noise(latent_dim, image_size, noise, pixel_noise, seed=n)
         self.out_act = make_out(output)
 
@@ -94,7 +96,7 @@ class ResNetGenerator(nn.Module):
             h = block(h)
             if str(i) in self.noise:
                 h = self.noise[str(i)](h, z)
-        h = self.out(h)  # → (B, 1, S, S)
+        h = self.psf(self.out(h))  # → (B, 1, S, S)
         if self.image_noise is not None:
             h = self.image_noise(h, z)
         return self.out_act(h)
@@ -104,10 +106,10 @@ class ResNetDiscriminator(nn.Module):
     """images (B, 1, S, S) → logits / critic values (B,)."""
 
     def __init__(self, image_size: int = 64, width: int = 32, depth: int = 0, norm: str = "spectral",
-                 activation: str = "relu"):
+                 activation: str = "relu", mbstd: bool = False):
         super().__init__()
         self.config = dict(arch="resnet", image_size=image_size, width=width, depth=depth, norm=norm,
-                           activation=activation)
+                           activation=activation, mbstd=mbstd)
         n = n_stages(image_size)
         ch = [width * 2 ** i for i in range(n)]  # at S/2, ..., 4
         blocks = [DBlock(1, ch[0], True, norm, activation, first=True)]
@@ -116,9 +118,12 @@ class ResNetDiscriminator(nn.Module):
             if i + 1 < n:
                 blocks.append(DBlock(ch[i], ch[i + 1], True, norm, activation))
         self.blocks = nn.Sequential(*blocks)
+        # the batch's spread as one more feature map at 4x4, mixed in by one more block
+        self.mbstd = nn.Sequential(MinibatchStd(), DBlock(ch[-1] + 1, ch[-1], False, norm, activation)) if mbstd \
+            else nn.Identity()
         self.act = make_act(activation)
         self.fc = maybe_sn(nn.Linear(ch[-1], 1), norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.act(self.blocks(x)).sum(dim=(2, 3))  # (B, C, 4, 4) → (B, C)
+        h = self.act(self.mbstd(self.blocks(x))).sum(dim=(2, 3))  # (B, C, 4, 4) → (B, C)
         return self.fc(h).flatten()  # (B,)

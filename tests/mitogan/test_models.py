@@ -232,11 +232,14 @@ def test_fastgan_discriminator_reconstructs_real_images(tiles):
 
 NOISY = {"model.g_noise": True, "model.g_output": "clip"}
 PIXEL = {"model.g_pixel_noise": True, "model.g_output": "clip"}
+OPTICS = {"model.g_psf": True, "model.d_mbstd": True, "model.g_upsample": "bilinear"}
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated")
 @pytest.mark.parametrize("arch,extra", [("fastgan", {}), ("fastgan", NOISY), ("dcgan", NOISY), ("resnet", NOISY),
-                                        ("dcgan", PIXEL), ("resnet", {**NOISY, **PIXEL})])
+                                        ("dcgan", PIXEL), ("resnet", {**NOISY, **PIXEL}),
+                                        ("dcgan", {**NOISY, **OPTICS}), ("fastgan", {**NOISY, **OPTICS}),
+                                        ("resnet", {**PIXEL, **OPTICS})])
 def test_bundle_reloads_to_the_same_generator_and_discriminator(arch, extra, tmp_path):
     # the real path: train() → checkpoint → export_bundle → load_generator / load_discriminator / torch.export
     import numpy as np
@@ -409,6 +412,147 @@ def test_resize_upsampling_turns_a_flat_input_into_a_flat_output_and_the_transpo
     from mitogan.models import DCGANGenerator
 
     with pytest.raises(ConfigError, match="g_upsample"):
-        _cfg("dcgan", g_upsample="bilinear")
+        _cfg("dcgan", g_upsample="bicubic")
     with pytest.raises(ValueError, match="upsampling"):
-        DCGANGenerator(image_size=32, upsample="bilinear")
+        DCGANGenerator(image_size=32, upsample="bicubic")
+
+
+def test_bilinear_upsampling_leaves_weaker_aliases_than_nearest():
+    # doubling the resolution leaves the input's spectrum mirrored above its old Nyquist frequency (0.25 cycles/px
+    # of the output); nearest 2x (2x2 blocks) keeps much of it, bilinear 2x damps it. The conv 3x3 is set to pass
+    # its input through, so only the upsampling shows
+    from mitogan.models.dcgan import _up
+
+    torch.manual_seed(5)
+    x = torch.randn(16, 4, 16, 16)
+    f = torch.fft.fftfreq(32).abs()
+    high = (f[:, None] > 0.25) | (f[None, :] > 0.25)
+    share = {}
+    for how in ("resize", "bilinear"):
+        up, conv = _up(4, 4, how, bias=False)
+        with torch.no_grad():
+            conv.weight.zero_()
+            conv.weight[range(4), range(4), 1, 1] = 1.0
+            power = torch.fft.fft2(conv(up(x))).abs() ** 2
+        share[how] = float(power[..., high].sum() / power.sum())
+    assert share["bilinear"] < 0.5 * share["resize"], share
+
+
+# ---------------------------------------------------------------- the discriminator's minibatch standard deviation
+
+
+def test_minibatch_std_appends_each_groups_spread_and_reads_0_on_copies():
+    from mitogan.models.layers import MinibatchStd
+
+    torch.manual_seed(0)
+    x = torch.randn(8, 3, 4, 4)
+    out = MinibatchStd()(x)
+    assert out.shape == (8, 4, 4, 4) and torch.equal(out[:, :3], x)
+    # groups of 4: image i with i + 2, i + 4, i + 6 (i mod 2)
+    for i in range(2):
+        group = x[i::2]
+        want = group.std(dim=0, unbiased=False).mean()
+        assert torch.allclose(out[i::2, 3], want.expand(4, 4, 4), atol=1e-3)
+    copies = x[:1].expand(8, 3, 4, 4)
+    assert MinibatchStd()(copies)[:, 3].max() < 1e-3  # a repeated template has no spread
+    # a batch that 4 does not divide takes the largest group that divides it; a batch of one reads 0
+    assert MinibatchStd()(x[:6])[:, 3].unique().numel() == 2  # groups of 3
+    assert MinibatchStd()(x[:1])[:, 3].abs().max() < 1e-3
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_mbstd_discriminator_reads_the_other_images_of_its_batch(arch):
+    torch.manual_seed(0)
+    x = torch.randn(4, 1, 32, 32).clamp(-1, 1)
+    for mbstd in (False, True):
+        d = init_weights(build_discriminator(_cfg(arch, d_mbstd=mbstd), 32), "kaiming_fan_in", 1.0).eval()
+        with torch.no_grad():
+            alone = d(x)[0]
+            with_copies = d(x[:1].expand(4, 1, 32, 32))[0]  # image 0 among copies of itself
+        changed = float((alone - with_copies).abs() / alone.abs().clamp_min(1e-3))
+        assert (changed > 1e-3) == mbstd, (arch, mbstd, changed)
+    assert discriminator_from_config(d.config).config["mbstd"] is True
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_only_a_discriminator_with_mbstd_learns_to_tell_a_repeated_template_from_varied_images(arch):
+    # every image of both kinds of batch is drawn from the same distribution; a fake batch repeats one of them.
+    # Image by image the two are the same, so only the batch's spread can separate them
+    size = 32 if arch == "fastgan" else 16  # fastgan's smallest
+
+    def batches(n=8):
+        real = torch.rand(n, 1, size, size) * 2 - 1
+        fake = (torch.rand(1, 1, size, size) * 2 - 1).expand(n, 1, size, size)
+        return real, fake
+
+    acc = {}
+    for mbstd in (False, True):
+        torch.manual_seed(1)
+        d = build_discriminator(_cfg(arch, d_mbstd=mbstd, d_norm="none"), size)
+        opt = torch.optim.Adam(d.parameters(), lr=2e-3)
+        for _ in range(80):
+            real, fake = batches()
+            loss = nn.functional.softplus(-d(real)).mean() + nn.functional.softplus(d(fake)).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            right = [((d(r) > 0).float().mean() + (d(f) < 0).float().mean()) / 2 for r, f in
+                     (batches() for _ in range(30))]
+        acc[mbstd] = float(torch.stack(right).mean())
+    assert acc[True] > 0.9 and acc[False] < 0.7, acc
+
+
+# ---------------------------------------------------------------- the optics: a learned point-spread function
+
+
+def test_psf_blur_draws_a_normalised_gaussian_of_its_learned_width():
+    from mitogan.models.layers import PSFBlur
+
+    psf = PSFBlur()
+    assert abs(float(psf.sigma().detach()) - 0.5) < 1e-6
+    spread = []
+    for sigma in (0.5, 1.0):
+        psf.raw.data.fill_(math.log(math.expm1(sigma)))
+        delta = torch.zeros(1, 1, 17, 17)
+        delta[0, 0, 8, 8] = 1.0
+        out = psf(delta)[0, 0].detach()
+        assert abs(float(out.sum()) - 1.0) < 1e-5  # normalised: keeps the intensity
+        y = torch.arange(17.0) - 8
+        spread.append(float((out.sum(dim=1) * y ** 2).sum()))  # second moment along y
+    # a Gaussian sampled at the pixels: its variance is σ² once σ is a pixel or more (at 0.5 px, 0.215)
+    assert spread[0] < 0.3 and abs(spread[1] - 1.0) < 0.03, spread
+    flat = torch.full((2, 3, 8, 8), 0.7)
+    assert torch.allclose(psf(flat), flat, atol=1e-6)  # reflected borders: no dark rim
+    psf(torch.randn(2, 1, 8, 8)).pow(2).mean().backward()
+    assert psf.raw.grad is not None and psf.raw.grad.abs() > 0  # σ is learned
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_psf_blurs_the_generators_image_before_the_camera_noise(arch):
+    # optics, then camera: the blur takes the image's finest detail away, and the noise added after it keeps its
+    def detail(x):
+        return float((x[..., 1:, :] - x[..., :-1, :]).abs().mean())
+
+    torch.manual_seed(0)
+    z = torch.randn(8, 16)
+    out = {}
+    for psf in (False, True):
+        for noise in (False, True):
+            torch.manual_seed(1)
+            g = build_generator(_cfg(arch, g_psf=psf, g_noise=noise, g_output="tanh"), 32).eval()
+            if psf:
+                g.get_submodule(_psf_name(g)).raw.data.fill_(math.log(math.expm1(2.0)))  # σ = 2 px
+            if noise:
+                for name, p in g.named_parameters():
+                    p.data.fill_(1.0) if name.endswith("strength") else None
+            with torch.no_grad():
+                out[psf, noise] = detail(g(z))
+    assert out[True, False] < 0.5 * out[False, False], out  # blurred
+    assert out[True, True] > 2 * out[True, False], out  # the noise is not
+
+
+def _psf_name(g):
+    from mitogan.models.layers import PSFBlur
+
+    return next(name for name, m in g.named_modules() if isinstance(m, PSFBlur))
