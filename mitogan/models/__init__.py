@@ -42,7 +42,8 @@ class Family:
 
 
 FAMILIES = {
-    "dcgan": Family(DCGANGenerator, DCGANDiscriminator, g_keys=(("g_upsample", "upsample"),)),
+    "dcgan": Family(DCGANGenerator, DCGANDiscriminator, g_keys=(("g_upsample", "upsample"),
+                                                                ("g_supersample", "supersample"))),
     "resnet": Family(ResNetGenerator, ResNetDiscriminator),
     "fastgan": Family(FastGANGenerator, FastGANDiscriminator, d_keys=("recon_weight",)),
 }
