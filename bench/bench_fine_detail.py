@@ -16,7 +16,6 @@ on one thread, with:
     fine-mbstd    fine, and the discriminator's minibatch standard deviation (model.d_mbstd=true)
     fine-psf      fine, and the image blurred by a learned point-spread function before its noise (model.g_psf)
     fine-bilinear fine with bilinear instead of nearest upsampling (model.g_upsample=bilinear)
-    fine-super    fine, drawn at twice the tile size and averaged down 2x2 (model.g_supersample=true)
 
 Each exported generator draws --n tiles (`mitogan synth`), scored by the classifier two-sample test
 (`mitogan.metrics.c2st.c2st_accuracy`, its default budget, seed 0) against the training split it learned from and
@@ -56,9 +55,7 @@ CONFIGS = {"base": [],
            "fine-mbstd": ["model.g_noise=true", "model.g_output=clip", "model.g_upsample=resize",
                           "model.d_mbstd=true"],
            "fine-psf": ["model.g_noise=true", "model.g_output=clip", "model.g_upsample=resize", "model.g_psf=true"],
-           "fine-bilinear": ["model.g_noise=true", "model.g_output=clip", "model.g_upsample=bilinear"],
-           "fine-super": ["model.g_noise=true", "model.g_output=clip", "model.g_upsample=resize",
-                          "model.g_supersample=true"]}
+           "fine-bilinear": ["model.g_noise=true", "model.g_output=clip", "model.g_upsample=bilinear"]}
 
 
 class UsageError(Exception):

@@ -394,9 +394,6 @@ class ModelConfig(Section):
     g_upsample: str = _f("resize", "dcgan only: the generator's 2x upsampling, a transposed 4x4 conv (DCGAN), "
                          "resize (nearest 2x, conv 3x3: no checkerboard pattern) or bilinear (bilinear 2x, conv "
                          "3x3: no 2x2 blocks either)", choices=("transposed", "resize", "bilinear"))
-    g_supersample: bool = _f(False, "dcgan only: the generator draws its image at twice the tile size (one more "
-                             "stage) and averages each 2x2 block, as the tiles of frames read at half scale are "
-                             "made: no upsampling pattern at the pixel scale")
     g_psf: bool = _f(False, "the generator's image passes a Gaussian blur of learned width (the microscope's "
                      "point-spread function, starting at σ 0.5 px) before the camera noise: fluorescence images "
                      "are band-limited by their optics")

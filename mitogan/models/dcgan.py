@@ -32,18 +32,15 @@ class DCGANGenerator(nn.Module):
 
     def __init__(self, image_size: int = 64, latent_dim: int = 64, width: int = 32, depth: int = 0,
                  norm: str = "batch", activation: str = "relu", noise: bool = False, output: str = "tanh",
-                 upsample: str = "transposed", pixel_noise: bool = False, psf: bool = False,
-                 supersample: bool = False):
+                 upsample: str = "transposed", pixel_noise: bool = False, psf: bool = False):
         super().__init__()
         self.config = dict(arch="dcgan", image_size=image_size, latent_dim=latent_dim, width=width,
                            depth=depth, norm=norm, activation=activation, noise=noise, output=output,
-                           upsample=upsample, pixel_noise=pixel_noise, psf=psf, supersample=supersample)
+                           upsample=upsample, pixel_noise=pixel_noise, psf=psf)
         if upsample not in ("transposed", "resize", "bilinear"):
             raise ValueError(f"unknown upsampling {upsample!r} (transposed, resize or bilinear)")
         n = n_stages(image_size)
         ch = [width * 2 ** (n - 1 - i) for i in range(n)]  # channels at 4, 8, ..., S/2
-        if supersample:  # one more stage: drawn at 2S (width/2 channels at S), then averaged down to S
-            ch, n = ch + [max(width // 2, 4)], n + 1
         layers: list[nn.Module] = [nn.ConvTranspose2d(latent_dim, ch[0], 4, 1, 0, bias=False),
                                    make_norm(norm, ch[0]), make_act(activation)]
         noises = {}  # index of a layer → the noise added to its output (after each upsampling's norm, the image)
@@ -60,9 +57,8 @@ class DCGANGenerator(nn.Module):
         if psf:  # the optics, before the camera noise
             layers += [maybe_psf(psf)]
         if noise or pixel_noise:
-            noises[str(len(layers) - 1)] = image_noise(latent_dim, 4 << n, noise, pixel_noise, seed=n)
-        # supersampled: the image at 2S, clipped, then each 2x2 block averaged, as tiles of half-scale frames are
-        self.net = nn.Sequential(*layers, make_out(output), *([nn.AvgPool2d(2)] if supersample else []))
+            noises[str(len(layers) - 1)] = image_noise(latent_dim, image_size, noise, pixel_noise, seed=n)
+        self.net = nn.Sequential(*layers, make_out(output))
         self.noise = nn.ModuleDict(noises)
         self.latent_dim = latent_dim
 

@@ -232,7 +232,7 @@ def test_fastgan_discriminator_reconstructs_real_images(tiles):
 
 NOISY = {"model.g_noise": True, "model.g_output": "clip"}
 PIXEL = {"model.g_pixel_noise": True, "model.g_output": "clip"}
-OPTICS = {"model.g_psf": True, "model.d_mbstd": True, "model.g_upsample": "bilinear", "model.g_supersample": True}
+OPTICS = {"model.g_psf": True, "model.d_mbstd": True, "model.g_upsample": "bilinear"}
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated")
@@ -556,19 +556,3 @@ def _psf_name(g):
     from mitogan.models.layers import PSFBlur
 
     return next(name for name, m in g.named_modules() if isinstance(m, PSFBlur))
-
-
-def test_a_supersampled_generator_draws_at_twice_the_size_and_averages_2x2_blocks():
-    # as a tile of a frame read at half scale is made: every output pixel is the mean of four drawn ones, and the
-    # black floor survives where all four are on it
-    torch.manual_seed(0)
-    g = build_generator(_cfg("dcgan", g_supersample=True, g_output="clip"), 32).eval()
-    drawn = {}
-    g.net[-2].register_forward_hook(lambda m, i, o: drawn.setdefault("image", o))  # the output activation
-    with torch.no_grad():
-        out = g(torch.randn(4, 16))
-    assert drawn["image"].shape == (4, 1, 64, 64) and out.shape == (4, 1, 32, 32)
-    assert torch.allclose(out, nn.functional.avg_pool2d(drawn["image"], 2), atol=1e-6)
-    assert [m.size for m in g.noise.values()] == [8, 16, 32, 64]  # noise at every drawn resolution
-    plain = build_generator(_cfg("dcgan", g_output="clip"), 32)
-    assert sum(p.numel() for p in g.parameters()) < 1.2 * sum(p.numel() for p in plain.parameters())
