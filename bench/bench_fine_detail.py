@@ -18,11 +18,13 @@ on one thread, with:
     fine-bilinear fine with bilinear instead of nearest upsampling (model.g_upsample=bilinear)
 
 Each exported generator draws --n tiles (`mitogan synth`), scored by the classifier two-sample test
-(`mitogan.metrics.c2st.c2st_accuracy`, its default budget, seed 0) against the training split it learned from and
-the held-out split (`split_real(..., 0.25, 0)`, as `mitogan train` makes it), and against the training split
-after both sides are blurred (σ = 1 px: coarse structure only) or high-passed (the image less that blur: the fine
-detail only). Two baselines: two random halves of the training split (0.5 = indistinguishable) and training vs
-held-out. Also per set: the share of pixels at the exact black floor (-1), the share of tiles without it (the
+(`mitogan.metrics.c2st.c2st_accuracy`, its default budget, seed 0 and on) against the training split it learned from and
+the held-out split (`split_real(..., 0.25, 0)`, as `mitogan train` makes it), and against each split after both
+sides are blurred (σ = 1 px: coarse structure only) or high-passed (the image less that blur: the fine detail
+only). Two baselines: two random halves of the training split (0.5 = indistinguishable) and training vs held-out
+(the training split in the generator's place, for each of the three views). --judge-seeds N averages N C2ST seeds
+(the CNN's own spread, ±0.002–0.008 here; the generator's seed moves it by up to 0.04, so compare over --seeds).
+Also per set: the share of pixels at the exact black floor (-1), the share of tiles without it (the
 noisy-background movies), the noise power of each kind of tile (log10 mean power above 0.5 cycles/px), and the
 in-training copy share and primary at the last step. A run folder that has finished is scored as it is (--work
 keeps them).
@@ -72,6 +74,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=8000)
     p.add_argument("--n", type=int, default=1000, help="generated tiles per run")
     p.add_argument("--parallel", type=int, default=2, help="runs at a time (one thread each)")
+    p.add_argument("--judge-seeds", type=int, default=1, help="C2ST seeds per score, averaged (the CNN's own "
+                   "spread; a generator's seed spreads more: compare means over --seeds)")
     p.add_argument("--tile", type=int, default=32, help="tile size in px (32, the story's; others keep their "
                    "tiles and runs in --work/<N>px)")
     a = p.parse_args(argv)
@@ -84,7 +88,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     except ValueError:
         raise UsageError(f"--seeds {a.seeds!r}: give integers, e.g. 0,1") from None
     for flag, value, low in (("--seeds", len(a.seeds), 1), ("--steps", a.steps, 1), ("--n", a.n, 20),
-                             ("--parallel", a.parallel, 1)):
+                             ("--parallel", a.parallel, 1), ("--judge-seeds", a.judge_seeds, 1)):
         if value < low:
             raise UsageError(f"{flag}: needs {'a seed' if flag == '--seeds' else f'a value of {low} or more'}")
     if a.tile not in (16, 32, 64, 128, 256):
@@ -152,10 +156,14 @@ def main(argv=None) -> int:
     train, held = real[sp.train], real[sp.heldout]
 
     half = np.random.default_rng(0).permutation(len(train))
-    rows = {"real: training half vs half": score(train[half[: len(half) // 2]], train[half[len(half) // 2:]]),
-            "real: training vs held-out": {"vs_held": score(train, held, what=("vs_train",))["vs_train"],
-                                           "floor": floor(held), "floorless": floorless(held),
-                                           "hf_power": hf_power(held)}}
+    judge = range(a.judge_seeds)
+    parts = ("vs_train", "blur_vs_train", "detail_vs_train")  # as they are, blurred, fine detail only
+    halves = score(train[half[: len(half) // 2]], train[half[len(half) // 2:]], what=parts, seeds=judge)
+    base = score(train, held, what=parts, seeds=judge)  # the training split in the generator's place
+    rows = {"real: training half vs half": halves,
+            "real: training vs held-out": {"vs_held": base["vs_train"], "blur_vs_held": base["blur_vs_train"],
+                                           "detail_vs_held": base["detail_vs_train"], "floor": floor(held),
+                                           "floorless": floorless(held), "hf_power": hf_power(held)}}
     shown = {"real (training)": train}
     for c in a.configs:
         for s in a.seeds:
@@ -163,7 +171,7 @@ def main(argv=None) -> int:
             fake = samples(a, name)
             last = [json.loads(line) for line in (a.work / name / "metrics.jsonl").read_text().splitlines()
                     if '"primary"' in line][-1]
-            rows[name] = {**score(fake, train, held), "copy_share": round(last.get("copy_share", float("nan")), 3),
+            rows[name] = {**score(fake, train, held, seeds=judge), "copy_share": round(last.get("copy_share", float("nan")), 3),
                           "primary": round(last["primary"], 3)}
             print(f"bench_fine_detail: {name} {rows[name]}", flush=True)
             shown.setdefault(c, fake)
@@ -210,18 +218,27 @@ def hf_power(x: np.ndarray) -> list:
 
 
 def score(fake: np.ndarray, train: np.ndarray, held: np.ndarray | None = None,
-          what=("vs_train", "vs_held", "blur_vs_train", "detail_vs_train"), **budget) -> dict:
+          what=("vs_train", "vs_held", "blur_vs_train", "detail_vs_train", "blur_vs_held", "detail_vs_held"),
+          seeds=(0,), **budget) -> dict:
     """C2ST accuracy [mean, sd] of ``fake`` against the training (and held-out) tiles: as they are, both blurred,
-    both reduced to their fine detail; ``budget``: c2st_accuracy's keywords (its default budget without)."""
+    both reduced to their fine detail. One seed: the sd over its folds; several: the mean and sd over the seeds.
+    ``budget``: c2st_accuracy's keywords (its default budget without)."""
     from mitogan.metrics.c2st import c2st_accuracy
 
+    def detail(x):
+        return None if x is None else x - blur(x)
+
     pairs = {"vs_train": (fake, train), "vs_held": (fake, held), "blur_vs_train": (blur(fake), blur(train)),
-             "detail_vs_train": (fake - blur(fake), train - blur(train))}
+             "detail_vs_train": (detail(fake), detail(train)),
+             "blur_vs_held": (blur(fake), None if held is None else blur(held)),
+             "detail_vs_held": (detail(fake), detail(held))}
     out = {}
     for key in what:
         if pairs[key][1] is not None:
-            r = c2st_accuracy(*pairs[key], seed=0, **budget)
-            out[key] = [round(r["accuracy"], 3), round(r["accuracy_sd"], 3)]
+            runs = [c2st_accuracy(*pairs[key], seed=s, **budget) for s in seeds]
+            acc = [r["accuracy"] for r in runs]
+            sd = runs[0]["accuracy_sd"] if len(runs) == 1 else float(np.std(acc))
+            out[key] = [round(float(np.mean(acc)), 3), round(sd, 3)]
     return {**out, "floor": floor(fake), "floorless": floorless(fake), "hf_power": hf_power(fake)}
 
 
@@ -234,9 +251,10 @@ def table(rows: dict) -> str:
         return f"{v[0]:.3f} ± {v[1]:.3f}" if isinstance(v, list) else f"{v}"
 
     head = ["set", "C2ST vs training", "vs held-out", "blurred σ 1 px, vs training", "fine detail, vs training",
-            "pixels at -1", "tiles without -1", "noise power, tiles without / with -1", "copy share", "primary"]
-    keys = ["vs_train", "vs_held", "blur_vs_train", "detail_vs_train", "floor", "floorless", "hf_power",
-            "copy_share", "primary"]
+            "blurred, vs held-out", "fine detail, vs held-out", "pixels at -1", "tiles without -1",
+            "noise power, tiles without / with -1", "copy share", "primary"]
+    keys = ["vs_train", "vs_held", "blur_vs_train", "detail_vs_train", "blur_vs_held", "detail_vs_held", "floor",
+            "floorless", "hf_power", "copy_share", "primary"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join([name, *(cell(k, r.get(k)) for k in keys)]) + " |" for name, r in rows.items()]
     return "\n".join(lines) + "\n"

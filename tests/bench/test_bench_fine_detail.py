@@ -20,7 +20,8 @@ def bf():
 
 @pytest.mark.parametrize("argv, field", [(["--configs", "stylegan"], "--configs"), (["--seeds", "a"], "--seeds"),
                                          (["--seeds", ""], "--seeds"), (["--steps", "0"], "--steps"),
-                                         (["--n", "5"], "--n"), (["--tile", "48"], "--tile")])
+                                         (["--n", "5"], "--n"), (["--tile", "48"], "--tile"),
+                                         (["--judge-seeds", "0"], "--judge-seeds")])
 def test_bad_input_is_one_line_naming_the_field(bf, capsys, argv, field):
     assert bf.main(argv) == 2
     err = capsys.readouterr().err.strip()
@@ -64,7 +65,7 @@ def test_table_and_figure(bf, tmp_path):
                         "primary": -0.2}}
     md = bf.table(rows).splitlines()
     assert md[0].startswith("| set | C2ST vs training") and len(md) == 4
-    assert "| fine-s0 | 0.790 ± 0.020 | 0.900 ± 0.010 |  |  |  |  | 0.36 / – | 0.1 | -0.2 |" == md[3]
+    assert "| fine-s0 | 0.790 ± 0.020 | 0.900 ± 0.010 |  |  |  |  |  |  | 0.36 / – | 0.1 | -0.2 |" == md[3]
     rng = np.random.default_rng(1)
     bf.figure({"real": _tiles(rng, 12, True), "fine": _tiles(rng, 12, False)}, tmp_path / "f.png")
     import cv2
@@ -76,3 +77,15 @@ def test_table_and_figure(bf, tmp_path):
 def test_other_tile_sizes_keep_their_own_tiles_and_runs(bf, tmp_path):
     assert bf.parse_args(["--work", str(tmp_path)]).work == tmp_path
     assert bf.parse_args(["--work", str(tmp_path), "--tile", "64"]).work == tmp_path / "64px"
+
+
+def test_held_out_columns_and_judge_seeds(bf):
+    rng = np.random.default_rng(1)
+    train, held, smooth = _tiles(rng, 120, True), _tiles(rng, 120, True), _tiles(rng, 120, False)
+    budget = {"batches": 80, "folds": 2}
+    one = bf.score(smooth, train, held, what=("blur_vs_held", "detail_vs_held"), **budget)
+    assert one["detail_vs_held"][0] > 0.9 and one["blur_vs_held"][0] < 0.7  # the same views against held-out
+    three = bf.score(smooth, train, held, what=("detail_vs_held",), seeds=range(3), **budget)
+    each = [bf.score(smooth, train, held, what=("detail_vs_held",), seeds=(s,), **budget)["detail_vs_held"][0]
+            for s in range(3)]
+    assert three["detail_vs_held"] == [round(float(np.mean(each)), 3), round(float(np.std(each)), 3)]
