@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mitogan.models.layers import (MinibatchStd, ZNoise, image_noise, make_act, make_norm, make_out, maybe_psf,
+from mitogan.models.layers import (MinibatchStd, PSFBlur, ZNoise, image_noise, make_act, make_norm, make_out,
                                    maybe_sn, n_stages)
 
 __all__ = ["DCGANGenerator", "DCGANDiscriminator"]
@@ -55,7 +55,7 @@ class DCGANGenerator(nn.Module):
                 layers += [make_act(activation)]
         layers += _up(ch[-1], 1 + pixel_noise, upsample, bias=True)  # the image (and its noise level)
         if psf:  # the optics, before the camera noise
-            layers += [maybe_psf(psf)]
+            layers += [PSFBlur()]
         if noise or pixel_noise:
             noises[str(len(layers) - 1)] = image_noise(latent_dim, image_size, noise, pixel_noise, seed=n)
         self.net = nn.Sequential(*layers, make_out(output))
