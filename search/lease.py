@@ -118,7 +118,9 @@ class S3Lease:
 
 
 def _dead_here(holder: dict | None) -> bool:
-    """The holder ran on this host and its process is gone (a driver killed here, resumed here)."""
+    """The holder ran on this host and its process is gone (a driver killed here, resumed here): no process has
+    its pid, or the one that has it now started after the holder did (pids are reused, within a minute on a host
+    whose pid space is 32,768 and whose Ray nodes start processes by the hundred)."""
     if not holder or holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
         return False
     try:
@@ -127,7 +129,20 @@ def _dead_here(holder: dict | None) -> bool:
         return True
     except OSError:
         return False
-    return False
+    return _started_after(holder["pid"], holder.get("started"))
+
+
+def _started_after(pid: int, started) -> bool:
+    """Whether the process ``pid`` of this host started later than ``started`` (a claim's local start time,
+    "%Y-%m-%d %H:%M:%S", taken when the holder had started: its process began at or before it, within a second
+    of truncation). Read from /proc (Linux); False where that cannot be read, so a claim is then kept."""
+    try:
+        claimed = time.mktime(time.strptime(started, "%Y-%m-%d %H:%M:%S"))
+        ticks = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[19])  # field 22: start time
+        boot = next(int(line.split()[1]) for line in open("/proc/stat") if line.startswith("btime "))
+    except (TypeError, ValueError, OSError, IndexError, StopIteration):
+        return False
+    return boot + ticks / os.sysconf("SC_CLK_TCK") > claimed + 2.0  # 1 s of truncation each, boot's and the claim's
 
 
 def _age_s(head: dict) -> float:

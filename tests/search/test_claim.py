@@ -189,3 +189,22 @@ def test_s3_a_lease_not_renewed_is_taken_over_and_a_renewed_one_is_not(s3_env, s
     taker.acquire("B", "--name", "x")
     assert json.loads(taker._s3.get_object(Bucket=bucket, Key=key)["Body"].read())["host"] == "here"
     taker.release()
+
+
+def test_a_claim_whose_pid_now_belongs_to_a_newer_process_is_a_dead_drivers():
+    # a driver killed here, its pid reused by a process started later: the claim is taken over at once, not after
+    # STALE_S (CI: a resume refused by a reused pid of a killed driver). A live holder (this process) keeps it
+    import socket
+
+    from mitogan.claim import who
+    from search.lease import _dead_here
+
+    me = who("search")
+    assert _dead_here(me) is False  # alive, and the process with the pid is the one that claimed
+    before = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(time.time() - 3600))
+    assert _dead_here({**me, "started": before}) is True  # an hour-old claim: this pid is a newer process now
+    assert _dead_here({**me, "started": "unreadable"}) is False  # cannot tell: kept
+    assert _dead_here({**me, "host": socket.gethostname() + "-other", "started": before}) is False  # not this host
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    assert _dead_here({**me, "pid": gone.pid}) is True  # no process has the pid
