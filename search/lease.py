@@ -119,8 +119,9 @@ class S3Lease:
 
 def _dead_here(holder: dict | None) -> bool:
     """The holder ran on this host and its process is gone (a driver killed here, resumed here): no process has
-    its pid, or the one that has it now started after the holder did (pids are reused, within a minute on a host
-    whose pid space is 32,768 and whose Ray nodes start processes by the hundred)."""
+    its pid, it is a zombie (dead, not yet reaped: an init that does not reap orphans keeps them for good), or the
+    process that has the pid now started after the holder did (pids are reused, within a minute on a host whose
+    pid space is 32,768 and whose Ray nodes start threads by the thousand)."""
     if not holder or holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
         return False
     try:
@@ -129,20 +130,30 @@ def _dead_here(holder: dict | None) -> bool:
         return True
     except OSError:
         return False
-    return _started_after(holder["pid"], holder.get("started"))
+    state, started = _proc_stat(holder["pid"])
+    return state == "Z" or _later(started, holder.get("started"))
 
 
-def _started_after(pid: int, started) -> bool:
-    """Whether the process ``pid`` of this host started later than ``started`` (a claim's local start time,
-    "%Y-%m-%d %H:%M:%S", taken when the holder had started: its process began at or before it, within a second
-    of truncation). Read from /proc (Linux); False where that cannot be read, so a claim is then kept."""
+def _proc_stat(pid: int) -> tuple[str | None, float | None]:
+    """(state, start time as a Unix time) of the process ``pid`` of this host, from /proc (Linux); (None, None)
+    where it cannot be read."""
     try:
-        claimed = time.mktime(time.strptime(started, "%Y-%m-%d %H:%M:%S"))
-        ticks = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[19])  # field 22: start time
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()  # from field 3, the state, on
         boot = next(int(line.split()[1]) for line in open("/proc/stat") if line.startswith("btime "))
-    except (TypeError, ValueError, OSError, IndexError, StopIteration):
+        return fields[0], boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: start time in ticks
+    except (ValueError, OSError, IndexError, StopIteration):
+        return None, None
+
+
+def _later(process_start: float | None, claimed) -> bool:
+    """Whether a process that started at ``process_start`` started after a claim made at ``claimed`` (its local
+    time, "%Y-%m-%d %H:%M:%S", taken once the holder had started, so the holder began at or before it). 2 s of
+    margin: boot time and the claim's time are both truncated to whole seconds. False when either is unknown."""
+    try:
+        return process_start is not None and process_start > time.mktime(
+            time.strptime(claimed, "%Y-%m-%d %H:%M:%S")) + 2.0
+    except (TypeError, ValueError):
         return False
-    return boot + ticks / os.sysconf("SC_CLK_TCK") > claimed + 2.0  # 1 s of truncation each, boot's and the claim's
 
 
 def _age_s(head: dict) -> float:
