@@ -21,6 +21,7 @@ import secrets
 import socket
 import threading
 import time
+from pathlib import Path
 
 from mitogan.claim import describe
 from mitogan.errors import MitoganError
@@ -138,8 +139,9 @@ def _proc_stat(pid: int) -> tuple[str | None, float | None]:
     """(state, start time as a Unix time) of the process ``pid`` of this host, from /proc (Linux); (None, None)
     where it cannot be read."""
     try:
-        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()  # from field 3, the state, on
-        boot = next(int(line.split()[1]) for line in open("/proc/stat") if line.startswith("btime "))
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()  # from field 3, the state, on
+        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
         return fields[0], boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: start time in ticks
     except (ValueError, OSError, IndexError, StopIteration):
         return None, None
