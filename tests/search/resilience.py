@@ -121,10 +121,10 @@ def kill_pids(pids) -> None:
 
 
 def _state(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return "X"
+    """The process's state letter from /proc (the product's own reading), "X" when it is gone."""
+    from search.lease import _proc_stat
+
+    return _proc_stat(pid)[0] or "X"
 
 
 def restarts(trial_rows: list[dict]) -> list[int]:
