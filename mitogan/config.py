@@ -409,10 +409,11 @@ class ModelConfig(Section):
                              "loss on real images (0: no decoders)", lo=0.0, hi=100.0)
 
 
-# the generator before the fine-detail knobs (their defaults until 2026-12-07): no noise, tanh, transposed convolutions;
-# what a checkpoint without these keys was trained with, and what tests built on that generator pin
+# the networks before the fine-detail knobs (the first four defaulted to this until 2026-12-07): no noise, tanh,
+# transposed convolutions, no learned blur, no minibatch spread in D; what a checkpoint without these keys was
+# trained with, and what tests built on that generator pin
 PLAIN_GENERATOR = {"model.g_noise": False, "model.g_pixel_noise": False, "model.g_output": "tanh",
-                   "model.g_upsample": "transposed"}
+                   "model.g_upsample": "transposed", "model.g_psf": False, "model.d_mbstd": False}
 
 
 @dataclass
