@@ -18,10 +18,10 @@ on one thread, with:
     fine-bilinear fine with bilinear instead of nearest upsampling (model.g_upsample=bilinear)
 
 Each exported generator draws --n tiles (`mitogan synth`), scored by the classifier two-sample test
-(`mitogan.metrics.c2st.c2st_accuracy`, its default budget, seed 0 and on) against the training split it learned from and
-the held-out split (`split_real(..., 0.25, 0)`, as `mitogan train` makes it), and against each split after both
-sides are blurred (σ = 1 px: coarse structure only) or high-passed (the image less that blur: the fine detail
-only). Two baselines: two random halves of the training split (0.5 = indistinguishable) and training vs held-out
+(`mitogan.metrics.c2st.c2st_accuracy`, its default budget, seed 0 and on) against the training split it learned
+from and the held-out split (`split_real(..., 0.25, 0)`, as `mitogan train` makes it), and against each split
+after both sides are blurred (σ = 1 px: coarse structure only) or high-passed (the image less that blur: the fine
+detail only). Two baselines: two random halves of the training split (0.5 = indistinguishable) and training vs held-out
 (the training split in the generator's place, for each of the three views). --judge-seeds N averages N C2ST seeds
 (the CNN's own spread, ±0.002–0.008 here; the generator's seed moves it by up to 0.04, so compare over --seeds).
 Also per set: the share of pixels at the exact black floor (-1), the share of tiles without it (the
@@ -171,8 +171,8 @@ def main(argv=None) -> int:
             fake = samples(a, name)
             last = [json.loads(line) for line in (a.work / name / "metrics.jsonl").read_text().splitlines()
                     if '"primary"' in line][-1]
-            rows[name] = {**score(fake, train, held, seeds=judge), "copy_share": round(last.get("copy_share", float("nan")), 3),
-                          "primary": round(last["primary"], 3)}
+            rows[name] = {**score(fake, train, held, seeds=judge), "primary": round(last["primary"], 3),
+                          "copy_share": round(last.get("copy_share", float("nan")), 3)}
             print(f"bench_fine_detail: {name} {rows[name]}", flush=True)
             shown.setdefault(c, fake)
     a.out.mkdir(parents=True, exist_ok=True)
@@ -225,17 +225,16 @@ def score(fake: np.ndarray, train: np.ndarray, held: np.ndarray | None = None,
     ``budget``: c2st_accuracy's keywords (its default budget without)."""
     from mitogan.metrics.c2st import c2st_accuracy
 
-    def detail(x):
-        return None if x is None else x - blur(x)
+    def views(x):  # each view of a set, its blur made once: "" as it is, "blur_", "detail_" (the rest)
+        b = blur(x)
+        return {"": x, "blur_": b, "detail_": x - b}
 
-    pairs = {"vs_train": (fake, train), "vs_held": (fake, held), "blur_vs_train": (blur(fake), blur(train)),
-             "detail_vs_train": (detail(fake), detail(train)),
-             "blur_vs_held": (blur(fake), None if held is None else blur(held)),
-             "detail_vs_held": (detail(fake), detail(held))}
+    mine, theirs = views(fake), {"train": views(train), "held": None if held is None else views(held)}
     out = {}
     for key in what:
-        if pairs[key][1] is not None:
-            runs = [c2st_accuracy(*pairs[key], seed=s, **budget) for s in seeds]
+        view, _, against = key.rpartition("vs_")  # "blur_vs_held" → "blur_", "held"
+        if theirs[against] is not None:
+            runs = [c2st_accuracy(mine[view], theirs[against][view], seed=s, **budget) for s in seeds]
             acc = [r["accuracy"] for r in runs]
             sd = runs[0]["accuracy_sd"] if len(runs) == 1 else float(np.std(acc))
             out[key] = [round(float(np.mean(acc)), 3), round(sd, 3)]
