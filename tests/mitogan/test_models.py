@@ -542,17 +542,17 @@ def test_psf_blurs_the_generators_image_before_the_camera_noise(arch):
             torch.manual_seed(1)
             g = build_generator(_cfg(arch, g_psf=psf, g_noise=noise, g_output="tanh"), 32).eval()
             if psf:
-                g.get_submodule(_psf_name(g)).raw.data.fill_(math.log(math.expm1(2.0)))  # σ = 2 px
-            if noise:
-                for name, p in g.named_parameters():
-                    p.data.fill_(1.0) if name.endswith("strength") else None
+                _psf(g).raw.data.fill_(math.log(math.expm1(2.0)))  # σ = 2 px
+            for name, p in g.named_parameters():
+                if name.endswith("strength"):  # the noise inputs, loud
+                    p.data.fill_(1.0)
             with torch.no_grad():
                 out[psf, noise] = detail(g(z))
     assert out[True, False] < 0.5 * out[False, False], out  # blurred
     assert out[True, True] > 2 * out[True, False], out  # the noise is not
 
 
-def _psf_name(g):
+def _psf(g):
     from mitogan.models.layers import PSFBlur
 
-    return next(name for name, m in g.named_modules() if isinstance(m, PSFBlur))
+    return next(m for m in g.modules() if isinstance(m, PSFBlur))
