@@ -40,7 +40,7 @@ from mitogan.errors import MitoganError, one_line
 
 __all__ = ["cache_root", "default_mode", "atomic_write", "atomic_dir", "fsync_dir", "claim_output_dir",
            "read_marker", "write_marker", "MARKER", "FileLock", "check_writable_dir", "json_safe",
-           "cached_file", "cached_dir", "CHECKSUM_SUFFIX", "sha256_file"]
+           "cached_file", "cached_dir", "CHECKSUM_SUFFIX", "sha256_file", "proc_stat"]
 
 T = TypeVar("T")
 
@@ -172,7 +172,19 @@ def _alive(pid: int) -> bool:
         return False
     except (PermissionError, OverflowError):
         return True  # another user's process (or not a pid we can ask about): leave its folder
-    return True
+    return proc_stat(pid)[0] != "Z"  # a zombie is dead (an init that does not reap orphans keeps it for good)
+
+
+def proc_stat(pid: int) -> tuple[str | None, float | None]:
+    """(state letter, start time as a Unix time) of the process ``pid`` of this host, from /proc (Linux);
+    (None, None) where it cannot be read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()  # from field 3, the state, on
+        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        return fields[0], boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: start time in ticks
+    except (ValueError, OSError, IndexError, StopIteration):
+        return None, None
 
 
 def read_marker(path) -> dict | None:

@@ -21,9 +21,9 @@ import secrets
 import socket
 import threading
 import time
-from pathlib import Path
 
 from mitogan.claim import describe
+from mitogan.fsutil import proc_stat
 from mitogan.errors import MitoganError
 
 __all__ = ["S3Lease", "RENEW_S", "STALE_S"]
@@ -131,20 +131,8 @@ def _dead_here(holder: dict | None) -> bool:
         return True
     except OSError:
         return False
-    state, started = _proc_stat(holder["pid"])
+    state, started = proc_stat(holder["pid"])
     return state == "Z" or _later(started, holder.get("started"))
-
-
-def _proc_stat(pid: int) -> tuple[str | None, float | None]:
-    """(state, start time as a Unix time) of the process ``pid`` of this host, from /proc (Linux); (None, None)
-    where it cannot be read."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()  # from field 3, the state, on
-        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                    if line.startswith("btime "))
-        return fields[0], boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: start time in ticks
-    except (ValueError, OSError, IndexError, StopIteration):
-        return None, None
 
 
 def _later(process_start: float | None, claimed) -> bool:

@@ -6,6 +6,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -302,18 +303,25 @@ def _stale_tmp(final, pid, host=None):
 
 
 def test_only_temporary_folders_of_dead_runs_here_are_cleaned(tmp_path):
-    from mitogan.fsutil import atomic_dir
+    from mitogan.fsutil import atomic_dir, proc_stat
 
     final = tmp_path / "b"
     dead = _stale_tmp(final, _dead_pid())
     alive = _stale_tmp(final, os.getpid())  # a run still writing
     elsewhere = _stale_tmp(final, _dead_pid(), host="another-node")  # shared storage: not ours to judge
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])  # ended, not reaped: a killed run whose parent
+    deadline = time.monotonic() + 30  # is gone, on a host whose init does not reap orphans
+    while time.monotonic() < deadline and proc_stat(zombie.pid)[0] != "Z":
+        time.sleep(0.05)
+    unreaped = _stale_tmp(final, zombie.pid)
     users = [tmp_path / ".b.notes.tmp", tmp_path / ".b.tmp", tmp_path / ".c.x-1.abcd_123.tmp"]
     for u in users:
         u.mkdir()
     with atomic_dir(final, "bundle") as tmp:
         assert f"-{os.getpid()}." in tmp.name  # its own name says whose it is
+    zombie.wait()
     assert not dead.exists() and alive.exists() and elsewhere.exists() and all(u.exists() for u in users)
+    assert not unreaped.exists()
 
 
 def test_export_refuses_another_mitogan_output(trained, tmp_path, capsys):

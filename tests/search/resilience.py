@@ -122,9 +122,9 @@ def kill_pids(pids) -> None:
 
 def _state(pid: int) -> str:
     """The process's state letter from /proc (the product's own reading), "X" when it is gone."""
-    from search.lease import _proc_stat
+    from mitogan.fsutil import proc_stat
 
-    return _proc_stat(pid)[0] or "X"
+    return proc_stat(pid)[0] or "X"
 
 
 def restarts(trial_rows: list[dict]) -> list[int]:

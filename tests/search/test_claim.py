@@ -197,7 +197,8 @@ def test_a_claim_whose_pid_now_belongs_to_a_newer_process_is_a_dead_drivers():
     import socket
 
     from mitogan.claim import who
-    from search.lease import _dead_here, _proc_stat
+    from mitogan.fsutil import proc_stat
+    from search.lease import _dead_here
 
     me = who("search")
     assert _dead_here(me) is False  # alive, and the process with the pid is the one that claimed
@@ -210,7 +211,7 @@ def test_a_claim_whose_pid_now_belongs_to_a_newer_process_is_a_dead_drivers():
     assert _dead_here({**me, "pid": gone.pid}) is True  # no process has the pid
     zombie = subprocess.Popen([sys.executable, "-c", "pass"])  # ended, not yet reaped (not waited for)
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and _proc_stat(zombie.pid)[0] != "Z":
+    while time.monotonic() < deadline and proc_stat(zombie.pid)[0] != "Z":
         time.sleep(0.05)
     assert _dead_here({**me, "pid": zombie.pid, "started": time.strftime("%Y-%m-%d %H:%M:%S")}) is True
     zombie.wait()
