@@ -16,6 +16,12 @@ on one thread, with:
     fine-mbstd    fine, and the discriminator's minibatch standard deviation (model.d_mbstd=true)
     fine-psf      fine, and the image blurred by a learned point-spread function before its noise (model.g_psf)
     fine-bilinear fine with bilinear instead of nearest upsampling (model.g_upsample=bilinear)
+    fine-dnone    fine with no normalisation in the discriminator (model.d_norm=none): spectral normalisation
+                  bounds how far a faint, high-frequency difference can move D's output
+    fine-wide     fine with twice the channels in both networks (model.g_width=32, model.d_width=32)
+    fine-dark     fine, and the discriminator also sees the dark range stretched 10x (model.d_dark)
+    fine-spectral fine, and the spectral loss on the generator (loss.spectral=1; fine-spectral10: 10): its tiles'
+                  spread of power over frequency rings against a real batch's
 
 Each exported generator draws --n tiles (`mitogan synth`), scored by the classifier two-sample test
 (`mitogan.metrics.c2st.c2st_accuracy`, its default budget, seed 0 and on) against the training split it learned
@@ -57,7 +63,14 @@ CONFIGS = {"base": [],
            "fine-mbstd": ["model.g_noise=true", "model.g_output=clip", "model.g_upsample=resize",
                           "model.d_mbstd=true"],
            "fine-psf": ["model.g_noise=true", "model.g_output=clip", "model.g_upsample=resize", "model.g_psf=true"],
-           "fine-bilinear": ["model.g_noise=true", "model.g_output=clip", "model.g_upsample=bilinear"]}
+           "fine-bilinear": ["model.g_noise=true", "model.g_output=clip", "model.g_upsample=bilinear"],
+           "fine-dnone": ["model.g_noise=true", "model.g_output=clip", "model.g_upsample=resize", "model.d_norm=none"],
+           "fine-wide": ["model.g_noise=true", "model.g_output=clip", "model.g_upsample=resize", "model.g_width=32",
+                         "model.d_width=32"],
+           "fine-dark": ["model.g_noise=true", "model.g_output=clip", "model.g_upsample=resize", "model.d_dark=true"],
+           "fine-spectral": ["model.g_noise=true", "model.g_output=clip", "model.g_upsample=resize", "loss.spectral=1"],
+           "fine-spectral10": ["model.g_noise=true", "model.g_output=clip", "model.g_upsample=resize",
+                               "loss.spectral=10"]}
 
 
 class UsageError(Exception):

@@ -237,14 +237,18 @@ def _real_batch(st: _State, cfg: Config, data: torch.Tensor) -> torch.Tensor:
     return torch.where(take, st.sim[j], data[idx])
 
 
-def _g_step(st: _State, cfg: Config) -> None:
-    """One generator update through the (frozen) discriminator, then the EMA update."""
+def _g_step(st: _State, cfg: Config, data: torch.Tensor) -> None:
+    """One generator update through the (frozen) discriminator, plus the spectral loss against a real batch
+    when ``loss.spectral`` > 0, then the EMA update."""
     b = cfg.train.batch_size
     z = torch.randn(b, cfg.model.latent_dim, device=st.device)
     st.D.requires_grad_(False)  # no D gradients needed: saves a third of the backward
     with _autocast(st):
-        out = st.D(diff_augment(st.G(z), cfg.augment, st.ada.p))  # (B, 1, S, S) → (B,)
+        fake = st.G(z)  # (B, 1, S, S)
+        out = st.D(diff_augment(fake, cfg.augment, st.ada.p))  # (B,)
         loss = losses.g_loss(cfg.loss.kind, out)
+    if cfg.loss.spectral > 0:  # a real batch only then: runs without it keep their random stream
+        loss = loss + cfg.loss.spectral * losses.spectral_distance(fake, _real_batch(st, cfg, data))  # in loss_g
     st.opt_g.zero_grad(set_to_none=True)
     st.scaler_g.scale(loss).backward()
     st.scaler_g.unscale_(st.opt_g)
@@ -570,7 +574,7 @@ def _loop(st: _State, cfg: Config, data: torch.Tensor, ctx: dict, should_stop, p
         while not stopped and st.step < cfg.train.steps:
             for _ in range(cfg.loss.n_critic):
                 _d_step(st, cfg, data)
-            _g_step(st, cfg)
+            _g_step(st, cfg, data)
             st.step += 1
             bar.update(1)
             stopped = bool(should_stop and should_stop())

@@ -108,7 +108,7 @@ def test_deterministic_on_cpu(tiles):
     {"loss.kind": "wgan_gp", "loss.n_critic": 2, "augment.adaptive": True, "augment.p": 0.2,
      "augment.ada_interval": 1, "augment.ada_kimg": 0.1},
     {"model.arch": "resnet", "loss.kind": "hinge", "optim.name": "rmsprop", "loss.r1_gamma": 0.5,
-     "model.d_norm": "batch"},
+     "model.d_norm": "batch", "loss.spectral": 2.0},  # the spectral loss's real batches, drawn the same on resume
 ])
 def test_resume_equals_straight_run(extra, tiles, tmp_path):
     # N steps straight == N/2, then resume for N/2 more: same weights, same metrics
@@ -128,6 +128,14 @@ def test_resume_equals_straight_run(extra, tiles, tmp_path):
         assert a["ada"]["p"] != 0.2  # the adaptive p moved, identically in both runs
     lines = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(s)["step"] for s in lines] == [2, 4, 6, 8]
+
+
+def test_spectral_loss_is_in_the_generator_loss(tiles):
+    # the same run with the spectral loss on: D's first step is the same, G's loss holds the extra term after it
+    plain = train(_cfg(**{"train.steps": 2, "train.report_every": 1}), tiles)
+    spectral = train(_cfg(**{"train.steps": 2, "train.report_every": 1, "loss.spectral": 5.0}), tiles)
+    assert spectral.history[0]["loss_d"] == plain.history[0]["loss_d"]
+    assert spectral.history[0]["loss_g"] > plain.history[0]["loss_g"]  # + 5 x a distance that is not 0
 
 
 def test_should_stop_ends_cleanly_and_resumes(tiles, tmp_path):
@@ -301,13 +309,13 @@ def test_a_checkpoint_from_before_the_generator_knobs_resumes_with_the_values_it
     then = {"model.g_noise": False, "model.g_output": "tanh", "model.g_upsample": "transposed"}
     train(_cfg(**then), tiles, out_dir=tmp_path)
     ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
-    for key in (*then, "model.g_pixel_noise", "model.g_psf", "model.d_mbstd"):
+    for key in (*then, "model.g_pixel_noise", "model.g_psf", "model.d_mbstd", "model.d_dark"):
         del ckpt["config"][key]
     save_checkpoint(tmp_path / "checkpoint.pt", ckpt)
     with pytest.raises(ConfigError, match=r"model\.g_noise: the checkpoint .* was trained with False, the config "
                                           r"says True"):
         train(_cfg(**{"model.g_noise": True, "train.steps": 4}), tiles, resume=tmp_path)
-    for key in ("model.g_psf", "model.d_mbstd"):  # keys added later still: one clear line, not torch's key list
+    for key in ("model.g_psf", "model.d_mbstd", "model.d_dark"):  # keys added later still: one clear line, not torch's key list
         with pytest.raises(ConfigError, match=rf"{key}: the checkpoint .* was trained with False"):
             train(_cfg(**{**then, key: True, "train.steps": 4}), tiles, resume=tmp_path)
     assert train(_cfg(**{**then, "train.steps": 4}), tiles, resume=tmp_path).steps == 4
