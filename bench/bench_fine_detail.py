@@ -20,6 +20,8 @@ on one thread, with:
                   bounds how far a faint, high-frequency difference can move D's output
     fine-wide     fine with twice the channels in both networks (model.g_width=32, model.d_width=32)
     fine-dark     fine, and the discriminator also sees the dark range stretched 10x (model.d_dark)
+    fine-gain     fine with the augmentation's brightness and contrast jitter (which lifts a real tile's black floor)
+                  replaced by augment.gain (intensity scaled about the black level)
     fine-spectral fine, and the spectral loss on the generator (loss.spectral=1; fine-spectral10: 10): its tiles'
                   spread of power over frequency rings against a real batch's
 
@@ -27,8 +29,9 @@ Each exported generator draws --n tiles (`mitogan synth`), scored by the classif
 (`mitogan.metrics.c2st.c2st_accuracy`, its default budget, seed 0 and on) against the training split it learned
 from and the held-out split (`split_real(..., 0.25, 0)`, as `mitogan train` makes it), and against each split
 after both sides are blurred (σ = 1 px: coarse structure only) or high-passed (the image less that blur: the fine
-detail only). Two baselines: two random halves of the training split (0.5 = indistinguishable) and training vs held-out
-(the training split in the generator's place, for each of the three views). --judge-seeds N averages N C2ST seeds
+detail only), and the dark detail against the held-out split (the fine detail where the blurred tile is below -0.8,
+zero elsewhere: the black level and its texture). Two baselines: two random halves of the training split (0.5 =
+indistinguishable) and training vs held-out (the training split in the generator's place, for each view). --judge-seeds N averages N C2ST seeds
 (the CNN's own spread, ±0.002–0.008 here; the generator's seed moves it by up to 0.04, so compare over --seeds).
 Also per set: the share of pixels at the exact black floor (-1), the share of tiles without it (the
 noisy-background movies), the noise power of each kind of tile (log10 mean power above 0.5 cycles/px), and the
@@ -53,6 +56,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 MITOGAN = [sys.executable, "-m", "mitogan"]
 STORY = ROOT / "bench" / "peers" / "dcgan-story.yaml"
+DARK = -0.8  # the dark view: the fine detail where the blurred tile is in the bottom tenth of [-1, 1]
 CONFIGS = {"base": [],
            "clip-resize": ["model.g_output=clip", "model.g_upsample=resize"],
            "noise-clip": ["model.g_noise=true", "model.g_output=clip"],
@@ -68,6 +72,8 @@ CONFIGS = {"base": [],
            "fine-wide": ["model.g_noise=true", "model.g_output=clip", "model.g_upsample=resize", "model.g_width=32",
                          "model.d_width=32"],
            "fine-dark": ["model.g_noise=true", "model.g_output=clip", "model.g_upsample=resize", "model.d_dark=true"],
+           "fine-gain": ["model.g_noise=true", "model.g_output=clip", "model.g_upsample=resize", "augment.color=false",
+                         "augment.gain=true"],
            "fine-spectral": ["model.g_noise=true", "model.g_output=clip", "model.g_upsample=resize", "loss.spectral=1"],
            "fine-spectral10": ["model.g_noise=true", "model.g_output=clip", "model.g_upsample=resize",
                                "loss.spectral=10"]}
@@ -91,6 +97,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "spread; a generator's seed spreads more: compare means over --seeds)")
     p.add_argument("--tile", type=int, default=32, help="tile size in px (32, the story's; others keep their "
                    "tiles and runs in --work/<N>px)")
+    p.add_argument("--train-only", action="store_true", help="train the runs that are missing, score nothing")
     a = p.parse_args(argv)
     a.configs = [c for c in a.configs.split(",") if c]
     unknown = [c for c in a.configs if c not in CONFIGS]
@@ -163,6 +170,8 @@ def main(argv=None) -> int:
         subprocess.run([str(x) for x in [*MITOGAN, "preprocess", a.data, "--config", STORY, "--set",
                                           f"tile.size={a.tile}", "--out", tiles.parent, "-q"]], check=True)
     train_all(a, tiles)
+    if a.train_only:
+        return 0
     ts = load_tiles(tiles)
     sp = split_real(ts.source, ts.frame, 0.25, 0, tiles=ts.tiles)
     real = np.asarray(ts.tiles, np.float32)
@@ -170,12 +179,13 @@ def main(argv=None) -> int:
 
     half = np.random.default_rng(0).permutation(len(train))
     judge = range(a.judge_seeds)
-    parts = ("vs_train", "blur_vs_train", "detail_vs_train")  # as they are, blurred, fine detail only
+    parts = ("vs_train", "blur_vs_train", "detail_vs_train", "dark_vs_train")  # as they are, blurred, detail, dark
     halves = score(train[half[: len(half) // 2]], train[half[len(half) // 2:]], what=parts, seeds=judge)
     base = score(train, held, what=parts, seeds=judge)  # the training split in the generator's place
     rows = {"real: training half vs half": halves,
             "real: training vs held-out": {"vs_held": base["vs_train"], "blur_vs_held": base["blur_vs_train"],
-                                           "detail_vs_held": base["detail_vs_train"], "floor": floor(held),
+                                           "detail_vs_held": base["detail_vs_train"],
+                                           "dark_vs_held": base["dark_vs_train"], "floor": floor(held),
                                            "floorless": floorless(held), "hf_power": hf_power(held)}}
     shown = {"real (training)": train}
     for c in a.configs:
@@ -231,16 +241,17 @@ def hf_power(x: np.ndarray) -> list:
 
 
 def score(fake: np.ndarray, train: np.ndarray, held: np.ndarray | None = None,
-          what=("vs_train", "vs_held", "blur_vs_train", "detail_vs_train", "blur_vs_held", "detail_vs_held"),
+          what=("vs_train", "vs_held", "blur_vs_train", "detail_vs_train", "blur_vs_held", "detail_vs_held",
+                "dark_vs_held"),
           seeds=(0,), **budget) -> dict:
     """C2ST accuracy [mean, sd] of ``fake`` against the training (and held-out) tiles: as they are, both blurred,
-    both reduced to their fine detail. One seed: the sd over its folds; several: the mean and sd over the seeds.
+    both reduced to their fine detail, both reduced to their dark detail (``DARK``). One seed: the sd over its folds; several: the mean and sd over the seeds.
     ``budget``: c2st_accuracy's keywords (its default budget without)."""
     from mitogan.metrics.c2st import c2st_accuracy
 
-    def views(x):  # each view of a set, its blur made once: "" as it is, "blur_", "detail_" (the rest)
+    def views(x):  # each view of a set, its blur made once: "" as it is, "blur_", "detail_" (the rest), "dark_"
         b = blur(x)
-        return {"": x, "blur_": b, "detail_": x - b}
+        return {"": x, "blur_": b, "detail_": x - b, "dark_": np.where(b < DARK, x - b, 0.0).astype(np.float32)}
 
     mine, theirs = views(fake), {"train": views(train), "held": None if held is None else views(held)}
     out = {}
@@ -263,9 +274,10 @@ def table(rows: dict) -> str:
         return f"{v[0]:.3f} ± {v[1]:.3f}" if isinstance(v, list) else f"{v}"
 
     head = ["set", "C2ST vs training", "vs held-out", "blurred σ 1 px, vs training", "fine detail, vs training",
-            "blurred, vs held-out", "fine detail, vs held-out", "pixels at -1", "tiles without -1",
+            "blurred, vs held-out", "fine detail, vs held-out", "dark detail, vs held-out", "pixels at -1", "tiles without -1",
             "noise power, tiles without / with -1", "copy share", "primary"]
-    keys = ["vs_train", "vs_held", "blur_vs_train", "detail_vs_train", "blur_vs_held", "detail_vs_held", "floor",
+    keys = ["vs_train", "vs_held", "blur_vs_train", "detail_vs_train", "blur_vs_held", "detail_vs_held",
+            "dark_vs_held", "floor",
             "floorless", "hf_power", "copy_share", "primary"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join([name, *(cell(k, r.get(k)) for k in keys)]) + " |" for name, r in rows.items()]

@@ -65,7 +65,7 @@ def test_table_and_figure(bf, tmp_path):
                         "primary": -0.2}}
     md = bf.table(rows).splitlines()
     assert md[0].startswith("| set | C2ST vs training") and len(md) == 4
-    assert "| fine-s0 | 0.790 ± 0.020 | 0.900 ± 0.010 |  |  |  |  |  |  | 0.36 / – | 0.1 | -0.2 |" == md[3]
+    assert "| fine-s0 | 0.790 ± 0.020 | 0.900 ± 0.010 |  |  |  |  |  |  |  | 0.36 / – | 0.1 | -0.2 |" == md[3]
     rng = np.random.default_rng(1)
     bf.figure({"real": _tiles(rng, 12, True), "fine": _tiles(rng, 12, False)}, tmp_path / "f.png")
     import cv2
@@ -89,3 +89,18 @@ def test_held_out_columns_and_judge_seeds(bf):
     each = [bf.score(smooth, train, held, what=("detail_vs_held",), seeds=(s,), **budget)["detail_vs_held"][0]
             for s in range(3)]
     assert three["detail_vs_held"] == [round(float(np.mean(each)), 3), round(float(np.std(each)), 3)]
+
+
+def test_the_dark_view_sees_the_black_level_and_nothing_else(bf):
+    # smooth fields clipped at an exact black floor; one fake lifts and mottles that floor by 2-4 % of the range,
+    # the other adds fine noise only where the tile is bright: the dark view sees the first (far better than the
+    # whole fine detail, where the faint floor is lost among the edges' detail) and not the second
+    rng = np.random.default_rng(2)
+    train, held = _tiles(rng, 120, False), _tiles(rng, 120, False)
+    lifted = np.maximum(_tiles(rng, 120, False), -0.97 + 0.02 * rng.standard_normal((120, 1, 32, 32)))
+    bright = _tiles(rng, 120, False)
+    bright = np.where(bright > 0, bright + 0.15 * rng.standard_normal(bright.shape), bright).clip(-1, 1)
+    what = ("detail_vs_held", "dark_vs_held")  # at the C2ST's own budget, as the bench runs it
+    low, high = (bf.score(x.astype(np.float32), train, held, what=what) for x in (lifted, bright))
+    assert low["dark_vs_held"][0] > 0.75 and low["dark_vs_held"][0] > low["detail_vs_held"][0] + 0.15
+    assert high["detail_vs_held"][0] > 0.9 and high["dark_vs_held"][0] < 0.7
