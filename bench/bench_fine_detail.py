@@ -19,7 +19,6 @@ on one thread, with:
     fine-dnone    fine with no normalisation in the discriminator (model.d_norm=none): spectral normalisation
                   bounds how far a faint, high-frequency difference can move D's output
     fine-wide     fine with twice the channels in both networks (model.g_width=32, model.d_width=32)
-    fine-dark     fine, and the discriminator also sees the dark range stretched 10x (model.d_dark)
     fine-gain     fine with the augmentation's brightness and contrast jitter (which lifts a real tile's black floor)
                   replaced by augment.gain (intensity scaled about the black level)
     fine-spectral fine, and the spectral loss on the generator (loss.spectral=1; fine-spectral10: 10): its tiles'
@@ -31,8 +30,9 @@ from and the held-out split (`split_real(..., 0.25, 0)`, as `mitogan train` make
 after both sides are blurred (σ = 1 px: coarse structure only) or high-passed (the image less that blur: the fine
 detail only), and the dark detail against the held-out split (the fine detail where the blurred tile is below -0.8,
 zero elsewhere: the black level and its texture). Two baselines: two random halves of the training split (0.5 =
-indistinguishable) and training vs held-out (the training split in the generator's place, for each view). --judge-seeds N averages N C2ST seeds
-(the CNN's own spread, ±0.002–0.008 here; the generator's seed moves it by up to 0.04, so compare over --seeds).
+indistinguishable) and training vs held-out (the training split in the generator's place, for each view).
+--judge-seeds N averages N C2ST seeds (the CNN's own spread, ±0.002–0.008 here; the generator's seed moves it by
+up to 0.04, so compare over --seeds).
 Also per set: the share of pixels at the exact black floor (-1), the share of tiles without it (the
 noisy-background movies), the noise power of each kind of tile (log10 mean power above 0.5 cycles/px), and the
 in-training copy share and primary at the last step. A run folder that has finished is scored as it is (--work
@@ -71,7 +71,6 @@ CONFIGS = {"base": [],
            "fine-dnone": ["model.g_noise=true", "model.g_output=clip", "model.g_upsample=resize", "model.d_norm=none"],
            "fine-wide": ["model.g_noise=true", "model.g_output=clip", "model.g_upsample=resize", "model.g_width=32",
                          "model.d_width=32"],
-           "fine-dark": ["model.g_noise=true", "model.g_output=clip", "model.g_upsample=resize", "model.d_dark=true"],
            "fine-gain": ["model.g_noise=true", "model.g_output=clip", "model.g_upsample=resize", "augment.color=false",
                          "augment.gain=true"],
            "fine-spectral": ["model.g_noise=true", "model.g_output=clip", "model.g_upsample=resize", "loss.spectral=1"],
@@ -245,7 +244,8 @@ def score(fake: np.ndarray, train: np.ndarray, held: np.ndarray | None = None,
                 "dark_vs_held"),
           seeds=(0,), **budget) -> dict:
     """C2ST accuracy [mean, sd] of ``fake`` against the training (and held-out) tiles: as they are, both blurred,
-    both reduced to their fine detail, both reduced to their dark detail (``DARK``). One seed: the sd over its folds; several: the mean and sd over the seeds.
+    both reduced to their fine detail, both reduced to their dark detail (``DARK``). One seed: the sd over its
+    folds; several: the mean and sd over the seeds.
     ``budget``: c2st_accuracy's keywords (its default budget without)."""
     from mitogan.metrics.c2st import c2st_accuracy
 
@@ -274,11 +274,10 @@ def table(rows: dict) -> str:
         return f"{v[0]:.3f} ± {v[1]:.3f}" if isinstance(v, list) else f"{v}"
 
     head = ["set", "C2ST vs training", "vs held-out", "blurred σ 1 px, vs training", "fine detail, vs training",
-            "blurred, vs held-out", "fine detail, vs held-out", "dark detail, vs held-out", "pixels at -1", "tiles without -1",
-            "noise power, tiles without / with -1", "copy share", "primary"]
+            "blurred, vs held-out", "fine detail, vs held-out", "dark detail, vs held-out", "pixels at -1",
+            "tiles without -1", "noise power, tiles without / with -1", "copy share", "primary"]
     keys = ["vs_train", "vs_held", "blur_vs_train", "detail_vs_train", "blur_vs_held", "detail_vs_held",
-            "dark_vs_held", "floor",
-            "floorless", "hf_power", "copy_share", "primary"]
+            "dark_vs_held", "floor", "floorless", "hf_power", "copy_share", "primary"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join([name, *(cell(k, r.get(k)) for k in keys)]) + " |" for name, r in rows.items()]
     return "\n".join(lines) + "\n"

@@ -402,9 +402,6 @@ class ModelConfig(Section):
     d_mbstd: bool = _f(False, "the discriminator's minibatch standard deviation (ProGAN, StyleGAN2): the spread of "
                        "each group of 4 images as one more feature map, so it can see a generator that repeats "
                        "a few templates")
-    d_dark: bool = _f(False, "the discriminator also sees the image's dark range stretched 10x (a second input "
-                      "channel, clamp(10(x+1)-1, -1, 1)): a black level lifted or mottled by a few percent of the "
-                      "range, where real tiles have an exact black floor, moves it as much as a bright structure")
     activation: str = _f("leaky_relu", "hidden activation (the DCGAN generator uses relu where this says "
                          "leaky_relu, as in DCGAN; fastgan's generator uses it in its excitation gates only)",
                          choices=("relu", "leaky_relu", "elu", "silu"))
@@ -413,11 +410,10 @@ class ModelConfig(Section):
 
 
 # the networks before the fine-detail knobs (the first four defaulted to this until 2026-12-07): no noise, tanh,
-# transposed convolutions, no learned blur, no minibatch spread or dark view in D; what a checkpoint without these keys was
+# transposed convolutions, no learned blur, no minibatch spread in D; what a checkpoint without these keys was
 # trained with, and what tests built on that generator pin
 PLAIN_GENERATOR = {"model.g_noise": False, "model.g_pixel_noise": False, "model.g_output": "tanh",
-                   "model.g_upsample": "transposed", "model.g_psf": False, "model.d_mbstd": False,
-                   "model.d_dark": False}
+                   "model.g_upsample": "transposed", "model.g_psf": False, "model.d_mbstd": False}
 
 
 @dataclass

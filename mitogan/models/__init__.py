@@ -64,7 +64,6 @@ def build_discriminator(model_cfg, image_size: int) -> nn.Module:
     extra = {k: getattr(model_cfg, k) for k in family.d_keys}
     return family.discriminator(image_size=image_size, width=model_cfg.d_width, depth=model_cfg.depth,
                                 norm=model_cfg.d_norm, activation=model_cfg.activation, mbstd=model_cfg.d_mbstd,
-                                dark=model_cfg.d_dark,
                                 **extra)
 
 

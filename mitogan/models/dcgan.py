@@ -11,7 +11,6 @@ import torch
 from torch import nn
 
 from mitogan.models.layers import (MinibatchStd, PSFBlur, ZNoise, image_noise, make_act, make_norm, make_out,
-                                   maybe_dark,
                                    maybe_sn, n_stages)
 
 __all__ = ["DCGANGenerator", "DCGANDiscriminator"]
@@ -76,15 +75,14 @@ class DCGANDiscriminator(nn.Module):
     """images (B, 1, S, S) → logits / critic values (B,)."""
 
     def __init__(self, image_size: int = 64, width: int = 32, depth: int = 0, norm: str = "spectral",
-                 activation: str = "leaky_relu", mbstd: bool = False, dark: bool = False):
+                 activation: str = "leaky_relu", mbstd: bool = False):
         super().__init__()
         self.config = dict(arch="dcgan", image_size=image_size, width=width, depth=depth, norm=norm,
-                           activation=activation, mbstd=mbstd, dark=dark)
+                           activation=activation, mbstd=mbstd)
         n = n_stages(image_size)
         ch = [width * 2 ** i for i in range(n)]  # channels at S/2, S/4, ..., 4
         # no normalisation on the first layer (DCGAN): it would wash out the input intensities
-        self.view = maybe_dark(dark)  # the image, and its dark range stretched when dark
-        layers: list[nn.Module] = [maybe_sn(nn.Conv2d(1 + dark, ch[0], 4, 2, 1), norm), make_act(activation)]
+        layers: list[nn.Module] = [maybe_sn(nn.Conv2d(1, ch[0], 4, 2, 1), norm), make_act(activation)]
         for i in range(n):
             for _ in range(depth):
                 layers += [maybe_sn(nn.Conv2d(ch[i], ch[i], 3, 1, 1), norm), make_norm(norm, ch[i]),
@@ -98,4 +96,4 @@ class DCGANDiscriminator(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(self.view(x)).flatten()  # (B,)
+        return self.net(x).flatten()  # (B,)

@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mitogan.models.layers import (MinibatchStd, ZNoise, image_noise, make_act, make_norm, make_out, maybe_dark,
-                                   maybe_psf, maybe_sn, n_stages)
+from mitogan.models.layers import (MinibatchStd, ZNoise, image_noise, make_act, make_norm, make_out, maybe_psf,
+                                   maybe_sn, n_stages)
 
 __all__ = ["FastGANGenerator", "FastGANDiscriminator", "sle_pairs"]
 
@@ -154,18 +154,15 @@ class FastGANDiscriminator(nn.Module):
     """images (B, 1, S, S) → logits / critic values (B,); ``forward_real`` adds the reconstruction loss."""
 
     def __init__(self, image_size: int = 64, width: int = 32, depth: int = 0, norm: str = "spectral",
-                 activation: str = "leaky_relu", recon_weight: float = 1.0, mbstd: bool = False,
-                 dark: bool = False):
+                 activation: str = "leaky_relu", recon_weight: float = 1.0, mbstd: bool = False):
         super().__init__()
         self.config = dict(arch="fastgan", image_size=image_size, width=width, depth=depth, norm=norm,
-                           activation=activation, recon_weight=recon_weight, mbstd=mbstd, dark=dark)
+                           activation=activation, recon_weight=recon_weight, mbstd=mbstd)
         n = _check_size(image_size)
         res = [image_size // 2 ** i for i in range(n)]  # S, S/2, ..., 8
         ch = [_channels(image_size, width, r) for r in res]
         # no normalisation on the image layer (as in DCGAN): it would wash out the input intensities
-        self.view = maybe_dark(dark)  # the image, and its dark range stretched when dark
-        self.stem = nn.Sequential(maybe_sn(nn.Conv2d(1 + dark, ch[0], 3, 1, 1, bias=False), norm),
-                                  make_act(activation))
+        self.stem = nn.Sequential(maybe_sn(nn.Conv2d(1, ch[0], 3, 1, 1, bias=False), norm), make_act(activation))
         self.downs = nn.ModuleList()
         for i in range(n - 1):
             layers: list[nn.Module] = [_Down(ch[i], ch[i + 1], norm, activation)]
@@ -187,7 +184,7 @@ class FastGANDiscriminator(nn.Module):
 
     def _features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 1, S, S) → the 16x16 and 8x8 feature maps."""
-        h = self.stem(self.view(x))  # (B, C_S, S, S)
+        h = self.stem(x)  # (B, C_S, S, S)
         f16 = h if self.res[0] == 16 else None
         for i, down in enumerate(self.downs):
             h = down(h)  # halves the side

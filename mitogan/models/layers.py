@@ -158,28 +158,6 @@ class MinibatchStd(nn.Module):
         return torch.cat([x, y.to(x.dtype)], dim=1)
 
 
-class DarkView(nn.Module):
-    """(B, 1, S, S) → (B, 2, S, S): the image, and its dark range stretched: ``clamp(GAIN · (x + 1) − 1, −1, 1)``,
-    the bottom 1/GAIN of [-1, 1] spread over all of it (a discriminator's second input channel).
-
-    On the shared data a classifier tells generated tiles from real ones by the fine detail of their dark
-    regions more than by anything else: a black level lifted by a few percent of the range, hazy and mottled,
-    where real tiles are an exact black floor with smooth halos (README, "The generator's fine detail"). Such a
-    difference moves a spectrally normalised discriminator's input by a few percent; stretched, it fills the
-    range. Fixed, no parameters; its gradient passes where the stretch is not clipped.
-    """
-
-    GAIN = 10.0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([x, torch.clamp(self.GAIN * (x + 1.0) - 1.0, -1.0, 1.0)], dim=1)
-
-
-def maybe_dark(dark: bool) -> nn.Module:
-    """``DarkView`` when ``dark``, else Identity (the discriminator then takes 1 channel)."""
-    return DarkView() if dark else nn.Identity()
-
-
 class PSFBlur(nn.Module):
     """(B, C, S, S) → the same, blurred by a Gaussian of learned width σ (px): the microscope's point-spread
     function, applied to the generator's image before the camera noise is added.

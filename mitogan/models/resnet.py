@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mitogan.models.layers import (MinibatchStd, ZNoise, image_noise, make_act, make_norm, make_out, maybe_dark,
-                                   maybe_psf, maybe_sn, n_stages)
+from mitogan.models.layers import (MinibatchStd, ZNoise, image_noise, make_act, make_norm, make_out, maybe_psf,
+                                   maybe_sn, n_stages)
 
 __all__ = ["ResNetGenerator", "ResNetDiscriminator"]
 
@@ -106,14 +106,13 @@ class ResNetDiscriminator(nn.Module):
     """images (B, 1, S, S) → logits / critic values (B,)."""
 
     def __init__(self, image_size: int = 64, width: int = 32, depth: int = 0, norm: str = "spectral",
-                 activation: str = "relu", mbstd: bool = False, dark: bool = False):
+                 activation: str = "relu", mbstd: bool = False):
         super().__init__()
         self.config = dict(arch="resnet", image_size=image_size, width=width, depth=depth, norm=norm,
-                           activation=activation, mbstd=mbstd, dark=dark)
+                           activation=activation, mbstd=mbstd)
         n = n_stages(image_size)
         ch = [width * 2 ** i for i in range(n)]  # at S/2, ..., 4
-        self.view = maybe_dark(dark)  # the image, and its dark range stretched when dark
-        blocks = [DBlock(1 + dark, ch[0], True, norm, activation, first=True)]
+        blocks = [DBlock(1, ch[0], True, norm, activation, first=True)]
         for i in range(n):
             blocks += [DBlock(ch[i], ch[i], False, norm, activation) for _ in range(depth)]
             if i + 1 < n:
@@ -126,5 +125,5 @@ class ResNetDiscriminator(nn.Module):
         self.fc = maybe_sn(nn.Linear(ch[-1], 1), norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.act(self.mbstd(self.blocks(self.view(x)))).sum(dim=(2, 3))  # (B, C, 4, 4) → (B, C)
+        h = self.act(self.mbstd(self.blocks(x))).sum(dim=(2, 3))  # (B, C, 4, 4) → (B, C)
         return self.fc(h).flatten()  # (B,)

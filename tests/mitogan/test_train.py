@@ -309,13 +309,13 @@ def test_a_checkpoint_from_before_the_generator_knobs_resumes_with_the_values_it
     then = {"model.g_noise": False, "model.g_output": "tanh", "model.g_upsample": "transposed"}
     train(_cfg(**then), tiles, out_dir=tmp_path)
     ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
-    for key in (*then, "model.g_pixel_noise", "model.g_psf", "model.d_mbstd", "model.d_dark"):
+    for key in (*then, "model.g_pixel_noise", "model.g_psf", "model.d_mbstd"):
         del ckpt["config"][key]
     save_checkpoint(tmp_path / "checkpoint.pt", ckpt)
     with pytest.raises(ConfigError, match=r"model\.g_noise: the checkpoint .* was trained with False, the config "
                                           r"says True"):
         train(_cfg(**{"model.g_noise": True, "train.steps": 4}), tiles, resume=tmp_path)
-    for key in ("model.g_psf", "model.d_mbstd", "model.d_dark"):  # keys added later still: one clear line, not torch's key list
+    for key in ("model.g_psf", "model.d_mbstd"):  # keys added later still: one clear line, not torch's key list
         with pytest.raises(ConfigError, match=rf"{key}: the checkpoint .* was trained with False"):
             train(_cfg(**{**then, key: True, "train.steps": 4}), tiles, resume=tmp_path)
     assert train(_cfg(**{**then, "train.steps": 4}), tiles, resume=tmp_path).steps == 4
