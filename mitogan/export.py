@@ -330,6 +330,12 @@ def _verified(bundle: Path) -> tuple[dict, dict[str, Path]]:
     if config.get("format_version") != BUNDLE_VERSION:
         raise InputError(bundle / "config.json", f"unknown bundle format version {config.get('format_version')!r} "
                                                  f"(this MitoGAN reads version {BUNDLE_VERSION}); upgrade mitogan")
+    from mitogan.models import config_problem
+
+    for kind in ("generator", "discriminator"):  # networks this MitoGAN can rebuild (no discriminator: older)
+        problem = (kind == "generator" or config.get(kind)) and config_problem(kind, config.get(kind))
+        if problem:
+            raise InputError(bundle / "config.json", problem)
     weights = config.get("discriminator_weights")
     if weights not in (None, "discriminator.safetensors"):  # the one name a bundle uses; unlisted = absent
         raise InputError(bundle / "config.json", f"discriminator_weights {weights!r} is not a file of this bundle's "

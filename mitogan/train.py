@@ -51,7 +51,7 @@ from mitogan.augment import AdaptiveP, diff_augment
 from mitogan.config import PLAIN_GENERATOR, Config, save_config, to_flat
 from mitogan.errors import ConfigError, InputError
 from mitogan.fsutil import atomic_write
-from mitogan.models import build_discriminator, build_generator, discriminate_real, init_weights
+from mitogan.models import build_discriminator, build_generator, config_problem, discriminate_real, init_weights
 from mitogan.report import SIGNALS, TrainReport, scalars
 from mitogan.simmix import sim_rows
 from mitogan.stopping import signals
@@ -386,6 +386,10 @@ def load_checkpoint(path, map_location="cpu") -> dict:
         raise InputError(path, f"not a readable checkpoint ({type(e).__name__}: {e})") from None
     if not isinstance(ckpt, dict) or ckpt.get("version") != CHECKPOINT_VERSION:
         raise InputError(path, "not a mitogan training checkpoint (or from an incompatible version)")
+    for kind in ("generator", "discriminator"):  # networks this MitoGAN can rebuild, before any work
+        problem = f"{kind}_config" in ckpt and config_problem(kind, ckpt[f"{kind}_config"])
+        if problem:
+            raise InputError(path, problem)
     return ckpt
 
 

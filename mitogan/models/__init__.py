@@ -15,6 +15,7 @@ trainer calls it through ``discriminate_real`` and needs no case per family.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -28,7 +29,7 @@ from mitogan.models.resnet import ResNetDiscriminator, ResNetGenerator
 __all__ = ["build_generator", "build_discriminator", "generator_from_config", "discriminator_from_config",
            "discriminate_real", "init_weights", "INIT_SCHEMES", "FAMILIES", "Family", "DCGANGenerator",
            "DCGANDiscriminator", "ResNetGenerator", "ResNetDiscriminator", "FastGANGenerator",
-           "FastGANDiscriminator", "count_params"]
+           "FastGANDiscriminator", "count_params", "config_problem"]
 
 
 @dataclass(frozen=True)
@@ -91,11 +92,29 @@ def discriminator_from_config(config: dict) -> nn.Module:
     return _from_config("discriminator", config)
 
 
+def config_problem(kind: str, config) -> str | None:
+    """Why a stored ``generator``/``discriminator`` config (a checkpoint's or a bundle's) cannot be rebuilt by this
+    MitoGAN, in words, or None: not a mapping, an unknown family, or settings its networks do not take (a file
+    written by another version)."""
+    if not isinstance(config, dict):
+        return f"its {kind} config is not a mapping"
+    arch = config.get("arch")
+    if arch not in FAMILIES:
+        return f"its {kind} is of an unknown family {arch!r} (this MitoGAN builds {', '.join(sorted(FAMILIES))})"
+    takes = inspect.signature(getattr(FAMILIES[arch], kind)).parameters
+    unknown = sorted(k for k in config if k != "arch" and k not in takes)
+    if unknown:
+        return (f"its {kind} has settings this MitoGAN does not know ({', '.join(map(str, unknown))}): it was written "
+                "by another version of MitoGAN; use that version, or train or export again with this one")
+    return None
+
+
 def _from_config(kind: str, config: dict) -> nn.Module:
+    problem = config_problem(kind, config)
+    if problem:
+        raise ValueError(problem)
     config = dict(config)
     arch = config.pop("arch")
-    if arch not in FAMILIES:
-        raise ValueError(f"unknown {kind} arch {arch!r} (one of {sorted(FAMILIES)})")
     return getattr(FAMILIES[arch], kind)(**config)
 
 

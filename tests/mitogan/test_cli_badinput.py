@@ -88,11 +88,17 @@ def ws(tmp_path_factory):
     run = d / "_run"
     train(apply_overrides(Config(), TINY), tiles, out_dir=run)
     export_bundle(run / "checkpoint.pt", d / "bundle")
-    shutil.rmtree(run)
+    import torch  # the run as another MitoGAN version would leave it: its discriminator takes a setting unknown here
+
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
+    ckpt["discriminator_config"]["dark_view"] = True
+    torch.save(ckpt, run / "checkpoint.pt")
+    run.rename(d / "newerrun")
     _bad_bundle(d / "bundle", d / "badbundle", latent_dim=float("nan"))
     _bad_bundle(d / "bundle", d / "badbundle2", arch="vit")
     _bad_bundle(d / "bundle", d / "badbundle3", top={"output": {"intensity": {"lo": float("nan"), "hi": 1.0}}})
     _bad_bundle(d / "bundle", d / "badbundle4", top={"pixel_size_um": -1})
+    _bad_bundle(d / "bundle", d / "badbundle5", style_mixing=0.5)  # a generator setting this MitoGAN does not know
     broken = d / "brokenbundle"
     shutil.copytree(d / "bundle", broken)
     with open(next(broken.glob("generator.*")), "r+b") as f:
@@ -206,6 +212,12 @@ def _cases():
     for name in ("missing", "afile.txt", "mine", "badbundle", "badbundle2", "badbundle3", "badbundle4", "brokenbundle",
                  "dangling.npy"):
         yield f"synth: BUNDLE {name}", _set(VALID["synth"][:1], "--out", "OUT") + [f"WS/{name}"], None
+    unknown = "does not know (style_mixing)"  # a bundle or run from another MitoGAN version: named, before any work
+    yield "synth: BUNDLE from another version", _set(VALID["synth"][:1], "--out", "OUT") + ["WS/badbundle5"], unknown
+    unknown = "does not know (dark_view)"
+    yield "export: a run from another version", ["export", "WS/newerrun", "--out", "OUT", "-q"], unknown
+    yield "train: --resume a run from another version", _set(VALID["train"], "--out", "WS/newerrun") + ["--resume"], \
+        unknown
     for option, value in (("--device", "tpu"), ("--device", "cuda:99"), ("--format", "jpeg")):
         yield f"synth: {option} {value}", _set(VALID["synth"], option, value), None
     yield "synth: --stack without tiff", VALID["synth"] + ["--stack"], "--stack"

@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from mitogan.config import ModelConfig
-from mitogan.models import (INIT_SCHEMES, build_discriminator, build_generator, discriminator_from_config,
-                            generator_from_config, init_weights)
+from mitogan.models import (INIT_SCHEMES, build_discriminator, build_generator, config_problem,
+                            discriminator_from_config, generator_from_config, init_weights)
 
 ARCHS = ("dcgan", "resnet", "fastgan")
 
@@ -95,9 +95,14 @@ def test_save_load_identical_output(arch, which, tmp_path):
         assert torch.equal(net(x), rebuilt(x))
 
 
-def test_unknown_arch_in_config_dict():
-    with pytest.raises(ValueError, match="unknown generator arch"):
+def test_unknown_arch_or_setting_in_config_dict():
+    with pytest.raises(ValueError, match="generator is of an unknown family 'vit'"):
         generator_from_config({"arch": "vit", "image_size": 32})
+    # a setting another MitoGAN version's networks take: named, not Python's TypeError
+    with pytest.raises(ValueError, match=r"discriminator has settings this MitoGAN does not know \(dark, zoom\)"):
+        discriminator_from_config({"arch": "dcgan", "image_size": 32, "zoom": 2, "dark": True})
+    assert config_problem("generator", [1]) == "its generator config is not a mapping"
+    assert config_problem("generator", build_generator(_cfg("resnet"), 32).config) is None
 
 
 def _conv_weights(net):
