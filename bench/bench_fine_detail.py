@@ -19,6 +19,8 @@ on one thread, with:
     fine-dnone    fine with no normalisation in the discriminator (model.d_norm=none): spectral normalisation
                   bounds how far a faint, high-frequency difference can move D's output
     fine-wide     fine with twice the channels in both networks (model.g_width=32, model.d_width=32)
+    fine-r1       fine with R1 (loss.r1_gamma=1) in place of the discriminator's spectral normalisation (StyleGAN2's
+                  regulariser: it does not bound how far a faint difference can move D)
     fine-gain     fine with the augmentation's brightness and contrast jitter (which lifts a real tile's black floor)
                   replaced by augment.gain (intensity scaled about the black level)
     fine-spectral fine, and the spectral loss on the generator (loss.spectral=1; fine-spectral10: 10): its tiles'
@@ -71,6 +73,8 @@ CONFIGS = {"base": [],
            "fine-dnone": ["model.g_noise=true", "model.g_output=clip", "model.g_upsample=resize", "model.d_norm=none"],
            "fine-wide": ["model.g_noise=true", "model.g_output=clip", "model.g_upsample=resize", "model.g_width=32",
                          "model.d_width=32"],
+           "fine-r1": ["model.g_noise=true", "model.g_output=clip", "model.g_upsample=resize", "model.d_norm=none",
+                       "loss.r1_gamma=1"],
            "fine-gain": ["model.g_noise=true", "model.g_output=clip", "model.g_upsample=resize", "augment.color=false",
                          "augment.gain=true"],
            "fine-spectral": ["model.g_noise=true", "model.g_output=clip", "model.g_upsample=resize", "loss.spectral=1"],
