@@ -164,9 +164,6 @@ def main(argv=None) -> int:
     except UsageError as e:
         print(f"bench_fine_detail: {e}", file=sys.stderr)
         return 2
-    from mitogan.metrics.protocol import split_real
-    from mitogan.tiles import load_tiles
-
     a.work.mkdir(parents=True, exist_ok=True)
     tiles = a.work / "tiles" / "tiles.npz"
     if not tiles.is_file():
@@ -175,10 +172,7 @@ def main(argv=None) -> int:
     train_all(a, tiles)
     if a.train_only:
         return 0
-    ts = load_tiles(tiles)
-    sp = split_real(ts.source, ts.frame, 0.25, 0, tiles=ts.tiles)
-    real = np.asarray(ts.tiles, np.float32)
-    train, held = real[sp.train], real[sp.heldout]
+    sp, train, held = real_split(tiles)
 
     half = np.random.default_rng(0).permutation(len(train))
     judge = range(a.judge_seeds)
@@ -208,6 +202,17 @@ def main(argv=None) -> int:
     figure(shown, a.out / "fine_detail.png")
     print(table(rows))
     return 0
+
+
+def real_split(tiles: Path):
+    """(the split, training tiles, held-out tiles) of a tile file, split as `mitogan train` splits it."""
+    from mitogan.metrics.protocol import split_real
+    from mitogan.tiles import load_tiles
+
+    ts = load_tiles(tiles)
+    sp = split_real(ts.source, ts.frame, 0.25, 0, tiles=ts.tiles)
+    real = np.asarray(ts.tiles, np.float32)
+    return sp, real[sp.train], real[sp.heldout]
 
 
 def blur(x: np.ndarray) -> np.ndarray:

@@ -28,6 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the bench folder: its sibling script's helpers
+from bench_fine_detail import blur, real_split  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 RANGES = {"dark": (-9.0, -0.8), "mid": (-0.8, -0.2), "bright": (-0.2, 9.0)}
 MASKS = (0.01, 0.03, 0.1)
@@ -57,9 +60,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def detail(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(blur σ 1 px, the tile less it)."""
-    from mitogan.metrics.blur import gaussian_blur
-
-    b = gaussian_blur(x, 1.0)
+    b = blur(x)
     return b, (x - b).astype(np.float32)
 
 
@@ -139,16 +140,10 @@ def main(argv=None) -> int:
     except UsageError as e:
         print(f"probe_fine_detail: error: {e}", file=sys.stderr)
         return 2
-    from mitogan.metrics.protocol import split_real
-    from mitogan.tiles import load_tiles
-
-    ts = load_tiles(a.work / "tiles" / "tiles.npz")
-    sp = split_real(ts.source, ts.frame, 0.25, 0, tiles=ts.tiles)
-    real = np.asarray(ts.tiles, np.float32)
-    train, held = real[sp.train], real[sp.heldout]
+    sp, train, held = real_split(a.work / "tiles" / "tiles.npz")
     rows = {}
     for r in a.runs:
-        fake = np.load(a.work / f"{r}-synth" / "images.npy").astype(np.float32).reshape(-1, *real.shape[1:])
+        fake = np.load(a.work / f"{r}-synth" / "images.npy").astype(np.float32).reshape(-1, *train.shape[1:])
         extra = {"whole (batch norm in eval mode, as exported)": fake,
                  "whole, batch norm in training mode": bn_train_tiles(a.work, r, len(fake))}
         rows[r] = probes(fake, train, held, extra)
