@@ -332,8 +332,10 @@ def _verified(bundle: Path) -> tuple[dict, dict[str, Path]]:
                                                  f"(this MitoGAN reads version {BUNDLE_VERSION}); upgrade mitogan")
     from mitogan.models import config_problem
 
-    for kind in ("generator", "discriminator"):  # networks this MitoGAN can rebuild (no discriminator: older)
-        problem = (kind == "generator" or config.get(kind)) and config_problem(kind, config.get(kind))
+    for kind in ("generator", "discriminator"):  # networks this MitoGAN can rebuild
+        if kind == "discriminator" and not config.get(kind):
+            continue  # bundles exported before they kept the discriminator have none
+        problem = config_problem(kind, config.get(kind))
         if problem:
             raise InputError(bundle / "config.json", problem)
     weights = config.get("discriminator_weights")

@@ -387,7 +387,7 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     if not isinstance(ckpt, dict) or ckpt.get("version") != CHECKPOINT_VERSION:
         raise InputError(path, "not a mitogan training checkpoint (or from an incompatible version)")
     for kind in ("generator", "discriminator"):  # networks this MitoGAN can rebuild, before any work
-        problem = f"{kind}_config" in ckpt and config_problem(kind, ckpt[f"{kind}_config"])
+        problem = config_problem(kind, ckpt[f"{kind}_config"]) if f"{kind}_config" in ckpt else None
         if problem:
             raise InputError(path, problem)
     return ckpt
