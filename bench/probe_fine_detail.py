@@ -86,7 +86,8 @@ def probes(fake: np.ndarray, train: np.ndarray, held: np.ndarray, extra=None) ->
     from mitogan.metrics.c2st import c2st_accuracy
 
     def pair(view, f=fake, t=train, h=held):
-        return [round(float(c2st_accuracy(view(s), view(h), seed=0)["accuracy"]), 3) for s in (f, t)]
+        h = view(h)  # the held-out side's view once, for both comparisons
+        return [round(float(c2st_accuracy(view(s), h, seed=0)["accuracy"]), 3) for s in (f, t)]
 
     out = {f"range {n}": pair(lambda x, r=r: in_range(x, *r)) for n, r in RANGES.items()}
     for kind, want in (("floor", True), ("noisy", False)):
@@ -123,11 +124,10 @@ def bn_train_tiles(work: Path, run: str, n: int) -> np.ndarray:
 
 
 def table(rows: dict) -> str:
-    names = list(next(iter(rows.values())))
+    first = next(iter(rows.values()))  # its probes name the rows, its baselines fill the last column
     lines = ["| probe (C2ST vs held-out ↓) | " + " | ".join(rows) + " | training in its place (baseline) |",
              "|" + "---|" * (len(rows) + 2)]
-    first = next(iter(rows.values()))
-    for p in names:
+    for p in first:
         base = first[p][1]
         cells = [f"{r[p][0]:.3f}" if p in r else "" for r in rows.values()]
         lines.append(f"| {p} | " + " | ".join(cells) + f" | {'' if base is None else f'{base:.3f}'} |")
