@@ -43,7 +43,8 @@ class Family:
 
 
 FAMILIES = {
-    "dcgan": Family(DCGANGenerator, DCGANDiscriminator, g_keys=(("g_upsample", "upsample"),)),
+    "dcgan": Family(DCGANGenerator, DCGANDiscriminator, d_keys=("floor_cond",),
+                    g_keys=(("g_upsample", "upsample"), ("floor_cond", "floor_cond"))),
     "resnet": Family(ResNetGenerator, ResNetDiscriminator),
     "fastgan": Family(FastGANGenerator, FastGANDiscriminator, d_keys=("recon_weight",)),
 }
