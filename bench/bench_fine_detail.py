@@ -25,8 +25,6 @@ on one thread, with:
                   replaced by augment.gain (intensity scaled about the black level)
     fine-spectral fine, and the spectral loss on the generator (loss.spectral=1; fine-spectral10: 10): its tiles'
                   spread of power over frequency rings against a real batch's
-    fine-cond     fine, and the background kind as a condition (model.floor_cond=true): each tile's share of
-                  black-floor pixels, drawn from the training tiles' own, given to G and shown to D
 
 Each exported generator draws --n tiles (`mitogan synth`), scored by the classifier two-sample test
 (`mitogan.metrics.c2st.c2st_accuracy`, its default budget, seed 0 and on) against the training split it learned
@@ -81,9 +79,7 @@ CONFIGS = {"base": [],
                          "augment.gain=true"],
            "fine-spectral": ["model.g_noise=true", "model.g_output=clip", "model.g_upsample=resize", "loss.spectral=1"],
            "fine-spectral10": ["model.g_noise=true", "model.g_output=clip", "model.g_upsample=resize",
-                               "loss.spectral=10"],
-           "fine-cond": ["model.g_noise=true", "model.g_output=clip", "model.g_upsample=resize",
-                         "model.floor_cond=true"]}
+                               "loss.spectral=10"]}
 
 
 class UsageError(Exception):

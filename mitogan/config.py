@@ -402,10 +402,6 @@ class ModelConfig(Section):
     d_mbstd: bool = _f(False, "the discriminator's minibatch standard deviation (ProGAN, StyleGAN2): the spread of "
                        "each group of 4 images as one more feature map, so it can see a generator that repeats "
                        "a few templates")
-    floor_cond: bool = _f(False, "dcgan only: the background kind as a condition: each tile's share of pixels at "
-                          "the black floor, drawn for G from the training tiles' own (from z, so synth needs "
-                          "nothing new) and shown to D beside the image, so clipped-floor and noisy-background "
-                          "tiles are drawn apart, each as often as in the data, not blended into a hazy floor")
     activation: str = _f("leaky_relu", "hidden activation (the DCGAN generator uses relu where this says "
                          "leaky_relu, as in DCGAN; fastgan's generator uses it in its excitation gates only)",
                          choices=("relu", "leaky_relu", "elu", "silu"))

@@ -181,7 +181,7 @@ def check_bundle_config(bundle, config: dict) -> None:
              "depth": "model.depth", "norm": "model.g_norm", "activation": "model.activation",
              "image_size": "preprocess.tile.size", "noise": "model.g_noise", "output": "model.g_output",
              "upsample": "model.g_upsample", "pixel_noise": "model.g_pixel_noise",
-             "psf": "model.g_psf", "floor_cond": "model.floor_cond"}
+             "psf": "model.g_psf"}
     unknown = sorted(set(gen) - set(names))
     if unknown or not {"arch", "latent_dim", "image_size"} <= set(gen):
         raise InputError(where, f"generator settings {sorted(gen)} are not those of a MitoGAN generator"

@@ -34,7 +34,6 @@ augmentation state and the report history, so ``resume=`` continues the very sam
 from __future__ import annotations
 
 import copy
-import functools
 import json
 import math
 import random
@@ -53,7 +52,6 @@ from mitogan.config import PLAIN_GENERATOR, Config, save_config, to_flat
 from mitogan.errors import ConfigError, InputError
 from mitogan.fsutil import atomic_write
 from mitogan.models import build_discriminator, build_generator, config_problem, discriminate_real, init_weights
-from mitogan.models.layers import floor_share
 from mitogan.report import SIGNALS, TrainReport, scalars
 from mitogan.simmix import sim_rows
 from mitogan.stopping import signals
@@ -198,20 +196,19 @@ def _d_step(st: _State, cfg: Config, data: torch.Tensor) -> None:
     b, kind = cfg.train.batch_size, cfg.loss.kind
     real = _real_batch(st, cfg, data)
     z = torch.randn(b, cfg.model.latent_dim, device=st.device)
-    d_real, d_fake = _conditioned(st, real, z)
     with _autocast(st):
         with torch.no_grad():
             fake = st.G(z)  # (B, 1, S, S)
         real_a, fake_a = diff_augment(real, cfg.augment, st.ada.p), diff_augment(fake, cfg.augment, st.ada.p)
-        out_r, aux = discriminate_real(d_real, real_a)  # (B,), a scalar (a self-supervised D's extra loss)
-        out_f = d_fake(fake_a)  # (B,)
+        out_r, aux = discriminate_real(st.D, real_a)  # (B,), a scalar (a self-supervised D's extra loss)
+        out_f = st.D(fake_a)  # (B,)
         loss = losses.d_loss(kind, out_r, out_f)
     penalty = aux.float()
     with torch.autocast(device_type=st.device.type, enabled=False):  # penalties in fp32: double backprop
         if kind == "wgan_gp" and cfg.loss.gp_lambda > 0:
-            penalty = penalty + cfg.loss.gp_lambda * losses.gradient_penalty(d_real, real_a.float(), fake_a.float())
+            penalty = penalty + cfg.loss.gp_lambda * losses.gradient_penalty(st.D, real_a.float(), fake_a.float())
         if cfg.loss.r1_gamma > 0:
-            penalty = penalty + 0.5 * cfg.loss.r1_gamma * losses.r1_penalty(d_real, real_a.float())
+            penalty = penalty + 0.5 * cfg.loss.r1_gamma * losses.r1_penalty(st.D, real_a.float())
     total = loss + penalty
     st.opt_d.zero_grad(set_to_none=True)
     st.scaler_d.scale(total).backward()
@@ -225,16 +222,6 @@ def _d_step(st: _State, cfg: Config, data: torch.Tensor) -> None:
         st.ada.observe(out_r)
     _accumulate(st.acc, "d", loss_d=total, penalty=penalty, d_real=out_r.float().mean(),
                 d_fake=out_f.float().mean(), grad_norm_d=gn)
-
-
-def _conditioned(st: _State, real: Optional[torch.Tensor], z: torch.Tensor):
-    """(D on real images, D on G(z)): ``st.D`` itself, or, under ``model.floor_cond``, D told the floor share
-    each real tile has (measured before augmentation lifts its floor) and each fake was asked to draw."""
-    cond = getattr(st.G, "cond", None)
-    if cond is None:
-        return st.D, st.D
-    d_real = functools.partial(st.D, share=floor_share(real)) if real is not None else st.D
-    return d_real, functools.partial(st.D, share=cond.share(z))
 
 
 def _real_batch(st: _State, cfg: Config, data: torch.Tensor) -> torch.Tensor:
@@ -258,7 +245,7 @@ def _g_step(st: _State, cfg: Config, data: torch.Tensor) -> None:
     st.D.requires_grad_(False)  # no D gradients needed: saves a third of the backward
     with _autocast(st):
         fake = st.G(z)  # (B, 1, S, S)
-        out = _conditioned(st, None, z)[1](diff_augment(fake, cfg.augment, st.ada.p))  # (B,)
+        out = st.D(diff_augment(fake, cfg.augment, st.ada.p))  # (B,)
         loss = losses.g_loss(cfg.loss.kind, out)
     if cfg.loss.spectral > 0:  # a real batch only then: runs without it keep their random stream
         loss = loss + cfg.loss.spectral * losses.spectral_distance(fake, _real_batch(st, cfg, data))  # in loss_g
@@ -551,12 +538,9 @@ def train(cfg: Config, tiles, *, out_dir=None, on_report: Optional[Callable[[Tra
         torch.set_num_threads(cfg.train.threads)
     device = _device(cfg.train)
     st = _build_state(cfg, device)
-    data = torch.from_numpy(data_np).to(device)
     if resume is not None:
         _restore(st, load_checkpoint(resume, map_location=device), cfg, resume)
-    elif getattr(st.G, "cond", None) is not None:  # the floor shares to draw from: the training tiles' own
-        for g in (st.G, st.ema):
-            g.cond.fit(data)
+    data = torch.from_numpy(data_np).to(device)
     _load_sim(st, cfg, getattr(tiles, "meta", None))
     ref = np.random.default_rng(cfg.train.seed).choice(len(data_np), min(cfg.train.n_samples, len(data_np)),
                                                        replace=False)

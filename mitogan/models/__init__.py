@@ -43,8 +43,7 @@ class Family:
 
 
 FAMILIES = {
-    "dcgan": Family(DCGANGenerator, DCGANDiscriminator, d_keys=("floor_cond",),
-                    g_keys=(("g_upsample", "upsample"), ("floor_cond", "floor_cond"))),
+    "dcgan": Family(DCGANGenerator, DCGANDiscriminator, g_keys=(("g_upsample", "upsample"),)),
     "resnet": Family(ResNetGenerator, ResNetDiscriminator),
     "fastgan": Family(FastGANGenerator, FastGANDiscriminator, d_keys=("recon_weight",)),
 }

@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mitogan.models.layers import (FloorCondition, MinibatchStd, PSFBlur, ZNoise, condition_planes, image_noise,
-                                   make_act, make_norm, make_out, maybe_sn, n_stages)
+from mitogan.models.layers import (MinibatchStd, PSFBlur, ZNoise, image_noise, make_act, make_norm, make_out,
+                                   maybe_sn, n_stages)
 
 __all__ = ["DCGANGenerator", "DCGANDiscriminator"]
 
@@ -32,15 +32,11 @@ class DCGANGenerator(nn.Module):
 
     def __init__(self, image_size: int = 64, latent_dim: int = 64, width: int = 32, depth: int = 0,
                  norm: str = "batch", activation: str = "relu", noise: bool = False, output: str = "tanh",
-                 upsample: str = "transposed", pixel_noise: bool = False, psf: bool = False,
-                 floor_cond: bool = False):
+                 upsample: str = "transposed", pixel_noise: bool = False, psf: bool = False):
         super().__init__()
         self.config = dict(arch="dcgan", image_size=image_size, latent_dim=latent_dim, width=width,
                            depth=depth, norm=norm, activation=activation, noise=noise, output=output,
                            upsample=upsample, pixel_noise=pixel_noise, psf=psf)
-        if floor_cond:  # kept out of the config when off: bundles from before it rebuild as they were
-            self.config["floor_cond"] = True
-        self.cond = FloorCondition() if floor_cond else None
         if upsample not in ("transposed", "resize", "bilinear"):
             raise ValueError(f"unknown upsampling {upsample!r} (transposed, resize or bilinear)")
         n = n_stages(image_size)
@@ -67,7 +63,7 @@ class DCGANGenerator(nn.Module):
         self.latent_dim = latent_dim
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        h = (z if self.cond is None else self.cond(z))[:, :, None, None]  # (B, Z, 1, 1) → ... → (B, 1, S, S)
+        h = z[:, :, None, None]  # (B, Z, 1, 1) → ... → (B, 1, S, S)
         for i, layer in enumerate(self.net):
             h = layer(h)
             if str(i) in self.noise:
@@ -79,18 +75,14 @@ class DCGANDiscriminator(nn.Module):
     """images (B, 1, S, S) → logits / critic values (B,)."""
 
     def __init__(self, image_size: int = 64, width: int = 32, depth: int = 0, norm: str = "spectral",
-                 activation: str = "leaky_relu", mbstd: bool = False, floor_cond: bool = False):
+                 activation: str = "leaky_relu", mbstd: bool = False):
         super().__init__()
         self.config = dict(arch="dcgan", image_size=image_size, width=width, depth=depth, norm=norm,
                            activation=activation, mbstd=mbstd)
-        if floor_cond:
-            self.config["floor_cond"] = True
-        self.floor_cond = floor_cond
         n = n_stages(image_size)
         ch = [width * 2 ** i for i in range(n)]  # channels at S/2, S/4, ..., 4
         # no normalisation on the first layer (DCGAN): it would wash out the input intensities
-        layers: list[nn.Module] = [maybe_sn(nn.Conv2d(1 + 2 * floor_cond, ch[0], 4, 2, 1), norm),
-                                   make_act(activation)]
+        layers: list[nn.Module] = [maybe_sn(nn.Conv2d(1, ch[0], 4, 2, 1), norm), make_act(activation)]
         for i in range(n):
             for _ in range(depth):
                 layers += [maybe_sn(nn.Conv2d(ch[i], ch[i], 3, 1, 1), norm), make_norm(norm, ch[i]),
@@ -103,8 +95,5 @@ class DCGANDiscriminator(nn.Module):
         layers += [maybe_sn(nn.Conv2d(ch[-1], 1, 4, 1, 0), norm)]  # (B, C, 4, 4) → (B, 1, 1, 1)
         self.net = nn.Sequential(*layers)
 
-    def forward(self, x: torch.Tensor, share: torch.Tensor | None = None) -> torch.Tensor:
-        """``share``: the floor share each image claims (``model.floor_cond``; None: measured on ``x``)."""
-        if self.floor_cond:
-            x = condition_planes(x, share)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).flatten()  # (B,)

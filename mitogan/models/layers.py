@@ -11,8 +11,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 __all__ = ["make_norm", "make_act", "maybe_sn", "n_stages", "make_out", "ClipTanh", "ZNoiseField", "ZNoise",
-           "PixelNoise", "image_noise", "MinibatchStd", "PSFBlur", "maybe_psf", "FLOOR", "floor_share",
-           "floor_features", "FloorCondition", "condition_planes"]
+           "PixelNoise", "image_noise", "MinibatchStd", "PSFBlur", "maybe_psf"]
 
 
 def make_norm(kind: str, channels: int) -> nn.Module:
@@ -191,57 +190,3 @@ class PSFBlur(nn.Module):
 def maybe_psf(psf: bool) -> nn.Module:
     """``PSFBlur`` when ``psf``, else Identity."""
     return PSFBlur() if psf else nn.Identity()
-
-
-FLOOR = -0.999  # a pixel at the black floor of clipped, normalised data
-
-
-def floor_share(x: torch.Tensor) -> torch.Tensor:
-    """(B, C, S, S) → (B,): the share of each tile's pixels at the black floor."""
-    return (x <= FLOOR).flatten(1).float().mean(1)
-
-
-def floor_features(share: torch.Tensor) -> torch.Tensor:
-    """(B,) floor shares → (B, 2) condition features: the share (scaled to about ±1) and whether the tile has no
-    floor at all (+1: its background is noisy, not clipped; -1 otherwise): the two kinds of tile a generator
-    otherwise blends into a hazy in-between."""
-    return torch.stack([3.0 * share - 1.0, torch.where(share < 0.01, 1.0, -1.0).to(share)], 1)
-
-
-class FloorCondition(nn.Module):
-    """The background kind as a condition (``model.floor_cond``): each tile's floor share, drawn from the training
-    tiles' own by inverse-transform sampling of z's first coordinate (Φ(z₀) picks a quantile of ``bank``), so G(z)
-    stays a fixed function of z and synth needs nothing new; G receives the share's features in z's first two
-    coordinates, and the discriminator the same features as two constant planes beside the image (the share a
-    fake claims, the share a real tile has), so a generator must draw the kind it was asked for."""
-
-    BANK = 256  # quantiles of the training tiles' floor shares
-
-    def __init__(self):
-        super().__init__()
-        self.register_buffer("bank", torch.zeros(self.BANK))
-
-    @torch.no_grad()
-    def fit(self, tiles: torch.Tensor) -> None:
-        """Take the bank from real tiles (N, 1, S, S): their shares' quantiles, each one a tile's own (nearest, not
-        interpolated: no in-between share that no tile has)."""
-        q = torch.linspace(0, 1, self.BANK, device=tiles.device)
-        self.bank.copy_(torch.quantile(floor_share(tiles).float(), q, interpolation="nearest").to(self.bank))
-
-    def share(self, z: torch.Tensor) -> torch.Tensor:
-        """(B, Z) → (B,) the floor share each latent asks for."""
-        u = 0.5 * (1.0 + torch.erf(z[:, 0].float() / math.sqrt(2.0)))
-        return self.bank[(u * (self.BANK - 1)).round().long().clamp(0, self.BANK - 1)]
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """z with its first two coordinates replaced by the features of the share it asks for."""
-        return torch.cat([floor_features(self.share(z)).to(z), z[:, 2:]], 1)
-
-
-def condition_planes(x: torch.Tensor, share: torch.Tensor | None) -> torch.Tensor:
-    """(B, 1, S, S) images and their floor shares (None: measured on ``x``) → (B, 3, S, S): the image beside
-    two constant planes of the share's features (``FloorCondition``)."""
-    if share is None:
-        share = floor_share(x)
-    f = floor_features(share.float()).to(x)[:, :, None, None]
-    return torch.cat([x, f.expand(-1, -1, *x.shape[2:])], 1)

@@ -109,7 +109,6 @@ def test_deterministic_on_cpu(tiles):
      "augment.ada_interval": 1, "augment.ada_kimg": 0.1},
     {"model.arch": "resnet", "loss.kind": "hinge", "optim.name": "rmsprop", "loss.r1_gamma": 0.5,
      "model.d_norm": "batch", "loss.spectral": 2.0},  # the spectral loss's real batches, drawn the same on resume
-    {"model.floor_cond": True, "loss.r1_gamma": 0.5},  # the condition's bank, from the checkpoint
 ])
 def test_resume_equals_straight_run(extra, tiles, tmp_path):
     # N steps straight == N/2, then resume for N/2 more: same weights, same metrics
@@ -137,18 +136,6 @@ def test_spectral_loss_is_in_the_generator_loss(tiles):
     spectral = train(_cfg(**{"train.steps": 2, "train.report_every": 1, "loss.spectral": 5.0}), tiles)
     assert spectral.history[0]["loss_d"] == plain.history[0]["loss_d"]
     assert spectral.history[0]["loss_g"] > plain.history[0]["loss_g"]  # + 5 x a distance that is not 0
-
-
-def test_a_floor_conditioned_run_draws_its_shares_from_the_training_tiles(tiles):
-    from mitogan.models.layers import floor_share
-
-    x = tiles.copy()
-    x[:8] = np.where(x[:8] == -1.0, -0.5, x[:8])  # a third with a noisy (lifted) background: no floor pixel
-    run = train(_cfg(**{"model.floor_cond": True}), x)
-    bank, shares = run.generator.cond.bank, floor_share(torch.from_numpy(x))
-    assert float((bank < 0.01).float().mean()) == pytest.approx(1 / 3, abs=1 / 23)  # a tile is 1/23 of the bank
-    assert set(bank.tolist()) <= set(shares.tolist())  # each a tile's own share
-    assert float(bank.max()) == float(shares.max())
 
 
 def test_should_stop_ends_cleanly_and_resumes(tiles, tmp_path):
