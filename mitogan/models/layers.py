@@ -3,15 +3,19 @@ activations (tanh, ClipTanh) and noise (ZNoise, PixelNoise)."""
 
 from __future__ import annotations
 
+import copy
 import math
+import zlib
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 __all__ = ["make_norm", "make_act", "maybe_sn", "n_stages", "make_out", "ClipTanh", "ZNoiseField", "ZNoise",
-           "PixelNoise", "image_noise", "MinibatchStd", "PSFBlur", "maybe_psf"]
+           "PixelNoise", "image_noise", "MinibatchStd", "PSFBlur", "maybe_psf",
+           "per_image"]
 
 
 def make_norm(kind: str, channels: int) -> nn.Module:
@@ -142,15 +146,19 @@ class MinibatchStd(nn.Module):
     pixels, is appended to every image of the group as one constant feature map. A generator that draws the same
     image again and again gives groups of near-zero spread, which no single image shows: the discriminator can
     see a collapse to a few templates. A discriminator's outputs then depend on the other images of its batch
-    (as in StyleGAN2); a batch of one reads a spread of 0.
+    (as in StyleGAN2); a batch of one reads a spread of 0. ``per_image`` makes a copy that appends a fixed spread
+    instead (explain: each tile on its own).
     """
 
     def __init__(self, group: int = 4):
         super().__init__()
         self.group = group
+        self.fixed: float | None = None  # a spread to append in place of the batch's (``per_image``)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
+        if self.fixed is not None:
+            return torch.cat([x, x.new_full((b, 1, h, w), self.fixed)], dim=1)
         g = next(k for k in range(min(self.group, b), 0, -1) if b % k == 0)
         y = x.float().view(g, b // g, c, h, w)  # image i is in group i mod (B/g)
         spread = (y.var(dim=0, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3))  # (B/g,)
@@ -185,6 +193,33 @@ class PSFBlur(nn.Module):
         h = F.pad(h, (r, r, r, r), mode="reflect")
         h = F.conv2d(h, k.view(1, 1, 1, -1).expand(c, 1, 1, 2 * r + 1), groups=c)  # along x
         return F.conv2d(h, k.view(1, 1, -1, 1).expand(c, 1, 2 * r + 1, 1), groups=c)  # along y
+
+
+@torch.no_grad()
+def per_image(model: nn.Module, tiles: torch.Tensor, batch: int = 64) -> nn.Module:
+    """A copy of ``model`` whose output for an image does not depend on the other images of its batch: each
+    ``MinibatchStd`` in it appends a fixed spread, the mean it reads over groups of ``tiles`` (real images, in
+    batches of ``batch``), in place of the batch's own. The tiles are grouped in an order of their own (by a
+    checksum of each tile's pixels), so the spread is the same whatever order they come in. For what looks at one
+    image at a time (explain's maps and edits); the model itself is left as it is. A model without
+    ``MinibatchStd`` comes back as it is."""
+    layers = [m for m in model.modules() if isinstance(m, MinibatchStd)]
+    if not layers:
+        return model
+    tiles = tiles[np.argsort([zlib.crc32(t.cpu().numpy().tobytes()) for t in tiles], kind="stable")]
+    seen: dict[int, list[torch.Tensor]] = {id(m): [] for m in layers}
+    hooks = [m.register_forward_hook(lambda m, _, out: seen[id(m)].append(out[:, -1, 0, 0].float()))
+             for m in layers]
+    try:
+        for i in range(0, len(tiles), batch):
+            model(tiles[i:i + batch])
+    finally:
+        for h in hooks:
+            h.remove()
+    fixed = copy.deepcopy(model)
+    for m, mine in zip(layers, [m for m in fixed.modules() if isinstance(m, MinibatchStd)]):
+        mine.fixed = float(torch.cat(seen[id(m)]).mean())
+    return fixed
 
 
 def maybe_psf(psf: bool) -> nn.Module:

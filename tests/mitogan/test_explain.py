@@ -147,6 +147,28 @@ def test_a_constant_or_broken_discriminator_is_one_clear_line(tiles, tmp_path, o
     assert "\n" not in str(e.value) and not list(tmp_path.iterdir())
 
 
+def test_a_tiles_score_does_not_depend_on_the_tiles_explained_with_it(tiles, tmp_path):
+    """A discriminator that reads its batch's spread (model.d_mbstd) is explained one tile at a time: the real
+    tiles in another order give each tile the same score (the model itself gives another: tested beside)."""
+    import json
+
+    from mitogan.config import Config, apply_overrides
+    from mitogan.explain.pipeline import explain_discriminator
+    from mitogan.models import build_discriminator, init_weights
+
+    torch.manual_seed(0)
+    d = init_weights(build_discriminator(apply_overrides(Config(), ["model.d_width=8", "model.d_mbstd=true"]).model,
+                                         32), "kaiming_fan_in", 1.0).eval()
+    order = np.random.default_rng(0).permutation(len(tiles))
+    raw_a, raw_b = attribution.scores(d, tiles), attribution.scores(d, tiles[order])
+    assert not np.allclose(raw_a[order], raw_b, atol=1e-6) and abs(raw_a.mean() - raw_b.mean()) > 1e-5
+    got = []
+    for name, x in (("a", tiles), ("b", tiles[order])):
+        explain_discriminator(d, x, None, tmp_path / name, methods=("gradient",), n_boot=5, n_sanity=4)
+        got.append(json.loads((tmp_path / name / "summary.json").read_text())["score_real"])
+    assert got[0] == pytest.approx(got[1], abs=1e-6)
+
+
 def test_features_that_never_vary_rank_nothing_instead_of_crashing():
     from mitogan.explain.features import feature_importance
 

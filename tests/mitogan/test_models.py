@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import math
+import zlib
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -477,6 +479,42 @@ def test_mbstd_discriminator_reads_the_other_images_of_its_batch(arch):
         changed = float((alone - with_copies).abs() / alone.abs().clamp_min(1e-3))
         assert (changed > 1e-3) == mbstd, (arch, mbstd, changed)
     assert discriminator_from_config(d.config).config["mbstd"] is True
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_per_image_makes_a_mbstd_discriminators_score_of_an_image_independent_of_its_batch(arch):
+    from mitogan.models.layers import MinibatchStd, per_image
+
+    torch.manual_seed(0)
+    real, x = torch.randn(32, 1, 32, 32).clamp(-1, 1), torch.randn(8, 1, 32, 32).clamp(-1, 1)
+    d = init_weights(build_discriminator(_cfg(arch, d_mbstd=True), 32), "kaiming_fan_in", 1.0).eval()
+    one = per_image(d, real)
+    with torch.no_grad():
+        scores = [one(b)[0] for b in (x[:1], x[:4], x[[0, 5, 6, 7]], x[:1].expand(4, 1, 32, 32))]
+        assert all(torch.allclose(s, scores[0], rtol=1e-5, atol=1e-6) for s in scores)  # alone, among any
+        assert not torch.allclose(d(x[:4])[0], d(x[[0, 5, 6, 7]])[0])  # the model itself reads its batch
+        spread = [m for m in d.modules() if isinstance(m, MinibatchStd)][0]
+        canonical = real[np.argsort([zlib.crc32(t.numpy().tobytes()) for t in real], kind="stable")]
+        read = torch.cat([spread(h)[:, -1, 0, 0] for h in _before_mbstd(d, canonical)])
+    fixed = [m for m in one.modules() if isinstance(m, MinibatchStd)][0].fixed
+    assert fixed == pytest.approx(float(read.mean()), rel=1e-5) and spread.fixed is None  # the real tiles' own
+    again = per_image(d, real.flip(0))  # the same tiles in another order: the same spread
+    assert [m for m in again.modules() if isinstance(m, MinibatchStd)][0].fixed == pytest.approx(fixed, rel=1e-6)
+    plain = build_discriminator(_cfg(arch), 32)
+    assert per_image(plain, real) is plain
+
+
+def _before_mbstd(d, real, batch=64):
+    """What reaches a discriminator's MinibatchStd, per batch of ``batch`` real tiles."""
+    from mitogan.models.layers import MinibatchStd
+
+    seen = []
+    hook = next(m for m in d.modules() if isinstance(m, MinibatchStd)).register_forward_hook(
+        lambda m, i, o: seen.append(i[0]))
+    for k in range(0, len(real), batch):
+        d(real[k:k + batch])
+    hook.remove()
+    return seen
 
 
 @pytest.mark.parametrize("arch", ARCHS)
