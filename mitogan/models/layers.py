@@ -173,17 +173,18 @@ class PSFBlur(nn.Module):
     A fluorescence image is band-limited by its optics (the structure convolved with the PSF, then the camera's
     noise, which is white). A generator's last convolution can draw any detail at the pixel scale, and on the
     shared data the classifier tells its tiles from real ones by their fine detail far more than by their coarse
-    structure (README, "The generator's fine detail"). σ starts at ``sigma`` and is learned (softplus, at least
-    0.05 px); a separable kernel of radius ``radius`` with reflected borders. The same for every image.
+    structure (README, "The generator's fine detail"). σ starts at ``sigma`` and is learned (softplus, kept
+    between 0.05 px and radius / 3, so the kernel holds ±3σ: its variance is within 3 % of σ²); a separable
+    kernel of radius ``radius`` with reflected borders. The same for every image.
     """
 
-    def __init__(self, sigma: float = 0.5, radius: int = 3):
+    def __init__(self, sigma: float = 0.5, radius: int = 6):
         super().__init__()
         self.raw = nn.Parameter(torch.tensor(math.log(math.expm1(sigma))))  # softplus⁻¹(σ)
         self.radius = radius
 
     def sigma(self) -> torch.Tensor:
-        return F.softplus(self.raw).clamp_min(0.05)
+        return F.softplus(self.raw).clamp(0.05, self.radius / 3)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         r, c = self.radius, h.shape[1]

@@ -555,7 +555,7 @@ def test_psf_blur_draws_a_normalised_gaussian_of_its_learned_width():
     psf = PSFBlur()
     assert abs(float(psf.sigma().detach()) - 0.5) < 1e-6
     spread = []
-    for sigma in (0.5, 1.0):
+    for sigma in (0.5, 1.0, 2.0, 5.0):  # 5 px is beyond what the kernel holds: kept at radius / 3
         psf.raw.data.fill_(math.log(math.expm1(sigma)))
         delta = torch.zeros(1, 1, 17, 17)
         delta[0, 0, 8, 8] = 1.0
@@ -565,6 +565,9 @@ def test_psf_blur_draws_a_normalised_gaussian_of_its_learned_width():
         spread.append(float((out.sum(dim=1) * y ** 2).sum()))  # second moment along y
     # a Gaussian sampled at the pixels: its variance is σ² once σ is a pixel or more (at 0.5 px, 0.215)
     assert spread[0] < 0.3 and abs(spread[1] - 1.0) < 0.03, spread
+    assert abs(spread[2] / 2.0 ** 2 - 1.0) < 0.03 and spread[3] == pytest.approx(spread[2]), spread
+    assert float(psf.sigma()) == pytest.approx(2.0)
+    psf.raw.data.fill_(0.0)
     flat = torch.full((2, 3, 8, 8), 0.7)
     assert torch.allclose(psf(flat), flat, atol=1e-6)  # reflected borders: no dark rim
     psf(torch.randn(2, 1, 8, 8)).pow(2).mean().backward()
