@@ -109,7 +109,7 @@ def explain_discriminator(d: torch.nn.Module, real: np.ndarray, fake: np.ndarray
     out, t0 = Path(out_dir), time.perf_counter()
     # each tile explained on its own: a discriminator that reads its batch's spread (model.d_mbstd) reads the
     # real tiles' mean spread instead, so a tile's score and maps do not depend on the tiles batched with it
-    d = per_image(d.eval(), torch.from_numpy(np.ascontiguousarray(real, np.float32)).to(next(d.parameters()).device))
+    d = per_image(d.eval(), real)
     thr = dataset_threshold(real)  # one threshold, decided on the real tiles, for real and generated alike
     # the real tiles split by their own medians: the splits for every set, and the real set's structures
     st_all = {"real": geometry.structures(real, threshold=thr)}

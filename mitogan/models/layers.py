@@ -197,17 +197,19 @@ class PSFBlur(nn.Module):
 
 
 @torch.no_grad()
-def per_image(model: nn.Module, tiles: torch.Tensor, batch: int = 64) -> nn.Module:
+def per_image(model: nn.Module, tiles, batch: int = 64) -> nn.Module:
     """A copy of ``model`` whose output for an image does not depend on the other images of its batch: each
     ``MinibatchStd`` in it appends a fixed spread, the mean it reads over groups of ``tiles`` (real images, in
     batches of ``batch``), in place of the batch's own. The tiles are grouped in an order of their own (by a
     checksum of each tile's pixels), so the spread is the same whatever order they come in. For what looks at one
     image at a time (explain's maps and edits); the model itself is left as it is. A model without
-    ``MinibatchStd`` comes back as it is."""
+    ``MinibatchStd`` comes back as it is (and ``tiles``, an array or a tensor, is not touched)."""
     layers = [m for m in model.modules() if isinstance(m, MinibatchStd)]
     if not layers:
         return model
-    tiles = tiles[np.argsort([zlib.crc32(t.cpu().numpy().tobytes()) for t in tiles], kind="stable")]
+    x = np.ascontiguousarray(tiles.cpu().numpy() if torch.is_tensor(tiles) else tiles, np.float32)
+    order = np.argsort([zlib.crc32(t.tobytes()) for t in x], kind="stable")
+    tiles = torch.from_numpy(x[order]).to(next(model.parameters()).device)
     seen: dict[int, list[torch.Tensor]] = {id(m): [] for m in layers}
     hooks = [m.register_forward_hook(lambda m, _, out: seen[id(m)].append(out[:, -1, 0, 0].float()))
              for m in layers]
