@@ -26,7 +26,7 @@ __all__ = [
     "doc", "Section", "to_dict", "to_flat", "from_dict", "from_flat", "load_config", "apply_overrides", "parse_scalar",
     "save_config", "NormalizeConfig", "BleachConfig", "DriftConfig", "DenoiseConfig", "LaplaceConfig",
     "OtsuConfig", "TileConfig", "QualityConfig", "PreprocessConfig", "ModelConfig", "LossConfig",
-    "InitConfig", "OptimConfig", "AugmentConfig", "TrainConfig", "StopConfig", "Config", "PLAIN_GENERATOR",
+    "InitConfig", "OptimConfig", "AugmentConfig", "TrainConfig", "StopConfig", "Config", "PLAIN_NETWORKS",
 ]
 
 
@@ -397,6 +397,9 @@ class ModelConfig(Section):
     g_psf: bool = _f(False, "the generator's image passes a Gaussian blur of learned width (the microscope's "
                      "point-spread function, starting at σ 0.5 px) before the camera noise: fluorescence images "
                      "are band-limited by their optics")
+    g_background: bool = _f(False, "dcgan only: the image drawn over a smooth background of its own (a 1x1 conv of "
+                            "the 4x4 features, upsampled), joined by a soft maximum, so the black floor is exact "
+                            "wherever no structure rises above it")
     d_norm: str = _f("spectral", "discriminator normalisation",
                      choices=("batch", "instance", "layer", "spectral", "none"))
     d_mbstd: bool = _f(False, "the discriminator's minibatch standard deviation (ProGAN, StyleGAN2): the spread of "
@@ -409,11 +412,12 @@ class ModelConfig(Section):
                              "loss on real images (0: no decoders)", lo=0.0, hi=100.0)
 
 
-# the networks before the fine-detail knobs (the first four defaulted to this until 2026-12-07): no noise, tanh,
-# transposed convolutions, no learned blur, no minibatch spread in D; what a checkpoint without these keys was
-# trained with, and what tests built on that generator pin
-PLAIN_GENERATOR = {"model.g_noise": False, "model.g_pixel_noise": False, "model.g_output": "tanh",
-                   "model.g_upsample": "transposed", "model.g_psf": False, "model.d_mbstd": False}
+# both networks before the fine-detail knobs (the first four defaulted to this until 2026-12-07): no noise, tanh,
+# transposed convolutions, no learned blur, no background layer, no minibatch spread in D; what a checkpoint
+# without these keys was trained with, and what tests built on that generator pin
+PLAIN_NETWORKS = {"model.g_noise": False, "model.g_pixel_noise": False, "model.g_output": "tanh",
+                  "model.g_upsample": "transposed", "model.g_psf": False, "model.g_background": False,
+                  "model.d_mbstd": False}
 
 
 @dataclass
@@ -428,7 +432,7 @@ class LossConfig(Section):
     n_critic: int = _f(1, "discriminator steps per generator step", lo=1, hi=20)
     spectral: float = _f(0.0, "weight of the spectral loss on the generator: how far its tiles' log power per "
                          "ring of spatial frequency is from a real batch's, spread and all (1-D Wasserstein per "
-                         "ring; 0: off)", lo=0.0, hi=100.0)
+                         "ring; 0: off; logged unweighted as loss_spectral)", lo=0.0, hi=100.0)
 
 
 @dataclass

@@ -172,16 +172,13 @@ def resolve_device(name: str) -> torch.device:
 def check_bundle_config(bundle, config: dict) -> None:
     """Validate a bundle's config.json like a config: the generator's settings and the trial's config."""
     from mitogan.config import Config, from_flat
+    from mitogan.models import generator_settings
 
     where = Path(bundle) / "config.json"
     gen = config.get("generator")
     if not isinstance(gen, dict):
         raise InputError(where, "has no 'generator' settings (re-run `mitogan export`)")
-    names = {"arch": "model.arch", "latent_dim": "model.latent_dim", "width": "model.g_width",
-             "depth": "model.depth", "norm": "model.g_norm", "activation": "model.activation",
-             "image_size": "preprocess.tile.size", "noise": "model.g_noise", "output": "model.g_output",
-             "upsample": "model.g_upsample", "pixel_noise": "model.g_pixel_noise",
-             "psf": "model.g_psf"}
+    names = generator_settings()
     unknown = sorted(set(gen) - set(names))
     if unknown or not {"arch", "latent_dim", "image_size"} <= set(gen):
         raise InputError(where, f"generator settings {sorted(gen)} are not those of a MitoGAN generator"

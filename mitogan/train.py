@@ -48,7 +48,7 @@ from torch import nn
 
 from mitogan import losses
 from mitogan.augment import AdaptiveP, diff_augment
-from mitogan.config import PLAIN_GENERATOR, Config, save_config, to_flat
+from mitogan.config import PLAIN_NETWORKS, Config, save_config, to_flat
 from mitogan.errors import ConfigError, InputError
 from mitogan.fsutil import atomic_write
 from mitogan.models import build_discriminator, build_generator, config_problem, discriminate_real, init_weights
@@ -247,8 +247,10 @@ def _g_step(st: _State, cfg: Config, data: torch.Tensor) -> None:
         fake = st.G(z)  # (B, 1, S, S)
         out = st.D(diff_augment(fake, cfg.augment, st.ada.p))  # (B,)
         loss = losses.g_loss(cfg.loss.kind, out)
+    spectral = None
     if cfg.loss.spectral > 0:  # a real batch only then: runs without it keep their random stream
-        loss = loss + cfg.loss.spectral * losses.spectral_distance(fake, _real_batch(st, cfg, data))  # in loss_g
+        spectral = losses.spectral_distance(fake, _real_batch(st, cfg, data))
+        loss = loss + cfg.loss.spectral * spectral  # in loss_g, and reported alone (unweighted) as loss_spectral
     st.opt_g.zero_grad(set_to_none=True)
     st.scaler_g.scale(loss).backward()
     st.scaler_g.unscale_(st.opt_g)
@@ -257,7 +259,7 @@ def _g_step(st: _State, cfg: Config, data: torch.Tensor) -> None:
     st.scaler_g.update()
     st.D.requires_grad_(True)
     _update_ema(st, cfg.train.ema_decay)
-    _accumulate(st.acc, "g", loss_g=loss, grad_norm_g=gn)
+    _accumulate(st.acc, "g", loss_g=loss, grad_norm_g=gn, **({} if spectral is None else {"loss_spectral": spectral}))
 
 
 @torch.no_grad()
@@ -273,7 +275,7 @@ def _accumulate(acc: dict, who: str, **values) -> None:
     acc["n_" + who] += 1
     for k, v in values.items():
         v = v.detach().float()
-        acc[k] += v
+        acc[k] = acc[k] + v if k in acc else v  # an optional term (loss_spectral) appears when first given
         acc["nonfinite"] = torch.maximum(acc["nonfinite"], (~torch.isfinite(v)).float())
     key = "grad_norm_" + who
     acc[key + "_max"] = torch.maximum(acc[key + "_max"], torch.nan_to_num(values[key].detach().float(), nan=math.inf))
@@ -304,6 +306,8 @@ def _window_scalars(st: _State) -> dict:
     for k in _ACCUM:
         n = acc["n_g"] if k in ("loss_g", "grad_norm_g") else acc["n_d"]
         out[k] = out[k] / n if n else float("nan")
+    if "loss_spectral" in acc:  # the spectral loss alone, without its weight (it is inside loss_g as well)
+        out["loss_spectral"] = float(acc["loss_spectral"]) / acc["n_g"] if acc["n_g"] else float("nan")
     dt = time.perf_counter() - acc["t0"]
     out["steps_per_s"] = acc["n_g"] / dt if dt > 0 else float("nan")
     st.acc = _new_acc(st.device)
@@ -409,7 +413,7 @@ _NOT_ARCHITECTURE = ("model.recon_weight",)  # a loss weight under model.: may c
 def _restore(st: _State, ckpt: dict, cfg: Config, path) -> None:
     """Load a checkpoint into a freshly built state; the architecture must match the config. A checkpoint
     written before the generator's fine-detail keys existed was trained with the plain generator."""
-    old = {k: v for k, v in {**PLAIN_GENERATOR, **ckpt["config"]}.items()
+    old = {k: v for k, v in {**PLAIN_NETWORKS, **ckpt["config"]}.items()
            if (k.startswith("model.") and k not in _NOT_ARCHITECTURE) or k == "preprocess.tile.size"}
     new = to_flat(cfg)
     for key, value in old.items():
@@ -471,7 +475,8 @@ def _write_plots(out: Path, history: list[dict]) -> dict[str, Path]:
         return {k: ([h["step"] for h in history], [h.get(k, math.nan) for h in history]) for k in keys}
 
     sig = series("diversity", "grad_norm_d", "grad_norm_g", *SIGNALS)
-    return {"loss_curves": save_line_plot(series("loss_d", "loss_g", "wasserstein"), out / "loss_curves.png",
+    losses_ = ["loss_d", "loss_g", "wasserstein"] + ["loss_spectral"] * any("loss_spectral" in h for h in history)
+    return {"loss_curves": save_line_plot(series(*losses_), out / "loss_curves.png",
                                           title="losses and critic estimate", logy=True),
             "signals": save_line_plot(sig, out / "signals.png", title="convergence signals", logy=True)}
 

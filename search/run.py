@@ -37,6 +37,7 @@ import ray
 from ray import tune
 
 from mitogan.cli import SUPERVISED_ENV
+from mitogan.config import Config, to_flat
 from mitogan.errors import MitoganError
 from mitogan.fsutil import atomic_write
 from search import schedulers
@@ -44,7 +45,8 @@ from search.space import Space, load_space
 from search.storage import JOURNAL, SearchStore, validate_name
 from search.trainable import make_trainable
 
-__all__ = ["SearchOptions", "run_search", "SearchInterrupted", "validate_options", "resume_command"]
+__all__ = ["SearchOptions", "run_search", "SearchInterrupted", "validate_options", "resume_command",
+           "space_for_resume"]
 
 log = logging.getLogger(__name__)
 
@@ -385,7 +387,7 @@ def _resume_claimed(store: SearchStore, opts: SearchOptions):
                    verbose=opts.verbose, dashboard=opts.dashboard, report=opts.report, resume=opts.resume,
                    name=opts.resume, trust_storage=opts.trust_storage)
     validate_options(replace(opts, resume=None))
-    space = load_space(opts.space, opts.overrides)
+    space = space_for_resume(opts, launch)
     store.pull_journal()
     if store.remote:
         store.download("wandb")  # the offline runs continue in the same folders
@@ -393,6 +395,21 @@ def _resume_claimed(store: SearchStore, opts: SearchOptions):
     launch = {**launch, "resumed": [*launch.get("resumed", []), time.strftime("%Y-%m-%d %H:%M:%S")]}
     _start_ray(opts)
     return _fit(store, opts, space, launch, restore=restore)
+
+
+def space_for_resume(opts: SearchOptions, launch: dict) -> Space:
+    """The space of a search continued from its ``search.json``: its file and ``--set`` overrides as launched,
+    every other key at the value it had at launch (``defaults``), so a newer MitoGAN whose defaults changed
+    continues the search it started (and its trials' checkpoints still match their configs). A key this version
+    no longer knows is dropped; a key it added since takes its default. A search launched before the defaults were
+    recorded gets this version's."""
+    space = load_space(opts.space, opts.overrides)
+    known = to_flat(Config())
+    saved = launch.get("defaults")
+    if not isinstance(saved, dict):
+        return space
+    sampled = {p.name for p in space.params}
+    return replace(space, defaults={k: v for k, v in saved.items() if k in known and k not in sampled})
 
 
 def _check_searcher_state(store: SearchStore) -> None:
@@ -746,7 +763,7 @@ def _setup_live(store: SearchStore, opts: SearchOptions, space: Space) -> None:
 def _trainable(opts: SearchOptions, space: Space, videos, store: SearchStore):
     # a storage every node reaches as a path (Ray's rule for a local storage_path): trials write their
     # files there, outside the staging folder Ray copies at every state save
-    return make_trainable(videos=videos, fixed=space.fixed, cpus=opts.cpus_per_trial, gpus=opts.gpus_per_trial,
+    return make_trainable(videos=videos, fixed=space.constants(), cpus=opts.cpus_per_trial, gpus=opts.gpus_per_trial,
                           policy=None if opts.stop_nonconvergent else {"enabled": False},
                           ship_samples=opts.wandb,  # the W&B logger takes the images out of the results
                           trial_root=None if store.remote else str(store.local))
@@ -948,4 +965,5 @@ def _launch_info(opts: SearchOptions, space: Space, name: str) -> dict:
     """``search.json``: how the search was launched (``--resume`` reads its options back)."""
     return {"name": name, "options": asdict(opts), "space": {"name": space.name, "source": space.source,
                                                             "fixed": space.fixed},
+            "defaults": to_flat(Config()),  # every default at launch: --resume keeps them (space_for_resume)
             "started": time.strftime("%Y-%m-%d %H:%M:%S")}

@@ -89,6 +89,9 @@ class Space:
     description: str = ""
     source: str = ""
     start: list[dict[str, Any]] = field(default_factory=list)  # sampled values of the trials to run first
+    # every other key's value when the search was launched (``--resume``: a search continued by a newer MitoGAN
+    # whose defaults changed keeps training what it started with); empty: this version's defaults
+    defaults: dict[str, Any] = field(default_factory=dict)
 
     def define(self, trial) -> dict[str, Any]:
         """Optuna define-by-run function: samples the active parameters; returns the fixed constants."""
@@ -100,11 +103,15 @@ class Space:
 
     def base_config(self) -> Config:
         """The config every trial starts from: defaults + ``fixed``."""
-        return from_flat(Config, self.fixed)
+        return from_flat(Config, self.constants())
 
     def config_for(self, sampled: dict[str, Any]) -> Config:
         """The trial's whole config from its sampled (flat) values."""
-        return from_flat(Config, {**self.fixed, **sampled})
+        return from_flat(Config, {**self.constants(), **sampled})
+
+    def constants(self) -> dict[str, Any]:
+        """What every trial is given besides its sampled values: ``fixed`` over the launch's ``defaults``."""
+        return {**self.defaults, **self.fixed}
 
 
 def shipped_spaces() -> dict[str, Path]:

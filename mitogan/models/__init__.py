@@ -29,7 +29,7 @@ from mitogan.models.resnet import ResNetDiscriminator, ResNetGenerator
 __all__ = ["build_generator", "build_discriminator", "generator_from_config", "discriminator_from_config",
            "discriminate_real", "init_weights", "INIT_SCHEMES", "FAMILIES", "Family", "DCGANGenerator",
            "DCGANDiscriminator", "ResNetGenerator", "ResNetDiscriminator", "FastGANGenerator",
-           "FastGANDiscriminator", "count_params", "config_problem"]
+           "FastGANDiscriminator", "count_params", "config_problem", "generator_settings"]
 
 
 @dataclass(frozen=True)
@@ -43,20 +43,34 @@ class Family:
 
 
 FAMILIES = {
-    "dcgan": Family(DCGANGenerator, DCGANDiscriminator, g_keys=(("g_upsample", "upsample"),)),
+    "dcgan": Family(DCGANGenerator, DCGANDiscriminator, g_keys=(("g_upsample", "upsample"),
+                                                                      ("g_background", "background"))),
     "resnet": Family(ResNetGenerator, ResNetDiscriminator),
     "fastgan": Family(FastGANGenerator, FastGANDiscriminator, d_keys=("recon_weight",)),
 }
 
 
+# every family's generator arguments and the ``model.*`` key each comes from (a family's own: its ``g_keys``)
+G_ARGS = (("latent_dim", "latent_dim"), ("width", "g_width"), ("depth", "depth"), ("norm", "g_norm"),
+          ("activation", "activation"), ("noise", "g_noise"), ("output", "g_output"),
+          ("pixel_noise", "g_pixel_noise"), ("psf", "g_psf"))
+
+
 def build_generator(model_cfg, image_size: int) -> nn.Module:
     """The generator described by a ``ModelConfig`` for ``image_size`` px tiles (not yet initialised)."""
     family = FAMILIES[model_cfg.arch]
-    extra = {arg: getattr(model_cfg, key) for key, arg in family.g_keys}
-    return family.generator(
-        image_size=image_size, latent_dim=model_cfg.latent_dim, width=model_cfg.g_width, depth=model_cfg.depth,
-        norm=model_cfg.g_norm, activation=_g_act(model_cfg), noise=model_cfg.g_noise, output=model_cfg.g_output,
-        pixel_noise=model_cfg.g_pixel_noise, psf=model_cfg.g_psf, **extra)
+    args = {arg: getattr(model_cfg, key) for arg, key in G_ARGS}
+    args.update({arg: getattr(model_cfg, key) for key, arg in family.g_keys})
+    return family.generator(image_size=image_size, **{**args, "activation": _g_act(model_cfg)})
+
+
+def generator_settings() -> dict[str, str]:
+    """Each setting a generator's ``.config`` may hold (any family) → the config key it is built from."""
+    keys = {"arch": "model.arch", "image_size": "preprocess.tile.size"}
+    keys.update({arg: f"model.{key}" for arg, key in G_ARGS})
+    for family in FAMILIES.values():
+        keys.update({arg: f"model.{key}" for key, arg in family.g_keys})
+    return keys
 
 
 def build_discriminator(model_cfg, image_size: int) -> nn.Module:

@@ -28,7 +28,7 @@ def _correlation_with(x: np.ndarray, tiles: np.ndarray) -> np.ndarray:
 
 @pytest.mark.slow
 def test_a_gan_trained_to_memorise_is_caught_as_it_memorises():
-    from mitogan.config import PLAIN_GENERATOR, Config, from_flat
+    from mitogan.config import PLAIN_NETWORKS, Config, from_flat
     from mitogan.metrics.evaluate import _run_metrics, primary_value
     from mitogan.metrics.protocol import RealSplit
     from mitogan.metrics.reference import Reference
@@ -48,7 +48,7 @@ def test_a_gan_trained_to_memorise_is_caught_as_it_memorises():
                              "train.seed": 0,
                              # the plain DCGAN generator, whatever the defaults: the memoriser was built on it (with
                              # noise inputs it memorises more slowly)
-                             **PLAIN_GENERATOR})
+                             **PLAIN_NETWORKS})
     snaps = []
     train(cfg, few, evaluate=lambda x: snaps.append(x))  # EMA samples at steps 500 and 1,000
     early, late = snaps

@@ -105,7 +105,7 @@ def test_a_trained_generator_collapsed_on_purpose_ranks_by_severity():
     from mitogan.metrics.registry import MetricContext
     from mitogan.simulate import SimParams, simulate_video
     from mitogan.train import train
-    from mitogan.config import PLAIN_GENERATOR, Config, from_flat
+    from mitogan.config import PLAIN_NETWORKS, Config, from_flat
     from mitogan.metrics.proof import proof_parts
 
     ts = videos_to_tiles([simulate_video(SimParams(size=64, frames=8), s)[0] for s in range(24)], 32)
@@ -116,7 +116,7 @@ def test_a_trained_generator_collapsed_on_purpose_ranks_by_severity():
                              "loss.kind": "hinge", "train.seed": 0,
                              # the plain DCGAN generator, whatever the defaults: the collapse was built on it (with
                              # noise inputs the unstable run below stays more varied than a collapse)
-                             **PLAIN_GENERATOR})
+                             **PLAIN_NETWORKS})
     g = train(cfg, ts.tiles[parts["train"]]).generator
     n, rng = len(parts["other"]), torch.Generator().manual_seed(1)
     unstable = {"model.d_norm": "none", "optim.lr_d": 1e-2, "augment.p": 0.0, "train.ema_decay": 0.0}

@@ -136,6 +136,10 @@ def test_spectral_loss_is_in_the_generator_loss(tiles):
     spectral = train(_cfg(**{"train.steps": 2, "train.report_every": 1, "loss.spectral": 5.0}), tiles)
     assert spectral.history[0]["loss_d"] == plain.history[0]["loss_d"]
     assert spectral.history[0]["loss_g"] > plain.history[0]["loss_g"]  # + 5 x a distance that is not 0
+    # and the distance is reported alone, unweighted: loss_g less 5 x it is the adversarial loss of the plain run
+    first = spectral.history[0]
+    assert first["loss_spectral"] > 0 and "loss_spectral" not in plain.history[0]
+    assert first["loss_g"] - 5.0 * first["loss_spectral"] == pytest.approx(plain.history[0]["loss_g"], abs=1e-5)
 
 
 def test_should_stop_ends_cleanly_and_resumes(tiles, tmp_path):

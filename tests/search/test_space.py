@@ -1,5 +1,7 @@
 """Search spaces: shipped ones load; malformed ones are rejected naming the entry; conditionals hold."""
 
+import json
+
 import optuna
 import pytest
 
@@ -161,3 +163,32 @@ def test_start_points_are_kept_as_the_space_writes_its_choices(tmp_path):
     assert type(first["model.g_width"]) is int and type(first["train.steps"]) is int
     assert space.start[1] == {"loss.kind": "hinge"}  # the rest is sampled when it runs
     assert load_space("fewshot").config_for(load_space("fewshot").start[0]).model.arch == "dcgan"
+
+
+def test_a_resumed_search_keeps_the_defaults_it_was_launched_with():
+    # a search launched by an older MitoGAN (its defaults recorded in search.json) and continued by this one:
+    # its trials are built with the launch's defaults, not today's (a changed default would also make a
+    # restored trial's checkpoint disagree with its config); keys the launch did not know take today's
+    from dataclasses import asdict
+
+    from mitogan.config import to_flat
+    from search.run import SearchOptions, _launch_info, space_for_resume
+
+    opts = SearchOptions(space="smoke", overrides=["train.steps=50"])
+    launch = _launch_info(opts, load_space("smoke", opts.overrides), "s")
+    today = to_flat(Config())
+    assert launch["defaults"] == today and json.loads(json.dumps(launch)) == launch  # search.json is JSON
+    older = {k: v for k, v in today.items() if k != "model.g_background"}
+    older.update({"model.g_noise": not today["model.g_noise"], "model.gone_key": 1,
+                  "train.steps": 7, "model.d_norm": "batch"})  # fixed by --set; sampled by the smoke space
+    space = space_for_resume(opts, {**launch, "defaults": older})
+    cfg = to_flat(space.config_for({}))
+    assert cfg["model.g_noise"] == (not today["model.g_noise"])  # the launch's default
+    assert cfg["train.steps"] == 50  # the launch's --set wins over any default
+    assert cfg["model.g_background"] == today["model.g_background"]  # new since: today's default
+    assert "model.gone_key" not in space.defaults  # unknown to this version: dropped
+    sampled = {p.name for p in space.params}
+    assert not sampled & set(space.defaults)  # a sampled key is never held fixed
+    # a search.json from before the defaults were recorded: today's, as before
+    assert space_for_resume(opts, {k: v for k, v in launch.items() if k != "defaults"}).defaults == {}
+    assert asdict(opts)["space"] == "smoke"
