@@ -33,7 +33,7 @@ class DCGANGenerator(nn.Module):
     def __init__(self, image_size: int = 64, latent_dim: int = 64, width: int = 32, depth: int = 0,
                  norm: str = "batch", activation: str = "relu", noise: bool = False, output: str = "tanh",
                  upsample: str = "transposed", pixel_noise: bool = False, psf: bool = False,
-                 background: bool = False):
+                 background: str = "none"):
         super().__init__()
         self.config = dict(arch="dcgan", image_size=image_size, latent_dim=latent_dim, width=width,
                            depth=depth, norm=norm, activation=activation, noise=noise, output=output,
@@ -55,8 +55,10 @@ class DCGANGenerator(nn.Module):
                     noises[str(len(layers) - 1)] = ZNoise(latent_dim, 8 << i, ch[i + 1], seed=i)
                 layers += [make_act(activation)]
         layers += _up(ch[-1], 1 + pixel_noise, upsample, bias=True)  # the image (and its noise level)
-        if background:  # the image over a smooth background drawn from the 4x4 features (layer 2's output)
-            layers += [Background(ch[0])]
+        if background not in ("none", "map", "level"):
+            raise ValueError(f"unknown background {background!r} (none, map or level)")
+        if background != "none":  # the image over a background drawn from the 4x4 features (layer 2's output)
+            layers += [Background(ch[0], per_tile=background == "level")]
         if psf:  # the optics, before the camera noise
             layers += [PSFBlur()]
         if noise or pixel_noise:

@@ -228,8 +228,8 @@ def per_image(model: nn.Module, tiles, batch: int = 64) -> nn.Module:
 class Background(nn.Module):
     """The image as two layers: (B, C, S, S) and coarse features (B, F, r, r) → (B, C, S, S), whose channel 0 (the
     image before the output activation) is the soft maximum of the structure (channel 0 as it came) and a smooth
-    background drawn from the coarse features (a 1x1 conv to one channel at r x r, bilinear to S x S):
-    ``τ · log(exp(s / τ) + exp(b / τ))``, τ = ``TAU``.
+    background drawn from the coarse features (a 1x1 conv to one channel at r x r, bilinear to S x S; with
+    ``per_tile``, of their mean: one level per tile): ``τ · log(exp(s / τ) + exp(b / τ))``, τ = ``TAU``.
 
     A fluorescence image is a smooth background (an exact black floor where the data were clipped, a flat or
     slowly varying level elsewhere) with structures above it. A generator that draws both with one convolution
@@ -242,9 +242,10 @@ class Background(nn.Module):
 
     TAU = 0.05
 
-    def __init__(self, features: int):
+    def __init__(self, features: int, per_tile: bool = False):
         super().__init__()
         self.level = nn.Conv2d(features, 1, 1)
+        self.per_tile = per_tile
         self.reset_start()
 
     @torch.no_grad()
@@ -255,6 +256,8 @@ class Background(nn.Module):
         nn.init.constant_(self.level.bias, -1.5)
 
     def forward(self, h: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+        if self.per_tile:
+            coarse = coarse.mean(dim=(2, 3), keepdim=True)  # (B, F, 1, 1): one level for the whole tile
         b = F.interpolate(self.level(coarse).float(), size=h.shape[-2:], mode="bilinear", align_corners=False)
         s = h[:, :1].float()
         image = self.TAU * torch.logaddexp(s / self.TAU, b / self.TAU)

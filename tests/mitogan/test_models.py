@@ -247,7 +247,7 @@ OPTICS = {"model.g_psf": True, "model.d_mbstd": True, "model.g_upsample": "bilin
                                         ("dcgan", PIXEL), ("resnet", {**NOISY, **PIXEL}),
                                         ("dcgan", {**NOISY, **OPTICS}), ("fastgan", {**NOISY, **OPTICS}),
                                         ("resnet", {**PIXEL, **OPTICS}),
-                                        ("dcgan", {**PIXEL, **OPTICS, "model.g_background": True})])
+                                        ("dcgan", {**PIXEL, **OPTICS, "model.g_background": "map"})])
 def test_bundle_reloads_to_the_same_generator_and_discriminator(arch, extra, tmp_path):
     # the real path: train() → checkpoint → export_bundle → load_generator / load_discriminator / torch.export
     import numpy as np
@@ -308,12 +308,18 @@ def test_the_background_layer_hides_what_is_drawn_below_it():
         assert b.std() > 0.1
         assert torch.allclose(layer(s.clone(), coarse)[:, :, 5, 5], torch.maximum(s[:, :, 5, 5], b[:, :, 5, 5]),
                               atol=0.05)
+    # per tile: one level, flat within a tile, its own in each
+    per_tile = Background(features=4, per_tile=True)
+    with torch.no_grad():
+        per_tile.level.weight.normal_()
+        b = per_tile(torch.full((2, 1, 16, 16), -5.0), coarse)
+    assert float(b.flatten(1).std(dim=1).max()) < 1e-6 and abs(float(b[0, 0, 0, 0] - b[1, 0, 0, 0])) > 1e-3
 
 
 def test_the_background_layer_learns_and_keeps_its_start_through_init():
     from mitogan.models.layers import Background
 
-    g = build_generator(_cfg("dcgan", g_background=True, g_output="clip"), 32)
+    g = build_generator(_cfg("dcgan", g_background="map", g_output="clip"), 32)
     init_weights(g, "dcgan_normal")
     layer = next(m for m in g.modules() if isinstance(m, Background))
     assert float(layer.level.bias.detach()) == -1.5 and float(layer.level.weight.detach().abs().sum()) == 0.0
