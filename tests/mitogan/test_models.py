@@ -283,6 +283,19 @@ def test_bundle_reloads_to_the_same_generator_and_discriminator(arch, extra, tmp
 # ---------------------------------------------------------------- noise inputs and the clipped output
 
 
+def test_every_generator_argument_maps_to_a_config_key():
+    # synth checks a bundle's generator settings through this table: it must name every argument of every family
+    import inspect
+
+    from mitogan.config import Config, to_flat
+    from mitogan.models import FAMILIES, generator_settings
+
+    table, known = generator_settings(), to_flat(Config())
+    for family in FAMILIES.values():
+        assert set(inspect.signature(family.generator).parameters) <= set(table)
+    assert set(table.values()) <= set(known)
+
+
 def test_the_background_layer_hides_what_is_drawn_below_it():
     from mitogan.models.layers import Background, ClipTanh
 
