@@ -25,10 +25,6 @@ on one thread, with:
                   replaced by augment.gain (intensity scaled about the black level)
     fine-spectral fine, and the spectral loss on the generator (loss.spectral=1; fine-spectral10: 10): its tiles'
                   spread of power over frequency rings against a real batch's
-    fine-bg       fine, and the image drawn over a smooth background of its own joined by a soft maximum
-                  (model.g_background=map: a 1x1 conv of the 4x4 features, upsampled), so the black floor is exact
-                  wherever no structure rises above it; fine-bglevel: one background level per tile
-                  (model.g_background=level)
 
 Each exported generator draws --n tiles (`mitogan synth`), scored by the classifier two-sample test
 (`mitogan.metrics.c2st.c2st_accuracy`, its default budget, seed 0 and on) against the training split it learned
@@ -83,11 +79,7 @@ CONFIGS = {"base": [],
                          "augment.gain=true"],
            "fine-spectral": ["model.g_noise=true", "model.g_output=clip", "model.g_upsample=resize", "loss.spectral=1"],
            "fine-spectral10": ["model.g_noise=true", "model.g_output=clip", "model.g_upsample=resize",
-                               "loss.spectral=10"],
-           "fine-bg": ["model.g_noise=true", "model.g_output=clip", "model.g_upsample=resize",
-                       "model.g_background=map"],
-           "fine-bglevel": ["model.g_noise=true", "model.g_output=clip", "model.g_upsample=resize",
-                            "model.g_background=level"]}
+                               "loss.spectral=10"]}
 
 
 class UsageError(Exception):

@@ -397,10 +397,6 @@ class ModelConfig(Section):
     g_psf: bool = _f(False, "the generator's image passes a Gaussian blur of learned width (the microscope's "
                      "point-spread function, starting at σ 0.5 px) before the camera noise: fluorescence images "
                      "are band-limited by their optics")
-    g_background: str = _f("none", "dcgan only: the image drawn over a background of its own, joined by a soft "
-                           "maximum, so the black floor is exact wherever no structure rises above it: map (a 1x1 "
-                           "conv of the 4x4 features, upsampled) or level (one per tile)",
-                           choices=("none", "map", "level"))
     d_norm: str = _f("spectral", "discriminator normalisation",
                      choices=("batch", "instance", "layer", "spectral", "none"))
     d_mbstd: bool = _f(False, "the discriminator's minibatch standard deviation (ProGAN, StyleGAN2): the spread of "
@@ -414,11 +410,10 @@ class ModelConfig(Section):
 
 
 # both networks before the fine-detail knobs (the first four defaulted to this until 2026-12-07): no noise, tanh,
-# transposed convolutions, no learned blur, no background layer, no minibatch spread in D; what a checkpoint
+# transposed convolutions, no learned blur, no minibatch spread in D; what a checkpoint
 # without these keys was trained with, and what tests built on that generator pin
 PLAIN_NETWORKS = {"model.g_noise": False, "model.g_pixel_noise": False, "model.g_output": "tanh",
-                  "model.g_upsample": "transposed", "model.g_psf": False, "model.g_background": "none",
-                  "model.d_mbstd": False}
+                  "model.g_upsample": "transposed", "model.g_psf": False, "model.d_mbstd": False}
 
 
 @dataclass

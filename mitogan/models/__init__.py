@@ -43,8 +43,7 @@ class Family:
 
 
 FAMILIES = {
-    "dcgan": Family(DCGANGenerator, DCGANDiscriminator,
-                    g_keys=(("g_upsample", "upsample"), ("g_background", "background"))),
+    "dcgan": Family(DCGANGenerator, DCGANDiscriminator, g_keys=(("g_upsample", "upsample"),)),
     "resnet": Family(ResNetGenerator, ResNetDiscriminator),
     "fastgan": Family(FastGANGenerator, FastGANDiscriminator, d_keys=("recon_weight",)),
 }

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mitogan.models.layers import (Background, MinibatchStd, PSFBlur, ZNoise, image_noise, make_act, make_norm, make_out,
+from mitogan.models.layers import (MinibatchStd, PSFBlur, ZNoise, image_noise, make_act, make_norm, make_out,
                                    maybe_sn, n_stages)
 
 __all__ = ["DCGANGenerator", "DCGANDiscriminator"]
@@ -32,12 +32,11 @@ class DCGANGenerator(nn.Module):
 
     def __init__(self, image_size: int = 64, latent_dim: int = 64, width: int = 32, depth: int = 0,
                  norm: str = "batch", activation: str = "relu", noise: bool = False, output: str = "tanh",
-                 upsample: str = "transposed", pixel_noise: bool = False, psf: bool = False,
-                 background: str = "none"):
+                 upsample: str = "transposed", pixel_noise: bool = False, psf: bool = False):
         super().__init__()
         self.config = dict(arch="dcgan", image_size=image_size, latent_dim=latent_dim, width=width,
                            depth=depth, norm=norm, activation=activation, noise=noise, output=output,
-                           upsample=upsample, pixel_noise=pixel_noise, psf=psf, background=background)
+                           upsample=upsample, pixel_noise=pixel_noise, psf=psf)
         if upsample not in ("transposed", "resize", "bilinear"):
             raise ValueError(f"unknown upsampling {upsample!r} (transposed, resize or bilinear)")
         n = n_stages(image_size)
@@ -55,10 +54,6 @@ class DCGANGenerator(nn.Module):
                     noises[str(len(layers) - 1)] = ZNoise(latent_dim, 8 << i, ch[i + 1], seed=i)
                 layers += [make_act(activation)]
         layers += _up(ch[-1], 1 + pixel_noise, upsample, bias=True)  # the image (and its noise level)
-        if background not in ("none", "map", "level"):
-            raise ValueError(f"unknown background {background!r} (none, map or level)")
-        if background != "none":  # the image over a background drawn from the 4x4 features (layer 2's output)
-            layers += [Background(ch[0], per_tile=background == "level")]
         if psf:  # the optics, before the camera noise
             layers += [PSFBlur()]
         if noise or pixel_noise:
@@ -69,11 +64,8 @@ class DCGANGenerator(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = z[:, :, None, None]  # (B, Z, 1, 1) → ... → (B, 1, S, S)
-        coarse = h
         for i, layer in enumerate(self.net):
-            h = layer(h, coarse) if isinstance(layer, Background) else layer(h)
-            if i == 2:  # the 4x4 features, after the first norm and activation
-                coarse = h
+            h = layer(h)
             if str(i) in self.noise:
                 h = self.noise[str(i)](h, z)
         return h

@@ -3,8 +3,7 @@
 Conv / transposed conv / linear weights get the scheme; their biases are zeroed. Affine normalisation
 layers get weight 1 (``dcgan_normal``: N(1, 0.02·gain)) and bias 0. ``default`` keeps PyTorch's own
 initialisation and only scales conv/linear weights by ``gain``. Spectrally normalised layers are
-initialised through their underlying (original) weight. A layer with a starting point of its own (a
-``reset_start()`` method) is set to it after the scheme.
+initialised through their underlying (original) weight.
 
 | scheme          | conv/linear weight                                                        |
 |-----------------|---------------------------------------------------------------------------|
@@ -75,7 +74,4 @@ def init_weights(module: nn.Module, scheme: str = "dcgan_normal", gain: float = 
             else:
                 nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
-    for m in module.modules():  # a layer with a starting point of its own (``Background``) sets it last
-        if hasattr(m, "reset_start"):
-            m.reset_start()
     return module

@@ -15,7 +15,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 __all__ = ["make_norm", "make_act", "maybe_sn", "n_stages", "make_out", "ClipTanh", "ZNoiseField", "ZNoise",
            "PixelNoise", "image_noise", "MinibatchStd", "PSFBlur", "maybe_psf",
-           "per_image", "Background"]
+           "per_image"]
 
 
 def make_norm(kind: str, channels: int) -> nn.Module:
@@ -223,45 +223,6 @@ def per_image(model: nn.Module, tiles, batch: int = 64) -> nn.Module:
     for m, mine in zip(layers, [m for m in fixed.modules() if isinstance(m, MinibatchStd)]):
         mine.fixed = float(torch.cat(seen[id(m)]).mean())
     return fixed
-
-
-class Background(nn.Module):
-    """The image as two layers: (B, C, S, S) and coarse features (B, F, r, r) → (B, C, S, S), whose channel 0 (the
-    image before the output activation) is the soft maximum of the structure (channel 0 as it came) and a smooth
-    background drawn from the coarse features (a 1x1 conv to one channel at r x r, bilinear to S x S; with
-    ``per_tile``, of their mean: one level per tile): ``τ · log(exp(s / τ) + exp(b / τ))``, τ = ``TAU``.
-
-    A fluorescence image is a smooth background (an exact black floor where the data were clipped, a flat or
-    slowly varying level elsewhere) with structures above it. A generator that draws both with one convolution
-    leaves its faint mistakes in the dark regions as a mottled lift of the floor (README, "The generator's fine
-    detail": the classifier's tell is there). Here structure below the background is hidden by it, so the floor
-    is exact (the clipping output's −1) wherever no structure rises above it and the background is at or below
-    the clipping point. The background starts just above that point (bias −1.5: a lift of 0.005 after the
-    output activation), where it is visible and gets gradient (started below it, it would be hidden and never
-    learn). Noise, if any, is added after (the camera sees the sum)."""
-
-    TAU = 0.05
-
-    def __init__(self, features: int, per_tile: bool = False):
-        super().__init__()
-        self.level = nn.Conv2d(features, 1, 1)
-        self.per_tile = per_tile
-        self.reset_start()
-
-    @torch.no_grad()
-    def reset_start(self) -> None:
-        """The starting point: a flat background just above the clipping point (``init_weights`` calls it
-        after initialising the conv as any other)."""
-        nn.init.zeros_(self.level.weight)
-        nn.init.constant_(self.level.bias, -1.5)
-
-    def forward(self, h: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
-        if self.per_tile:
-            coarse = coarse.mean(dim=(2, 3), keepdim=True)  # (B, F, 1, 1): one level for the whole tile
-        b = F.interpolate(self.level(coarse).float(), size=h.shape[-2:], mode="bilinear", align_corners=False)
-        s = h[:, :1].float()
-        image = self.TAU * torch.logaddexp(s / self.TAU, b / self.TAU)
-        return torch.cat([image.to(h.dtype), h[:, 1:]], dim=1)
 
 
 def maybe_psf(psf: bool) -> nn.Module:

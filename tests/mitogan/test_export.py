@@ -65,6 +65,7 @@ sys.modules["mitogan"] = None
 import numpy as np, torch
 from safetensors.torch import load_file
 bundle, z, expected = sys.argv[1], torch.from_numpy(np.load(sys.argv[2])), np.load(sys.argv[3])
+torch.set_num_threads(int(sys.argv[4]))  # as the test's process: the order of a sum's terms depends on it
 weights = load_file(bundle + "/generator.safetensors")
 reference = torch.load(bundle + "/generator.pt", weights_only=True)
 assert weights.keys() == reference.keys() and all(torch.equal(weights[k], reference[k]) for k in weights)
@@ -85,7 +86,8 @@ def test_safetensors_and_torch_export_load_without_mitogan(bundle, tmp_path):
     np.save(tmp_path / "x.npy", expected)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     out = subprocess.run([sys.executable, "-I", "-c", _STANDALONE, str(bundle), str(tmp_path / "z.npy"),
-                          str(tmp_path / "x.npy")], capture_output=True, text=True, cwd=tmp_path, env=env)
+                          str(tmp_path / "x.npy"), str(torch.get_num_threads())], capture_output=True, text=True,
+                         cwd=tmp_path, env=env)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
 
 

@@ -246,8 +246,7 @@ OPTICS = {"model.g_psf": True, "model.d_mbstd": True, "model.g_upsample": "bilin
 @pytest.mark.parametrize("arch,extra", [("fastgan", {}), ("fastgan", NOISY), ("dcgan", NOISY), ("resnet", NOISY),
                                         ("dcgan", PIXEL), ("resnet", {**NOISY, **PIXEL}),
                                         ("dcgan", {**NOISY, **OPTICS}), ("fastgan", {**NOISY, **OPTICS}),
-                                        ("resnet", {**PIXEL, **OPTICS}),
-                                        ("dcgan", {**PIXEL, **OPTICS, "model.g_background": "map"})])
+                                        ("resnet", {**PIXEL, **OPTICS})])
 def test_bundle_reloads_to_the_same_generator_and_discriminator(arch, extra, tmp_path):
     # the real path: train() → checkpoint → export_bundle → load_generator / load_discriminator / torch.export
     import numpy as np
@@ -294,55 +293,6 @@ def test_every_generator_argument_maps_to_a_config_key():
     for family in FAMILIES.values():
         assert set(inspect.signature(family.generator).parameters) <= set(table)
     assert set(table.values()) <= set(known)
-
-
-def test_the_background_layer_hides_what_is_drawn_below_it():
-    from mitogan.models.layers import Background, ClipTanh
-
-    layer = Background(features=4)
-    coarse = torch.randn(2, 4, 4, 4)
-    s = torch.full((2, 1, 16, 16), -1.0)
-    s[:, :, 4:8, 4:8] = 1.0  # a structure
-    mottle = 0.2 * torch.rand(2, 1, 16, 16)
-    with torch.no_grad():
-        # at the start the background is flat, just above the clipping point: what rises above it is kept as drawn
-        assert torch.allclose(layer(s + mottle, coarse), s + mottle, atol=1e-6)
-        # a background below the clipping point: a mottle drawn below it is hidden, the floor is exact
-        layer.level.bias.fill_(-2.0)
-        out = ClipTanh()(layer(-2.2 + mottle.clone(), coarse))
-        assert torch.equal(out, torch.full_like(out, -1.0))
-        # and a background above the floor is smooth (bilinear from 4x4) wherever nothing rises above it
-        layer.level.weight.normal_()
-        layer.level.bias.fill_(0.0)
-        b = layer(torch.full((2, 1, 16, 16), -5.0), coarse)
-        level = layer.level(coarse)  # (2, 1, 4, 4): each step between its cells is spread over 4 pixels
-        for axis in (-1, -2):
-            assert b.diff(dim=axis).abs().max() <= level.diff(dim=axis).abs().max() / 4 + 1e-5
-        assert b.std() > 0.1
-        assert torch.allclose(layer(s.clone(), coarse)[:, :, 5, 5], torch.maximum(s[:, :, 5, 5], b[:, :, 5, 5]),
-                              atol=0.05)
-    # per tile: one level, flat within a tile, its own in each
-    per_tile = Background(features=4, per_tile=True)
-    with torch.no_grad():
-        per_tile.level.weight.normal_()
-        b = per_tile(torch.full((2, 1, 16, 16), -5.0), coarse)
-    assert float(b.flatten(1).std(dim=1).max()) < 1e-6 and abs(float(b[0, 0, 0, 0] - b[1, 0, 0, 0])) > 1e-3
-
-
-def test_the_background_layer_learns_and_keeps_its_start_through_init():
-    from mitogan.models.layers import Background
-
-    g = build_generator(_cfg("dcgan", g_background="map", g_output="clip"), 32)
-    init_weights(g, "dcgan_normal")
-    layer = next(m for m in g.modules() if isinstance(m, Background))
-    assert float(layer.level.bias.detach()) == -1.5 and float(layer.level.weight.detach().abs().sum()) == 0.0
-    # a generator that draws its image below the background (the last conv's bias, before the layer, lowered):
-    # the loss reaches the background's weights
-    last = list(g.net).index(layer) - 1
-    with torch.no_grad():
-        g.net[last].bias.fill_(-3.0)
-    (g(torch.randn(8, 16)) + 1).square().mean().backward()
-    assert float(layer.level.bias.grad.abs()) > 0 and float(layer.level.weight.grad.abs().sum()) > 0
 
 
 @pytest.mark.parametrize("arch", ARCHS)

@@ -178,14 +178,14 @@ def test_a_resumed_search_keeps_the_defaults_it_was_launched_with():
     launch = _launch_info(opts, load_space("smoke", opts.overrides), "s")
     today = to_flat(Config())
     assert launch["defaults"] == today and json.loads(json.dumps(launch)) == launch  # search.json is JSON
-    older = {k: v for k, v in today.items() if k != "model.g_background"}
+    older = {k: v for k, v in today.items() if k != "model.g_psf"}
     older.update({"model.g_noise": not today["model.g_noise"], "model.gone_key": 1,
                   "train.steps": 7, "model.d_norm": "batch"})  # fixed by --set; sampled by the smoke space
     space = space_for_resume(opts, {**launch, "defaults": older})
     cfg = to_flat(space.config_for({}))
     assert cfg["model.g_noise"] == (not today["model.g_noise"])  # the launch's default
     assert cfg["train.steps"] == 50  # the launch's --set wins over any default
-    assert cfg["model.g_background"] == today["model.g_background"]  # new since: today's default
+    assert cfg["model.g_psf"] == today["model.g_psf"]  # a key the launch did not know: today's default
     assert "model.gone_key" not in space.defaults  # unknown to this version: dropped
     sampled = {p.name for p in space.params}
     assert not sampled & set(space.defaults)  # a sampled key is never held fixed
