@@ -410,8 +410,8 @@ class ModelConfig(Section):
 
 
 # both networks before the fine-detail knobs (the first four defaulted to this until 2026-12-07): no noise, tanh,
-# transposed convolutions, no learned blur, no minibatch spread in D; what a checkpoint
-# without these keys was trained with, and what tests built on that generator pin
+# transposed convolutions, no learned blur, no minibatch spread in D; what a checkpoint without these keys was
+# trained with, and what tests built on those networks pin
 PLAIN_NETWORKS = {"model.g_noise": False, "model.g_pixel_noise": False, "model.g_output": "tanh",
                   "model.g_upsample": "transposed", "model.g_psf": False, "model.d_mbstd": False}
 
