@@ -25,6 +25,8 @@ on one thread, with:
                   replaced by augment.gain (intensity scaled about the black level)
     fine-spectral fine, and the spectral loss on the generator (loss.spectral=1; fine-spectral10: 10): its tiles'
                   spread of power over frequency rings against a real batch's
+    fine-nocolor  fine without the augmentation's brightness/contrast jitter (augment.color=false): D sees every
+                  black floor as it is; fine-noaug: no augmentation at all (augment.p=0)
 
 Each exported generator draws --n tiles (`mitogan synth`), scored by the classifier two-sample test
 (`mitogan.metrics.c2st.c2st_accuracy`, its default budget, seed 0 and on) against the training split it learned
@@ -79,7 +81,9 @@ CONFIGS = {"base": [],
                          "augment.gain=true"],
            "fine-spectral": ["model.g_noise=true", "model.g_output=clip", "model.g_upsample=resize", "loss.spectral=1"],
            "fine-spectral10": ["model.g_noise=true", "model.g_output=clip", "model.g_upsample=resize",
-                               "loss.spectral=10"]}
+                               "loss.spectral=10"],
+           "fine-nocolor": ["model.g_noise=true", "model.g_output=clip", "model.g_upsample=resize", "augment.color=false"],
+           "fine-noaug": ["model.g_noise=true", "model.g_output=clip", "model.g_upsample=resize", "augment.p=0"]}
 
 
 class UsageError(Exception):
