@@ -14,8 +14,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 __all__ = ["make_norm", "make_act", "maybe_sn", "n_stages", "make_out", "ClipTanh", "ZNoiseField", "ZNoise",
-           "PixelNoise", "image_noise", "MinibatchStd", "PSFBlur", "maybe_psf",
-           "per_image"]
+           "PixelNoise", "image_noise", "MinibatchStd", "PSFBlur", "maybe_psf", "per_image"]
 
 
 def make_norm(kind: str, channels: int) -> nn.Module:
