@@ -404,12 +404,11 @@ def space_for_resume(opts: SearchOptions, launch: dict) -> Space:
     no longer knows is dropped; a key it added since takes its default. A search launched before the defaults were
     recorded gets this version's."""
     space = load_space(opts.space, opts.overrides)
-    known = to_flat(Config())
     saved = launch.get("defaults")
     if not isinstance(saved, dict):
         return space
-    sampled = {p.name for p in space.params}
-    return replace(space, defaults={k: v for k, v in saved.items() if k in known and k not in sampled})
+    keep = set(to_flat(Config())) - {p.name for p in space.params}  # known to this version, and not sampled
+    return replace(space, defaults={k: v for k, v in saved.items() if k in keep})
 
 
 def _check_searcher_state(store: SearchStore) -> None:
