@@ -17,7 +17,7 @@ ARGS ?=
 # measured 2026-12-05); TEST_WORKERS=0 runs in this process, one test after another
 TEST_WORKERS ?= 2
 
-.PHONY: install install-dev search test test-slow test-all test-fast clean
+.PHONY: install install-dev search test test-slow test-long test-all test-fast clean
 
 install: $(STAMP)
 
@@ -39,13 +39,18 @@ search: $(STAMP)
 	$(VENV)/bin/mitogan search --space smoke $(ARGS)
 
 # `make test`: every test not marked slow or cluster (minutes); `make test-slow`: the end-to-end searches,
-# proofs and multi-process cluster tests; `make test-all`: both in one run. CI (.ci/run) runs test, then test-slow.
+# proofs and multi-process cluster tests that fit CI's budget; `make test-long`: the slow ones marked long, which
+# do not (README, Tests: which and why); `make test-all`: all of them in one
+# run. CI (.ci/run) runs test, then test-slow.
 # the slow files go whole to one worker each (--dist loadfile): their module-wide searches and clusters run once
 test: $(DEV_STAMP)
 	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) -m "not slow and not cluster"
 
 test-slow: $(DEV_STAMP)
-	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadfile -m "slow or cluster" --durations=25
+	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadfile -m "(slow or cluster) and not long" --durations=25
+
+test-long: $(DEV_STAMP)
+	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadfile -m long --durations=25
 
 test-all: $(DEV_STAMP)
 	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadfile

@@ -50,6 +50,7 @@ def _processes_mentioning(text: str) -> list[int]:
     return found
 
 
+@pytest.mark.long  # beyond CI's budget: `make test-long` (README, Tests)
 def test_runbook_block_runs_as_written(short_tmp):
     venv = REPO / ".venv"
     if not (venv / "bin" / "activate").is_file():

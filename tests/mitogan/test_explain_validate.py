@@ -9,7 +9,8 @@ from mitogan.explain.validate import validate_property
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("prop, other", [("beading", "width"), ("width", "beading")])
+@pytest.mark.parametrize("prop, other", [("beading", "width"),
+                                         pytest.param("width", "beading", marks=pytest.mark.long)])
 def test_the_property_is_recovered_and_another_is_not(prop, other):
     own, control = validate_property(prop, judge_as=(other,))
     assert own["accuracy"] > 0.75  # the discriminator did learn the property (on videos it never saw)

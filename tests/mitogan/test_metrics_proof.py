@@ -74,6 +74,7 @@ def test_proof_on_simulated_data():
     _check(proof_scores(sim, {"second_source": second}, seeds=SEEDS), ("second_source",))
 
 
+@pytest.mark.long  # beyond CI's budget: `make test-long` (README, Tests)
 @pytest.mark.slow
 def test_proof_on_sparse_simulated_data():
     from mitogan.simulate import SimParams, simulate_video

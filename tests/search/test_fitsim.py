@@ -74,6 +74,7 @@ def _kill_after(proc, state: Path, ended: int, timeout: float = 240) -> dict:
     pytest.fail(f"the fit ended (rc {proc.poll()}) or stalled before {ended} trials finished")
 
 
+@pytest.mark.long  # beyond CI's budget: `make test-long` (README, Tests)
 @pytest.mark.slow
 def test_a_killed_fit_resumes_and_writes_a_fitted_simulator(lab, tmp_path):
     out, env = tmp_path / "fit", {**os.environ, "TMPDIR": "/tmp"}

@@ -47,7 +47,7 @@ def _below(pid: int) -> set[int]:
     return descendants([pid])
 
 
-@pytest.mark.parametrize("where", ["local", "s3"])
+@pytest.mark.parametrize("where", ["local", pytest.param("s3", marks=pytest.mark.long)])
 def test_a_lost_worker_node_costs_at_most_one_checkpoint_interval(where, tmp_path, request, monkeypatch):
     from cluster.local_cluster import LocalCluster
 
@@ -110,6 +110,7 @@ def test_a_lost_worker_node_costs_at_most_one_checkpoint_interval(where, tmp_pat
             assert steps == sorted(set(steps)), steps  # no step logged twice
 
 
+@pytest.mark.long  # beyond CI's budget: `make test-long` (README, Tests)
 def test_a_lost_worker_under_pbt_costs_at_most_one_perturbation_interval_and_keeps_the_lineage(tmp_path, monkeypatch):
     """Population-based training on the stand-in cluster: once both trials have passed the first exploit point,
     the node running one of them is SIGKILLed by PID. The search finishes on the surviving node; no trial reruns

@@ -130,6 +130,7 @@ def test_a_stopped_and_a_killed_search_resume_to_the_end(tmp_path):
     assert ids == {trial_run_id("r", t[-1]["trial_id"]) for t in after.values()} | {trial_run_id("r", "search")}
 
 
+@pytest.mark.long  # beyond CI's budget: `make test-long` (README, Tests)
 @pytest.mark.slow
 def test_an_object_store_search_resumed_by_a_new_ray_keeps_every_result_of_its_trials(tmp_path, s3_env):
     """On an object store each trial's result.json is staged by the driver in Ray's session folder and
@@ -223,6 +224,7 @@ def _trials_in(state: Path | None) -> int:
         return -1
 
 
+@pytest.mark.long  # beyond CI's budget: `make test-long` (README, Tests)
 @pytest.mark.slow
 @pytest.mark.parametrize("scheduler", ["none", "pbt"])
 def test_a_state_saved_half_way_still_runs_every_requested_trial(tmp_path, scheduler):

@@ -11,7 +11,7 @@ import pytest
 
 from tests.search.wandb_records import read_run
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.long]  # beyond CI's budget: `make test-long`
 
 SHORT = ["--set", "train.steps=200", "--set", "train.eval_every=100", "--set", "train.report_every=100"]
 

@@ -132,6 +132,7 @@ def _trials(search_dir):
 TRIALS = 4  # per search: with 2 at once, each warm worker runs about two in turn
 
 
+@pytest.mark.long  # beyond CI's budget: `make test-long` (README, Tests)
 @pytest.mark.slow  # two 4-trial searches
 def test_a_warm_trial_reports_exactly_what_it_reports_in_a_fresh_process(tmp_path):
     """Warm trials (the default): a worker runs trial after trial, ASHA-stopped ones included, and every trial
