@@ -1,0 +1,169 @@
+"""Importance resampling of a trained generator's samples: does it bring them nearer held-out real tiles?
+
+    python bench/bench_resample.py --runs fine-s0,fine-s1          # runs of bench_fine_detail.py (--work)
+
+Likelihood-free importance weighting (Grover et al., NeurIPS 2019; the rejection form: Azadi et al., ICLR 2019):
+draw K x N candidates from the exported generator, train a small CNN to tell the *training* split from the
+candidates, and read its logit as a density ratio, w = p_train(x) / p_gen(x) = exp(logit) (balanced batches).
+Draw N candidates without replacement with probability ∝ w^alpha (logits clipped to ±5): alpha = 0 is the
+generator as it is, 1 the full correction. The CNN is cross-fitted (two halves of the candidates: each half is
+weighted by a CNN that never saw it), so a candidate is not preferred for having been fitted. The held-out split
+is used only to judge, never to weight.
+
+Judged as bench_fine_detail.py judges (C2ST against the training and the held-out split, the dark detail against
+held-out, 2 CNN seeds), plus the same C2ST with a CNN of twice the width (a judge other than the weighting CNN's
+architecture), and the in-training evaluator's primary, copy share and diversity gap on the selected tiles, and
+their mean pairwise correlation (a resampler that prefers one template would raise it).
+
+Writes --out/resample.json and resample.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+import bench_fine_detail as fine  # noqa: E402  (the runs, the split and the judge of that bench)
+
+CAP = 5.0  # |logit| clip: a weight at most e^5 ≈ 150 times another's
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-fine")
+    p.add_argument("--runs", default="fine-s0,fine-s1", help="finished runs in --work (bench_fine_detail.py)")
+    p.add_argument("--n", type=int, default=1000, help="tiles kept")
+    p.add_argument("--k", type=int, default=6, help="candidates per kept tile")
+    p.add_argument("--alphas", default="0,0.5,1")
+    p.add_argument("--batches", type=int, default=600, help="the weighting CNN's training batches (per half)")
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "resample")
+    a = p.parse_args(argv)
+    a.runs = [r for r in a.runs.split(",") if r]
+    a.alphas = [float(x) for x in a.alphas.split(",") if x]
+    return a
+
+
+def candidates(a, name: str) -> np.ndarray:
+    run, bundle, synth = a.work / name, a.work / f"{name}-bundle", a.work / f"{name}-synth-k{a.k}"
+    if not (synth / "images.npy").is_file():
+        for cmd in (["export", run, "--out", bundle, "--overwrite", "--allow-incomplete", "--allow-copying", "-q"],
+                    ["synth", bundle, "-n", a.n * a.k, "--format", "npy", "--out", synth, "--overwrite", "-q",
+                     "--seed", "7"]):
+            subprocess.run([str(x) for x in [*fine.MITOGAN, *cmd]], check=True, stdout=subprocess.DEVNULL)
+    return np.load(synth / "images.npy").astype(np.float32)
+
+
+def ratio_logits(cand: np.ndarray, train: np.ndarray, batches: int, seed: int = 0) -> np.ndarray:
+    """Per candidate, the logit of a CNN (the C2ST's) trained on training tiles (1) vs the *other* half of the
+    candidates (0), balanced batches of 32 + 32, cosine-decayed Adam: log p_train / p_gen up to a constant."""
+    import torch
+    import torch.nn.functional as F
+
+    from mitogan.metrics import c2st
+
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(len(cand))
+    halves = (perm[: len(perm) // 2], perm[len(perm) // 2:])
+    out = np.zeros(len(cand), np.float32)
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    real = c2st._as_input(train)
+    for h in (0, 1):
+        fake = c2st._as_input(cand[halves[1 - h]])
+        net = c2st._net(real.shape[-1])
+        opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * i / batches)))
+        y = torch.cat([torch.ones(32), torch.zeros(32)])
+        net.train()
+        for _ in range(batches):
+            xb = torch.cat([real[torch.randint(len(real), (32,), generator=gen)],
+                            fake[torch.randint(len(fake), (32,), generator=gen)]])
+            loss = F.binary_cross_entropy_with_logits(net(c2st._augment(xb, gen)), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+        c2st._precise_batchnorm(net, torch.cat([real, fake]))
+        net.eval()
+        with torch.no_grad():
+            xs = c2st._as_input(cand[halves[h]])
+            out[halves[h]] = torch.cat([net(xs[i:i + 512]) for i in range(0, len(xs), 512)]).numpy()
+    return out
+
+
+def pick(logits: np.ndarray, n: int, alpha: float, seed: int = 0) -> np.ndarray:
+    w = np.exp(alpha * np.clip(logits, -CAP, CAP))
+    return np.random.default_rng(seed).choice(len(logits), n, replace=False, p=w / w.sum())
+
+
+def wide_judge(fake, held, seeds=(0, 1)) -> list:
+    """The C2ST against held-out with a CNN of twice the width (another architecture than the weighting one)."""
+    from mitogan.metrics import c2st
+
+    kept = c2st._WIDTHS
+    c2st._WIDTHS = tuple(2 * w for w in kept)
+    try:
+        acc = [c2st.c2st_accuracy(fake, held, seed=s)["accuracy"] for s in seeds]
+    finally:
+        c2st._WIDTHS = kept
+    return [round(float(np.mean(acc)), 3), round(float(np.std(acc)), 3)]
+
+
+def main(argv=None) -> int:
+    import torch
+
+    from mitogan.metrics import InTrainingEvaluator
+    from mitogan.metrics.distances import mean_pairwise_correlation
+    from mitogan.tiles import load_tiles
+
+    a = parse_args(argv)
+    torch.set_num_threads(1)
+    tiles = a.work / "tiles" / "tiles.npz"
+    _, train, held = fine.real_split(tiles)
+    ev = InTrainingEvaluator(load_tiles(tiles), n_fake=a.n, holdout=0.25)
+    base = fine.score(train, held, what=("vs_train", "dark_vs_train"), seeds=(0, 1))  # training in the fake's place
+    rows = {"real: training vs held-out (the baseline)": {
+        "vs_held": base["vs_train"], "dark_vs_held": base["dark_vs_train"], "floorless": fine.floorless(held),
+        "wide_vs_held": wide_judge(train, held), "pair_corr": round(float(mean_pairwise_correlation(held[:500])), 3)}}
+    for name in a.runs:
+        cand = candidates(a, name)
+        t = time.perf_counter()
+        logits = ratio_logits(cand, train, a.batches)
+        print(f"bench_resample: {name}: {len(cand)} candidates weighted in {time.perf_counter() - t:.0f} s; logit "
+              f"mean {logits.mean():.2f} sd {logits.std():.2f}", flush=True)
+        for alpha in a.alphas:
+            kept = cand[pick(logits, a.n, alpha)]
+            row = fine.score(kept, train, held, what=("vs_train", "vs_held", "dark_vs_held"), seeds=(0, 1))
+            row["wide_vs_held"] = wide_judge(kept, held)
+            e = ev(kept)
+            row.update({k: round(e[k], 3) for k in ("primary", "copy_share", "diversity_gap") if k in e})
+            row["pair_corr"] = round(float(mean_pairwise_correlation(kept[:500])), 3)
+            rows[f"{name}, alpha {alpha:g}"] = row
+            print(f"bench_resample: {name} alpha {alpha:g}: {row}", flush=True)
+    a.out.mkdir(parents=True, exist_ok=True)
+    (a.out / "resample.json").write_text(json.dumps({"n": a.n, "k": a.k, "batches": a.batches, "rows": rows},
+                                                    indent=1) + "\n")
+    cols = ("vs_train", "vs_held", "wide_vs_held", "dark_vs_held", "floorless", "primary", "copy_share",
+            "diversity_gap", "pair_corr")
+    md = ["| set | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    for key, row in rows.items():
+        md.append(f"| {key} | " + " | ".join(
+            "" if row.get(c) is None else (f"{row[c][0]:.3f} ± {row[c][1]:.3f}" if isinstance(row[c], list)
+                                           else f"{row[c]}") for c in cols) + " |")
+    (a.out / "resample.md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
