@@ -40,8 +40,8 @@ search: $(STAMP)
 
 # `make test`: every test not marked slow or cluster (minutes); `make test-slow`: the end-to-end searches,
 # proofs and multi-process cluster tests that fit CI's budget; `make test-long`: the slow ones marked long, which
-# do not (README, Tests: which and why); `make test-all`: all of them in one
-# run. CI (.ci/run) runs test, then test-slow.
+# do not (README, Tests: which and why); `make test-all`: all of them in one run. CI (.ci/run) runs test, then
+# test-slow.
 # the slow files go whole to one worker each (--dist loadfile): their module-wide searches and clusters run once
 test: $(DEV_STAMP)
 	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) -m "not slow and not cluster"
