@@ -47,6 +47,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--alphas", default="0,0.5,1")
     p.add_argument("--batches", type=int, default=600, help="the weighting CNN's training batches (per half)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "resample")
+    p.add_argument("--no-baseline", action="store_true", help="skip the real baseline row (another process has it)")
     a = p.parse_args(argv)
     a.runs = [r for r in a.runs.split(",") if r]
     a.alphas = [float(x) for x in a.alphas.split(",") if x]
@@ -131,10 +132,13 @@ def main(argv=None) -> int:
     tiles = a.work / "tiles" / "tiles.npz"
     _, train, held = fine.real_split(tiles)
     ev = InTrainingEvaluator(load_tiles(tiles), n_fake=a.n, holdout=0.25)
-    base = fine.score(train, held, what=("vs_train", "dark_vs_train"), seeds=(0, 1))  # training in the fake's place
-    rows = {"real: training vs held-out (the baseline)": {
-        "vs_held": base["vs_train"], "dark_vs_held": base["dark_vs_train"], "floorless": fine.floorless(held),
-        "wide_vs_held": wide_judge(train, held), "pair_corr": round(float(mean_pairwise_correlation(held[:500])), 3)}}
+    rows = {}
+    if not a.no_baseline:
+        base = fine.score(train, held, what=("vs_train", "dark_vs_train"), seeds=(0, 1))  # training in fake's place
+        rows["real: training vs held-out (the baseline)"] = {
+            "vs_held": base["vs_train"], "dark_vs_held": base["dark_vs_train"], "floorless": fine.floorless(held),
+            "wide_vs_held": wide_judge(train, held),
+            "pair_corr": round(float(mean_pairwise_correlation(held[:500])), 3)}
     for name in a.runs:
         cand = candidates(a, name)
         t = time.perf_counter()
