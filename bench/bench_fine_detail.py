@@ -153,11 +153,13 @@ def train_all(a, tiles: Path) -> None:
         raise SystemExit(f"bench_fine_detail: training {failed[0]} failed (its error is above)")
 
 
-def samples(a, name: str) -> np.ndarray:
-    run, bundle, synth = (a.work / f"{name}{x}" for x in ("", "-bundle", "-synth"))
+def samples(a, name: str, n: int | None = None, tag: str = "", seed: int = 0) -> np.ndarray:
+    """``n`` (default --n) tiles of run ``name``, exported and drawn once (kept in --work/<name>-synth<tag>)."""
+    run, bundle, synth = (a.work / f"{name}{x}" for x in ("", "-bundle", f"-synth{tag}"))
     if not (synth / "images.npy").is_file():
         for cmd in (["export", run, "--out", bundle, "--overwrite", "--allow-incomplete", "--allow-copying", "-q"],
-                    ["synth", bundle, "-n", a.n, "--format", "npy", "--out", synth, "--overwrite", "-q"]):
+                    ["synth", bundle, "-n", n or a.n, "--format", "npy", "--out", synth, "--overwrite", "-q",
+                     "--seed", seed]):
             subprocess.run([str(x) for x in [*MITOGAN, *cmd]], check=True, stdout=subprocess.DEVNULL)
     return np.load(synth / "images.npy")
 

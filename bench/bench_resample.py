@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -55,13 +54,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def candidates(a, name: str) -> np.ndarray:
-    run, bundle, synth = a.work / name, a.work / f"{name}-bundle", a.work / f"{name}-synth-k{a.k}"
-    if not (synth / "images.npy").is_file():
-        for cmd in (["export", run, "--out", bundle, "--overwrite", "--allow-incomplete", "--allow-copying", "-q"],
-                    ["synth", bundle, "-n", a.n * a.k, "--format", "npy", "--out", synth, "--overwrite", "-q",
-                     "--seed", "7"]):
-            subprocess.run([str(x) for x in [*fine.MITOGAN, *cmd]], check=True, stdout=subprocess.DEVNULL)
-    return np.load(synth / "images.npy").astype(np.float32)
+    """K x N tiles of a run (bench_fine_detail's export and synth, latent seed 7, kept in <name>-synth-k<K>)."""
+    return fine.samples(a, name, n=a.n * a.k, tag=f"-k{a.k}", seed=7).astype(np.float32)
 
 
 def ratio_logits(cand: np.ndarray, train: np.ndarray, batches: int, seed: int = 0) -> np.ndarray:
