@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -59,10 +58,9 @@ def candidates(a, name: str) -> np.ndarray:
 
 
 def ratio_logits(cand: np.ndarray, train: np.ndarray, batches: int, seed: int = 0) -> np.ndarray:
-    """Per candidate, the logit of a CNN (the C2ST's) trained on training tiles (1) vs the *other* half of the
-    candidates (0), balanced batches of 32 + 32, cosine-decayed Adam: log p_train / p_gen up to a constant."""
+    """Per candidate, the logit of a CNN (the C2ST's, ``c2st.train_classifier``) trained on training tiles (1) vs
+    the *other* half of the candidates (0) in balanced batches of 32 + 32: log p_train / p_gen up to a constant."""
     import torch
-    import torch.nn.functional as F
 
     from mitogan.metrics import c2st
 
@@ -75,24 +73,9 @@ def ratio_logits(cand: np.ndarray, train: np.ndarray, batches: int, seed: int = 
     real = c2st._as_input(train)
     for h in (0, 1):
         fake = c2st._as_input(cand[halves[1 - h]])
-        net = c2st._net(real.shape[-1])
-        opt = torch.optim.Adam(net.parameters(), lr=2e-3)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * i / batches)))
-        y = torch.cat([torch.ones(32), torch.zeros(32)])
-        net.train()
-        for _ in range(batches):
-            xb = torch.cat([real[torch.randint(len(real), (32,), generator=gen)],
-                            fake[torch.randint(len(fake), (32,), generator=gen)]])
-            loss = F.binary_cross_entropy_with_logits(net(c2st._augment(xb, gen)), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-        c2st._precise_batchnorm(net, torch.cat([real, fake]))
-        net.eval()
-        with torch.no_grad():
-            xs = c2st._as_input(cand[halves[h]])
-            out[halves[h]] = torch.cat([net(xs[i:i + 512]) for i in range(0, len(xs), 512)]).numpy()
+        y = torch.cat([torch.ones(len(real)), torch.zeros(len(fake))])
+        net = c2st.train_classifier(torch.cat([real, fake]), y, batches, 64, gen, balanced=True)
+        out[halves[h]] = c2st.logits_of(net, c2st._as_input(cand[halves[h]])).numpy()
     return out
 
 
@@ -105,13 +88,21 @@ def wide_judge(fake, held, seeds=(0, 1)) -> list:
     """The C2ST against held-out with a CNN of twice the width (another architecture than the weighting one)."""
     from mitogan.metrics import c2st
 
-    kept = c2st._WIDTHS
-    c2st._WIDTHS = tuple(2 * w for w in kept)
-    try:
-        acc = [c2st.c2st_accuracy(fake, held, seed=s)["accuracy"] for s in seeds]
-    finally:
-        c2st._WIDTHS = kept
+    wide = tuple(2 * w for w in c2st._WIDTHS)
+    acc = [c2st.c2st_accuracy(fake, held, seed=s, widths=wide)["accuracy"] for s in seeds]
     return [round(float(np.mean(acc)), 3), round(float(np.std(acc)), 3)]
+
+
+def missing(a) -> str | None:
+    """One line naming what --work lacks (the tiles or a run's metrics), or None when everything is there."""
+    tiles = a.work / "tiles" / "tiles.npz"
+    if not tiles.is_file():
+        return f"{tiles} not found: train the runs first (python bench/bench_fine_detail.py --train-only --work {a.work})"
+    for name in a.runs:
+        if not (a.work / name / "metrics.jsonl").is_file() and not (a.work / f"{name}-synth-k{a.k}").is_dir():
+            return (f"run {a.work / name} not found or never trained: train it with bench/bench_fine_detail.py "
+                    f"--train-only --work {a.work} (runs are named <config>-s<seed>), or pass --runs")
+    return None
 
 
 def main(argv=None) -> int:
@@ -122,6 +113,9 @@ def main(argv=None) -> int:
     from mitogan.tiles import load_tiles
 
     a = parse_args(argv)
+    if (why := missing(a)) is not None:
+        print(f"bench_resample: {why}", file=sys.stderr)
+        return 2
     torch.set_num_threads(1)
     tiles = a.work / "tiles" / "tiles.npz"
     _, train, held = fine.real_split(tiles)

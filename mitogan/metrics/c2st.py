@@ -57,13 +57,13 @@ def _check(a: np.ndarray, b: np.ndarray, names: tuple[str, str], folds: int) -> 
                                    f"compare tiles of one size")
 
 
-def _net(size: int):
-    """The 3-layer CNN for (B, 1, size, size) input (size <= 64) -> (B,) logits."""
+def _net(size: int, widths: tuple[int, ...] = _WIDTHS):
+    """The 3-layer CNN for (B, 1, size, size) input (size <= 64) -> (B,) logits; ``widths``: its channels."""
     import torch.nn as nn
 
     unshuffle = 2 if size >= 64 else 1  # (B, 1, 64, 64) -> (B, 4, 32, 32): all pixels, a 32 px net's cost
     layers, c = ([nn.PixelUnshuffle(2)] if unshuffle > 1 else []), unshuffle ** 2
-    for w in _WIDTHS:  # each halves the grid: 32 -> 16 -> 8 -> 4
+    for w in widths:  # each halves the grid: 32 -> 16 -> 8 -> 4
         layers += [nn.Conv2d(c, w, 3, 2, 1), nn.BatchNorm2d(w), nn.LeakyReLU(0.2)]
         c = w
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, 1), nn.Flatten(0))
@@ -106,22 +106,28 @@ def _precise_batchnorm(net, x_fit) -> None:
             net(x_fit[i:i + 256])
 
 
-def _fit_and_score(x_fit, y_fit, x_test, y_test, batches: int, batch_size: int, gen) -> tuple[float, float]:
-    """Train a fresh CNN on (x_fit, y_fit) for ``batches`` batches; (accuracy, information) on (x_test, y_test).
+def train_classifier(x_fit, y_fit, batches: int, batch_size: int, gen, widths: tuple[int, ...] = _WIDTHS,
+                     balanced: bool = False):
+    """A fresh CNN (``_net``) trained to tell label 1 from label 0 in ``(x_fit, y_fit)``, in eval mode.
 
-    information = 1 - the held-out binary cross-entropy in bits: 0 at chance, 1 when every held-out tile is
-    told apart with certainty. It keeps ranking where the accuracy has saturated at 1 (a set told apart
-    with more confidence is further from real), and goes below 0 when the CNN is confidently wrong."""
+    ``batches`` batches of ``batch_size`` tiles, each turned by a random element of the dihedral group, Adam
+    with a cosine decay to 0 (at a constant rate some folds ended on a bad step), then BatchNorm's statistics
+    recomputed over ``x_fit`` (``_precise_batchnorm``). Batches are drawn from all of ``x_fit`` at random, or,
+    with ``balanced``, half from each label (for sets of unequal size: the logit then estimates the log
+    density ratio of the two sides without the prior's offset). Torch's RNG and ``gen`` drive everything."""
     import torch
     import torch.nn.functional as F
 
-    net = _net(x_fit.shape[-1])
+    net = _net(x_fit.shape[-1], widths)
     opt = torch.optim.Adam(net.parameters(), lr=_LR)
-    # cosine decay to 0: the final weights settle (at a constant rate some folds ended on a bad step)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * i / batches)))
+    sides = [torch.nonzero(y_fit == v).flatten() for v in (1.0, 0.0)] if balanced else None
     net.train()
     for _ in range(batches):
-        idx = torch.randint(len(x_fit), (batch_size,), generator=gen)
+        if balanced:
+            idx = torch.cat([s[torch.randint(len(s), (batch_size // 2,), generator=gen)] for s in sides])
+        else:
+            idx = torch.randint(len(x_fit), (batch_size,), generator=gen)
         xb = _augment(x_fit[idx], gen)  # (B, 1, S, S)
         loss = F.binary_cross_entropy_with_logits(net(xb), y_fit[idx])
         opt.zero_grad(set_to_none=True)
@@ -130,8 +136,27 @@ def _fit_and_score(x_fit, y_fit, x_test, y_test, batches: int, batch_size: int, 
         sched.step()
     _precise_batchnorm(net, x_fit)
     net.eval()
+    return net
+
+
+def logits_of(net, x):
+    """The eval-mode logits of ``net`` for (N, 1, S, S) tensor ``x``, in batches of 512."""
+    import torch
+
     with torch.no_grad():
-        logits = torch.cat([net(x_test[i:i + 512]) for i in range(0, len(x_test), 512)])
+        return torch.cat([net(x[i:i + 512]) for i in range(0, len(x), 512)])
+
+
+def _fit_and_score(x_fit, y_fit, x_test, y_test, batches: int, batch_size: int, gen,
+                   widths: tuple[int, ...] = _WIDTHS) -> tuple[float, float]:
+    """Train a fresh CNN on (x_fit, y_fit) for ``batches`` batches; (accuracy, information) on (x_test, y_test).
+
+    information = 1 - the held-out binary cross-entropy in bits: 0 at chance, 1 when every held-out tile is
+    told apart with certainty. It keeps ranking where the accuracy has saturated at 1 (a set told apart
+    with more confidence is further from real), and goes below 0 when the CNN is confidently wrong."""
+    import torch.nn.functional as F
+
+    logits = logits_of(train_classifier(x_fit, y_fit, batches, batch_size, gen, widths), x_test)
     bits = float(F.binary_cross_entropy_with_logits(logits, y_test)) / math.log(2)
     return float(((logits > 0) == (y_test > 0.5)).float().mean()), 1.0 - bits
 
@@ -144,20 +169,20 @@ def _fold_indices(m: int, n: int, folds: int, fold: int, rng, fixed: np.ndarray)
     return np.concatenate(parts[:fold] + parts[fold + 1:]), parts[fold]
 
 
-def _fold(x_a, x_b, idx, batches: int, batch_size: int, gen) -> tuple[float, float]:
+def _fold(x_a, x_b, idx, batches: int, batch_size: int, gen, widths: tuple[int, ...]) -> tuple[float, float]:
     """One fold: ``idx`` = [(fit, test) of a, (fit, test) of b]; labels a = 0, b = 1."""
     import torch
 
     (fa, ta), (fb, tb) = idx
     y = lambda i, j: torch.cat([torch.zeros(len(i)), torch.ones(len(j))])  # noqa: E731
     return _fit_and_score(torch.cat([x_a[fa], x_b[fb]]), y(fa, fb), torch.cat([x_a[ta], x_b[tb]]), y(ta, tb),
-                          batches, batch_size, gen)
+                          batches, batch_size, gen, widths)
 
 
 def c2st_accuracy(a: np.ndarray, b: np.ndarray, *, seed: int = 0, folds: int = C2ST_BUDGET["folds"],
                   batches: int = C2ST_BUDGET["batches"], batch_size: int = C2ST_BUDGET["batch_size"],
                   max_epochs: float = C2ST_BUDGET["max_epochs"], max_per_side: int = C2ST_BUDGET["max_per_side"],
-                  names: tuple[str, str] = ("first set", "second set")) -> dict:
+                  names: tuple[str, str] = ("first set", "second set"), widths: tuple[int, ...] = _WIDTHS) -> dict:
     """Held-out accuracy of a small CNN trained to tell tiles of ``a`` from tiles of ``b`` (k-fold, balanced).
 
     Parameters
@@ -168,6 +193,7 @@ def c2st_accuracy(a: np.ndarray, b: np.ndarray, *, seed: int = 0, folds: int = C
     batches, batch_size, max_epochs : the training budget per fold: ``batches`` batches of ``batch_size``,
         but at most ``max_epochs`` passes over the fold's training tiles
     max_per_side : at most this many tiles of each side per fold (balanced: both sides use the same n)
+    widths : the CNN's channels per layer (the default is the protocol's; another is a different judge)
 
     Returns
     -------
@@ -198,7 +224,7 @@ def c2st_accuracy(a: np.ndarray, b: np.ndarray, *, seed: int = 0, folds: int = C
         gen = torch.Generator().manual_seed(seed)
         x_a, x_b = _as_input(a), _as_input(b)
         scores = [_fold(x_a, x_b, [_fold_indices(len(x), n, folds, f, rng, fx) for x, fx in zip((a, b), fixed)],
-                        used, batch_size, gen) for f in range(folds)]
+                        used, batch_size, gen, tuple(widths)) for f in range(folds)]
     accs, info = np.array(scores).T
     sd = lambda v: float(np.std(v, ddof=1)) if folds > 1 else 0.0  # noqa: E731
     return {"accuracy": float(np.mean(accs)), "accuracy_sd": sd(accs), "information": float(np.mean(info)),

@@ -42,6 +42,26 @@ def test_same_seed_same_numbers_and_torch_threads_restored(halves):
     assert c2st_accuracy(a, b, seed=3, max_epochs=2)["batches"] == 4  # the epoch cap: ceil(2 * 2 * 64 / 64)
 
 
+
+def test_widths_set_the_judges_cnn_and_train_classifier_balances_unequal_sides(halves, monkeypatch):
+    from mitogan.metrics import c2st as mod
+
+    built = []
+    net = mod._net
+    monkeypatch.setattr(mod, "_net", lambda size, widths=mod._WIDTHS: built.append(widths) or net(size, widths))
+    a, b = halves
+    c2st_accuracy(a, b, seed=0, batches=2)
+    c2st_accuracy(a, b, seed=0, batches=2, widths=(8, 8, 8))
+    assert built == [mod._WIDTHS] * 3 + [(8, 8, 8)] * 3  # one CNN per fold, of the widths asked for
+    # 20 tiles labelled 1 and 172 labelled 0, all of one distribution: the logits can only learn the prior, about
+    # log(20 / 172) = -2.2 with random batches and 0 with balanced ones (the density ratio of the two sides)
+    x, y = torch.from_numpy(np.concatenate([a, b])), torch.cat([torch.ones(20), torch.zeros(172)])
+    mean = {balanced: float(mod.logits_of(mod.train_classifier(x, y, 100, 32, torch.Generator().manual_seed(0),
+                                                                balanced=balanced), x).mean())
+            for balanced in (False, True)}
+    assert mean[False] < -1.2 and abs(mean[True]) < 0.8, mean
+
+
 def test_two_draws_of_one_distribution_are_near_chance(halves):
     # Under the null every held-out prediction is a coin flip: 192 of them (all 3 folds) give a binomial sd
     # of sqrt(0.25 / 192) = 0.036; 0.5 +- 0.11 is 3 sd (neighbouring frames make them a little dependent).
