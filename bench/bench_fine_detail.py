@@ -153,13 +153,14 @@ def train_all(a, tiles: Path) -> None:
         raise SystemExit(f"bench_fine_detail: training {failed[0]} failed (its error is above)")
 
 
-def samples(a, name: str, n: int | None = None, tag: str = "", seed: int = 0) -> np.ndarray:
-    """``n`` (default --n) tiles of run ``name``, exported and drawn once (kept in --work/<name>-synth<tag>)."""
+def samples(a, name: str, n: int | None = None, tag: str = "", seed: int = 0, synth_args=()) -> np.ndarray:
+    """``n`` (default --n) tiles of run ``name``, exported and drawn once (kept in --work/<name>-synth<tag>);
+    ``synth_args``: more options of `mitogan synth` (give each set of them its own ``tag``)."""
     run, bundle, synth = (a.work / f"{name}{x}" for x in ("", "-bundle", f"-synth{tag}"))
     if not (synth / "images.npy").is_file():
         for cmd in (["export", run, "--out", bundle, "--overwrite", "--allow-incomplete", "--allow-copying", "-q"],
                     ["synth", bundle, "-n", n or a.n, "--format", "npy", "--out", synth, "--overwrite", "-q",
-                     "--seed", seed]):
+                     "--seed", seed, *synth_args]):
             subprocess.run([str(x) for x in [*MITOGAN, *cmd]], check=True, stdout=subprocess.DEVNULL)
     return np.load(synth / "images.npy")
 

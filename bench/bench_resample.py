@@ -93,13 +93,16 @@ def wide_judge(fake, held, seeds=(0, 1)) -> list:
     return [round(float(np.mean(acc)), 3), round(float(np.std(acc)), 3)]
 
 
-def missing(a) -> str | None:
-    """One line naming what --work lacks (the tiles or a run's metrics), or None when everything is there."""
+def missing(a, tags=None) -> str | None:
+    """One line naming what --work lacks (the tiles, or a run that was never trained and whose samples, the
+    folders ``<run>-synth<tag>``, were not drawn either), or None when everything is there."""
+    tags = [f"-k{a.k}"] if tags is None else tags
     tiles = a.work / "tiles" / "tiles.npz"
     if not tiles.is_file():
         return f"{tiles} not found: train the runs first (python bench/bench_fine_detail.py --train-only --work {a.work})"
     for name in a.runs:
-        if not (a.work / name / "metrics.jsonl").is_file() and not (a.work / f"{name}-synth-k{a.k}").is_dir():
+        drawn = all((a.work / f"{name}-synth{t}" / "images.npy").is_file() for t in tags)
+        if not (a.work / name / "metrics.jsonl").is_file() and not drawn:
             return (f"run {a.work / name} not found or never trained: train it with bench/bench_fine_detail.py "
                     f"--train-only --work {a.work} (runs are named <config>-s<seed>), or pass --runs")
     return None
@@ -109,7 +112,6 @@ def main(argv=None) -> int:
     import torch
 
     from mitogan.metrics import InTrainingEvaluator
-    from mitogan.metrics.distances import mean_pairwise_correlation
     from mitogan.tiles import load_tiles
 
     a = parse_args(argv)
@@ -120,13 +122,7 @@ def main(argv=None) -> int:
     tiles = a.work / "tiles" / "tiles.npz"
     _, train, held = fine.real_split(tiles)
     ev = InTrainingEvaluator(load_tiles(tiles), n_fake=a.n, holdout=0.25)
-    rows = {}
-    if not a.no_baseline:
-        base = fine.score(train, held, what=("vs_train", "dark_vs_train"), seeds=(0, 1))  # training in fake's place
-        rows["real: training vs held-out (the baseline)"] = {
-            "vs_held": base["vs_train"], "dark_vs_held": base["dark_vs_train"], "floorless": fine.floorless(held),
-            "wide_vs_held": wide_judge(train, held),
-            "pair_corr": round(float(mean_pairwise_correlation(held[:500])), 3)}
+    rows = {} if a.no_baseline else {"real: training vs held-out (the baseline)": baseline_row(train, held)}
     for name in a.runs:
         cand = candidates(a, name)
         t = time.perf_counter()
@@ -134,27 +130,52 @@ def main(argv=None) -> int:
         print(f"bench_resample: {name}: {len(cand)} candidates weighted in {time.perf_counter() - t:.0f} s; logit "
               f"mean {logits.mean():.2f} sd {logits.std():.2f}", flush=True)
         for alpha in a.alphas:
-            kept = cand[pick(logits, a.n, alpha)]
-            row = fine.score(kept, train, held, what=("vs_train", "vs_held", "dark_vs_held"), seeds=(0, 1))
-            row["wide_vs_held"] = wide_judge(kept, held)
-            e = ev(kept)
-            row.update({k: round(e[k], 3) for k in ("primary", "copy_share", "diversity_gap") if k in e})
-            row["pair_corr"] = round(float(mean_pairwise_correlation(kept[:500])), 3)
+            row = judged_row(cand[pick(logits, a.n, alpha)], train, held, ev)
             rows[f"{name}, alpha {alpha:g}"] = row
             print(f"bench_resample: {name} alpha {alpha:g}: {row}", flush=True)
-    a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / "resample.json").write_text(json.dumps({"n": a.n, "k": a.k, "batches": a.batches, "rows": rows},
-                                                    indent=1) + "\n")
-    cols = ("vs_train", "vs_held", "wide_vs_held", "dark_vs_held", "floorless", "primary", "copy_share",
-            "diversity_gap", "pair_corr")
-    md = ["| set | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    write_tables(a.out, "resample", rows, {"n": a.n, "k": a.k, "batches": a.batches})
+    return 0
+
+
+COLUMNS = ("vs_train", "vs_held", "wide_vs_held", "dark_vs_held", "floorless", "primary", "copy_share",
+           "diversity_gap", "pair_corr")
+
+
+def baseline_row(train: np.ndarray, held: np.ndarray, seeds=(0, 1)) -> dict:
+    """The training split in a generator's place: what ``judged_row``'s columns read for real tiles."""
+    from mitogan.metrics.distances import mean_pairwise_correlation
+
+    base = fine.score(train, held, what=("vs_train", "dark_vs_train"), seeds=seeds)
+    return {"vs_held": base["vs_train"], "dark_vs_held": base["dark_vs_train"], "floorless": fine.floorless(held),
+            "wide_vs_held": wide_judge(train, held, seeds),
+            "pair_corr": round(float(mean_pairwise_correlation(held[:500])), 3)}
+
+
+def judged_row(fake: np.ndarray, train: np.ndarray, held: np.ndarray, ev, seeds=(0, 1)) -> dict:
+    """``COLUMNS`` for a set of generated tiles: the C2ST against both splits (and with the wider CNN against
+    held-out), the dark detail, the in-training evaluator's primary, copy share and diversity gap, and the
+    tiles' mean pairwise correlation (a sampler that prefers one template raises it)."""
+    from mitogan.metrics.distances import mean_pairwise_correlation
+
+    row = fine.score(fake, train, held, what=("vs_train", "vs_held", "dark_vs_held"), seeds=seeds)
+    row["wide_vs_held"] = wide_judge(fake, held, seeds)
+    e = ev(fake)
+    row.update({k: round(e[k], 3) for k in ("primary", "copy_share", "diversity_gap") if k in e})
+    row["pair_corr"] = round(float(mean_pairwise_correlation(fake[:500])), 3)
+    return row
+
+
+def write_tables(out: Path, name: str, rows: dict, meta: dict) -> None:
+    """``out/<name>.json`` (``meta`` and the rows) and ``out/<name>.md`` (a Markdown table of ``COLUMNS``)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps({**meta, "rows": rows}, indent=1) + "\n")
+    md = ["| set | " + " | ".join(COLUMNS) + " |", "|---|" + "---|" * len(COLUMNS)]
     for key, row in rows.items():
         md.append(f"| {key} | " + " | ".join(
             "" if row.get(c) is None else (f"{row[c][0]:.3f} ± {row[c][1]:.3f}" if isinstance(row[c], list)
-                                           else f"{row[c]}") for c in cols) + " |")
-    (a.out / "resample.md").write_text("\n".join(md) + "\n")
+                                           else f"{row[c]}") for c in COLUMNS) + " |")
+    (out / f"{name}.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
-    return 0
 
 
 if __name__ == "__main__":

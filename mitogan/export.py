@@ -521,7 +521,8 @@ def _card_use(config: dict) -> list[str]:
             "```python", "import torch", "G = torch.export.load('generator.pt2').module()",
             f"x = G(torch.randn(16, {z}))", "```", "",
             "From the shell: `mitogan synth THIS_FOLDER -n 30000 --out DIR` (`--format tiff --stack` for an "
-            "ImageJ stack in the data's units).", ""]
+            "ImageJ stack in the data's units; `--truncation 0.8` draws every latent nearer the prior's centre: "
+            "more typical images, a little less varied).", ""]
 
 
 def _card_intended() -> list[str]:

@@ -74,6 +74,7 @@ class SynthOptions:
     stack: bool = False  # tiff: one ImageJ stack images.tif instead of one file per image
     ome: bool = False  # tiff: OME-TIFF (images.ome.tif / img_*.ome.tif) instead of ImageJ TIFF
     pixel_size_um: float | None = None  # tiff: µm per pixel (default: the bundle's, when it knows one)
+    truncation: float = 1.0  # latent i is drawn as truncation x z_i (the truncation trick; 1: off)
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,10 @@ def check_options(opts: SynthOptions) -> None:
             raise MitoganError(f"{flag} {value}: give a whole number from {lo} to {hi}")
     if opts.max_batches is not None and not (isinstance(opts.max_batches, int) and opts.max_batches >= 1):
         raise MitoganError(f"max_batches {opts.max_batches}: give a whole number >= 1 (or None)")
+    t = opts.truncation
+    if isinstance(t, bool) or not isinstance(t, (int, float, np.number)) or not (np.isfinite(t) and 0 < t <= 1):
+        raise MitoganError(f"--truncation {t}: give a factor above 0 and at most 1 (1 turns it off; 0.8 draws "
+                           "nearer the latent prior's centre)")
     for flag, value in (("--min-set-distance", opts.min_set_distance), ("--min-novelty", opts.min_train_distance)):
         if not (np.isfinite(value) and 0 <= value <= 2):  # RMS distances of images in [0, 1] are at most 1
             raise MitoganError(f"{flag} {value}: give a distance from 0 (off) to 2")
@@ -366,6 +371,8 @@ def _generate_all(gen, device, opts: SynthOptions, spec: "TiffSpec", out: Path, 
 def _generate_batch(gen, device, opts: SynthOptions, b: int, state: dict, ref):
     """Generate batch ``b``, apply the filters, return kept images (B', S, S) in [-1, 1] and manifest rows."""
     z = latents(gen.config["latent_dim"], opts.seed, b * opts.batch_size, opts.batch_size)  # (B, Z)
+    if opts.truncation != 1:  # the truncation trick: every latent pulled towards the prior's centre
+        z = z * float(opts.truncation)
     with torch.inference_mode():
         x = gen(z.to(device)).float().cpu()[:, 0]  # (B, S, S)
     dedup = opts.min_set_distance > 0
@@ -542,13 +549,15 @@ def _check_same_run(out: Path, bundle, opts: SynthOptions, extra: dict | None = 
            "format": opts.format, "min_set_distance": opts.min_set_distance,
            "min_train_distance": opts.min_train_distance}
     key.update({k: True for k in ("stack", "ome") if getattr(opts, k)})  # absent in older stamps
+    if opts.truncation != 1:  # absent in older stamps, as when off
+        key["truncation"] = float(opts.truncation)
     stamp = out / ".synth-run.json"
     extra = extra or {}
     if stamp.exists():
         old = json.loads(stamp.read_text())
         compared = {k: v for k, v in old.items() if k not in ("n", "resume_command")}
         if compared != key:
-            diff = sorted(k for k in key if old.get(k) != key[k])
+            diff = sorted(k for k in set(key) | set(compared) if compared.get(k) != key.get(k))  # either side's
             raise MitoganError(f"{out}: holds a synth run with different {', '.join(diff)}; use another --out "
                                "or delete the folder")
         if any(old.get(k) != v for k, v in extra.items()):

@@ -38,6 +38,9 @@ def register(sub) -> None:
                    help="drop images whose distance to the nearest reference tile is below this (memorisation); "
                         "auto (default with --reference): the distance that 95 %% of held-out real tiles exceed; "
                         "0 turns the filter off")
+    p.add_argument("--truncation", type=float, default=1.0, metavar="PSI",
+                   help="the truncation trick: draw every latent as PSI x z, in (0, 1]; 1 (default) is off. Lower "
+                        "trades diversity for typical images (measured in the README: 0.8)")
     p.add_argument("--stack", action="store_true",
                    help="tiff: one ImageJ stack OUT/images.tif (manifest row k = slice k+1), not one file per image")
     p.add_argument("--ome", action="store_true", help="tiff: write OME-TIFF instead of ImageJ TIFF")
@@ -61,7 +64,7 @@ def run(args) -> int:
         raise MitoganError(f"--min-novelty: {args.min_novelty!r} is neither a number nor 'auto'") from None
     opts = SynthOptions(n=args.n, seed=args.seed, batch_size=args.batch_size, format=args.format, device=args.device,
                         min_set_distance=args.min_set_distance, min_train_distance=min_novelty,
-                        stack=args.stack, ome=args.ome, pixel_size_um=args.pixel_size)
+                        stack=args.stack, ome=args.ome, pixel_size_um=args.pixel_size, truncation=args.truncation)
     check_options(opts)
     if min_novelty and not args.reference:
         raise MitoganError("--min-novelty needs --reference TILES (the training tiles to compare with)")

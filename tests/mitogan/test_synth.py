@@ -199,6 +199,28 @@ def test_latents_do_not_depend_on_how_they_are_asked_for():
     assert torch.equal(latents(8, 3, 63, 2), whole[63:65])  # across a chunk boundary
 
 
+def test_truncation_draws_each_latent_pulled_towards_the_centre(bundle, tmp_path):
+    from mitogan.export import load_generator
+    from mitogan.synth import latents
+
+    def run(name, **kw):
+        synthesize(bundle, tmp_path / name, SynthOptions(n=20, batch_size=8, format="npy", **kw), progress=False)
+        return np.load(tmp_path / name / "images.npy")
+
+    plain, off, half = run("plain"), run("off", truncation=1.0), run("half", truncation=0.5)
+    assert np.array_equal(plain, off)  # 1 is off: the images of a run without the option
+    gen = load_generator(bundle)
+    with torch.inference_mode():
+        want = torch.cat([gen(0.5 * latents(gen.config["latent_dim"], 0, s, 8)) for s in (0, 8, 16)])[:20]
+    np.testing.assert_allclose(half, want.numpy(), rtol=0, atol=1e-6)  # image i from 0.5 x latent i
+    assert not np.allclose(half, plain, atol=1e-3)
+    with pytest.raises(MitoganError, match="different truncation"):  # a resume keeps the run's factor
+        synthesize(bundle, tmp_path / "half", SynthOptions(n=20, batch_size=8, format="npy"), progress=False)
+    import json
+
+    assert json.loads((tmp_path / "half" / "synth.json").read_text())["truncation"] == 0.5
+
+
 def test_npy_manifest_names_real_files(bundle, tmp_path):
     synthesize(bundle, tmp_path / "n", SynthOptions(n=5, batch_size=3, format="npy"), progress=False)
     rows = read_manifest(tmp_path / "n")
@@ -223,6 +245,8 @@ def test_a_folder_of_other_files_is_refused_untouched(bundle, tmp_path):
     (SynthOptions(device="tpu"), "--device 'tpu'"), (SynthOptions(min_set_distance=float("nan")), "--min-set"),
     (SynthOptions(min_train_distance=-1.0), "--min-novelty"), (SynthOptions(seed=-1), "--seed -1"),
     (SynthOptions(format="tiff", pixel_size_um=float("inf")), "--pixel-size"),
+    (SynthOptions(truncation=0.0), "--truncation 0.0"), (SynthOptions(truncation=1.5), "--truncation 1.5"),
+    (SynthOptions(truncation=float("nan")), "--truncation nan"),
 ])
 def test_impossible_options_are_refused_before_any_work(bundle, tmp_path, opts, message):
     with pytest.raises(MitoganError, match=message):

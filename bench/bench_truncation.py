@@ -1,0 +1,110 @@
+"""The truncation trick (`mitogan synth --truncation PSI`): does drawing nearer the latent prior's centre bring a
+trained generator's samples nearer held-out real tiles, and what does it cost in diversity and copying?
+
+    python bench/bench_truncation.py --runs fine-s0,fine-s1     # runs of bench_fine_detail.py (--work)
+
+Every latent z_i is drawn as PSI x z_i (BigGAN's and StyleGAN's truncation, Brock et al. 2019, Karras et al. 2019,
+in its scaling form), through `mitogan synth --truncation` itself, with one latent seed for every PSI: the rows
+of a run are the same latents pulled in. Judged as bench_resample.py judges (its columns: the C2ST against the
+training and the held-out split, a CNN of twice the width against held-out, the dark detail, the in-training
+evaluator's primary, copy share and diversity gap, the mean pairwise correlation), over --judge-seeds CNN seeds.
+
+Writes --out/truncation.json, truncation.md and truncation.png (per run and factor, the images of latents 0-9:
+the same latents pulled in, row by row).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+import bench_fine_detail as fine  # noqa: E402  (the runs, the split, the sampling)
+import bench_resample as resample  # noqa: E402  (the judged columns and the tables)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-fine")
+    p.add_argument("--runs", default="fine-s0,fine-s1", help="finished runs in --work (bench_fine_detail.py)")
+    p.add_argument("--psis", default="1,0.9,0.8,0.7,0.6", help="truncation factors (1: as trained)")
+    p.add_argument("--n", type=int, default=1000, help="tiles drawn per factor")
+    p.add_argument("--judge-seeds", type=int, default=3, help="C2ST seeds per score, averaged")
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "truncation")
+    p.add_argument("--no-baseline", action="store_true", help="skip the real baseline row (another process has it)")
+    a = p.parse_args(argv)
+    a.runs = [r for r in a.runs.split(",") if r]
+    try:
+        a.psis = [float(x) for x in a.psis.split(",") if x]
+    except ValueError:
+        a.psis = []
+    return a
+
+
+def usage_error(a) -> str | None:
+    if not a.runs:
+        return "--runs: name at least one run"
+    if not a.psis or not all(0 < p <= 1 for p in a.psis):
+        return "--psis: give factors above 0 and at most 1, comma-separated (e.g. 1,0.8)"
+    if a.n < 50:
+        return f"--n {a.n}: draw at least 50 tiles (the judges' folds need them)"
+    if a.judge_seeds < 1:
+        return f"--judge-seeds {a.judge_seeds}: give at least 1"
+    return None
+
+
+def tag(psi: float) -> str:
+    return f"-psi{psi:g}"
+
+
+def main(argv=None) -> int:
+    import torch
+
+    from mitogan.metrics import InTrainingEvaluator
+    from mitogan.tiles import load_tiles
+
+    a = parse_args(argv)
+    if (why := usage_error(a) or resample.missing(a, [tag(p) for p in a.psis])) is not None:
+        print(f"bench_truncation: {why}", file=sys.stderr)
+        return 2
+    torch.set_num_threads(1)
+    tiles = a.work / "tiles" / "tiles.npz"
+    _, train, held = fine.real_split(tiles)
+    ev = InTrainingEvaluator(load_tiles(tiles), n_fake=a.n, holdout=0.25)
+    seeds = tuple(range(a.judge_seeds))
+    rows = {} if a.no_baseline else {"real: training vs held-out (the baseline)":
+                                     resample.baseline_row(train, held, seeds)}
+    shown = {}
+    for name in a.runs:
+        for psi in a.psis:
+            x = fine.samples(a, name, tag=tag(psi), seed=7, synth_args=("--truncation", psi)).astype("float32")
+            rows[f"{name}, truncation {psi:g}"] = row = resample.judged_row(x, train, held, ev, seeds)
+            shown[f"{name} psi {psi:g}"] = x[:10]
+            print(f"bench_truncation: {name} truncation {psi:g}: {row}", flush=True)
+    resample.write_tables(a.out, "truncation", rows, {"n": a.n, "judge_seeds": a.judge_seeds, "runs": a.runs})
+    figure(shown, a.out / "truncation.png")
+    return 0
+
+
+def figure(shown: dict, path: Path) -> None:
+    """One row per set of tiles (its label at the left), the tiles side by side, 3x enlarged."""
+    import cv2
+    import numpy as np
+
+    rows = []
+    for name, x in shown.items():
+        strip = np.concatenate([np.pad(t[0], 1, constant_values=1) for t in x], 1)
+        strip = cv2.resize(((strip + 1) * 127.5).astype(np.uint8), None, fx=3, fy=3, interpolation=cv2.INTER_NEAREST)
+        label = np.full((strip.shape[0], 150), 255, np.uint8)
+        cv2.putText(label, name[:20], (4, strip.shape[0] // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.45, 0, 1)
+        rows.append(np.concatenate([label, strip], 1))
+    width = max(r.shape[1] for r in rows)
+    cv2.imwrite(str(path), np.concatenate([np.pad(r, ((0, 0), (0, width - r.shape[1])), constant_values=255)
+                                           for r in rows], 0))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
