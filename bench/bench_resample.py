@@ -109,20 +109,11 @@ def missing(a, tags=None) -> str | None:
 
 
 def main(argv=None) -> int:
-    import torch
-
-    from mitogan.metrics import InTrainingEvaluator
-    from mitogan.tiles import load_tiles
-
     a = parse_args(argv)
     if (why := missing(a)) is not None:
         print(f"bench_resample: {why}", file=sys.stderr)
         return 2
-    torch.set_num_threads(1)
-    tiles = a.work / "tiles" / "tiles.npz"
-    _, train, held = fine.real_split(tiles)
-    ev = InTrainingEvaluator(load_tiles(tiles), n_fake=a.n, holdout=0.25)
-    rows = {} if a.no_baseline else {"real: training vs held-out (the baseline)": baseline_row(train, held)}
+    train, held, ev, rows = judged_setup(a)
     for name in a.runs:
         cand = candidates(a, name)
         t = time.perf_counter()
@@ -139,6 +130,22 @@ def main(argv=None) -> int:
 
 COLUMNS = ("vs_train", "vs_held", "wide_vs_held", "dark_vs_held", "floorless", "primary", "copy_share",
            "diversity_gap", "pair_corr")
+
+
+def judged_setup(a, seeds=(0, 1)) -> tuple:
+    """(training tiles, held-out tiles, the in-training evaluator for --n tiles, the rows so far: the baseline row
+    unless --no-baseline) of --work's tiles, split as `mitogan train` splits them; torch on one thread."""
+    import torch
+
+    from mitogan.metrics import InTrainingEvaluator
+    from mitogan.tiles import load_tiles
+
+    torch.set_num_threads(1)
+    tiles = a.work / "tiles" / "tiles.npz"
+    _, train, held = fine.real_split(tiles)
+    ev = InTrainingEvaluator(load_tiles(tiles), n_fake=a.n, holdout=0.25)
+    rows = {} if a.no_baseline else {"real: training vs held-out (the baseline)": baseline_row(train, held, seeds)}
+    return train, held, ev, rows
 
 
 def baseline_row(train: np.ndarray, held: np.ndarray, seeds=(0, 1)) -> dict:

@@ -61,22 +61,12 @@ def tag(psi: float) -> str:
 
 
 def main(argv=None) -> int:
-    import torch
-
-    from mitogan.metrics import InTrainingEvaluator
-    from mitogan.tiles import load_tiles
-
     a = parse_args(argv)
     if (why := usage_error(a) or resample.missing(a, [tag(p) for p in a.psis])) is not None:
         print(f"bench_truncation: {why}", file=sys.stderr)
         return 2
-    torch.set_num_threads(1)
-    tiles = a.work / "tiles" / "tiles.npz"
-    _, train, held = fine.real_split(tiles)
-    ev = InTrainingEvaluator(load_tiles(tiles), n_fake=a.n, holdout=0.25)
     seeds = tuple(range(a.judge_seeds))
-    rows = {} if a.no_baseline else {"real: training vs held-out (the baseline)":
-                                     resample.baseline_row(train, held, seeds)}
+    train, held, ev, rows = resample.judged_setup(a, seeds)
     shown = {}
     for name in a.runs:
         for psi in a.psis:
