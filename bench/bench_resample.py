@@ -48,8 +48,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-baseline", action="store_true", help="skip the real baseline row (another process has it)")
     a = p.parse_args(argv)
     a.runs = [r for r in a.runs.split(",") if r]
-    a.alphas = [float(x) for x in a.alphas.split(",") if x]
+    try:
+        a.alphas = [float(x) for x in a.alphas.split(",") if x]
+    except ValueError:
+        a.alphas = []
     return a
+
+
+def usage_error(a) -> str | None:
+    """One line naming the option out of range, or None."""
+    if not a.runs:
+        return "--runs: name at least one run"
+    if not a.alphas or not all(0 <= x <= 10 for x in a.alphas):
+        return "--alphas: give exponents from 0 (as drawn) to 10, comma-separated (e.g. 0,0.5,1)"
+    for flag, value, low in (("--n", a.n, 50), ("--k", a.k, 1), ("--batches", a.batches, 1)):
+        if value < low:
+            return f"{flag} {value}: give at least {low}"
+    return None
 
 
 def candidates(a, name: str) -> np.ndarray:
@@ -110,7 +125,7 @@ def missing(a, tags=None) -> str | None:
 
 def main(argv=None) -> int:
     a = parse_args(argv)
-    if (why := missing(a)) is not None:
+    if (why := usage_error(a) or missing(a)) is not None:
         print(f"bench_resample: {why}", file=sys.stderr)
         return 2
     train, held, ev, rows = judged_setup(a)

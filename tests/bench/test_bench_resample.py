@@ -30,6 +30,16 @@ def test_a_missing_run_folder_is_one_line_naming_it(br, tmp_path, capsys):
     assert "\n" not in err and "fine-s7" in err
 
 
+@pytest.mark.parametrize("argv, field", [(["--alphas", "x"], "--alphas"), (["--alphas", "-1"], "--alphas"),
+                                         (["--runs", ""], "--runs"), (["--n", "10"], "--n"), (["--k", "0"], "--k"),
+                                         (["--batches", "0"], "--batches")])
+def test_bad_input_is_one_line_naming_the_field(br, tmp_path, capsys, argv, field):
+    assert br.main(["--work", str(tmp_path), *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and field in err
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
 def _blobs(rng, n, sigma):
     return np.clip(gaussian_filter(rng.standard_normal((n, 1, 32, 32)), (0, 0, sigma, sigma)) * 6 - 0.5,
                    -1, 1).astype(np.float32)
