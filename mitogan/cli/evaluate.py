@@ -155,6 +155,24 @@ def _check_kinds(args):
     return None
 
 
+SYNTH_KEYS = ("bundle", "seed", "truncation", "min_set_distance", "min_train_distance", "kept", "dropped_duplicate",
+              "dropped_memorised")  # what of a synth output's synth.json says how FAKE was drawn
+
+
+def _inputs(args) -> dict:
+    """The paths as given, and for a synth output (FAKE is its folder or a file in it) how it was drawn."""
+    out = {"real": str(args.real), "fake": str(args.fake)}
+    fake = Path(args.fake)
+    info = (fake if fake.is_dir() else fake.parent) / "synth.json"
+    try:
+        synth = json.loads(info.read_text())
+    except (OSError, ValueError):
+        return out
+    if isinstance(synth, dict):
+        out["synth"] = {k: synth[k] for k in SYNTH_KEYS if k in synth}
+    return out
+
+
 def run(args) -> int:
     from mitogan.fsutil import atomic_dir
     from mitogan.metrics.evaluate import DEFAULT_METRICS, evaluate
@@ -184,8 +202,12 @@ def run(args) -> int:
 
             shutil.copyfile(Path(args.out) / "metrics.jsonl", tmp / "metrics.jsonl")
         metrics = tuple(m for m in DEFAULT_METRICS if not (args.no_c2st and m == "c2st"))
+        inputs = _inputs(args)
         result = evaluate(real, fake.tiles, seed=args.seed, k=args.k, out_dir=tmp, progress=not args.quiet,
-                          holdout=args.holdout, metrics=metrics)
+                          holdout=args.holdout, metrics=metrics, inputs=inputs)
+    if inputs.get("synth", {}).get("truncation", 1) != 1:  # said: it changes what the numbers are about
+        print(f"mitogan: FAKE {args.fake} was drawn with --truncation {inputs['synth']['truncation']} (synth.json)",
+              file=sys.stderr)
     prim, proto = result["primary"], result["protocol"]
     print(f"{prim['name']} = {_num(prim['value'])} ({prim['mode']}; fidelity {_num(prim['components']['fidelity'], 3)}, "
           f"diversity gap {_num(prim['components']['diversity_gap'], 3)}, authenticity gap "

@@ -152,7 +152,7 @@ def real_reference(real, *, holdout: float = 0.25, seed: int = 0, cache: bool = 
 
 def evaluate(real, fake: np.ndarray, *, seed: int = 0, out_dir=None, k: int = 5, metrics=DEFAULT_METRICS,
              progress: bool = False, reference: Reference | None = None, holdout: float = 0.25,
-             cache: bool = True) -> dict:
+             cache: bool = True, inputs: dict | None = None) -> dict:
     """Compare generated tiles with real ones, by the protocol of ``mitogan.metrics.protocol``.
 
     Parameters
@@ -168,6 +168,8 @@ def evaluate(real, fake: np.ndarray, *, seed: int = 0, out_dir=None, k: int = 5,
     cache : keep the real side (split, threshold, features) in MitoGAN's cache, keyed by the real tiles'
         content and the split's settings, so evaluating another generator against the same real data
         skips it (the same arrays: the numbers do not change)
+    inputs : what the two sets are (paths, the options that drew the generated set), kept as "inputs" in the
+        result and metrics.json; no number depends on it
 
     Returns
     -------
@@ -186,6 +188,8 @@ def evaluate(real, fake: np.ndarray, *, seed: int = 0, out_dir=None, k: int = 5,
     result = {"metrics": values, "sample_sizes": sizes, "top_features": feature_contributions(ctx),
               "protocol": dict(ref.split), "n_real": len(ref.heldout) + len(ref.train), "n_fake": len(fake),
               "image_size": int(fake.shape[-1]), "seed": seed, "k": k}
+    if inputs is not None:
+        result["inputs"] = dict(inputs)
     if all(c in values for c in PRIMARY_COMPONENTS[:2]):
         result["primary"] = primary_record(values)
         if values.get("c2st_gap") is not None:

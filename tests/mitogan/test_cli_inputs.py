@@ -108,6 +108,32 @@ def test_incomplete_synth_is_refused_with_the_resume_that_finishes_it(ws, capsys
     assert main(shlex.split(resume)[1:] + ["-q"]) == 0  # the named command, as written, completes it
     assert (partial / "synth.json").is_file()
     assert main(["evaluate", ws["tiles"], str(partial), "--out", str(tmp_path / "ev"), "--no-c2st", "-q"]) == 0
+    import json
+
+    inputs = json.loads((tmp_path / "ev" / "metrics.json").read_text())["inputs"]
+    assert inputs["fake"] == str(partial) and inputs["real"] == ws["tiles"]
+    assert inputs["synth"]["kept"] == 8 and inputs["synth"]["truncation"] == 1.0 and "seed" in inputs["synth"]
+
+
+def test_evaluate_records_how_a_synth_output_was_drawn(ws, capsys, tmp_path):
+    """metrics.json says which synth options drew FAKE (here the truncation, also said in one line); a file of
+    images that no synth wrote has the paths only."""
+    import json
+
+    out = tmp_path / "s"
+    assert main(["synth", ws["bundle"], "-n", "16", "--format", "npy", "--truncation", "0.5", "--out", str(out),
+                 "-q"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", ws["tiles"], str(out), "--out", str(tmp_path / "ev"), "--no-c2st", "-q"]) == 0
+    assert "--truncation 0.5" in capsys.readouterr().err
+    synth = json.loads((tmp_path / "ev" / "metrics.json").read_text())["inputs"]["synth"]
+    assert synth["truncation"] == 0.5 and synth["kept"] == 16 and synth["bundle"] == ws["bundle"]
+    shutil.copy(out / "images.npy", tmp_path / "plain.npy")
+    assert main(["evaluate", ws["tiles"], str(tmp_path / "plain.npy"), "--out", str(tmp_path / "ev2"), "--no-c2st",
+                 "-q"]) == 0
+    assert "truncation" not in capsys.readouterr().err
+    assert json.loads((tmp_path / "ev2" / "metrics.json").read_text())["inputs"] == {
+        "real": ws["tiles"], "fake": str(tmp_path / "plain.npy")}
 
 
 @pytest.mark.slow
