@@ -36,22 +36,33 @@ import bench_fine_detail as fine  # noqa: E402  (the runs, the split and the jud
 CAP = 5.0  # |logit| clip: a weight at most e^5 ≈ 150 times another's
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def judged_parser(doc: str, out: str, n_help: str) -> argparse.ArgumentParser:
+    """The options every bench that judges samples of bench_fine_detail.py's runs takes (--work, --runs, --n, --out
+    under bench/results, --no-baseline)."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-fine")
     p.add_argument("--runs", default="fine-s0,fine-s1", help="finished runs in --work (bench_fine_detail.py)")
-    p.add_argument("--n", type=int, default=1000, help="tiles kept")
+    p.add_argument("--n", type=int, default=1000, help=n_help)
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / out)
+    p.add_argument("--no-baseline", action="store_true", help="skip the real baseline row (another process has it)")
+    return p
+
+
+def numbers(text: str) -> list[float]:
+    """'1,0.8' -> [1.0, 0.8]; [] when any part is not a number (the caller's check then names the option)."""
+    try:
+        return [float(x) for x in text.split(",") if x]
+    except ValueError:
+        return []
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = judged_parser(__doc__, "resample", "tiles kept")
     p.add_argument("--k", type=int, default=6, help="candidates per kept tile")
     p.add_argument("--alphas", default="0,0.5,1")
     p.add_argument("--batches", type=int, default=600, help="the weighting CNN's training batches (per half)")
-    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "resample")
-    p.add_argument("--no-baseline", action="store_true", help="skip the real baseline row (another process has it)")
     a = p.parse_args(argv)
-    a.runs = [r for r in a.runs.split(",") if r]
-    try:
-        a.alphas = [float(x) for x in a.alphas.split(",") if x]
-    except ValueError:
-        a.alphas = []
+    a.runs, a.alphas = [r for r in a.runs.split(",") if r], numbers(a.alphas)
     return a
 
 

@@ -27,20 +27,11 @@ import bench_resample as resample  # noqa: E402  (the judged columns and the tab
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-fine")
-    p.add_argument("--runs", default="fine-s0,fine-s1", help="finished runs in --work (bench_fine_detail.py)")
+    p = resample.judged_parser(__doc__, "truncation", "tiles drawn per factor")
     p.add_argument("--psis", default="1,0.9,0.8,0.7,0.6", help="truncation factors (1: as trained)")
-    p.add_argument("--n", type=int, default=1000, help="tiles drawn per factor")
     p.add_argument("--judge-seeds", type=int, default=3, help="C2ST seeds per score, averaged")
-    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "truncation")
-    p.add_argument("--no-baseline", action="store_true", help="skip the real baseline row (another process has it)")
     a = p.parse_args(argv)
-    a.runs = [r for r in a.runs.split(",") if r]
-    try:
-        a.psis = [float(x) for x in a.psis.split(",") if x]
-    except ValueError:
-        a.psis = []
+    a.runs, a.psis = [r for r in a.runs.split(",") if r], resample.numbers(a.psis)
     return a
 
 
