@@ -42,7 +42,6 @@ def test_same_seed_same_numbers_and_torch_threads_restored(halves):
     assert c2st_accuracy(a, b, seed=3, max_epochs=2)["batches"] == 4  # the epoch cap: ceil(2 * 2 * 64 / 64)
 
 
-
 def test_widths_set_the_judges_cnn_and_train_classifier_balances_unequal_sides(halves, monkeypatch):
     from mitogan.metrics import c2st as mod
 
