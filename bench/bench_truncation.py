@@ -2,6 +2,7 @@
 trained generator's samples nearer held-out real tiles, and what does it cost in diversity and copying?
 
     python bench/bench_truncation.py --runs fine-s0,fine-s1     # runs of bench_fine_detail.py (--work)
+    python bench/bench_truncation.py --runs fine-s0 --psis 1 --chosen 0.7   # and the factor a search trial keeps
 
 Every latent z_i is drawn as PSI x z_i (BigGAN's and StyleGAN's truncation, Brock et al. 2019, Karras et al. 2019,
 in its scaling form), through `mitogan synth --truncation` itself, with one latent seed for every PSI: the rows
@@ -30,6 +31,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = resample.judged_parser(__doc__, "truncation", "tiles drawn per factor")
     p.add_argument("--psis", default="1,0.9,0.8,0.7,0.6", help="truncation factors (1: as trained)")
     p.add_argument("--judge-seeds", type=int, default=3, help="C2ST seeds per score, averaged")
+    p.add_argument("--chosen", type=float, default=None, metavar="FLOOR",
+                   help="also the factor a finished search trial would keep for each run (mitogan.truncation: "
+                        "1, 0.9, ... down to FLOOR, scored by the in-training evaluator on the trial's judge latents), "
+                        "judged like the rest; its primary at every factor goes into truncation.json")
     a = p.parse_args(argv)
     a.runs, a.psis = [r for r in a.runs.split(",") if r], resample.numbers(a.psis)
     return a
@@ -44,6 +49,8 @@ def usage_error(a) -> str | None:
         return f"--n {a.n}: draw at least 50 tiles (the judges' folds need them)"
     if a.judge_seeds < 1:
         return f"--judge-seeds {a.judge_seeds}: give at least 1"
+    if a.chosen is not None and not 0.1 <= a.chosen <= 1:
+        return f"--chosen {a.chosen}: give the smallest factor to try, from 0.1 to 1"
     return None
 
 
@@ -53,21 +60,45 @@ def tag(psi: float) -> str:
 
 def main(argv=None) -> int:
     a = parse_args(argv)
-    if (why := usage_error(a) or resample.missing(a, [tag(p) for p in a.psis])) is not None:
+    tags = [tag(p) for p in a.psis] + (["-chosen"] if a.chosen is not None else [])  # the choice needs the run
+    if (why := usage_error(a) or resample.missing(a, tags)) is not None:
         print(f"bench_truncation: {why}", file=sys.stderr)
         return 2
     seeds = tuple(range(a.judge_seeds))
     train, held, ev, rows = resample.judged_setup(a, seeds)
-    shown = {}
+    shown, kept = {}, {}
     for name in a.runs:
-        for psi in a.psis:
+        psis = list(a.psis)
+        if a.chosen is not None:
+            fine.samples(a, name, tag=tag(1.0), seed=7)  # exports the run's bundle
+            kept[name] = choice = chosen(a, name)
+            print(f"bench_truncation: {name}: a search trial keeps {choice}", flush=True)
+            psis += [] if choice["truncation"] in psis else [choice["truncation"]]
+        for psi in psis:
             x = fine.samples(a, name, tag=tag(psi), seed=7, synth_args=("--truncation", psi)).astype("float32")
-            rows[f"{name}, truncation {psi:g}"] = row = resample.judged_row(x, train, held, ev, seeds)
+            label = f"{name}, truncation {psi:g}" + (" (kept)" if kept.get(name, {}).get("truncation") == psi else "")
+            rows[label] = row = resample.judged_row(x, train, held, ev, seeds)
             shown[f"{name} psi {psi:g}"] = x[:10]
             print(f"bench_truncation: {name} truncation {psi:g}: {row}", flush=True)
-    resample.write_tables(a.out, "truncation", rows, {"n": a.n, "judge_seeds": a.judge_seeds, "runs": a.runs})
+    resample.write_tables(a.out, "truncation", rows, {"n": a.n, "judge_seeds": a.judge_seeds, "runs": a.runs,
+                                                     **({"kept": kept} if kept else {})})
     figure(shown, a.out / "truncation.png")
     return 0
+
+
+def chosen(a, name: str) -> dict:
+    """The factor a finished search trial of run ``name`` would keep (``search.trainable._judge``): the in-training
+    evaluator as a trial builds it, the trial's 1,000 judge latents, its exported (EMA) generator."""
+    from mitogan.config import load_config
+    from mitogan.export import load_generator
+    from mitogan.metrics import InTrainingEvaluator
+    from mitogan.tiles import load_tiles
+    from mitogan.truncation import choose_truncation, judge_latents
+
+    cfg = load_config(a.work / name / "config.yaml")
+    ev = InTrainingEvaluator(load_tiles(a.work / "tiles" / "tiles.npz"), holdout=cfg.train.holdout)
+    z = judge_latents(1000, cfg.model.latent_dim, cfg.train.seed)
+    return choose_truncation(ev, load_generator(a.work / f"{name}-bundle"), z, a.chosen)
 
 
 def figure(shown: dict, path: Path) -> None:

@@ -493,6 +493,10 @@ class TrainConfig(Section):
     eval_samples: int = _f(512, "EMA samples handed to the evaluator at eval steps", lo=2, hi=100000)
     judge_samples: int = _f(1000, "EMA samples of a FINISHED search trial's generator judged by the classifier "
                             "two-sample test against held-out tiles (0: skip the test)", lo=0, hi=100000)
+    truncation_floor: float = _f(0.8, "the smallest truncation factor psi a FINISHED, judged search trial tries (1, "
+                                 "0.9, ... down to it, on its judge's latents): the factor with the best judged_gap "
+                                 "whose samples are not flagged as copying is kept, judged again on other latents, "
+                                 "exported and drawn by synth (1: off; mitogan.truncation)", lo=0.1, hi=1.0)
     holdout: float = _f(0.25, "share of the real tiles held out (whole videos or time blocks) that the "
                         "generator is scored against and never trains on (mitogan.metrics.protocol)",
                         lo=0.05, hi=0.5)

@@ -156,6 +156,15 @@ def checked_checkpoint(path) -> dict:
         raise
 
 
+def chosen_truncation(metrics: dict) -> float | None:
+    """The truncation factor a search trial chose for its generator (``mitogan.truncation``), when it is one below 1;
+    else None (none chosen, or none helped)."""
+    psi = metrics.get("truncation")
+    if isinstance(psi, (int, float)) and not isinstance(psi, bool) and 0 < psi < 1:
+        return float(psi)
+    return None
+
+
 def flagged_copying(metrics: dict) -> bool:
     """Whether a run's or trial's metrics flag its generator as copying its training data: ``copying`` is
     True (the metrics layer's flag) or 1 (the same flag as a number, as search trial results carry it)."""
@@ -225,6 +234,9 @@ def _write_files(d: Path, gen: nn.Module, ckpt: dict, info: dict) -> None:
               "pixel_size_um": _pixel_size(info["data"], ckpt["config"]),
               "frame_interval_s": info["data"].get("frame_interval_s"),
               "trial_config": ckpt["config"], "step": int(ckpt["step"])}
+    psi = chosen_truncation(info["metrics"])
+    if psi is not None:  # the factor the search trial chose for this generator: synth draws at it by default
+        config["truncation"] = psi
     if info["allow_copying"]:  # exported although its metrics flag it as copying its training data
         config["allow_copying"] = True
     if ckpt.get("sim"):  # simulator tiles were mixed into its real batches (train.sim_share; mitogan.simmix)
@@ -234,8 +246,8 @@ def _write_files(d: Path, gen: nn.Module, ckpt: dict, info: dict) -> None:
                                                 "data": info["data"], "step": int(ckpt["step"])},
                                                indent=2, default=str))
     z = sample_latents(cfg["latent_dim"], 64, seed=0)
-    with torch.inference_mode():
-        save_image_grid(gen(z).numpy(), d / "samples.png", nrow=8)
+    with torch.inference_mode():  # drawn as synth draws them by default
+        save_image_grid(gen(z * (psi or 1.0)).numpy(), d / "samples.png", nrow=8)
     _save_programs(gen, z[:2], d)
     (d / "README.md").write_text(_model_card(config, info))
     lines = [f"{sha256_file(d / name)}  {name}" for name in _FILES]
@@ -513,16 +525,19 @@ def _card_model(config: dict) -> list[str]:
 
 
 def _card_use(config: dict) -> list[str]:
-    z = config["latent_dim"]
+    z, psi = config["latent_dim"], config.get("truncation")
+    draw = f"{psi:g} * torch.randn(16, {z})" if psi else f"torch.randn(16, {z})"
+    why = f"  # latents x {psi:g}: the truncation factor its search trial kept" if psi else ""
     return ["## How to use", "",
             "```python", "import torch, mitogan", "G = mitogan.load_generator('path/to/this/folder')",
-            "with torch.inference_mode():", f"    x = G(torch.randn(16, {z}))  # (16, 1, S, S) in [-1, 1]", "```", "",
+            "with torch.inference_mode():", f"    x = G({draw})  # (16, 1, S, S) in [-1, 1]{why}", "```", "",
             "Without MitoGAN (plain PyTorch):", "",
             "```python", "import torch", "G = torch.export.load('generator.pt2').module()",
-            f"x = G(torch.randn(16, {z}))", "```", "",
+            f"x = G({draw})", "```", "",
             "From the shell: `mitogan synth THIS_FOLDER -n 30000 --out DIR` (`--format tiff --stack` for an "
-            "ImageJ stack in the data's units; `--truncation 0.8` draws every latent nearer the prior's centre: "
-            "more typical images, a little less varied).", ""]
+            "ImageJ stack in the data's units; `--truncation PSI` draws every latent as PSI x z, nearer the prior's "
+            "centre: more typical images, a little less varied" + (f"; {psi:g} by default for this generator, 1 "
+                                                                   "draws without" if psi else "") + ").", ""]
 
 
 def _card_intended() -> list[str]:
@@ -613,6 +628,19 @@ def _card_judges(metrics: dict) -> list[str]:
                      f"fields with its own histogram and power spectrum) in {metrics['structure_auc']:.1%} of pairs, "
                      f"against {metrics.get('structure_auc_null', 0.5):.1%} for the training tiles (baseline); "
                      f"structure gap {metrics.get('structure_gap', 0):.3f}.")
+    psi = chosen_truncation(metrics)
+    if psi is not None:
+        by = metrics.get("truncation_by", "judged")
+        tried = ", ".join(f"{int(k.rsplit('_', 1)[1]) / 100:g}: {v:.3f}" for k, v in metrics.items()
+                          if k.startswith(f"truncation_{by}_") and isinstance(v, (int, float)))
+        share = metrics.get("truncation_copy_share")
+        lines.append(f"- Sampling: `mitogan synth` draws every latent as {psi:g} × z (the truncation trick), the factor "
+                     f"the search trial kept: the best {'judged_gap' if by == 'judged' else 'primary'} against the "
+                     f"held-out tiles" + (f" ({tried})" if tried else "") + " among the factors whose samples are "
+                     "not flagged as copying. Judged again at that factor on other latents: primary "
+                     f"{metrics.get('truncation_primary', float('nan')):.3f}"
+                     + (f", copy share {share:.1%}" if isinstance(share, (int, float)) else "")
+                     + "; the classifier test below is of those samples. `--truncation 1` draws without.")
     if isinstance(metrics.get("c2st_accuracy"), (int, float)) and isinstance(metrics.get("c2st_baseline"), (int, float)):
         lines.append(f"- Classifier two-sample test (a small CNN told generated from held-out real tiles): accuracy "
                      f"{metrics['c2st_accuracy']:.3f} ± {metrics.get('c2st_accuracy_sd', 0):.3f}, against a baseline "

@@ -39,7 +39,7 @@ import json
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -74,7 +74,9 @@ class SynthOptions:
     stack: bool = False  # tiff: one ImageJ stack images.tif instead of one file per image
     ome: bool = False  # tiff: OME-TIFF (images.ome.tif / img_*.ome.tif) instead of ImageJ TIFF
     pixel_size_um: float | None = None  # tiff: µm per pixel (default: the bundle's, when it knows one)
-    truncation: float = 1.0  # latent i is drawn as truncation x z_i (the truncation trick; 1: off)
+    # latent i is drawn as truncation x z_i (the truncation trick; 1: off); None: the factor the bundle's search trial
+    # chose (config.json "truncation", mitogan.truncation), else 1
+    truncation: float | None = None
 
 
 @dataclass(frozen=True)
@@ -146,7 +148,7 @@ def check_options(opts: SynthOptions) -> None:
     if opts.max_batches is not None and not (isinstance(opts.max_batches, int) and opts.max_batches >= 1):
         raise MitoganError(f"max_batches {opts.max_batches}: give a whole number >= 1 (or None)")
     t = opts.truncation
-    if isinstance(t, bool) or not isinstance(t, (int, float, np.number)) or not (np.isfinite(t) and 0 < t <= 1):
+    if t is not None and not _factor(t):
         raise MitoganError(f"--truncation {t}: give a factor above 0 and at most 1 (1 turns it off; 0.8 draws "
                            "nearer the latent prior's centre)")
     for flag, value in (("--min-set-distance", opts.min_set_distance), ("--min-novelty", opts.min_train_distance)):
@@ -172,6 +174,11 @@ def resolve_device(name: str) -> torch.device:
         if device.index is not None and device.index >= count:
             raise MitoganError(f"--device {name}: this machine has {count} GPU(s) (cuda:0 to cuda:{count - 1})")
     return device
+
+
+def _factor(t) -> bool:
+    """Whether ``t`` is a truncation factor: a number above 0 and at most 1."""
+    return not isinstance(t, bool) and isinstance(t, (int, float, np.number)) and bool(np.isfinite(t) and 0 < t <= 1)
 
 
 def check_bundle_config(bundle, config: dict) -> None:
@@ -202,6 +209,8 @@ def check_bundle_config(bundle, config: dict) -> None:
             from_flat(Config, tc)
     except ConfigError as e:
         raise InputError(where, f"invalid setting in trial_config: {e}") from None
+    if "truncation" in config and not _factor(config["truncation"]):
+        raise InputError(where, f"truncation {config['truncation']!r} is not a factor above 0 and at most 1")
     px = config.get("pixel_size_um")
     if px is not None and not (_finite(px) and px > 0):
         raise InputError(where, f"pixel_size_um {px!r} is not a positive number")
@@ -293,6 +302,8 @@ def synthesize(bundle, out_dir, opts: SynthOptions, reference: np.ndarray | None
     device = resolve_device(opts.device)
     config = load_bundle_config(bundle)
     check_bundle_config(bundle, config)
+    if opts.truncation is None:  # the factor the search chose for this generator, else none
+        opts = replace(opts, truncation=float(config.get("truncation", 1.0)))
     if config.get("allow_copying"):
         import warnings
 

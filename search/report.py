@@ -205,9 +205,10 @@ def _plot_importances(importances: dict, path: Path) -> Path | None:
     return save_bar_plot(top, path, xlabel="importance (Optuna's default evaluator)")
 
 
-# shown beside the objective's components: copying (share of copies, flag) and the classifier two-sample test
-# of a finished trial's samples against held-out real tiles, with its baseline (training vs held-out split)
-JUDGES = ("copy_share", "copying", "c2st_accuracy", "c2st_baseline", JUDGED_NAME)
+# shown beside the objective's components: copying (share of copies, flag), the truncation factor a finished trial
+# kept (mitogan.truncation) and the classifier two-sample test of its samples at that factor against held-out real
+# tiles, with its baseline (training vs held-out split)
+JUDGES = ("copy_share", "copying", "truncation", "c2st_accuracy", "c2st_baseline", JUDGED_NAME)
 
 
 def _html(name, trials, best, importance, figures, samples, primary_name, mode) -> str:
@@ -239,7 +240,8 @@ def _html(name, trials, best, importance, figures, samples, primary_name, mode) 
 def _ranking_note(trials, primary_name: str) -> str:
     if ranked_by(trials) == JUDGED_NAME:
         return (f"<br>finished trials are ranked by judged_gap: {html.escape(primary_name)} with the classifier "
-                "two-sample test's c2st_gap folded in (1 - (1 - realism_gap)(1 - c2st_gap))")
+                "two-sample test's c2st_gap folded in (1 - (1 - realism_gap)(1 - c2st_gap)), both of the samples "
+                "drawn at the truncation factor the trial kept")
     return f"<br>finished trials are ranked by {html.escape(primary_name)} (not every finished trial has a C2ST)"
 
 

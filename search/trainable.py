@@ -121,8 +121,10 @@ def train_trial(config: dict, *, videos, fixed: dict, policy: dict, ship_samples
              "stop_reason": state["reason"] or "", "node": ray.get_runtime_context().get_node_id()}
     if final["finished"] and cfg.train.judge_samples:  # an independent judge: the classifier two-sample test
         final.update(_judge(evaluator, result.generator, cfg, cfg.train.judge_samples))
-        if final.get("c2st_gap") is not None and final.get("primary") is not None:
-            final[JUDGED_NAME] = judged_value(final["primary"], final["c2st_gap"])  # what ranks finished trials
+        # the primary of what is judged and exported: at the truncation factor kept, when one was chosen
+        primary = final.get("truncation_primary", final.get("primary"))
+        if final.get("c2st_gap") is not None and primary is not None:
+            final[JUDGED_NAME] = judged_value(primary, final["c2st_gap"])  # what ranks finished trials
     ship = ship_samples and _defer_sample(final, state, False)  # a grid that went with the last checkpoint
     _report(final, None, lineage, trial_dir if ship else None)
 
@@ -190,18 +192,14 @@ def _defer_sample(metrics: dict, state: dict, checkpoint: bool) -> bool:
 
 
 def _judge(evaluator, generator, cfg, n: int = 1000) -> dict:
-    """``InTrainingEvaluator.judge`` on ``n`` seeded samples of the finished (EMA) generator; a failure is
-    logged and leaves the trial's result as it was."""
-    import torch
+    """The finished (EMA) generator's judge on ``n`` seeded latents (``mitogan.truncation.judge_generator``): the
+    truncation factor it is drawn at, chosen down to ``train.truncation_floor``, and the classifier two-sample test
+    of its samples at that factor. A failure is logged and leaves the trial's result as it was."""
+    from mitogan.truncation import judge_generator
 
     try:
-        z = torch.randn(n, cfg.model.latent_dim, generator=torch.Generator().manual_seed(cfg.train.seed + 7919))
-        device = next(generator.parameters()).device
-        with torch.no_grad():
-            fake = torch.cat([generator(z[i:i + 250].to(device)).float().cpu() for i in range(0, n, 250)]).numpy()
-        if not np.isfinite(fake).all():
-            return {}
-        return evaluator.judge(fake)
+        return judge_generator(evaluator, generator, n, cfg.model.latent_dim, cfg.train.seed,
+                               cfg.train.truncation_floor)
     except Exception as e:  # the judge must never cost a finished trial its result
         log.warning("trial judge (C2ST) failed: %s", e)
         return {}
@@ -241,7 +239,7 @@ def _safe_evaluator(evaluator, mode: str):
             return {"primary": worst_primary(mode)}
         return evaluator(fake)
 
-    evaluate.reference, evaluate.judge = evaluator.reference, evaluator.judge
+    evaluate.reference, evaluate.judge, evaluate.n_fake = evaluator.reference, evaluator.judge, evaluator.n_fake
     return evaluate
 
 

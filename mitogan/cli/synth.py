@@ -38,9 +38,10 @@ def register(sub) -> None:
                    help="drop images whose distance to the nearest reference tile is below this (memorisation); "
                         "auto (default with --reference): the distance that 95 %% of held-out real tiles exceed; "
                         "0 turns the filter off")
-    p.add_argument("--truncation", type=float, default=1.0, metavar="PSI",
-                   help="the truncation trick: draw every latent as PSI x z, in (0, 1]; 1 (default) is off. Lower "
-                        "trades diversity for typical images (measured in the README: 0.8)")
+    p.add_argument("--truncation", type=float, default=None, metavar="PSI",
+                   help="the truncation trick: draw every latent as PSI x z, in (0, 1]; 1 is off. Lower trades "
+                        "diversity for typical images. Default: the factor the bundle's search trial chose by its "
+                        "held-out score (the model card says which), else 1")
     p.add_argument("--stack", action="store_true",
                    help="tiff: one ImageJ stack OUT/images.tif (manifest row k = slice k+1), not one file per image")
     p.add_argument("--ome", action="store_true", help="tiff: write OME-TIFF instead of ImageJ TIFF")
@@ -122,6 +123,9 @@ def run(args) -> int:
     print(f"wrote {summary['kept']} images to {out} (dropped: {summary['dropped_duplicate']} "
           f"near-duplicates, {summary['dropped_memorised']} too close to training tiles; resumed "
           f"{summary['resumed_batches']} batches)")
+    if args.truncation is None and summary.get("truncation", 1) != 1:
+        print(f"truncation {summary['truncation']:g}: every latent drawn as {summary['truncation']:g} x z, the factor "
+              "the bundle's search trial chose (its model card says why; --truncation 1 draws without)")
     if opts.format == "tiff":
         px = summary["pixel_size_um"]
         print(f"tiff: {summary['units']}; pixel size {f'{px:.4g} µm' if px else 'unknown (pass --pixel-size UM)'}")

@@ -221,6 +221,51 @@ def test_truncation_draws_each_latent_pulled_towards_the_centre(bundle, tmp_path
     assert json.loads((tmp_path / "half" / "synth.json").read_text())["truncation"] == 0.5
 
 
+def test_a_bundle_draws_at_the_truncation_its_search_trial_chose(trained, bundle, tmp_path, capsys):  # noqa: F811
+    import hashlib
+    import json
+
+    from mitogan.cli import main
+    from mitogan.errors import InputError
+
+    chosen = export_bundle(trained, tmp_path / "chosen", metrics={
+        "primary": 0.3, "truncation": 0.8, "truncation_by": "judged", "truncation_judged_100": 0.41,
+        "truncation_judged_90": 0.35, "truncation_judged_80": 0.32, "truncation_primary": 0.21,
+        "truncation_copy_share": 0.06})
+    assert json.loads((chosen / "config.json").read_text())["truncation"] == 0.8
+    assert "truncation" not in json.loads((bundle / "config.json").read_text())  # none chosen: none recorded
+    card = (chosen / "README.md").read_text()
+    assert "draws every latent as 0.8 × z" in card and "the best judged_gap" in card
+    assert "(1: 0.410, 0.9: 0.350, 0.8: 0.320)" in card and "primary 0.210, copy share 6.0%" in card
+    assert "--truncation 1" in card and "x = G(0.8 * torch.randn(16, " in card and "0.8 by default" in card
+    assert "x = G(torch.randn(16, " in (bundle / "README.md").read_text()
+
+    def run(b, name, *flags):
+        assert main(["synth", str(b), "-n", "12", "--batch-size", "8", "--format", "npy", "-q", "--out",
+                     str(tmp_path / name), *flags]) == 0
+        return np.load(tmp_path / name / "images.npy"), capsys.readouterr().out
+
+    default, said = run(chosen, "default")
+    explicit, quiet = run(bundle, "explicit", "--truncation", "0.8")  # the same weights, the factor given
+    off, _ = run(chosen, "off", "--truncation", "1")
+    plain, _ = run(bundle, "plain")
+    np.testing.assert_array_equal(default, explicit)
+    np.testing.assert_array_equal(off, plain)
+    assert not np.allclose(default, plain, atol=1e-3)
+    assert "truncation 0.8: every latent drawn as 0.8 x z" in said and "truncation" not in quiet
+    assert json.loads((tmp_path / "default" / "synth.json").read_text())["truncation"] == 0.8
+    # a factor outside (0, 1] in config.json (signed again, so the checksums pass) is one line naming the file
+    config = json.loads((chosen / "config.json").read_text())
+    config["truncation"] = 1.5
+    (chosen / "config.json").write_text(json.dumps(config))
+    sums = {line.split("  ")[1]: line.split("  ")[0] for line in (chosen / "checksums.sha256").read_text().splitlines()}
+    sums["config.json"] = hashlib.sha256((chosen / "config.json").read_bytes()).hexdigest()
+    (chosen / "checksums.sha256").write_text("".join(f"{v}  {k}\n" for k, v in sums.items()))
+    with pytest.raises(InputError, match=r"config.json: truncation 1.5 is not a factor above 0 and at most 1"):
+        synthesize(chosen, tmp_path / "bad", SynthOptions(n=4, batch_size=4), progress=False)
+    assert not (tmp_path / "bad").exists()
+
+
 def test_npy_manifest_names_real_files(bundle, tmp_path):
     synthesize(bundle, tmp_path / "n", SynthOptions(n=5, batch_size=3, format="npy"), progress=False)
     rows = read_manifest(tmp_path / "n")

@@ -14,6 +14,7 @@ import subprocess
 
 import pytest
 
+from mitogan.metrics.evaluate import judged_value
 from tests.search.wandb_records import read_run
 from tests.search.spaces import tiny_space
 
@@ -63,6 +64,13 @@ def test_every_trial_ends_finished_or_stopped_with_a_reason(search_dir):
         last = t.results[-1]
         assert 0 <= last["c2st_accuracy"] <= 1 and 0 <= last["c2st_baseline"] <= 1, last
         assert 0 <= last["authenticity_gap"] <= 1 and last["copying"] in (0.0, 1.0)
+        # the truncation factor kept: the best judged_gap of those tried on the judge's latents; what is reported
+        # and ranked is that factor judged again on other latents
+        by = last["truncation_by"]
+        tried = {p: last[f"truncation_{by}_{p}"] for p in (100, 90, 80, 70) if f"truncation_{by}_{p}" in last}
+        assert by == "judged" and 100 in tried
+        assert round(last["truncation"] * 100) == min(tried, key=lambda p: (tried[p], -p))
+        assert last["judged_gap"] == pytest.approx(judged_value(last["truncation_primary"], last["c2st_gap"]))
     for t in bad:
         assert "c2st_accuracy" not in t.results[-1]  # a stopped trial is not judged
 
@@ -102,8 +110,11 @@ def test_best_generator_is_exported_and_loads(search_dir):
     with torch.inference_mode():
         x = G(torch.randn(4, G.config["latent_dim"]))
     assert x.shape == (4, 1, 32, 32) and torch.isfinite(x).all()
-    source = json.loads((search_dir / "best" / "metrics.json").read_text())["source"]
-    assert source["search"] == "e2e"
+    info = json.loads((search_dir / "best" / "metrics.json").read_text())
+    assert info["source"]["search"] == "e2e"
+    # synth draws at the factor the exported trial kept (none recorded when it kept 1)
+    psi = info["metrics"]["truncation"]
+    assert json.loads((search_dir / "best" / "config.json").read_text()).get("truncation", 1.0) == psi
 
 
 def test_report_page_renders_with_its_images_in_a_real_browser(search_dir, tmp_path):
