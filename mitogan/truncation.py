@@ -96,14 +96,18 @@ def judge_generator(evaluator, generator, n: int, latent_dim: int, seed: int, fl
     """What a finished trial's judge adds to its result (flat values). ``floor`` 1: the classifier judge of ``n``
     samples (``evaluator.judge``). Below 1: the factor chosen on ``n`` judge latents (``choose_truncation``), then
     that factor's primary (``truncation_primary``), copy share (``truncation_copy_share``) and classifier judge on
-    ``n`` fresh latents. ``{}`` when the samples are not finite."""
+    ``n`` fresh latents; a factor below 1 whose fresh samples are flagged as copying is not kept (1 is, and
+    ``truncation_flagged`` names the factor refused). ``{}`` when the samples are not finite."""
     z = judge_latents(n, latent_dim, seed)
     if floor >= 1:
         fake = sample(generator, z)
         return evaluator.judge(fake) if np.isfinite(fake).all() else {}
     choice = choose_truncation(evaluator, generator, z, floor)
-    checked = choice and score_factor(evaluator, generator, judge_latents(n, latent_dim, seed, fresh=True),
-                                      choice["truncation"])
+    fresh = judge_latents(n, latent_dim, seed, fresh=True)
+    checked = choice and score_factor(evaluator, generator, fresh, choice["truncation"])
+    if checked and checked["copying"] and choice["truncation"] < 1:  # flagged on the fresh latents: not kept
+        choice = {**choice, "truncation": 1.0, "truncation_flagged": choice["truncation"]}
+        checked = score_factor(evaluator, generator, fresh, 1.0)
     if not checked:
         return {}
     judged = {k: v for k, v in checked.items() if k not in ("primary", "copying", "copy_share", "judged")}

@@ -131,6 +131,29 @@ def test_the_factor_kept_is_judged_again_on_other_latents():
     assert off.calls == 0 and len(off.judged) == 1  # floor 1: the judge alone, as before the choice existed
 
 
+class FlagsCall(Scripted):
+    """``Scripted``, but the calls numbered in ``flagged`` (from 1) are flagged as copying, whatever the images."""
+
+    def __init__(self, flagged):
+        super().__init__(flag_below=0.0)
+        self.flagged = set(flagged)
+
+    def __call__(self, fake):
+        out = super().__call__(fake)
+        return {**out, "copying": float(self.calls in self.flagged)}
+
+
+def test_a_factor_flagged_on_the_fresh_latents_is_not_kept():
+    # calls 1-2: psi 1, 3-4: psi 0.9 (kept: the lower primary), 5-6: 0.9 again on fresh latents, flagged at call 5
+    ev = FlagsCall(flagged={5})
+    out = judge_generator(ev, Fill(), n=128, latent_dim=LATENT, seed=3, floor=0.9)
+    assert out["truncation"] == 1.0 and out["truncation_flagged"] == 0.9 and ev.calls == 8  # 1 on fresh: 7-8
+    with torch.no_grad():  # the numbers reported are those of psi 1 on the fresh latents
+        assert out["truncation_primary"] == pytest.approx(float(Fill()(judge_latents(128, LATENT, 3, fresh=True)).mean()))
+    assert judge_generator(FlagsCall(flagged={6}), Fill(), n=128, latent_dim=LATENT, seed=3, floor=0.9)["truncation"] == 1.0
+    assert judge_generator(FlagsCall(flagged=set()), Fill(), n=128, latent_dim=LATENT, seed=3, floor=0.9)["truncation"] == 0.9
+
+
 def test_non_finite_samples_choose_nothing():
     gen = Fill()
     with torch.no_grad():
