@@ -315,15 +315,28 @@ def _qf(p) -> str:
     return _q(p).replace("{", "{{").replace("}", "}}")
 
 
+def _json_dict(f: Path) -> dict | None:
+    """The JSON object in ``f``; None when it is missing, unreadable or not an object."""
+    try:
+        info = json.loads(f.read_text())
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
 def _synth_info(p: Path) -> dict:
     for name in (".synth-run.json", "synth.json"):  # the run stamp names the bundle by its absolute path
-        try:
-            info = json.loads((p / name).read_text())
-            if isinstance(info, dict):
-                return info
-        except (OSError, ValueError):
-            continue
+        info = _json_dict(p / name)
+        if info is not None:
+            return info
     return {}
+
+
+def synth_summary(path) -> dict:
+    """The summary a finished synth run wrote (synth.json: its options and how many images it kept and dropped) for
+    the output folder ``path`` or the folder holding the file ``path``; {} when there is none."""
+    p = Path(path)
+    return _json_dict((p if p.is_dir() else p.parent) / "synth.json") or {}
 
 
 def synth_bundle(path) -> Path | None:

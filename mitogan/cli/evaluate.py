@@ -161,14 +161,11 @@ SYNTH_KEYS = ("bundle", "seed", "truncation", "min_set_distance", "min_train_dis
 
 def _inputs(args) -> dict:
     """The paths as given, and for a synth output (FAKE is its folder or a file in it) how it was drawn."""
+    from mitogan.resolve import synth_summary
+
     out = {"real": str(args.real), "fake": str(args.fake)}
-    fake = Path(args.fake)
-    info = (fake if fake.is_dir() else fake.parent) / "synth.json"
-    try:
-        synth = json.loads(info.read_text())
-    except (OSError, ValueError):
-        return out
-    if isinstance(synth, dict):
+    synth = synth_summary(args.fake)
+    if synth:
         out["synth"] = {k: synth[k] for k in SYNTH_KEYS if k in synth}
     return out
 

@@ -61,9 +61,15 @@ def test_weights_prefer_the_candidates_like_the_training_tiles(br):
     assert len(set(kept.tolist())) == 100  # without replacement
 
 
-def test_the_wide_judge_is_a_wider_cnn(br):
+def test_the_wide_judge_asks_the_c2st_for_twice_the_width_at_every_seed(br, monkeypatch):
     from mitogan.metrics import c2st
 
-    net, wide = c2st._net(32), c2st._net(32, tuple(2 * w for w in c2st._WIDTHS))
-    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
-    assert count(wide) > 3 * count(net)
+    asked = []
+
+    def fake_c2st(a, b, seed, widths):  # the C2ST itself is tested in tests/mitogan/test_metrics_c2st.py
+        asked.append((seed, widths))
+        return {"accuracy": 0.9 + 0.02 * seed}
+
+    monkeypatch.setattr(c2st, "c2st_accuracy", fake_c2st)
+    assert br.wide_judge(np.zeros((4, 1, 8, 8)), np.zeros((4, 1, 8, 8)), seeds=(0, 1)) == [0.91, 0.01]
+    assert asked == [(s, tuple(2 * w for w in c2st._WIDTHS)) for s in (0, 1)]
