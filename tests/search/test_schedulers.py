@@ -76,6 +76,16 @@ PBT_SPACE = tiny_space("pbt", {"train.steps": PBT_STEPS, "train.report_every": 1
 """)
 
 
+# the lineage test's own population, 140 steps perturbed at 20, 40, ..., 120. Ray's PBT compares a trial only with
+# trials that have reported; under CI's load one trial's worker can start seconds after the other's, and a run as
+# short as PBT_SPACE's then ends its perturbation points before its partner's first report (seen in CI: no trial
+# exploited). Six interior points leave the two time to overlap.
+LINEAGE_STEPS = 140
+LINEAGE_SPACE = tiny_space("pbt", {"train.steps": LINEAGE_STEPS, "train.report_every": 10, "train.eval_every": 20,
+                                   "train.sample_every": 60, "train.checkpoint_every": 20},
+                           PBT_SPACE.split("params:\n", 1)[1])
+
+
 def _two_trial_search(tmp_path, scheduler: str, space: str, seed: int):
     """A real search of two trials side by side under ``scheduler`` on the built-in data; its folder."""
     from search.run import SearchOptions, run_search
@@ -90,7 +100,7 @@ def _two_trial_search(tmp_path, scheduler: str, space: str, seed: int):
 def test_pbt_search_copies_the_better_trials_state_and_records_the_lineage(tmp_path):
     from search.report import collect_trials
 
-    search_dir = _two_trial_search(tmp_path, "pbt", PBT_SPACE, seed=1)
+    search_dir = _two_trial_search(tmp_path, "pbt", LINEAGE_SPACE, seed=1)
     trials = collect_trials(search_dir)
     assert len(trials) == 2 and all(t.status in ("finished", "stopped") for t in trials)
     children = [t for t in trials if t.lineage]
@@ -104,7 +114,7 @@ def test_pbt_search_copies_the_better_trials_state_and_records_the_lineage(tmp_p
         after = [r for r in child.results if r.get("start_step") == hop["step"] and r.get("parent") == hop["parent"]]
         assert after, "results after the copy carry the parent and start at the parent's step"
         # never at the last step (Ray's PBT would exploit there too, seen in CI: ``ToTheEnd``)
-        assert hop["step"] < PBT_STEPS
+        assert hop["step"] < LINEAGE_STEPS
         assert after[0]["step"] > hop["step"]  # it trained on from the copied state, not from scratch
     assert f"continued {children[0].lineage[0]['parent']} at step" in (search_dir / "report" / "index.html").read_text()
     assert json.loads((search_dir / "search.json").read_text())["status"] == "finished"
