@@ -101,17 +101,18 @@ def _real_tiles(args, size: int, prov=None):
     return ts.tiles[idx]
 
 
-def _generated(g, n: int, seed: int, device):
+def _generated(g, n: int, seed: int, device, truncation: float = 1.0):
     import numpy as np
     import torch
 
     from mitogan.synth import latents
 
     out = []
-    with torch.inference_mode():  # latent i is the one `mitogan synth --seed` draws for image i
+    # latent i is the one `mitogan synth --seed` draws for image i, at the factor it draws at by default
+    with torch.inference_mode():
         for i in range(0, n, 256):
-            z = latents(g.config["latent_dim"], seed, i, min(256, n - i)).to(device)
-            out.append(g(z).float().cpu().numpy())
+            z = latents(g.config["latent_dim"], seed, i, min(256, n - i)) * truncation
+            out.append(g(z.to(device)).float().cpu().numpy())
     return np.concatenate(out).astype(np.float32)
 
 
@@ -132,9 +133,12 @@ def run(args) -> int:
               f"explaining its discriminator as it was at step {step}", file=sys.stderr)
     real = _real_tiles(args, src.image_size, prov)
     d = src.d.to(device)
-    fake = _generated(src.g.to(device), len(real), args.seed, device) if args.generated and src.g is not None else None
+    fake = _generated(src.g.to(device), len(real), args.seed, device, src.truncation) \
+        if args.generated and src.g is not None else None
     info = {"source": str(args.source), "data": str(args.data), "device": str(device), **{
         f"source_{k}": v for k, v in src.info.items()}}
+    if fake is not None:  # the generated tiles are what `mitogan synth` draws by default
+        info["generated_truncation"] = src.truncation
     with atomic_dir(args.out, "explain") as tmp:  # an earlier explanation (--overwrite) is replaced once this one is complete
         result = explain_discriminator(d, real, fake, tmp, info=info, progress=not args.quiet)
     if args.wandb:

@@ -23,9 +23,10 @@ class Source:
     g: nn.Module | None
     image_size: int
     info: dict = field(default_factory=dict)
+    truncation: float = 1.0  # latents are drawn as truncation x z: the factor a search trial kept (synth's default)
 
 
-def _from_checkpoint(ckpt_path: Path, info: dict) -> Source:
+def _from_checkpoint(ckpt_path: Path, info: dict, truncation: float = 1.0) -> Source:
     from mitogan.export import checked_checkpoint
     from mitogan.models import discriminator_from_config, generator_from_config
 
@@ -37,7 +38,8 @@ def _from_checkpoint(ckpt_path: Path, info: dict) -> Source:
     g = generator_from_config(ckpt["generator_config"])
     g.load_state_dict(ckpt["EMA"])
     return Source(d.eval(), g.eval(), int(ckpt["discriminator_config"]["image_size"]),
-                  {"kind": "checkpoint", "checkpoint": str(ckpt_path), "step": int(ckpt.get("step", 0)), **info})
+                  {"kind": "checkpoint", "checkpoint": str(ckpt_path), "step": int(ckpt.get("step", 0)), **info},
+                  truncation)
 
 
 def _from_bundle(bundle: Path) -> Source:
@@ -45,7 +47,8 @@ def _from_bundle(bundle: Path) -> Source:
 
     config = load_bundle_config(bundle)
     d = load_discriminator(bundle)
-    return Source(d, load_generator(bundle), int(config["image_size"]), {"kind": "bundle", "bundle": str(bundle)})
+    return Source(d, load_generator(bundle), int(config["image_size"]), {"kind": "bundle", "bundle": str(bundle)},
+                  float(config.get("truncation", 1.0)))  # load_bundle_config checked it is a factor in (0, 1]
 
 
 def _is_bundle(path: Path) -> bool:
@@ -70,4 +73,4 @@ def load_source(path) -> Source:
         raise MitoganError(f"{path}: not a run folder, checkpoint or bundle (explaining a search folder needs "
                            f"MitoGAN's search layer installed)")
     found = find(path)  # {"checkpoint": path, ...} of the best trial; raises MitoganError when there is none
-    return _from_checkpoint(Path(found["checkpoint"]), {"search": str(path), **found})
+    return _from_checkpoint(Path(found["checkpoint"]), {"search": str(path), **found}, found.get("truncation", 1.0))

@@ -139,3 +139,25 @@ def test_a_search_folder_is_explained_through_its_best_trial(chain, tmp_path, ca
     rc = main(["explain", str(tmp_path / "nothing"), "--data", str(chain / "data"), "--out", str(tmp_path / "ex3")])
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_generated_tiles_are_those_synth_draws_at_the_bundles_truncation(chain, tmp_path):
+    """A bundle whose search trial kept a truncation factor: explain's generated tiles are synth's images i, drawn at
+    that factor (latent i x 0.5), and the summary says the factor."""
+    import torch
+
+    from mitogan.cli.explain import _generated
+    from mitogan.explain.source import load_source
+    from mitogan.export import export_bundle
+
+    bundle = export_bundle(chain / "run", tmp_path / "half", metrics={"truncation": 0.5})
+    src = load_source(bundle)
+    assert src.truncation == 0.5 and load_source(chain / "bundle").truncation == 1.0
+    assert main(["synth", str(bundle), "-n", "6", "--format", "npy", "--seed", "3", "--out", str(tmp_path / "s"),
+                 "-q"]) == 0
+    drawn = _generated(src.g, 6, 3, torch.device("cpu"), src.truncation)
+    np.testing.assert_allclose(drawn[:, 0], np.load(tmp_path / "s" / "images.npy").reshape(6, 32, 32), atol=1e-6)
+    out = tmp_path / "ex"
+    assert main(["explain", str(bundle), "--data", str(chain / "data"), "--out", str(out), "--max-tiles", "8",
+                 "-q"]) == 0
+    assert json.loads((out / "summary.json").read_text())["generated_truncation"] == 0.5

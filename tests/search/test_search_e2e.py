@@ -115,6 +115,9 @@ def test_best_generator_is_exported_and_loads(search_dir):
     # synth draws at the factor the exported trial kept (none recorded when it kept 1)
     psi = info["metrics"]["truncation"]
     assert json.loads((search_dir / "best" / "config.json").read_text()).get("truncation", 1.0) == psi
+    from search.explain_source import explain_source
+
+    assert explain_source(search_dir)["truncation"] == psi  # `mitogan explain SEARCH` draws as the export does
 
 
 def test_report_page_renders_with_its_images_in_a_real_browser(search_dir, tmp_path):
