@@ -159,10 +159,10 @@ def checked_checkpoint(path) -> dict:
 def chosen_truncation(metrics: dict) -> float | None:
     """The truncation factor a search trial chose for its generator (``mitogan.truncation``), when it is one below 1;
     else None (none chosen, or none helped)."""
+    from mitogan.truncation import is_factor
+
     psi = metrics.get("truncation")
-    if isinstance(psi, (int, float)) and not isinstance(psi, bool) and 0 < psi < 1:
-        return float(psi)
-    return None
+    return float(psi) if is_factor(psi) and psi < 1 else None
 
 
 def flagged_copying(metrics: dict) -> bool:

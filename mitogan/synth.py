@@ -46,6 +46,7 @@ import numpy as np
 import torch
 
 from mitogan.errors import ConfigError, InputError, MitoganError
+from mitogan.truncation import is_factor
 
 __all__ = ["novelty_threshold", "SynthOptions", "synthesize", "FORMATS", "TiffSpec", "latents", "check_options", "resolve_device",
            "check_bundle_config", "human_size", "disk_need"]
@@ -148,7 +149,7 @@ def check_options(opts: SynthOptions) -> None:
     if opts.max_batches is not None and not (isinstance(opts.max_batches, int) and opts.max_batches >= 1):
         raise MitoganError(f"max_batches {opts.max_batches}: give a whole number >= 1 (or None)")
     t = opts.truncation
-    if t is not None and not _factor(t):
+    if t is not None and not is_factor(t):
         raise MitoganError(f"--truncation {t}: give a factor above 0 and at most 1 (1 turns it off; 0.8 draws "
                            "nearer the latent prior's centre)")
     for flag, value in (("--min-set-distance", opts.min_set_distance), ("--min-novelty", opts.min_train_distance)):
@@ -174,11 +175,6 @@ def resolve_device(name: str) -> torch.device:
         if device.index is not None and device.index >= count:
             raise MitoganError(f"--device {name}: this machine has {count} GPU(s) (cuda:0 to cuda:{count - 1})")
     return device
-
-
-def _factor(t) -> bool:
-    """Whether ``t`` is a truncation factor: a number above 0 and at most 1."""
-    return not isinstance(t, bool) and isinstance(t, (int, float, np.number)) and bool(np.isfinite(t) and 0 < t <= 1)
 
 
 def check_bundle_config(bundle, config: dict) -> None:
@@ -209,7 +205,7 @@ def check_bundle_config(bundle, config: dict) -> None:
             from_flat(Config, tc)
     except ConfigError as e:
         raise InputError(where, f"invalid setting in trial_config: {e}") from None
-    if "truncation" in config and not _factor(config["truncation"]):
+    if "truncation" in config and not is_factor(config["truncation"]):
         raise InputError(where, f"truncation {config['truncation']!r} is not a factor above 0 and at most 1")
     px = config.get("pixel_size_um")
     if px is not None and not (_finite(px) and px > 0):

@@ -24,6 +24,11 @@ STEP = 0.1  # the factors tried: 1, 1 - STEP, ... down to the floor
 CHUNKS = 2  # the primary at a factor: the mean over this many of the evaluator's samples (n_fake each)
 
 
+def is_factor(t) -> bool:
+    """Whether ``t`` is a truncation factor: a number above 0 and at most 1 (1: none)."""
+    return not isinstance(t, bool) and isinstance(t, (int, float, np.number)) and bool(np.isfinite(t) and 0 < t <= 1)
+
+
 def truncation_grid(floor: float) -> tuple[float, ...]:
     """The factors a trial tries, 1 first: (1.0,) when ``floor`` is 1 (off)."""
     if not (0 < floor <= 1):
