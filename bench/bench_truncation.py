@@ -2,7 +2,7 @@
 trained generator's samples nearer held-out real tiles, and what does it cost in diversity and copying?
 
     python bench/bench_truncation.py --runs fine-s0,fine-s1     # runs of bench_fine_detail.py (--work)
-    python bench/bench_truncation.py --runs fine-s0 --psis 1 --chosen 0.7   # and the factor a search trial keeps
+    python bench/bench_truncation.py --runs fine-s0 --psis 1 --chosen 0.8   # and the factor a search trial keeps
 
 Every latent z_i is drawn as PSI x z_i (BigGAN's and StyleGAN's truncation, Brock et al. 2019, Karras et al. 2019,
 in its scaling form), through `mitogan synth --truncation` itself, with one latent seed for every PSI: the rows
@@ -33,8 +33,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--judge-seeds", type=int, default=3, help="C2ST seeds per score, averaged")
     p.add_argument("--chosen", type=float, default=None, metavar="FLOOR",
                    help="also the factor a finished search trial would keep for each run (mitogan.truncation: "
-                        "1, 0.9, ... down to FLOOR, scored by the in-training evaluator on the trial's judge latents), "
-                        "judged like the rest; its primary at every factor goes into truncation.json")
+                        "1, 0.9, ... down to FLOOR, scored by judged_gap on the trial's judge latents), judged like "
+                        "the rest on the bench's own latents; the choice and its value at every factor go into "
+                        "truncation.json")
     a = p.parse_args(argv)
     a.runs, a.psis = [r for r in a.runs.split(",") if r], resample.numbers(a.psis)
     return a
